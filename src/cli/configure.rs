@@ -1,0 +1,72 @@
+//! `labctl configure`: converge the nodes to a scenario (like `ansible-playbook`).
+
+use super::Global;
+use crate::runner::{self, Options};
+use crate::scenario::Scenario;
+use clap::Args;
+use std::path::PathBuf;
+
+/// Converge the nodes to a scenario, idempotently: only what differs changes.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  labctl configure scenario.yaml                  # converge every node
+  labctl configure scenario.yaml --check --diff   # show what would change, change nothing
+  labctl configure scenarios/01-dns-round-robin.yaml --limit dns
+  labctl configure scenario.yaml --json           # one JSON object with the recap
+
+A second run reports changed=0, restarts nothing and writes nothing.
+Exit codes: 0 no host failed, 1 a host failed or was unreachable, 2 bad input.")]
+pub struct ConfigureArgs {
+    /// The scenario file.
+    #[arg(value_name = "SCENARIO")]
+    pub scenario: PathBuf,
+    /// Report what would change without changing anything.
+    #[arg(long)]
+    pub check: bool,
+    /// Show a unified diff for every file that changes (secrets are masked).
+    #[arg(long)]
+    pub diff: bool,
+    /// Only these hosts: a node, a group, or several joined by `,`.
+    #[arg(long, value_name = "HOST|GROUP")]
+    pub limit: Option<String>,
+    /// How many hosts to converge at once (default: all).
+    #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+    /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
+    #[arg(long = "insecure-no-host-key-check")]
+    pub insecure: bool,
+}
+
+pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    let scenario = Scenario::load(&a.scenario)?;
+    let opts = Options {
+        check: a.check,
+        diff: a.diff,
+        limit: a.limit,
+        jobs: a.jobs,
+        verbose: g.verbose,
+        json: g.json,
+        insecure: a.insecure,
+    };
+    let recap = runner::run(&inv, &scenario, &opts)?;
+    if g.json {
+        println!("{}", recap.json());
+    } else {
+        print!("{}", recap.text());
+    }
+    if !a.check {
+        remember_scenario(&inv, &a.scenario);
+    }
+    Ok(if recap.success() { 0 } else { 1 })
+}
+
+/// `labctl verify` with no argument uses the scenario last applied.
+fn remember_scenario(inv: &crate::inventory::Inventory, scenario: &std::path::Path) {
+    let dir = inv.state_dir();
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let abs = std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf());
+        let _ = std::fs::write(dir.join("last-scenario"), abs.to_string_lossy().as_bytes());
+    }
+}

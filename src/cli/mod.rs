@@ -1,0 +1,122 @@
+//! The command line: one file per subcommand, each a thin layer over the library.
+
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+pub mod configure;
+pub mod destroy;
+pub mod halt;
+pub mod ssh;
+pub mod status;
+pub mod up;
+pub mod verify;
+
+const ABOUT: &str = "Build high-availability teaching labs and prove they work";
+
+const LONG_ABOUT: &str = "\
+labctl builds a lab of Linux nodes, converges them to a scenario and proves the scenario works.
+
+It replaces `vagrant up` + `ansible-playbook` + manual `dig`/`curl` checks with one binary and
+three files: inventory.yaml (the machines), scenario.yaml (what to put on them and how to prove
+it works) and templates/ (Jinja config files).";
+
+const AFTER_HELP: &str = "\
+Examples:
+  labctl up                              # create nodo1, nodo2 and dns on 10.1.1.0/24
+  labctl configure scenario.yaml         # bind9, apache2, corosync/pacemaker, idempotently
+  labctl configure scenario.yaml --check --diff   # what would change, without changing it
+  labctl verify                          # DNS answers, HTTP answers, the VIP fails over
+  labctl ssh nodo1 -- ip -br addr        # run one command on a node
+  labctl destroy                         # remove everything the lab created
+
+Exit codes: 0 success, 1 a host or check failed, 2 bad input (files, flags, keys).";
+
+#[derive(Debug, Parser)]
+#[command(name = "labctl", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes.
+#[derive(Debug, Args, Clone)]
+pub struct Global {
+    /// The lab's inventory file.
+    #[arg(
+        short = 'i',
+        long = "inventory",
+        global = true,
+        default_value = "inventory.yaml",
+        value_name = "FILE"
+    )]
+    pub inventory: PathBuf,
+    /// More detail: -v shows unchanged tasks too, -vv the remote commands' output.
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print one JSON object with the results instead of text (where a command reports results).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Up(up::UpArgs),
+    Status(status::StatusArgs),
+    Halt(halt::HaltArgs),
+    Fail(halt::FailArgs),
+    Destroy(destroy::DestroyArgs),
+    Ssh(ssh::SshArgs),
+    SshConfig(ssh::SshConfigArgs),
+    Configure(configure::ConfigureArgs),
+    Verify(verify::VerifyArgs),
+}
+
+/// Parse the command line, run, print the error if any; returns the exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    let res = match cli.command {
+        Command::Up(a) => up::run(a, &cli.global),
+        Command::Status(a) => status::run(a, &cli.global),
+        Command::Halt(a) => halt::run(a, &cli.global),
+        Command::Fail(a) => halt::run_fail(a, &cli.global),
+        Command::Destroy(a) => destroy::run(a, &cli.global),
+        Command::Ssh(a) => ssh::run(a, &cli.global),
+        Command::SshConfig(a) => ssh::run_config(a, &cli.global),
+        Command::Configure(a) => configure::run(a, &cli.global),
+        Command::Verify(a) => verify::run(a, &cli.global),
+    };
+    match res {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", format_error(&e));
+            crate::error::exit_code(&e)
+        }
+    }
+}
+
+/// One message: the error and its causes, without a backtrace.
+pub fn format_error(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
+/// Load the inventory named by `-i`.
+pub fn load_inventory(g: &Global) -> anyhow::Result<crate::inventory::Inventory> {
+    crate::inventory::Inventory::load(&g.inventory)
+}
+
+/// The error for a subcommand whose issue has not landed yet.
+pub fn not_implemented(what: &str) -> anyhow::Result<i32> {
+    Err(crate::error::user(format!(
+        "`labctl {what}` is not implemented yet in this version of labctl"
+    )))
+}

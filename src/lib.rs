@@ -1,0 +1,18 @@
+//! labctl: build high-availability teaching labs and prove they work.
+//!
+//! Data flows one way: load ([`inventory`], [`scenario`]) → plan ([`templates`], [`ops`])
+//! → run ([`runner`] over [`transport`]) → recap. [`providers`] create and remove the
+//! nodes; [`verify`] proves a scenario works.
+
+pub mod cli;
+pub mod error;
+pub mod inventory;
+pub mod lab;
+pub mod ops;
+pub mod providers;
+pub mod runner;
+pub mod scenario;
+pub mod templates;
+pub mod transport;
+pub mod verify;
+pub mod yaml;

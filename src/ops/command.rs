@@ -1,0 +1,96 @@
+//! `command`: run a shell command, guarded so it runs only when needed.
+//!
+//! ```yaml
+//! - command: {cmd: "corosync-keygen -l", creates: /etc/corosync/authkey}
+//! - command: {cmd: "a2enmod ssl", unless: "test -e /etc/apache2/mods-enabled/ssl.load"}
+//! - command: "touch /tmp/x"          # no guard: runs (and reports changed) every time
+//! ```
+
+use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgsMap {
+    pub cmd: String,
+    /// Skip when this path exists.
+    pub creates: Option<String>,
+    /// Skip when this command exits 0.
+    pub unless: Option<String>,
+    /// Run in this folder.
+    pub chdir: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Args(pub ArgsMap);
+
+impl std::ops::Deref for Args {
+    type Target = ArgsMap;
+    fn deref(&self) -> &ArgsMap {
+        &self.0
+    }
+}
+impl From<String> for Args {
+    fn from(cmd: String) -> Args {
+        Args(ArgsMap {
+            cmd,
+            creates: None,
+            unless: None,
+            chdir: None,
+        })
+    }
+}
+impl From<ArgsMap> for Args {
+    fn from(m: ArgsMap) -> Args {
+        Args(m)
+    }
+}
+crate::string_or_struct!(Args, ArgsMap, cmd);
+
+impl Args {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.cmd.trim().is_empty() {
+            return Err("command has an empty `cmd:`".into());
+        }
+        Ok(())
+    }
+
+    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Command> {
+        Ok(Command(self.0))
+    }
+}
+
+#[derive(Debug)]
+pub struct Command(ArgsMap);
+
+impl Op for Command {
+    fn probe(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = &self.0.creates {
+            s += &format!("[ -e {} ] && echo creates=yes\n", q(c));
+        }
+        if let Some(u) = &self.0.unless {
+            s += &format!("( {u} ) >/dev/null 2>&1 && echo unless=yes\n");
+        }
+        s + "true\n"
+    }
+
+    fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
+        let s = super::kv_lines(&state.out);
+        if s.contains_key("creates") || s.contains_key("unless") {
+            return Ok(Plan::Ok);
+        }
+        let mut script = String::new();
+        if let Some(d) = &self.0.chdir {
+            script += &format!("cd {} || exit 1\n", q(d));
+        }
+        script += &self.0.cmd;
+        script.push('\n');
+        Ok(Plan::Change(Change {
+            what: "run".into(),
+            script,
+            diff: None,
+        }))
+    }
+}

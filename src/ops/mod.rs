@@ -1,0 +1,244 @@
+//! Operations (Ansible's "modules"): one file each.
+//!
+//! The idempotency contract, in the types:
+//! 1. [`OpArgs::prepare`] renders the arguments (and template files) for one host,
+//!    before any host is touched, so a typo fails early.
+//! 2. [`Op::probe`] returns a shell snippet that prints the current state. The
+//!    runner joins every task's probe of a play into one script: one remote round
+//!    trip per host per play reads the whole play's state.
+//! 3. [`Op::plan`] compares that state with the wanted one and returns
+//!    [`Plan::Ok`] or a [`Change`]: what differs, and the script that fixes it.
+//! 4. The runner applies the change (unless `--check`), notifies handlers, and
+//!    re-reads state for the remaining tasks only after something changed.
+
+use crate::templates::Templates;
+use minijinja::Value;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+pub mod cluster;
+pub mod command;
+pub mod content;
+pub mod copy;
+pub mod file;
+pub mod package;
+pub mod service;
+pub mod template;
+pub mod user;
+
+/// The arguments of one task's operation, as written in the scenario.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum OpArgs {
+    Package(package::Args),
+    Template(template::Args),
+    Copy(copy::Args),
+    File(file::Args),
+    Service(service::Args),
+    User(user::Args),
+    Command(command::Args),
+    Cluster(cluster::Args),
+}
+
+/// What the runner knows while preparing a host's tasks.
+pub struct PrepareCtx<'a> {
+    pub templates: &'a Templates,
+    /// The host's variables and facts.
+    pub vars: &'a Value,
+    /// The project folder (`files/` lives there).
+    pub project_dir: &'a Path,
+    /// Where the task was written (`file:line:col`), for messages.
+    pub at: &'a str,
+    /// Values that must never be shown.
+    pub secrets: &'a std::sync::Mutex<crate::runner::redact::Redactor>,
+}
+
+/// The state a probe printed.
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub out: String,
+    pub rc: i32,
+}
+
+/// A file diff the runner may show with `--diff` (it fetches the old content only then).
+#[derive(Debug, Clone)]
+pub struct DiffReq {
+    pub path: String,
+    pub new: String,
+    /// Never show the content (secret files): the diff says only that it changed.
+    pub secret: bool,
+    /// Whether the file exists now (if not, the old side is empty).
+    pub exists: bool,
+}
+
+/// A change an operation wants to make.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// What differs, for the user: `content, mode 0600 → 0644`.
+    pub what: String,
+    /// The shell script (run as root with `sh`) that makes the change.
+    pub script: String,
+    pub diff: Option<DiffReq>,
+}
+
+/// The result of comparing the current state with the wanted one.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    Ok,
+    Change(Change),
+}
+
+/// A prepared operation for one host.
+pub trait Op: Send + Sync + std::fmt::Debug {
+    /// Shell that prints the current state (empty: nothing to read). It runs as root
+    /// inside the play's gather script with stdin closed and stderr discarded.
+    fn probe(&self) -> String;
+    /// Compare and decide. An `Err` fails the task with that message.
+    fn plan(&self, state: &Probe) -> anyhow::Result<Plan>;
+    /// Packages this op installs, so the runner can merge a play's installs into one apt run.
+    fn as_package(&self) -> Option<&package::Package> {
+        None
+    }
+}
+
+impl OpArgs {
+    /// Every operation's name, as written in a task.
+    pub const NAMES: &'static [&'static str] = &[
+        "package", "template", "copy", "file", "service", "user", "command", "cluster",
+    ];
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            OpArgs::Package(_) => "package",
+            OpArgs::Template(_) => "template",
+            OpArgs::Copy(_) => "copy",
+            OpArgs::File(_) => "file",
+            OpArgs::Service(_) => "service",
+            OpArgs::User(_) => "user",
+            OpArgs::Command(_) => "command",
+            OpArgs::Cluster(_) => "cluster",
+        }
+    }
+
+    /// Checks that need no variables (states, modes).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            OpArgs::Package(a) => a.validate(),
+            OpArgs::Template(a) => a.validate(),
+            OpArgs::Copy(a) => a.validate(),
+            OpArgs::File(a) => a.validate(),
+            OpArgs::Service(a) => a.validate(),
+            OpArgs::User(a) => a.validate(),
+            OpArgs::Command(a) => a.validate(),
+            OpArgs::Cluster(a) => a.validate(),
+        }
+    }
+
+    /// A short description used when the task has no `name:`.
+    pub fn summary(&self) -> String {
+        match self {
+            OpArgs::Package(a) => format!("package {}", a.names().join(" ")),
+            OpArgs::Template(a) => format!("template {}", a.dest),
+            OpArgs::Copy(a) => format!("copy {}", a.dest),
+            OpArgs::File(a) => format!("file {}", a.path),
+            OpArgs::Service(a) => format!("service {}", a.name),
+            OpArgs::User(a) => format!("user {}", a.name),
+            OpArgs::Command(a) => format!("command {}", a.cmd),
+            OpArgs::Cluster(a) => format!("cluster {}", a.name),
+        }
+    }
+
+    /// Render the arguments for one host and build the operation.
+    pub fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+        let rendered: OpArgs = ctx.templates.render_args(self, ctx.vars, ctx.at)?;
+        Ok(match rendered {
+            OpArgs::Package(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::Template(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::Copy(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::File(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::Service(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::User(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::Command(a) => Box::new(a.prepare(ctx)?),
+            OpArgs::Cluster(a) => a.prepare(ctx)?,
+        })
+    }
+}
+
+/// Quote a string for POSIX sh.
+pub fn q(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Check an octal mode such as `0644` or `644`.
+pub fn valid_mode(m: &str) -> bool {
+    (3..=4).contains(&m.len()) && m.bytes().all(|c| (b'0'..=b'7').contains(&c))
+}
+
+/// Normalise a mode to what `stat -c %a` prints (`0644` → `644`).
+pub fn norm_mode(m: &str) -> String {
+    let t = m.trim_start_matches('0');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// `key=value` lines (systemctl show, our probes) into a map.
+pub fn kv_lines(s: &str) -> std::collections::BTreeMap<String, String> {
+    s.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Deserialize a struct that may also be written as a bare string (its main field).
+/// `impl_from_str!(Args, field)` gives `Args` a Deserialize accepting `"x"` or a map.
+#[macro_export]
+macro_rules! string_or_struct {
+    ($outer:ident, $inner:ident, $field:ident) => {
+        impl<'de> serde::Deserialize<'de> for $outer {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $outer;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str(concat!("a string or a map with `", stringify!($field), "`"))
+                    }
+                    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$outer, E> {
+                        Ok($outer::from(v.to_string()))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        m: A,
+                    ) -> Result<$outer, A::Error> {
+                        let i: $inner = serde::Deserialize::deserialize(
+                            serde::de::value::MapAccessDeserializer::new(m),
+                        )?;
+                        Ok($outer::from(i))
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(q("a b"), "'a b'");
+        assert_eq!(q("it's"), r"'it'\''s'");
+    }
+
+    #[test]
+    fn modes() {
+        assert!(
+            valid_mode("0644") && valid_mode("600") && !valid_mode("0999") && !valid_mode("rw")
+        );
+        assert_eq!(norm_mode("0644"), "644");
+        assert_eq!(norm_mode("0000"), "0");
+    }
+}

@@ -1,0 +1,249 @@
+//! `package`: Debian packages present or absent, in one apt transaction.
+//!
+//! ```yaml
+//! - package: [apache2, corosync, pacemaker]
+//! - package: {name: [nginx], state: absent}
+//! ```
+//!
+//! `apt-get update` runs only when the package lists are older than
+//! `cache_valid_time` seconds (default 3600) or a package is unknown to apt.
+//! Every `package` task of a play is merged into one apt run at the first one.
+
+use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use crate::yaml::OneOrMany;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArgsMap {
+    pub name: OneOrMany,
+    #[serde(default)]
+    pub state: State,
+    #[serde(default)]
+    pub cache_valid_time: Option<u64>,
+    #[serde(default)]
+    pub install_recommends: bool,
+}
+
+/// `package: [a, b]`, `package: a` or `package: {name: [...], state: ...}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Args(pub ArgsMap);
+
+impl From<String> for Args {
+    fn from(s: String) -> Args {
+        Args(ArgsMap {
+            name: OneOrMany(vec![s]),
+            state: State::Present,
+            cache_valid_time: None,
+            install_recommends: false,
+        })
+    }
+}
+impl From<ArgsMap> for Args {
+    fn from(m: ArgsMap) -> Args {
+        Args(m)
+    }
+}
+
+impl<'de> Deserialize<'de> for Args {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Args;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a package name, a list of names, or a map with `name:`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Args, E> {
+                Ok(Args::from(v.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, s: A) -> Result<Args, A::Error> {
+                let names: OneOrMany =
+                    Deserialize::deserialize(serde::de::value::SeqAccessDeserializer::new(s))?;
+                Ok(Args(ArgsMap {
+                    name: names,
+                    state: State::Present,
+                    cache_valid_time: None,
+                    install_recommends: false,
+                }))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, m: A) -> Result<Args, A::Error> {
+                Ok(Args(Deserialize::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Args {
+    pub fn names(&self) -> &[String] {
+        &self.0.name.0
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.names().is_empty() {
+            return Err("package lists no package".into());
+        }
+        for n in self.names() {
+            if n.is_empty() || n.starts_with('-') || n.contains(char::is_whitespace) {
+                return Err(format!("`{n}` is not a package name"));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Package> {
+        Ok(Package {
+            names: self.0.name.0,
+            state: self.0.state,
+            cache_valid_time: self.0.cache_valid_time.unwrap_or(3600),
+            install_recommends: self.0.install_recommends,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Package {
+    pub names: Vec<String>,
+    pub state: State,
+    pub cache_valid_time: u64,
+    pub install_recommends: bool,
+}
+
+impl Package {
+    /// Merge another `package` task of the same play into this one (same state).
+    pub fn merge(&mut self, other: &Package) -> bool {
+        if other.state != self.state {
+            return false;
+        }
+        for n in &other.names {
+            if !self.names.contains(n) {
+                self.names.push(n.clone());
+            }
+        }
+        self.install_recommends |= other.install_recommends;
+        self.cache_valid_time = self.cache_valid_time.min(other.cache_valid_time);
+        true
+    }
+}
+
+impl Op for Package {
+    fn probe(&self) -> String {
+        let names: Vec<String> = self.names.iter().map(|n| q(n)).collect();
+        format!(
+            "dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null\necho \"age=$(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0) ))\"\n",
+            names.join(" ")
+        )
+    }
+
+    fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
+        let mut installed = Vec::new();
+        let mut age = u64::MAX;
+        for line in state.out.lines() {
+            if let Some(rest) = line.strip_prefix("pkg=") {
+                let mut it = rest.split_whitespace();
+                if let (Some(name), Some(st)) = (it.next(), it.next()) {
+                    if st.starts_with("ii") {
+                        installed.push(name.split(':').next().unwrap_or(name).to_string());
+                    }
+                }
+            } else if let Some(a) = line.strip_prefix("age=") {
+                age = a.trim().parse().unwrap_or(u64::MAX);
+            }
+        }
+        let (todo, verb): (Vec<&String>, &str) = match self.state {
+            State::Present => (
+                self.names
+                    .iter()
+                    .filter(|n| !installed.contains(n))
+                    .collect(),
+                "install",
+            ),
+            State::Absent => (
+                self.names
+                    .iter()
+                    .filter(|n| installed.contains(n))
+                    .collect(),
+                "remove",
+            ),
+        };
+        if todo.is_empty() {
+            return Ok(Plan::Ok);
+        }
+        let list: Vec<String> = todo.iter().map(|n| q(n)).collect();
+        let list = list.join(" ");
+        let script = match self.state {
+            State::Present => {
+                let stale = age > self.cache_valid_time;
+                format!(
+                    "set -e\nexport DEBIAN_FRONTEND=noninteractive\nif {} || ! apt-cache show {list} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {list} 2>&1\n",
+                    if stale { "true" } else { "false" },
+                    if self.install_recommends { "" } else { "--no-install-recommends" }
+                )
+            }
+            State::Absent => format!(
+                "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get remove -y -q {list} 2>&1\n"
+            ),
+        };
+        Ok(Plan::Change(Change {
+            what: format!(
+                "{verb} {}",
+                todo.iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ),
+            script,
+            diff: None,
+        }))
+    }
+
+    fn as_package(&self) -> Option<&Package> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plans_only_missing_packages() {
+        let p = Package {
+            names: vec!["bind9".into(), "dnsutils".into()],
+            state: State::Present,
+            cache_valid_time: 3600,
+            install_recommends: false,
+        };
+        let out = "pkg=bind9 ii \nage=10\n";
+        let Plan::Change(c) = p
+            .plan(&Probe {
+                out: out.into(),
+                rc: 0,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.what, "install dnsutils");
+        assert!(c.script.contains("if false ||"));
+        let out = "pkg=bind9 ii \npkg=dnsutils ii \nage=99999\n";
+        assert!(matches!(
+            p.plan(&Probe {
+                out: out.into(),
+                rc: 0
+            })
+            .unwrap(),
+            Plan::Ok
+        ));
+    }
+}

@@ -1,0 +1,182 @@
+//! `user`: a local account with groups and a password (never printed).
+//!
+//! ```yaml
+//! - user: {name: hacluster, password: "{{ hacluster_password }}", groups: [haclient]}
+//! - user: {name: alumno, password_hash: "$6$...", shell: /bin/bash}
+//! ```
+//!
+//! `password:` is hashed by labctl (SHA-512 crypt); an existing hash that already
+//! matches the password is kept, so re-runs change nothing.
+
+use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use serde::{Deserialize, Serialize};
+use sha_crypt::{PasswordHashRef, PasswordHasher, PasswordVerifier, ShaCrypt};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    #[default]
+    Present,
+    Absent,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Args {
+    pub name: String,
+    #[serde(default)]
+    pub state: State,
+    /// Supplementary groups (added; existing ones are kept).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    pub shell: Option<String>,
+    #[serde(default)]
+    pub system: bool,
+    /// Clear-text password, hashed by labctl.
+    pub password: Option<String>,
+    /// A ready crypt(3) hash (`$6$...`).
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Args")
+            .field("name", &self.name)
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Args {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.password.is_some() && self.password_hash.is_some() {
+            return Err("give either `password:` or `password_hash:`, not both".into());
+        }
+        if self.name.is_empty() || self.name.contains([':', ' ', '/']) {
+            return Err(format!("`{}` is not a user name", self.name));
+        }
+        Ok(())
+    }
+
+    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<User> {
+        // a password is a secret whatever its variable's name
+        if let Ok(mut r) = ctx.secrets.lock() {
+            for v in self.password.iter().chain(self.password_hash.iter()) {
+                r.add(v);
+            }
+        }
+        Ok(User(self))
+    }
+}
+
+#[derive(Debug)]
+pub struct User(Args);
+
+fn hash_password(pw: &str) -> anyhow::Result<String> {
+    let salt: [u8; 12] = rand::random();
+    let h = ShaCrypt::SHA512
+        .hash_password_with_salt(pw.as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    Ok(h.to_string())
+}
+
+fn password_matches(pw: &str, hash: &str) -> bool {
+    match PasswordHashRef::new(hash) {
+        Ok(h) => ShaCrypt::SHA512.verify_password(pw.as_bytes(), h).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl Op for User {
+    fn probe(&self) -> String {
+        let n = q(&self.0.name);
+        format!(
+            "if e=$(getent passwd {n}); then echo exists=yes; echo \"shell=$(echo \"$e\" | cut -d: -f7)\"; echo \"groups=$(id -nG {n})\"; echo \"hash=$(getent shadow {n} | cut -d: -f2)\"; fi\ntrue\n"
+        )
+    }
+
+    fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
+        let s = super::kv_lines(&state.out);
+        let a = &self.0;
+        let n = q(&a.name);
+        let exists = s.contains_key("exists");
+        let mut what = Vec::new();
+        let mut script = String::from("set -e\n");
+        if a.state == State::Absent {
+            if exists {
+                return Ok(Plan::Change(Change {
+                    what: "remove".into(),
+                    script: format!("userdel -r {n} 2>&1 || userdel {n}\n"),
+                    diff: None,
+                }));
+            }
+            return Ok(Plan::Ok);
+        }
+        let have_groups: Vec<&str> = s
+            .get("groups")
+            .map(|g| g.split_whitespace().collect())
+            .unwrap_or_default();
+        let missing: Vec<&String> = a
+            .groups
+            .iter()
+            .filter(|g| !have_groups.contains(&g.as_str()))
+            .collect();
+        if !exists {
+            what.push("create".to_string());
+            let mut cmd = String::from("useradd -m");
+            if a.system {
+                cmd += " --system";
+            }
+            if let Some(sh) = &a.shell {
+                cmd += &format!(" -s {}", q(sh));
+            }
+            if !a.groups.is_empty() {
+                cmd += &format!(" -G {}", q(&a.groups.join(",")));
+            }
+            script += &format!("{cmd} {n}\n");
+        } else {
+            if let Some(sh) = &a.shell {
+                if s.get("shell") != Some(sh) {
+                    what.push(format!("shell → {sh}"));
+                    script += &format!("usermod -s {} {n}\n", q(sh));
+                }
+            }
+            if !missing.is_empty() {
+                let m: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
+                what.push(format!("groups + {}", m.join(",")));
+                script += &format!("usermod -a -G {} {n}\n", q(&m.join(",")));
+            }
+        }
+        let current = s.get("hash").map(String::as_str).unwrap_or("");
+        let new_hash = match (&a.password, &a.password_hash) {
+            (Some(pw), _) if !password_matches(pw, current) => Some(hash_password(pw)?),
+            (_, Some(h)) if h != current => Some(h.clone()),
+            _ => None,
+        };
+        if let Some(h) = new_hash {
+            what.push("password".to_string());
+            script += &format!("echo {} | chpasswd -e\n", q(&format!("{}:{h}", a.name)));
+        }
+        if what.is_empty() {
+            return Ok(Plan::Ok);
+        }
+        Ok(Plan::Change(Change {
+            what: what.join(", "),
+            script,
+            diff: None,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_roundtrip() {
+        let h = hash_password("s3cret-pw").unwrap();
+        assert!(h.starts_with("$6$"), "{h}");
+        assert!(password_matches("s3cret-pw", &h));
+        assert!(!password_matches("other", &h));
+    }
+}

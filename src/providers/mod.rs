@@ -1,0 +1,1 @@
+//! Providers create and remove a lab's nodes.

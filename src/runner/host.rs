@@ -1,0 +1,317 @@
+//! Converging one host: gather the play's state in one round trip, plan each
+//! task, apply what differs, notify handlers, flush them at the end of the play
+//! (also when a later task failed, so no notified restart is lost).
+
+use super::prepare::{HostPlan, PreparedTask};
+use super::report::{Event, Status};
+use super::Options;
+use crate::ops::{Change, Plan, Probe};
+use crate::transport::Remote;
+use std::sync::mpsc::Sender;
+
+/// Counts for the recap.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HostRecap {
+    pub ok: u32,
+    pub changed: u32,
+    pub failed: u32,
+    pub unreachable: bool,
+    /// Remote round trips made (gather + apply), for `-v` and benchmarks.
+    #[serde(skip)]
+    pub round_trips: u32,
+}
+
+struct HostRun<'a> {
+    remote: &'a mut dyn Remote,
+    opts: &'a Options,
+    tx: &'a Sender<Event>,
+    host: String,
+    recap: HostRecap,
+    done: usize,
+    total: usize,
+}
+
+const MARK: &str = "@@LABCTL-PROBE ";
+
+/// Join the probes of `tasks` into one script and split its output per task.
+fn gather(remote: &mut dyn Remote, tasks: &[&PreparedTask]) -> anyhow::Result<Vec<Probe>> {
+    let mut script = String::new();
+    for (i, t) in tasks.iter().enumerate() {
+        let p = t.op.probe();
+        if p.is_empty() {
+            continue;
+        }
+        script += &format!("echo '{MARK}{i}'\n( {p}\n) 2>/dev/null\necho \"{MARK}rc=$?\"\n");
+    }
+    let mut probes = vec![Probe::default(); tasks.len()];
+    if script.is_empty() {
+        return Ok(probes);
+    }
+    let out = remote.run(&script)?;
+    let mut cur: Option<usize> = None;
+    for line in out.stdout.lines() {
+        if let Some(rest) = line.strip_prefix(MARK) {
+            if let Some(rc) = rest.strip_prefix("rc=") {
+                if let Some(i) = cur {
+                    probes[i].rc = rc.trim().parse().unwrap_or(-1);
+                }
+                cur = None;
+            } else {
+                cur = rest.trim().parse().ok().filter(|i| *i < tasks.len());
+            }
+        } else if let Some(i) = cur {
+            probes[i].out.push_str(line);
+            probes[i].out.push('\n');
+        }
+    }
+    if out.rc != 0 && out.stdout.is_empty() {
+        anyhow::bail!(
+            "reading state failed (exit {}): {}",
+            out.rc,
+            out.stderr.trim()
+        );
+    }
+    Ok(probes)
+}
+
+impl HostRun<'_> {
+    fn event(&self, task: &str, status: Status, what: String, diff: Option<String>) {
+        let _ = self.tx.send(Event::Task {
+            host: self.host.clone(),
+            task: task.to_string(),
+            status,
+            what,
+            diff,
+        });
+    }
+
+    fn progress(&self, task: &str) {
+        let _ = self.tx.send(Event::Progress {
+            host: self.host.clone(),
+            done: self.done,
+            total: self.total,
+            task: task.to_string(),
+        });
+    }
+
+    fn diff_text(&mut self, c: &Change) -> Option<String> {
+        let d = c.diff.as_ref()?;
+        if !self.opts.diff {
+            return None;
+        }
+        if d.secret {
+            return Some(format!(
+                "--- {}\n+++ {}\n(secret file: content not shown)\n",
+                d.path, d.path
+            ));
+        }
+        let old = if d.exists {
+            self.recap.round_trips += 1;
+            match self
+                .remote
+                .run(&format!("cat -- {}", crate::ops::q(&d.path)))
+            {
+                Ok(o) if o.rc == 0 => o.stdout,
+                _ => String::new(),
+            }
+        } else {
+            String::new()
+        };
+        let text = similar::TextDiff::from_lines(&old, &d.new)
+            .unified_diff()
+            .context_radius(3)
+            .header(
+                &if d.exists {
+                    format!("{} (before)", d.path)
+                } else {
+                    "/dev/null".into()
+                },
+                &format!("{} (after)", d.path),
+            )
+            .to_string();
+        Some(text)
+    }
+
+    /// Plan and apply one task. Returns Ok(changed) or Err(message) for a failed task.
+    fn run_task(&mut self, t: &PreparedTask, probe: &Probe) -> Result<bool, String> {
+        let plan = t.op.plan(probe).map_err(|e| crate::cli::format_error(&e))?;
+        match plan {
+            Plan::Ok => {
+                self.recap.ok += 1;
+                self.event(&t.name, Status::Ok, String::new(), None);
+                Ok(false)
+            }
+            Plan::Change(c) => {
+                let diff = self.diff_text(&c);
+                if !self.opts.check {
+                    self.recap.round_trips += 1;
+                    let out = self.remote.run(&c.script).map_err(|e| format!("{e:#}"))?;
+                    if out.rc != 0 {
+                        let mut msg = format!("{} failed (exit {})", c.what, out.rc);
+                        let detail = format!("{}{}", out.stdout, out.stderr);
+                        let tail: Vec<&str> = detail.lines().rev().take(15).collect();
+                        if !tail.is_empty() {
+                            msg.push_str(":\n    ");
+                            msg.push_str(
+                                &tail.into_iter().rev().collect::<Vec<_>>().join("\n    "),
+                            );
+                        }
+                        return Err(msg);
+                    }
+                }
+                self.recap.changed += 1;
+                self.event(&t.name, Status::Changed, c.what, diff);
+                Ok(true)
+            }
+        }
+    }
+
+    /// Run a list of tasks in order; state is re-read after each change.
+    /// Returns the handlers notified and whether a task failed.
+    fn run_tasks(&mut self, tasks: &[&PreparedTask], notified: &mut Vec<String>) -> bool {
+        let mut probes: Option<Vec<Probe>> = None;
+        let mut base = 0;
+        for (i, t) in tasks.iter().enumerate() {
+            self.progress(&t.name);
+            if probes.is_none() {
+                self.recap.round_trips += 1;
+                match gather(self.remote, &tasks[i..]) {
+                    Ok(p) => {
+                        probes = Some(p);
+                        base = i;
+                    }
+                    Err(e) => {
+                        self.recap.failed += 1;
+                        self.event(&t.name, Status::Failed, format!("{e:#}"), None);
+                        return true;
+                    }
+                }
+            }
+            let probe = probes
+                .as_ref()
+                .map(|p| p[i - base].clone())
+                .unwrap_or_default();
+            let res = self.run_task(t, &probe);
+            self.done += 1;
+            match res {
+                Ok(true) => {
+                    for n in &t.notify {
+                        if !notified.contains(n) {
+                            notified.push(n.clone());
+                        }
+                    }
+                    // what this change did may alter the state later tasks read
+                    probes = None;
+                }
+                Ok(false) => {}
+                Err(msg) => {
+                    self.recap.failed += 1;
+                    self.event(&t.name, Status::Failed, msg, None);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+/// Converge one connected host. Failures are counted in the recap, never lost.
+pub fn converge(
+    plan: &HostPlan,
+    remote: &mut dyn Remote,
+    opts: &Options,
+    tx: &Sender<Event>,
+) -> HostRecap {
+    let total = plan.plays.iter().map(|p| p.tasks.len()).sum();
+    let mut run = HostRun {
+        remote,
+        opts,
+        tx,
+        host: plan.node.name.clone(),
+        recap: HostRecap::default(),
+        done: 0,
+        total,
+    };
+    for play in &plan.plays {
+        let mut notified: Vec<String> = Vec::new();
+        let tasks: Vec<&PreparedTask> = play.tasks.iter().collect();
+        let failed = run.run_tasks(&tasks, &mut notified);
+        // handlers: once each, in the order they are declared, even after a failure
+        let handlers: Vec<&PreparedTask> = play
+            .handlers
+            .iter()
+            .filter(|(name, _)| notified.contains(name))
+            .map(|(_, h)| h)
+            .collect();
+        if !handlers.is_empty() {
+            run.total += handlers.len();
+            let mut none = Vec::new();
+            if opts.check {
+                for h in &handlers {
+                    run.recap.changed += 1;
+                    run.event(&h.name, Status::Changed, "handler (would run)".into(), None);
+                }
+            } else if run.run_tasks(&handlers, &mut none) && !failed {
+                break;
+            }
+        }
+        if failed {
+            break;
+        }
+    }
+    run.recap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::Output;
+
+    /// A fake node: records scripts, answers probes from a closure.
+    struct Fake {
+        scripts: Vec<String>,
+    }
+    impl Remote for Fake {
+        fn run(&mut self, script: &str) -> anyhow::Result<Output> {
+            self.scripts.push(script.to_string());
+            let mut out = String::new();
+            for line in script.lines() {
+                if let Some(r) = line.strip_prefix("echo '@@LABCTL-PROBE ") {
+                    out += &format!(
+                        "{MARK}{}\ntype=absent\n{MARK}rc=0\n",
+                        r.trim_end_matches('\'')
+                    );
+                }
+            }
+            Ok(Output {
+                stdout: out,
+                stderr: String::new(),
+                rc: 0,
+            })
+        }
+    }
+
+    #[test]
+    fn gather_splits_output_per_task() {
+        use crate::ops::content::ManagedFile;
+        use crate::ops::template::Template;
+        let mk = |d: &str| PreparedTask {
+            name: d.into(),
+            op: Box::new(Template(ManagedFile {
+                dest: d.into(),
+                content: vec![],
+                owner: None,
+                group: None,
+                mode: None,
+                secret: false,
+            })),
+            notify: vec![],
+        };
+        let (a, b) = (mk("/a"), mk("/b"));
+        let mut f = Fake { scripts: vec![] };
+        let p = gather(&mut f, &[&a, &b]).unwrap();
+        assert_eq!(f.scripts.len(), 1, "one round trip for the whole play");
+        assert_eq!(p.len(), 2);
+        assert_eq!(p[1].out, "type=absent\n");
+    }
+}

@@ -1,0 +1,162 @@
+//! Prepare: for every selected host, render each play's tasks and handlers with
+//! the host's variables. Runs before any host is touched, so an undefined
+//! variable or a missing template fails the whole run early (exit 2).
+
+use super::redact::Redactor;
+use crate::inventory::{Inventory, Node};
+use crate::ops::{Op, PrepareCtx};
+use crate::scenario::{Scenario, Task};
+use crate::templates::{host_vars, Templates};
+use crate::user_bail;
+use indexmap::IndexMap;
+use std::sync::Mutex;
+
+/// A task rendered for one host.
+#[derive(Debug)]
+pub struct PreparedTask {
+    pub name: String,
+    pub op: Box<dyn Op>,
+    pub notify: Vec<String>,
+}
+
+/// A play rendered for one host.
+#[derive(Debug)]
+pub struct PreparedPlay {
+    pub name: String,
+    pub tasks: Vec<PreparedTask>,
+    pub handlers: IndexMap<String, PreparedTask>,
+}
+
+/// Everything one host will do.
+#[derive(Debug)]
+pub struct HostPlan {
+    pub node: Node,
+    pub plays: Vec<PreparedPlay>,
+}
+
+/// Which hosts a run touches: every play's hosts, narrowed by `--limit`.
+pub fn prepare(
+    inv: &Inventory,
+    scenario: &Scenario,
+    limit: Option<&str>,
+    redactor: &mut Redactor,
+) -> anyhow::Result<Vec<HostPlan>> {
+    let templates = Templates::new(&inv.dir.join("templates"));
+    let limited: Option<Vec<String>> = match limit {
+        None => None,
+        Some(l) => match inv.select(l) {
+            Ok(v) => Some(v.into_iter().map(|n| n.name.clone()).collect()),
+            Err(w) => user_bail!(
+                "--limit: `{w}` is neither a node nor a group of {}\n  fix: use one of: {}",
+                inv.path.display(),
+                inv.known_patterns()
+            ),
+        },
+    };
+    let secret_names: Vec<&String> = inv.secrets.iter().chain(scenario.secrets.iter()).collect();
+    let secrets = Mutex::new(std::mem::take(redactor));
+    let mut plans: Vec<HostPlan> = Vec::new();
+    for play in &scenario.plays {
+        let mut nodes: Vec<&Node> = Vec::new();
+        for pattern in &play.hosts {
+            match inv.select(pattern) {
+                Ok(v) => nodes.extend(v),
+                Err(w) => user_bail!(
+                    "{}: hosts: `{w}` is neither a node nor a group of {}\n  fix: use one of: {}",
+                    play.at,
+                    inv.path.display(),
+                    inv.known_patterns()
+                ),
+            }
+        }
+        for node in nodes {
+            if let Some(l) = &limited {
+                if !l.contains(&node.name) {
+                    continue;
+                }
+            }
+            let vars = host_vars(inv, node, &scenario.vars, &play.vars, &templates)?;
+            if let Ok(mut r) = secrets.lock() {
+                for name in &secret_names {
+                    if let Ok(v) = vars.get_attr(name) {
+                        if let Some(s) = v.as_str() {
+                            r.add(s);
+                        } else if !v.is_undefined() {
+                            r.add(&v.to_string());
+                        }
+                    }
+                }
+            }
+            let prep = |t: &Task| -> anyhow::Result<PreparedTask> {
+                let ctx = PrepareCtx {
+                    templates: &templates,
+                    vars: &vars,
+                    project_dir: &inv.dir,
+                    at: &t.at,
+                    secrets: &secrets,
+                };
+                Ok(PreparedTask {
+                    name: t.name.clone(),
+                    op: t.op.prepare(&ctx)?,
+                    notify: t.notify.clone(),
+                })
+            };
+            let mut tasks = Vec::new();
+            for t in &play.tasks {
+                tasks.push(prep(t)?);
+            }
+            let tasks = merge_packages(tasks);
+            let mut handlers = IndexMap::new();
+            for (name, h) in &play.handlers {
+                handlers.insert(name.clone(), prep(h)?);
+            }
+            let pp = PreparedPlay {
+                name: play.name.clone(),
+                tasks,
+                handlers,
+            };
+            match plans.iter_mut().find(|p| p.node.name == node.name) {
+                Some(hp) => hp.plays.push(pp),
+                None => plans.push(HostPlan {
+                    node: node.clone(),
+                    plays: vec![pp],
+                }),
+            }
+        }
+    }
+    *redactor = secrets.into_inner().unwrap_or_default();
+    plans.sort_by_key(|p| inv.nodes.iter().position(|n| n.name == p.node.name));
+    Ok(plans)
+}
+
+/// One apt transaction per play: later `package` tasks with the same state are
+/// merged into the first one (their `notify` too).
+fn merge_packages(tasks: Vec<PreparedTask>) -> Vec<PreparedTask> {
+    let mut out: Vec<PreparedTask> = Vec::new();
+    for t in tasks {
+        if let Some(pkg) = t.op.as_package() {
+            if let Some(first) = out.iter_mut().find(|o| {
+                o.op.as_package()
+                    .map(|p| p.state == pkg.state)
+                    .unwrap_or(false)
+            }) {
+                let mut merged = first
+                    .op
+                    .as_package()
+                    .cloned()
+                    .unwrap_or_else(|| pkg.clone());
+                merged.merge(pkg);
+                first.name = format!("package {}", merged.names.join(" "));
+                first.op = Box::new(merged);
+                for n in t.notify {
+                    if !first.notify.contains(&n) {
+                        first.notify.push(n);
+                    }
+                }
+                continue;
+            }
+        }
+        out.push(t);
+    }
+    out
+}

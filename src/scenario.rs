@@ -1,0 +1,256 @@
+//! `scenario.yaml`: what to converge on the nodes, and how to prove it works.
+//!
+//! ```yaml
+//! name: dns-round-robin
+//! vars: {ttl: 60}
+//! plays:
+//!   - name: DNS server
+//!     hosts: servidor_dns          # a node, a group, `all`, or a list
+//!     tasks:
+//!       - package: [bind9]
+//!       - name: zone file
+//!         template: {src: bind/db.zone.j2, dest: /var/cache/bind/db.example.com, mode: "0644"}
+//!         notify: restart bind9
+//!     handlers:
+//!       restart bind9: {service: {name: named, state: restarted}}
+//! verify:
+//!   - dns: {server: dns, name: "www.{{ domain }}", expect: [10.1.1.101, 10.1.1.102]}
+//! ```
+
+use crate::ops::OpArgs;
+use crate::user_bail;
+use crate::yaml::{self, OneOrMany};
+use indexmap::IndexMap;
+use minijinja::Value;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A task as written: one operation plus `name` and `notify`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskFile {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub notify: OneOrMany,
+    pub package: Option<crate::ops::package::Args>,
+    pub template: Option<crate::ops::template::Args>,
+    pub copy: Option<crate::ops::copy::Args>,
+    pub file: Option<crate::ops::file::Args>,
+    pub service: Option<crate::ops::service::Args>,
+    pub user: Option<crate::ops::user::Args>,
+    pub command: Option<crate::ops::command::Args>,
+    pub cluster: Option<crate::ops::cluster::Args>,
+}
+
+impl TaskFile {
+    /// The one operation this task names.
+    fn op(&self) -> Result<OpArgs, String> {
+        let mut found: Vec<OpArgs> = Vec::new();
+        if let Some(a) = &self.package {
+            found.push(OpArgs::Package(a.clone()));
+        }
+        if let Some(a) = &self.template {
+            found.push(OpArgs::Template(a.clone()));
+        }
+        if let Some(a) = &self.copy {
+            found.push(OpArgs::Copy(a.clone()));
+        }
+        if let Some(a) = &self.file {
+            found.push(OpArgs::File(a.clone()));
+        }
+        if let Some(a) = &self.service {
+            found.push(OpArgs::Service(a.clone()));
+        }
+        if let Some(a) = &self.user {
+            found.push(OpArgs::User(a.clone()));
+        }
+        if let Some(a) = &self.command {
+            found.push(OpArgs::Command(a.clone()));
+        }
+        if let Some(a) = &self.cluster {
+            found.push(OpArgs::Cluster(a.clone()));
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(format!("names no operation\n  fix: add one of: {}", OpArgs::NAMES.join(", "))),
+            _ => Err(format!(
+                "names {} operations ({}); a task does exactly one thing\n  fix: split it into one task per operation",
+                found.len(),
+                found.iter().map(|o| o.kind()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+/// A task ready to plan: where it was written, its name, operation and handlers to notify.
+#[derive(Debug, Clone)]
+pub struct Task {
+    /// `file:line:col` of the task, for error messages.
+    pub at: String,
+    pub name: String,
+    pub op: OpArgs,
+    pub notify: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlayFile {
+    name: Option<String>,
+    hosts: Spanned<OneOrMany>,
+    #[serde(default)]
+    vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    tasks: Vec<Spanned<TaskFile>>,
+    #[serde(default)]
+    handlers: IndexMap<String, Spanned<TaskFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioFile {
+    name: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    secrets: Vec<String>,
+    #[serde(default)]
+    plays: Vec<Spanned<PlayFile>>,
+    #[serde(default)]
+    verify: Vec<Spanned<crate::verify::CheckSpec>>,
+}
+
+/// One play: a host pattern, its variables, tasks and handlers.
+#[derive(Debug, Clone)]
+pub struct Play {
+    pub at: String,
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub vars: BTreeMap<String, Value>,
+    pub tasks: Vec<Task>,
+    pub handlers: IndexMap<String, Task>,
+}
+
+/// A check of the `verify:` section, with where it was written.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub at: String,
+    pub spec: crate::verify::CheckSpec,
+}
+
+/// A loaded scenario.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub description: Option<String>,
+    pub vars: BTreeMap<String, Value>,
+    pub secrets: Vec<String>,
+    pub plays: Vec<Play>,
+    pub verify: Vec<Check>,
+}
+
+fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<Task> {
+    let at = yaml::at(path, &t.referenced);
+    let op = t
+        .value
+        .op()
+        .and_then(|op| op.validate().map(|_| op))
+        .map_err(|m| crate::error::user(format!("{at}: {what}: {m}")))?;
+    let name = t.value.name.clone().unwrap_or_else(|| op.summary());
+    Ok(Task {
+        at,
+        name,
+        op,
+        notify: t.value.notify.0.clone(),
+    })
+}
+
+impl Scenario {
+    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+        if !path.exists() {
+            user_bail!(
+                "scenario file {} does not exist\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/",
+                path.display()
+            );
+        }
+        let file: ScenarioFile = yaml::load(path, "scenario")?;
+        let mut plays = Vec::new();
+        for (i, p) in file.plays.iter().enumerate() {
+            let at = yaml::at(path, &p.referenced);
+            let pf = &p.value;
+            if pf.hosts.value.0.is_empty() {
+                user_bail!(
+                    "{at}: play {} has an empty `hosts:`\n  fix: name a node, a group or `all`",
+                    i + 1
+                );
+            }
+            let mut handlers = IndexMap::new();
+            for (hname, h) in &pf.handlers {
+                let task = task_from(path, h, &format!("handler `{hname}`"))?;
+                if !task.notify.is_empty() {
+                    user_bail!("{}: handler `{hname}` has `notify:`; handlers cannot notify other handlers\n  fix: remove it", task.at);
+                }
+                handlers.insert(
+                    hname.clone(),
+                    Task {
+                        name: hname.clone(),
+                        ..task
+                    },
+                );
+            }
+            let mut tasks = Vec::new();
+            for (j, t) in pf.tasks.iter().enumerate() {
+                let task = task_from(path, t, &format!("task {}", j + 1))?;
+                for n in &task.notify {
+                    if !handlers.contains_key(n) {
+                        let known: Vec<&String> = handlers.keys().collect();
+                        user_bail!(
+                            "{}: task `{}` notifies `{n}`, which is not a handler of this play\n  fix: add `{n}:` under the play's `handlers:` (known: {})",
+                            task.at,
+                            task.name,
+                            if known.is_empty() { "none".to_string() } else { known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
+                        );
+                    }
+                }
+                tasks.push(task);
+            }
+            plays.push(Play {
+                at: yaml::at(path, &pf.hosts.referenced),
+                name: pf
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| pf.hosts.value.0.join(",")),
+                hosts: pf.hosts.value.0.clone(),
+                vars: pf.vars.clone(),
+                tasks,
+                handlers,
+            });
+        }
+        let verify = file
+            .verify
+            .iter()
+            .map(|c| Check {
+                at: yaml::at(path, &c.referenced),
+                spec: c.value.clone(),
+            })
+            .collect();
+        let name = file.name.unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(Scenario {
+            path: path.to_path_buf(),
+            name,
+            description: file.description,
+            vars: file.vars,
+            secrets: file.secrets,
+            plays,
+            verify,
+        })
+    }
+}

@@ -1,0 +1,244 @@
+//! Templates: minijinja, strict about undefined variables, plus the variables and
+//! facts each host sees.
+//!
+//! A typo in a template is an error naming the template and line, never a
+//! silently empty config. Strings in task arguments are templates too
+//! (`dest: "/etc/{{ name }}"`).
+
+use crate::error::user;
+use crate::inventory::{Inventory, Node};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The template environment of a project (`templates/` beside the inventory).
+pub struct Templates {
+    env: Environment<'static>,
+    dir: PathBuf,
+}
+
+impl Templates {
+    pub fn new(dir: &Path) -> Templates {
+        let mut env = Environment::new();
+        env.set_loader(minijinja::path_loader(dir));
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let mut syntax = minijinja::syntax::SyntaxConfig::builder();
+        syntax.keep_trailing_newline(true);
+        if let Ok(s) = syntax.build() {
+            env.set_syntax(s);
+        }
+        env.add_filter("reverse_ptr", reverse_ptr);
+        env.add_filter("last_octet", last_octet);
+        Templates {
+            env,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Render `templates/<name>` for a host. `at` says which task asked for it.
+    pub fn render_file(&self, name: &str, vars: &Value, at: &str) -> anyhow::Result<String> {
+        let path = self.dir.join(name);
+        if !path.is_file() {
+            return Err(user(format!(
+                "{at}: template `{name}` not found (looked for {})\n  fix: create the file or correct `src:` (relative to templates/)",
+                path.display()
+            )));
+        }
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| template_error(&e, at))?;
+        tmpl.render(vars).map_err(|e| template_error(&e, at))
+    }
+
+    /// Render a string that came from a scenario (its name in errors is `at`).
+    pub fn render_str(&self, s: &str, vars: &Value, at: &str) -> anyhow::Result<String> {
+        if !s.contains("{{") && !s.contains("{%") {
+            return Ok(s.to_string());
+        }
+        self.env
+            .render_named_str(at, s, vars)
+            .map_err(|e| template_error(&e, at))
+    }
+
+    /// Render every string inside `args` (any serde type) for a host.
+    pub fn render_args<T: Serialize + DeserializeOwned>(
+        &self,
+        args: &T,
+        vars: &Value,
+        at: &str,
+    ) -> anyhow::Result<T> {
+        let mut v = serde_json::to_value(args)?;
+        self.render_json(&mut v, vars, at)?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    fn render_json(&self, v: &mut serde_json::Value, vars: &Value, at: &str) -> anyhow::Result<()> {
+        match v {
+            serde_json::Value::String(s) => *s = self.render_str(s, vars, at)?,
+            serde_json::Value::Array(a) => {
+                for x in a {
+                    self.render_json(x, vars, at)?;
+                }
+            }
+            serde_json::Value::Object(m) => {
+                for x in m.values_mut() {
+                    self.render_json(x, vars, at)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A template error as a user error: template, line, what went wrong, the snippet.
+fn template_error(e: &minijinja::Error, at: &str) -> anyhow::Error {
+    let name = e.name().unwrap_or(at);
+    let place = match e.line() {
+        Some(l) => format!("{name}:{l}"),
+        None => name.to_string(),
+    };
+    let what = match e.kind() {
+        minijinja::ErrorKind::UndefinedError => {
+            "\n  fix: define the variable (inventory `vars:`, `group_vars:`, the node's `vars:`, or the scenario's `vars:`), or use `| default(...)`"
+        }
+        minijinja::ErrorKind::SyntaxError => "\n  fix: correct the template syntax",
+        _ => "",
+    };
+    let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
+    let origin = if name == at {
+        String::new()
+    } else {
+        format!(" (used by the task at {at})")
+    };
+    user(format!(
+        "template {place}: {}{detail}{origin}{what}",
+        e.kind()
+    ))
+}
+
+/// `10.1.1.103` → `103.1.1.10.in-addr.arpa`.
+fn reverse_ptr(addr: String) -> String {
+    let mut p: Vec<&str> = addr.split('.').collect();
+    p.reverse();
+    format!("{}.in-addr.arpa", p.join("."))
+}
+
+/// `10.1.1.103` → `103`.
+fn last_octet(addr: String) -> String {
+    addr.rsplit('.').next().unwrap_or_default().to_string()
+}
+
+fn node_fact(n: &Node) -> Value {
+    Value::from(minijinja::value::Serde(serde_json::json!({
+        "name": n.name,
+        "address": n.address.to_string(),
+        "groups": n.groups,
+    })))
+}
+
+/// Every variable and fact a host sees, lowest precedence first:
+/// inventory `vars` < `group_vars` < the node's `vars` < scenario `vars` < play `vars`,
+/// then the facts `inventory_hostname`, `node`, `nodes`, `groups`, `lab`.
+/// String variables may use other variables (`www: "www.{{ domain }}"`).
+pub fn host_vars(
+    inv: &Inventory,
+    node: &Node,
+    scenario_vars: &BTreeMap<String, Value>,
+    play_vars: &BTreeMap<String, Value>,
+    templates: &Templates,
+) -> anyhow::Result<Value> {
+    let mut m: BTreeMap<String, Value> = BTreeMap::new();
+    m.extend(inv.vars.clone());
+    if let Some(all) = inv.group_vars.get("all") {
+        m.extend(all.clone());
+    }
+    for g in &node.groups {
+        if let Some(gv) = inv.group_vars.get(g) {
+            m.extend(gv.clone());
+        }
+    }
+    m.extend(node.vars.clone());
+    m.extend(scenario_vars.clone());
+    m.extend(play_vars.clone());
+
+    m.insert("inventory_hostname".into(), Value::from(node.name.clone()));
+    m.insert("node".into(), node_fact(node));
+    let nodes: BTreeMap<String, Value> = inv
+        .nodes
+        .iter()
+        .map(|n| (n.name.clone(), node_fact(n)))
+        .collect();
+    m.insert("nodes".into(), Value::from(nodes));
+    m.insert(
+        "groups".into(),
+        Value::from(minijinja::value::Serde(inv.groups())),
+    );
+    let lab = match &inv.network {
+        Some(net) => serde_json::json!({
+            "name": inv.lab,
+            "subnet": net.subnet.to_string(),
+            "network": net.subnet.network.to_string(),
+            "prefix": net.subnet.prefix,
+            "netmask": net.subnet.netmask().to_string(),
+            "gateway": net.gateway.to_string(),
+        }),
+        None => serde_json::json!({"name": inv.lab}),
+    };
+    m.insert("lab".into(), Value::from(minijinja::value::Serde(lab)));
+
+    // one pass of variable-in-variable rendering (e.g. `www: "www.{{ domain }}"`)
+    let ctx = Value::from(m.clone());
+    for (k, v) in m.iter_mut() {
+        if let Some(s) = v.as_str() {
+            if s.contains("{{") || s.contains("{%") {
+                let at = format!("variable `{k}`");
+                *v = Value::from(templates.render_str(s, &ctx, &at)?);
+            }
+        }
+    }
+    Ok(Value::from(m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_undefined_names_template_and_line() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a.j2"), "line1\n{{ nope }}\n").unwrap();
+        let t = Templates::new(d.path());
+        let e = t
+            .render_file(
+                "a.j2",
+                &Value::from(BTreeMap::<String, Value>::new()),
+                "s.yaml:3:5",
+            )
+            .unwrap_err();
+        let m = e.to_string();
+        assert!(m.contains("a.j2:2") && m.contains("undefined"), "{m}");
+        assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn keeps_trailing_newline_and_filters() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            d.path().join("a.j2"),
+            "{{ ip | reverse_ptr }} {{ ip | last_octet }}\n",
+        )
+        .unwrap();
+        let t = Templates::new(d.path());
+        let mut m = BTreeMap::new();
+        m.insert("ip".to_string(), Value::from("10.1.1.103"));
+        let out = t.render_file("a.j2", &Value::from(m), "x").unwrap();
+        assert_eq!(out, "103.1.1.10.in-addr.arpa 103\n");
+    }
+}

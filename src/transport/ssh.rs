@@ -1,0 +1,192 @@
+//! SSH with the `ssh2` crate: key authentication only, host keys checked against
+//! the lab's own known-hosts file, a connect timeout, one session per host.
+
+use super::{Output, Remote};
+use crate::error::user;
+use ssh2::{CheckResult, KnownHostFileKind};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to reach and trust one node.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub user: String,
+    pub key: PathBuf,
+    pub known_hosts: PathBuf,
+    /// Skip the host key check (`--insecure-no-host-key-check`).
+    pub insecure: bool,
+    pub connect_timeout: Duration,
+}
+
+/// Why a connection failed: unreachable (network, auth) or refused on purpose (host key).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    HostKey(String),
+}
+
+/// Refuse a private key that is missing or readable by group or others (like OpenSSH does).
+pub fn check_key(key: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(key).map_err(|e| {
+        user(format!(
+            "private key {}: {e}\n  fix: run `labctl up` (it generates the lab key) or set `ssh: {{key: PATH}}` in the inventory",
+            key.display()
+        ))
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(user(format!(
+            "private key {} is readable by others (mode {:04o}); SSH refuses such keys\n  fix: chmod 600 {}",
+            key.display(),
+            mode,
+            key.display()
+        )));
+    }
+    Ok(())
+}
+
+/// An open, authenticated SSH session to one node.
+pub struct Session {
+    sess: ssh2::Session,
+    become_root: bool,
+    pub target: Target,
+}
+
+impl Session {
+    pub fn connect(t: &Target) -> Result<Session, ConnectError> {
+        let unreachable =
+            |m: String| ConnectError::Unreachable(format!("{} ({}): {m}", t.name, t.addr));
+        let tcp = TcpStream::connect_timeout(&t.addr, t.connect_timeout)
+            .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let mut sess = ssh2::Session::new().map_err(|e| unreachable(e.to_string()))?;
+        sess.set_tcp_stream(tcp);
+        sess.set_timeout(t.connect_timeout.as_millis() as u32);
+        sess.handshake()
+            .map_err(|e| unreachable(format!("SSH handshake failed: {e}")))?;
+        if !t.insecure {
+            check_host_key(&sess, t)?;
+        }
+        sess.userauth_pubkey_file(&t.user, None, &t.key, None)
+            .map_err(|e| {
+                unreachable(format!(
+                    "key authentication as `{}` with {} failed: {e}",
+                    t.user,
+                    t.key.display()
+                ))
+            })?;
+        if !sess.authenticated() {
+            return Err(unreachable(format!(
+                "key authentication as `{}` failed",
+                t.user
+            )));
+        }
+        // long operations (apt) may take minutes; keepalives detect dead peers
+        sess.set_timeout(15 * 60 * 1000);
+        sess.set_keepalive(true, 10);
+        Ok(Session {
+            sess,
+            become_root: t.user != "root",
+            target: t.clone(),
+        })
+    }
+
+    /// Run a command line (not a script) and collect its output.
+    fn exec(&self, command: &str, stdin: &[u8]) -> anyhow::Result<Output> {
+        let mut ch = self.sess.channel_session()?;
+        ch.exec(command)?;
+        ch.write_all(stdin)?;
+        ch.send_eof()?;
+        let mut stdout = Vec::new();
+        ch.read_to_end(&mut stdout)?;
+        let mut stderr = Vec::new();
+        ch.stderr().read_to_end(&mut stderr)?;
+        ch.wait_close()?;
+        Ok(Output {
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            rc: ch.exit_status()?,
+        })
+    }
+}
+
+impl Remote for Session {
+    fn run(&mut self, script: &str) -> anyhow::Result<Output> {
+        let cmd = if self.become_root {
+            "sudo -n sh -s"
+        } else {
+            "sh -s"
+        };
+        // a compound command is read whole before it runs, so commands inside the
+        // script cannot swallow the rest of it from stdin
+        let wrapped = format!("{{\n{script}\n}} </dev/null\n");
+        let out = self.exec(cmd, wrapped.as_bytes())?;
+        if self.become_root && out.rc == 1 && out.stderr.contains("sudo: a password is required") {
+            anyhow::bail!(
+                "user `{}` on {} cannot run sudo without a password; labctl needs passwordless sudo (or `ssh: {{user: root}}`)",
+                self.target.user,
+                self.target.name
+            );
+        }
+        Ok(out)
+    }
+}
+
+fn check_host_key(sess: &ssh2::Session, t: &Target) -> Result<(), ConnectError> {
+    let fix_up = format!(
+        "  fix: if the node was recreated, `labctl up` pins its new key; to re-pin by hand: ssh-keygen -R {host} -f {kh} and add the node's current key (or use --insecure-no-host-key-check for a node you trust)",
+        host = host_for_known_hosts(t),
+        kh = t.known_hosts.display()
+    );
+    let (key, _) = sess.host_key().ok_or_else(|| {
+        ConnectError::Unreachable(format!("{}: the server sent no host key", t.name))
+    })?;
+    let mut kh = sess
+        .known_hosts()
+        .map_err(|e| ConnectError::Unreachable(e.to_string()))?;
+    if t.known_hosts.exists() {
+        kh.read_file(&t.known_hosts, KnownHostFileKind::OpenSSH)
+            .map_err(|e| {
+                ConnectError::HostKey(format!(
+                    "cannot read known-hosts file {}: {e}",
+                    t.known_hosts.display()
+                ))
+            })?;
+    }
+    match kh.check_port(&t.addr.ip().to_string(), t.addr.port(), key) {
+        CheckResult::Match => Ok(()),
+        CheckResult::Mismatch => Err(ConnectError::HostKey(format!(
+            "host key of {} ({}) does not match the key pinned in {}: refusing to connect (a recreated node, or someone in the middle)\n{fix_up}",
+            t.name,
+            t.addr,
+            t.known_hosts.display()
+        ))),
+        CheckResult::NotFound => Err(ConnectError::HostKey(format!(
+            "no host key pinned for {} ({}) in {}: refusing to connect\n{fix_up}",
+            t.name,
+            t.addr,
+            t.known_hosts.display()
+        ))),
+        CheckResult::Failure => Err(ConnectError::HostKey(format!(
+            "cannot check the host key of {} against {}",
+            t.name,
+            t.known_hosts.display()
+        ))),
+    }
+}
+
+/// The host as written in known_hosts: `10.1.1.101` or `[127.0.0.1]:2222`.
+pub fn host_for_known_hosts(t: &Target) -> String {
+    if t.addr.port() == 22 {
+        t.addr.ip().to_string()
+    } else {
+        format!("[{}]:{}", t.addr.ip(), t.addr.port())
+    }
+}
