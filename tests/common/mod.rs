@@ -1,0 +1,151 @@
+//! Test harness: a real OpenSSH server on loopback with keys it generates,
+//! a project folder in a temporary directory, and the real `labctl` binary.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// An sshd listening on 127.0.0.1 on one port per node; killed (by its PID) on drop.
+pub struct Sshd {
+    child: Child,
+    pub ports: Vec<u16>,
+    pub dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("run helper command");
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+impl Sshd {
+    /// Start sshd with `nodes` listening ports, trusting `client_pub`.
+    pub fn start(nodes: usize, client_pub: &Path) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("host_key")));
+        std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let mut cfg = String::new();
+        for p in &ports {
+            cfg += &format!("Port {p}\n");
+        }
+        cfg += &format!(
+            "ListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), cfg).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/sshd (package openssh-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for p in &ports {
+            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+                assert!(Instant::now() < deadline, "sshd did not listen on {p}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Sshd { child, ports, dir }
+    }
+
+    /// known_hosts lines pinning this server's host key on every port.
+    pub fn known_hosts(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        self.ports
+            .iter()
+            .map(|p| format!("[127.0.0.1]:{p} {}\n", key.join(" ")))
+            .collect()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A project folder: inventory (nodes n1..nN on the test sshd), key, known_hosts,
+/// templates/, files/, and a `root/` folder where the nodes' "managed files" live.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub sshd: Sshd,
+}
+
+impl Project {
+    pub fn new(nodes: usize) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join(".labctl")).unwrap();
+        let key = d.join(".labctl/id_ed25519");
+        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+        let sshd = Sshd::start(nodes, &key.with_extension("pub"));
+        std::fs::write(d.join(".labctl/known_hosts"), sshd.known_hosts()).unwrap();
+        let mut inv = String::from("lab: test\nprovider: ssh\nssh: {user: root}\nnodes:\n");
+        for (i, p) in sshd.ports.iter().enumerate() {
+            let n = i + 1;
+            inv += &format!(
+                "  n{n}: {{address: 127.0.0.1, port: {p}, groups: [web], vars: {{root: \"{}/root/n{n}\"}}}}\n",
+                d.display()
+            );
+        }
+        inv += "vars: {domain: example.com}\n";
+        std::fs::write(d.join("inventory.yaml"), inv).unwrap();
+        std::fs::create_dir_all(d.join("templates")).unwrap();
+        std::fs::create_dir_all(d.join("files")).unwrap();
+        for i in 1..=nodes {
+            std::fs::create_dir_all(d.join(format!("root/n{i}"))).unwrap();
+        }
+        Project { dir, sshd }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &str) {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path(rel)).unwrap_or_default()
+    }
+
+    /// Run labctl in the project folder.
+    pub fn labctl(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap()
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parse `--json` output.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
