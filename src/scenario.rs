@@ -98,7 +98,9 @@ pub struct Task {
 #[serde(deny_unknown_fields)]
 struct PlayFile {
     name: Option<String>,
-    hosts: Spanned<OneOrMany>,
+    /// Plays from another file (a YAML list of plays), relative to this file's folder.
+    import: Option<String>,
+    hosts: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     vars: BTreeMap<String, Value>,
     #[serde(default)]
@@ -169,6 +171,94 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
     })
 }
 
+/// Turn the plays of `path` into [`Play`]s, following `import:` (at most 8 deep).
+fn load_plays(
+    path: &Path,
+    list: &[Spanned<PlayFile>],
+    plays: &mut Vec<Play>,
+    depth: usize,
+) -> anyhow::Result<()> {
+    for (i, p) in list.iter().enumerate() {
+        let at = yaml::at(path, &p.referenced);
+        let pf = &p.value;
+        if let Some(imp) = &pf.import {
+            if pf.name.is_some()
+                || pf.hosts.is_some()
+                || !pf.vars.is_empty()
+                || !pf.tasks.is_empty()
+                || !pf.handlers.is_empty()
+            {
+                user_bail!("{at}: a play with `import:` has no other keys\n  fix: put the other keys in the imported file");
+            }
+            if depth >= 8 {
+                user_bail!("{at}: imports nested more than 8 deep (a loop?)\n  fix: check the `import:` chain");
+            }
+            let target = path.parent().unwrap_or(Path::new(".")).join(imp);
+            if !target.is_file() {
+                user_bail!(
+                    "{at}: import: {} does not exist\n  fix: the path is relative to {}",
+                    target.display(),
+                    path.parent().unwrap_or(Path::new(".")).display()
+                );
+            }
+            let sub: Vec<Spanned<PlayFile>> = yaml::load(&target, "imported plays")?;
+            load_plays(&target, &sub, plays, depth + 1)?;
+            continue;
+        }
+        let Some(hosts) = &pf.hosts else {
+            user_bail!(
+                "{at}: play {} has no `hosts:`\n  fix: name a node, a group or `all`",
+                i + 1
+            );
+        };
+        if hosts.value.0.is_empty() {
+            user_bail!(
+                "{at}: play {} has an empty `hosts:`\n  fix: name a node, a group or `all`",
+                i + 1
+            );
+        }
+        let mut handlers = IndexMap::new();
+        for (hname, h) in &pf.handlers {
+            let task = task_from(path, h, &format!("handler `{hname}`"))?;
+            if !task.notify.is_empty() {
+                user_bail!("{}: handler `{hname}` has `notify:`; handlers cannot notify other handlers\n  fix: remove it", task.at);
+            }
+            handlers.insert(
+                hname.clone(),
+                Task {
+                    name: hname.clone(),
+                    ..task
+                },
+            );
+        }
+        let mut tasks = Vec::new();
+        for (j, t) in pf.tasks.iter().enumerate() {
+            let task = task_from(path, t, &format!("task {}", j + 1))?;
+            for n in &task.notify {
+                if !handlers.contains_key(n) {
+                    let known: Vec<&str> = handlers.keys().map(String::as_str).collect();
+                    user_bail!(
+                        "{}: task `{}` notifies `{n}`, which is not a handler of this play\n  fix: add `{n}:` under the play's `handlers:` (known: {})",
+                        task.at,
+                        task.name,
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    );
+                }
+            }
+            tasks.push(task);
+        }
+        plays.push(Play {
+            at: yaml::at(path, &hosts.referenced),
+            name: pf.name.clone().unwrap_or_else(|| hosts.value.0.join(",")),
+            hosts: hosts.value.0.clone(),
+            vars: pf.vars.clone(),
+            tasks,
+            handlers,
+        });
+    }
+    Ok(())
+}
+
 impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         if !path.exists() {
@@ -179,57 +269,7 @@ impl Scenario {
         }
         let file: ScenarioFile = yaml::load(path, "scenario")?;
         let mut plays = Vec::new();
-        for (i, p) in file.plays.iter().enumerate() {
-            let at = yaml::at(path, &p.referenced);
-            let pf = &p.value;
-            if pf.hosts.value.0.is_empty() {
-                user_bail!(
-                    "{at}: play {} has an empty `hosts:`\n  fix: name a node, a group or `all`",
-                    i + 1
-                );
-            }
-            let mut handlers = IndexMap::new();
-            for (hname, h) in &pf.handlers {
-                let task = task_from(path, h, &format!("handler `{hname}`"))?;
-                if !task.notify.is_empty() {
-                    user_bail!("{}: handler `{hname}` has `notify:`; handlers cannot notify other handlers\n  fix: remove it", task.at);
-                }
-                handlers.insert(
-                    hname.clone(),
-                    Task {
-                        name: hname.clone(),
-                        ..task
-                    },
-                );
-            }
-            let mut tasks = Vec::new();
-            for (j, t) in pf.tasks.iter().enumerate() {
-                let task = task_from(path, t, &format!("task {}", j + 1))?;
-                for n in &task.notify {
-                    if !handlers.contains_key(n) {
-                        let known: Vec<&String> = handlers.keys().collect();
-                        user_bail!(
-                            "{}: task `{}` notifies `{n}`, which is not a handler of this play\n  fix: add `{n}:` under the play's `handlers:` (known: {})",
-                            task.at,
-                            task.name,
-                            if known.is_empty() { "none".to_string() } else { known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ") }
-                        );
-                    }
-                }
-                tasks.push(task);
-            }
-            plays.push(Play {
-                at: yaml::at(path, &pf.hosts.referenced),
-                name: pf
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| pf.hosts.value.0.join(",")),
-                hosts: pf.hosts.value.0.clone(),
-                vars: pf.vars.clone(),
-                tasks,
-                handlers,
-            });
-        }
+        load_plays(path, &file.plays, &mut plays, 0)?;
         let verify = file
             .verify
             .iter()

@@ -25,11 +25,15 @@ impl Templates {
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let mut syntax = minijinja::syntax::SyntaxConfig::builder();
         syntax.keep_trailing_newline(true);
+        // like Ansible: a block tag's own newline is not output
+        syntax.trim_blocks(true);
         if let Ok(s) = syntax.build() {
             env.set_syntax(s);
         }
         env.add_filter("reverse_ptr", reverse_ptr);
         env.add_filter("last_octet", last_octet);
+        env.add_filter("reverse_zone", reverse_zone);
+        env.add_filter("zone_serial", zone_serial);
         Templates {
             env,
             dir: dir.to_path_buf(),
@@ -135,6 +139,24 @@ fn last_octet(addr: String) -> String {
     addr.rsplit('.').next().unwrap_or_default().to_string()
 }
 
+/// `10.1.1.0/24` → `1.1.10.in-addr.arpa` (whole octets of the network part).
+fn reverse_zone(subnet: String) -> String {
+    let (addr, prefix) = subnet.split_once('/').unwrap_or((&subnet, "24"));
+    let octets = (prefix.parse::<usize>().unwrap_or(24) / 8).clamp(1, 3);
+    let mut p: Vec<&str> = addr.split('.').take(octets).collect();
+    p.reverse();
+    format!("{}.in-addr.arpa", p.join("."))
+}
+
+/// A zone serial that changes only when the zone's records change: derived
+/// from a hash of the text it filters (a 9-digit number, always valid).
+fn zone_serial(records: String) -> u64 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(records.as_bytes());
+    let n = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    100_000_000 + n % 900_000_000
+}
+
 fn node_fact(n: &Node) -> Value {
     Value::from(minijinja::value::Serde(serde_json::json!({
         "name": n.name,
@@ -193,13 +215,26 @@ pub fn host_vars(
     };
     m.insert("lab".into(), Value::from(minijinja::value::Serde(lab)));
 
-    // one pass of variable-in-variable rendering (e.g. `www: "www.{{ domain }}"`)
+    // one pass of variable-in-variable rendering (e.g. `www: "www.{{ domain }}"`),
+    // also inside lists and maps
     let ctx = Value::from(m.clone());
     for (k, v) in m.iter_mut() {
-        if let Some(s) = v.as_str() {
-            if s.contains("{{") || s.contains("{%") {
-                let at = format!("variable `{k}`");
+        if v.is_undefined()
+            || v.is_none()
+            || v.is_number()
+            || v.kind() == minijinja::value::ValueKind::Bool
+        {
+            continue;
+        }
+        let text = v.to_string();
+        if text.contains("{{") || text.contains("{%") {
+            let at = format!("variable `{k}`");
+            if let Some(s) = v.as_str() {
                 *v = Value::from(templates.render_str(s, &ctx, &at)?);
+            } else {
+                let json = serde_json::to_value(&*v)?;
+                let rendered: serde_json::Value = templates.render_args(&json, &ctx, &at)?;
+                *v = Value::from(minijinja::value::Serde(rendered));
             }
         }
     }

@@ -53,13 +53,24 @@ fn first_run_changes_second_run_changes_nothing() {
     assert_eq!(j["hosts"]["n1"]["changed"], 5, "{j}"); // dir, template, copy, command, handler
     assert_eq!(j["hosts"]["n2"]["unreachable"], false);
     let conf = p.read("root/n2/etc/app/app.conf");
-    assert!(conf.contains("# n2 at 127.0.0.1") && conf.contains("peers = n1 n2"), "{conf}");
-    let mode = std::fs::metadata(p.path("root/n1/etc/app/app.conf")).unwrap().permissions().mode();
+    assert!(
+        conf.contains("# n2 at 127.0.0.1") && conf.contains("peers = n1 n2"),
+        "{conf}"
+    );
+    let mode = std::fs::metadata(p.path("root/n1/etc/app/app.conf"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o640);
     // the handler was notified twice and ran once
     assert_eq!(p.read("root/n1/handler.log"), "reloaded\n");
 
-    let files = ["root/n1/etc/app/app.conf", "root/n1/etc/app/static.txt", "root/n1/marker", "root/n1/handler.log"];
+    let files = [
+        "root/n1/etc/app/app.conf",
+        "root/n1/etc/app/static.txt",
+        "root/n1/marker",
+        "root/n1/handler.log",
+    ];
     let before = mtimes(&p, &files);
     std::thread::sleep(std::time::Duration::from_millis(50));
     let o = p.labctl(&["configure", "scenario.yaml", "--json"]);
@@ -68,28 +79,52 @@ fn first_run_changes_second_run_changes_nothing() {
     assert_eq!(j["changed"], 0, "{j}");
     assert_eq!(j["hosts"]["n1"]["ok"], 4);
     assert_eq!(before, mtimes(&p, &files), "a no-op run wrote files");
-    assert_eq!(p.read("root/n1/handler.log"), "reloaded\n", "a no-op run ran a handler");
+    assert_eq!(
+        p.read("root/n1/handler.log"),
+        "reloaded\n",
+        "a no-op run ran a handler"
+    );
 
     // text recap
     let o = p.labctl(&["configure", "scenario.yaml"]);
     let out = stdout(&o);
-    assert!(out.contains("RECAP") && out.contains("n1") && out.contains("changed=0"), "{out}");
+    assert!(
+        out.contains("RECAP") && out.contains("n1") && out.contains("changed=0"),
+        "{out}"
+    );
 }
 
 #[test]
 fn check_mode_changes_nothing_and_diff_shows_the_template_change() {
     let p = setup(1);
-    assert_eq!(p.labctl(&["configure", "scenario.yaml"]).status.code(), Some(0));
-    p.write("scenario.yaml", &SCENARIO.replace("greeting: hello", "greeting: bonjour"));
+    assert_eq!(
+        p.labctl(&["configure", "scenario.yaml"]).status.code(),
+        Some(0)
+    );
+    p.write(
+        "scenario.yaml",
+        &SCENARIO.replace("greeting: hello", "greeting: bonjour"),
+    );
     let before = p.read("root/n1/etc/app/app.conf");
 
     let o = p.labctl(&["configure", "scenario.yaml", "--check", "--diff"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let out = stdout(&o);
-    assert!(out.contains("-greeting = hello") && out.contains("+greeting = bonjour"), "{out}");
+    assert!(
+        out.contains("-greeting = hello") && out.contains("+greeting = bonjour"),
+        "{out}"
+    );
     assert!(out.contains("would change: [n1] main config"), "{out}");
-    assert_eq!(p.read("root/n1/etc/app/app.conf"), before, "--check wrote a file");
-    assert_eq!(p.read("root/n1/handler.log"), "reloaded\n", "--check ran a handler");
+    assert_eq!(
+        p.read("root/n1/etc/app/app.conf"),
+        before,
+        "--check wrote a file"
+    );
+    assert_eq!(
+        p.read("root/n1/handler.log"),
+        "reloaded\n",
+        "--check ran a handler"
+    );
 
     // for real: only the template changes and the handler runs once more
     let o = p.labctl(&["configure", "scenario.yaml", "--json"]);
@@ -112,9 +147,20 @@ fn failing_task_still_flushes_notified_handlers() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let j = json(&o);
     assert_eq!(j["hosts"]["n1"]["failed"], 1);
-    assert!(stderr(&o).contains("broken"), "the failure's output is shown: {}", stderr(&o));
-    assert_eq!(p.read("root/n1/handler.log"), "reloaded\n", "notified handler did not run");
-    assert!(!p.path("root/n1/marker").exists(), "tasks after the failure ran");
+    assert!(
+        stderr(&o).contains("broken"),
+        "the failure's output is shown: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        p.read("root/n1/handler.log"),
+        "reloaded\n",
+        "notified handler did not run"
+    );
+    assert!(
+        !p.path("root/n1/marker").exists(),
+        "tasks after the failure ran"
+    );
 }
 
 #[test]
@@ -137,8 +183,14 @@ fn undefined_variable_fails_before_any_host_is_touched() {
     let o = p.labctl(&["configure", "scenario.yaml"]);
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
-    assert!(e.contains("app.conf.j2:2") && e.contains("undefined"), "{e}");
-    assert!(!p.path("root/n1/etc").exists() && !p.path("root/n2/etc").exists(), "a host was touched");
+    assert!(
+        e.contains("app.conf.j2:2") && e.contains("undefined"),
+        "{e}"
+    );
+    assert!(
+        !p.path("root/n1/etc").exists() && !p.path("root/n2/etc").exists(),
+        "a host was touched"
+    );
 }
 
 #[test]
@@ -146,10 +198,17 @@ fn wrong_pinned_host_key_is_refused() {
     let p = setup(1);
     let other = tempfile::tempdir().unwrap();
     let k = other.path().join("k");
-    std::process::Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&k).status().unwrap();
+    std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&k)
+        .status()
+        .unwrap();
     let pubkey = std::fs::read_to_string(k.with_extension("pub")).unwrap();
     let fake: Vec<&str> = pubkey.split_whitespace().take(2).collect();
-    p.write(".labctl/known_hosts", &format!("[127.0.0.1]:{} {}\n", p.sshd.ports[0], fake.join(" ")));
+    p.write(
+        ".labctl/known_hosts",
+        &format!("[127.0.0.1]:{} {}\n", p.sshd.ports[0], fake.join(" ")),
+    );
     let o = p.labctl(&["configure", "scenario.yaml", "--json"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(json(&o)["hosts"]["n1"]["unreachable"], true);
@@ -162,7 +221,10 @@ fn limit_selects_hosts() {
     let p = setup(2);
     let o = p.labctl(&["configure", "scenario.yaml", "--limit", "n2", "--json"]);
     let j = json(&o);
-    assert!(j["hosts"].get("n1").is_none() && j["hosts"]["n2"]["changed"].as_u64() > Some(0), "{j}");
+    assert!(
+        j["hosts"].get("n1").is_none() && j["hosts"]["n2"]["changed"].as_u64() > Some(0),
+        "{j}"
+    );
     let o = p.labctl(&["configure", "scenario.yaml", "--limit", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`nope`"));

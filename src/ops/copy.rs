@@ -3,7 +3,12 @@
 //! ```yaml
 //! - copy: {src: index.html, dest: /var/www/html/index.html, mode: "0644"}
 //! - copy: {content: "hello\n", dest: /etc/motd}
+//! - copy: {generate: corosync-authkey, size: 256, dest: /etc/corosync/authkey, mode: "0400"}
 //! ```
+//!
+//! `generate:` installs random bytes that labctl makes once per project (kept in
+//! `.labctl/generated/NAME`, mode 0600), the same on every host: shared keys such
+//! as corosync's authkey. Such a file is a secret: its content is never shown.
 
 use super::content::ManagedFile;
 use super::template::check_file_args;
@@ -18,6 +23,10 @@ pub struct Args {
     pub src: Option<String>,
     /// Inline content instead of `src`.
     pub content: Option<String>,
+    /// Random bytes generated once per project under this name (a shared key).
+    pub generate: Option<String>,
+    /// Size of a generated key in bytes (default 256).
+    pub size: Option<usize>,
     pub dest: String,
     pub owner: Option<String>,
     pub group: Option<String>,
@@ -28,14 +37,36 @@ pub struct Args {
 
 impl Args {
     pub fn validate(&self) -> Result<(), String> {
-        if self.src.is_some() == self.content.is_some() {
-            return Err("copy needs exactly one of `src:` or `content:`".into());
+        let sources = [
+            self.src.is_some(),
+            self.content.is_some(),
+            self.generate.is_some(),
+        ];
+        if sources.iter().filter(|x| **x).count() != 1 {
+            return Err("copy needs exactly one of `src:`, `content:` or `generate:`".into());
+        }
+        if let Some(g) = &self.generate {
+            if g.is_empty()
+                || !g
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+            {
+                return Err(format!(
+                    "generate: `{g}` must be a simple name (letters, digits, - and _)"
+                ));
+            }
         }
         check_file_args(&self.dest, self.mode.as_deref())
     }
 
     pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Copy> {
+        let secret = self.secret || self.generate.is_some();
         let content = match (&self.src, &self.content) {
+            _ if self.generate.is_some() => generated(
+                ctx,
+                self.generate.as_deref().unwrap_or_default(),
+                self.size.unwrap_or(256),
+            )?,
             (Some(src), _) => {
                 let p = ctx.project_dir.join("files").join(src);
                 std::fs::read(&p).map_err(|e| {
@@ -55,9 +86,30 @@ impl Args {
             owner: self.owner,
             group: self.group,
             mode: self.mode,
-            secret: self.secret,
+            secret,
         }))
     }
+}
+
+/// The project's generated key `name`, made on first use.
+fn generated(ctx: &PrepareCtx, name: &str, size: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = ctx.project_dir.join(".labctl/generated");
+    let path = dir.join(name);
+    if let Ok(b) = std::fs::read(&path) {
+        return Ok(b);
+    }
+    std::fs::create_dir_all(&dir)?;
+    let bytes: Vec<u8> = (0..size.max(1)).map(|_| rand::random::<u8>()).collect();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
+    f.write_all(&bytes)?;
+    Ok(bytes)
 }
 
 #[derive(Debug)]

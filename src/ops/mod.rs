@@ -143,7 +143,7 @@ impl OpArgs {
             OpArgs::Service(a) => format!("service {}", a.name),
             OpArgs::User(a) => format!("user {}", a.name),
             OpArgs::Command(a) => format!("command {}", a.cmd),
-            OpArgs::Cluster(a) => format!("cluster {}", a.name),
+            OpArgs::Cluster(a) => format!("cluster {}", a.members.0.join(",")),
         }
     }
 

@@ -15,12 +15,20 @@ pub struct Sshd {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run helper command");
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 impl Sshd {
@@ -28,7 +36,9 @@ impl Sshd {
     pub fn start(nodes: usize, client_pub: &Path) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(d.join("host_key")));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(d.join("host_key")));
         std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
         std::fs::create_dir_all("/run/sshd").unwrap();
         let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
@@ -92,7 +102,9 @@ impl Project {
         let d = dir.path();
         std::fs::create_dir_all(d.join(".labctl")).unwrap();
         let key = d.join(".labctl/id_ed25519");
-        run(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&key));
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key));
         let sshd = Sshd::start(nodes, &key.with_extension("pub"));
         std::fs::write(d.join(".labctl/known_hosts"), sshd.known_hosts()).unwrap();
         let mut inv = String::from("lab: test\nprovider: ssh\nssh: {user: root}\nnodes:\n");
@@ -147,5 +159,6 @@ pub fn stderr(o: &Output) -> String {
 
 /// Parse `--json` output.
 pub fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
 }
