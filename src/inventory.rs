@@ -314,7 +314,7 @@ impl Inventory {
             });
         }
         for g in file.group_vars.keys() {
-            if !groups_known.iter().any(|k| *k == g) && g != "all" {
+            if !groups_known.contains(&g) && g != "all" {
                 user_bail!(
                     "{}: group_vars names group `{g}`, which no node belongs to\n  fix: add `groups: [{g}]` to a node or remove the entry",
                     text_path.display()

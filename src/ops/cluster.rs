@@ -296,7 +296,7 @@ fn primitive_xml(r: &Resource) -> String {
     s + "</primitive>"
 }
 
-/// A canonical text of an XML element: attributes sorted, whitespace ignored, so
+/// A canonical text of an XML element: attributes and children sorted, whitespace ignored, so
 /// the live CIB and the wanted element compare equal when they mean the same.
 pub fn canonical(xml: &str) -> Option<String> {
     let doc = roxmltree::Document::parse(xml.trim()).ok()?;
@@ -315,21 +315,31 @@ pub fn canonical(xml: &str) -> Option<String> {
             out.push_str(&format!(" {k}={v:?}"));
         }
         out.push('>');
-        for c in n.children() {
-            walk(c, out);
-        }
+        // the order of nvpairs and ops carries no meaning
+        let mut children: Vec<String> = n
+            .children()
+            .map(|c| {
+                let mut s = String::new();
+                walk(c, &mut s);
+                s
+            })
+            .filter(|s| !s.is_empty())
+            .collect();
+        children.sort();
+        out.push_str(&children.concat());
         out.push_str("</>");
     }
     let mut out = String::new();
-    // cibadmin --xpath may wrap several matches in <xpath-query>; take the first element
-    let root = doc.root_element();
-    let el = if root.tag_name().name() == "xpath-query" {
-        root.children().find(|c| c.is_element())?
-    } else {
-        root
-    };
-    walk(el, &mut out);
+    walk(doc.root_element(), &mut out);
     Some(out)
+}
+
+/// The value of a cluster property (`crm_config`) or default (`rsc_defaults`, `op_defaults`).
+fn live_attr(doc: &roxmltree::Document, section: &str, name: &str) -> Option<String> {
+    let sec = doc.descendants().find(|n| n.has_tag_name(section))?;
+    sec.descendants()
+        .find(|n| n.has_tag_name("nvpair") && n.attribute("name") == Some(name))
+        .and_then(|n| n.attribute("value").map(String::from))
 }
 
 #[derive(Debug)]
@@ -352,26 +362,8 @@ impl Op for Cluster {
             s += &format!(" && echo \"$m\" | grep -q '<node name=\"{n}\"[^>]* online=\"true\"'");
         }
         s += "; then ok=yes; break; fi\n  i=$((i+1)); sleep 0.2\ndone\necho \"online=$ok\"\n";
-        for (kind, map) in [
-            ("crm_config", &self.args.properties),
-            ("rsc_defaults", &self.args.resource_defaults),
-            ("op_defaults", &self.args.op_defaults),
-        ] {
-            for k in map.keys() {
-                s += &format!(
-                    "echo \"{kind}:{k}=$(crm_attribute --type {kind} --name {} --query --quiet 2>/dev/null)\"\n",
-                    q(k)
-                );
-            }
-        }
-        for e in &self.elements {
-            s += &format!(
-                "echo \"xml:{}=$(cibadmin --query --scope {} --xpath {} 2>/dev/null | base64 -w0)\"\n",
-                e.id,
-                e.scope,
-                q(&format!("//*[@id='{}']", e.id))
-            );
-        }
+        // the whole CIB in one call; compared locally
+        s += "echo \"cib=$(cibadmin --query 2>/dev/null | base64 -w0)\"\n";
         s
     }
 
@@ -387,6 +379,13 @@ impl Op for Cluster {
                 self.args.wait.unwrap_or(180)
             );
         }
+        let cib = s
+            .get("cib")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let doc = roxmltree::Document::parse(&cib)
+            .map_err(|e| anyhow::anyhow!("cannot read the CIB (cibadmin --query): {e}"))?;
         let mut what = Vec::new();
         let mut script = String::from("set -e\n");
         for (kind, map) in [
@@ -395,7 +394,7 @@ impl Op for Cluster {
             ("op_defaults", &self.args.op_defaults),
         ] {
             for (k, v) in map {
-                if s.get(&format!("{kind}:{k}")) != Some(v) {
+                if live_attr(&doc, kind, k).as_deref() != Some(v.as_str()) {
                     what.push(format!("{k}={v}"));
                     script += &format!(
                         "crm_attribute --type {kind} --name {} --update {}\n",
@@ -406,21 +405,21 @@ impl Op for Cluster {
             }
         }
         for e in &self.elements {
-            let live = s
-                .get(&format!("xml:{}", e.id))
-                .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            let exists = !live.trim().is_empty();
-            if exists && canonical(&live) == canonical(&e.xml) {
-                continue;
+            let live = doc
+                .descendants()
+                .find(|n| n.is_element() && n.attribute("id") == Some(e.id.as_str()))
+                .map(|n| cib[n.range()].to_string());
+            if let Some(l) = &live {
+                if canonical(l) == canonical(&e.xml) {
+                    continue;
+                }
             }
-            what.push(format!(
-                "{} {}",
-                if exists { "update" } else { "create" },
-                e.id
-            ));
-            let verb = if exists { "--replace" } else { "--create" };
+            let (verb, word) = if live.is_some() {
+                ("--replace", "update")
+            } else {
+                ("--create", "create")
+            };
+            what.push(format!("{word} {}", e.id));
             script += &format!(
                 "cibadmin {verb} --scope {} --xml-text {}\n",
                 e.scope,
@@ -478,6 +477,77 @@ mod tests {
         assert_ne!(
             canonical(&ours),
             canonical(&live.replace("10.1.1.100", "10.1.1.99"))
+        );
+    }
+
+    fn cluster(vip: &str) -> Cluster {
+        let args: Args = serde_json::from_value(serde_json::json!({
+            "members": ["nodo1", "nodo2"],
+            "properties": {"stonith-enabled": "false"},
+            "resource_defaults": {"resource-stickiness": "100"},
+            "resources": [{"id": "VirtualIP", "agent": "ocf:heartbeat:IPaddr2",
+                           "params": {"ip": vip, "cidr_netmask": "24"},
+                           "ops": {"monitor": {"interval": "1s"}}}],
+        }))
+        .unwrap();
+        let elements = args.elements();
+        Cluster {
+            members: vec!["nodo1".into(), "nodo2".into()],
+            leader: true,
+            args,
+            elements,
+        }
+    }
+
+    fn probe_out(cib: &str) -> Probe {
+        let b = base64::engine::general_purpose::STANDARD.encode(cib);
+        Probe {
+            out: format!("online=yes\ncib={b}\n"),
+            rc: 0,
+        }
+    }
+
+    const CIB: &str = r#"<cib epoch="5"><configuration>
+  <crm_config><cluster_property_set id="cib-bootstrap-options">
+    <nvpair id="cib-bootstrap-options-have-watchdog" name="have-watchdog" value="false"/>
+    <nvpair id="cib-bootstrap-options-stonith-enabled" name="stonith-enabled" value="false"/>
+  </cluster_property_set></crm_config>
+  <nodes/>
+  <resources>
+    <primitive id="VirtualIP" class="ocf" provider="heartbeat" type="IPaddr2">
+      <instance_attributes id="VirtualIP-instance_attributes">
+        <nvpair id="VirtualIP-instance_attributes-ip" name="ip" value="10.1.1.100"/>
+        <nvpair id="VirtualIP-instance_attributes-cidr_netmask" name="cidr_netmask" value="24"/>
+      </instance_attributes>
+      <operations><op id="VirtualIP-monitor-interval-1s" name="monitor" interval="1s"/></operations>
+    </primitive>
+  </resources>
+  <constraints/>
+  <rsc_defaults><meta_attributes id="build-resource-defaults">
+    <nvpair id="build-resource-defaults-resource-stickiness" name="resource-stickiness" value="100"/>
+  </meta_attributes></rsc_defaults>
+</configuration><status/></cib>"#;
+
+    #[test]
+    fn matching_cib_is_ok_and_a_changed_param_updates_only_its_resource() {
+        let p = cluster("10.1.1.100").plan(&probe_out(CIB)).unwrap();
+        assert!(matches!(p, Plan::Ok), "{p:?}");
+        let Plan::Change(c) = cluster("10.1.1.99").plan(&probe_out(CIB)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.what, "update VirtualIP");
+        assert!(
+            c.script.contains("cibadmin --replace --scope resources")
+                && !c.script.contains("crm_attribute")
+        );
+        let empty =
+            r#"<cib><configuration><crm_config/><resources/><constraints/></configuration></cib>"#;
+        let Plan::Change(c) = cluster("10.1.1.100").plan(&probe_out(empty)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c.what,
+            "stonith-enabled=false, resource-stickiness=100, create VirtualIP"
         );
     }
 }
