@@ -1,19 +1,81 @@
-//! `labctl verify`: prove the scenario works.
+//! `labctl verify`: prove the scenario works (the checks of its `verify:` section).
 
 use super::Global;
+use crate::scenario::Scenario;
+use crate::user_bail;
+use crate::verify::{self, VerifyOptions};
 use clap::Args;
 use std::path::PathBuf;
 
 /// Run the checks of a scenario's `verify:` section: DNS, HTTP, cluster, failover.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  labctl verify                  # the scenario last applied to the lab\n  labctl verify scenarios/01-dns-round-robin.yaml"
-)]
+#[command(after_help = "\
+Examples:
+  labctl verify                                  # the scenario last applied with `configure`
+  labctl verify scenarios/01-dns-round-robin.yaml
+  labctl verify --json                           # one JSON object: passed, checks, failover_ms
+  labctl verify --skip failover --skip service_recovery   # nothing disruptive
+
+Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
+  verify:
+    - dns: {server: dns, name: \"www.{{ domain }}\", expect: [10.1.1.101, 10.1.1.102], round_robin: true}
+    - http: {url: \"http://www.{{ domain }}/info.txt\", dns: dns, nodes: [nodo1, nodo2]}
+    - cluster: {nodes: [nodo1, nodo2], resources: [VirtualIP]}
+    - failover: {vip: \"{{ vip }}\", within: 2s}
+    - service_recovery: {service: apache2, vip: \"{{ vip }}\", resource: WebServer, within: 30s}
+
+`failover` cuts the power of the node serving the VIP (`labctl fail`), times the
+switch to the other node, then brings the node back (`labctl up`).
+
+Exit codes: 0 every check passed, 1 a check failed, 2 bad input.")]
 pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
+    #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
+    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery); repeatable.
+    #[arg(long, value_name = "KIND")]
+    pub skip: Vec<String>,
+    /// Do not check SSH host keys (for existing hosts you trust; never needed for nspawn labs).
+    #[arg(long = "insecure-no-host-key-check")]
+    pub insecure: bool,
 }
 
-pub fn run(_a: VerifyArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("verify")
+pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    let path = match a.scenario {
+        Some(p) => p,
+        None => last_scenario(&inv)?,
+    };
+    let scenario = Scenario::load(&path)?;
+    let opts = VerifyOptions {
+        insecure: a.insecure,
+        skip: a.skip,
+        progress: !g.json || g.verbose > 0,
+        labctl: None,
+    };
+    let json = g.json;
+    let report = verify::run_checks_with(&inv, &scenario, &opts, &mut |r| {
+        if !json {
+            println!("{}", r.line());
+        }
+    })?;
+    if json {
+        println!("{}", report.json());
+    } else {
+        println!("{}", report.summary());
+    }
+    Ok(if report.passed() { 0 } else { 1 })
+}
+
+/// The scenario `configure` applied last (`.labctl/last-scenario`).
+fn last_scenario(inv: &crate::inventory::Inventory) -> anyhow::Result<PathBuf> {
+    let f = inv.state_dir().join("last-scenario");
+    match std::fs::read_to_string(&f) {
+        Ok(s) if !s.trim().is_empty() => Ok(PathBuf::from(s.trim())),
+        _ => user_bail!(
+            "no scenario given, and none was applied to lab `{}` yet ({} does not exist)\n  fix: name one, e.g. `labctl verify scenario.yaml`, or run `labctl configure scenario.yaml` first",
+            inv.lab,
+            f.display()
+        ),
+    }
 }
