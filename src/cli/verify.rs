@@ -18,7 +18,8 @@ Examples:
 
 Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
   verify:
-    - dns: {server: dns, name: \"www.{{ domain }}\", expect: [10.1.1.101, 10.1.1.102], round_robin: true}
+    - dns: {server: dns, name: www.example.com, expect: [10.1.1.101, 10.1.1.102]}
+    - dns: {server: dns, name: \"www.{{ domain }}\", round_robin: true}
     - http: {url: \"http://www.{{ domain }}/info.txt\", dns: dns, nodes: [nodo1, nodo2]}
     - cluster: {nodes: [nodo1, nodo2], resources: [VirtualIP]}
     - failover: {vip: \"{{ vip }}\", within: 2s}

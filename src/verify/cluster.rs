@@ -36,11 +36,34 @@ pub struct Spec {
 }
 
 /// A resource that must be started, optionally on a given node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ResourceSpec {
     Id(String),
     On(ResourceOn),
+}
+
+impl<'de> Deserialize<'de> for ResourceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ResourceSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a resource id, or {id: RESOURCE, on: NODE}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ResourceSpec, E> {
+                Ok(ResourceSpec::Id(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ResourceSpec, A::Error> {
+                ResourceOn::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(ResourceSpec::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `{id: VirtualIP, on: nodo1}`.
@@ -71,11 +94,9 @@ impl Spec {
                 .iter()
                 .map(|n| ctx.node("cluster: nodes", n))
                 .collect::<anyhow::Result<_>>()?,
-            None => {
-                return Err(ctx.err(
-                    "cluster: no member to ask\n  fix: add `on: <a cluster member>` or `nodes: [..]`",
-                ))
-            }
+            None => return Err(ctx.err(
+                "cluster: no member to ask\n  fix: add `on: <a cluster member>` or `nodes: [..]`",
+            )),
         };
         let mut resources = Vec::new();
         for r in &self.resources {
@@ -205,7 +226,9 @@ if [ $rc -eq 64 ]; then timeout 20 crm_mon -1 --as-xml 2>&1; rc=$?; fi
 exit $rc";
 
 /// Run `crm_mon` in an open session and parse its XML.
-pub(crate) fn crm_status_in(sess: &mut crate::transport::ssh::Session) -> Result<CrmStatus, String> {
+pub(crate) fn crm_status_in(
+    sess: &mut crate::transport::ssh::Session,
+) -> Result<CrmStatus, String> {
     let name = sess.target.name.clone();
     let out = remote(sess, CRM_MON)?;
     let text = out.stdout.trim();
@@ -304,7 +327,10 @@ impl CrmStatus {
         let mut nodes: Vec<String> = Vec::new();
         let is_group = parent && {
             // clone instances share an id; group members have distinct ids
-            let mut ids: Vec<&str> = rs.iter().map(|r| r.id.split(':').next().unwrap_or("")).collect();
+            let mut ids: Vec<&str> = rs
+                .iter()
+                .map(|r| r.id.split(':').next().unwrap_or(""))
+                .collect();
             ids.sort();
             ids.dedup();
             ids.len() > 1
@@ -359,7 +385,10 @@ pub fn parse_crm_mon(xml: &str) -> Result<CrmStatus, String> {
     let mut st = CrmStatus::default();
     let t = |n: &roxmltree::Node, a: &str| n.attribute(a) == Some("true");
     for n in doc.descendants().filter(|n| n.has_tag_name("node")) {
-        let parent = n.parent_element().map(|p| p.tag_name().name()).unwrap_or("");
+        let parent = n
+            .parent_element()
+            .map(|p| p.tag_name().name())
+            .unwrap_or("");
         match parent {
             "nodes" => st.nodes.push(CrmNode {
                 name: n.attribute("name").unwrap_or_default().to_string(),
@@ -412,8 +441,15 @@ pub fn parse_crm_mon(xml: &str) -> Result<CrmStatus, String> {
             st.error = Some(msg);
         }
     }
-    if st.error.is_none() && st.nodes.is_empty() && !root.has_tag_name("crm_mon") && !root.has_tag_name("pacemaker-result") {
-        return Err(format!("unexpected crm_mon output (root element <{}>)", root.tag_name().name()));
+    if st.error.is_none()
+        && st.nodes.is_empty()
+        && !root.has_tag_name("crm_mon")
+        && !root.has_tag_name("pacemaker-result")
+    {
+        return Err(format!(
+            "unexpected crm_mon output (root element <{}>)",
+            root.tag_name().name()
+        ));
     }
     Ok(st)
 }
@@ -478,23 +514,52 @@ mod tests {
     #[test]
     fn judges() {
         let st = parse_crm_mon(XML2).unwrap();
-        let o = plan(&["nodo1"], &[("VirtualIP", Some("nodo1")), ("WebServer", None)], true).judge(&st, "nodo1");
+        let o = plan(
+            &["nodo1"],
+            &[("VirtualIP", Some("nodo1")), ("WebServer", None)],
+            true,
+        )
+        .judge(&st, "nodo1");
         assert!(o.passed, "{}", o.detail);
-        assert!(o.detail.contains("VirtualIP started on nodo1"), "{}", o.detail);
+        assert!(
+            o.detail.contains("VirtualIP started on nodo1"),
+            "{}",
+            o.detail
+        );
         let o = plan(&["nodo1", "nodo2"], &[("VirtualIP", None)], false).judge(&st, "nodo1");
-        assert!(!o.passed && o.detail.contains("nodo2 is offline"), "{}", o.detail);
+        assert!(
+            !o.passed && o.detail.contains("nodo2 is offline"),
+            "{}",
+            o.detail
+        );
         let o = plan(&[], &[("VirtualIP", Some("nodo2"))], false).judge(&st, "nodo1");
-        assert!(!o.passed && o.detail.contains("runs on nodo1, not on nodo2"), "{}", o.detail);
+        assert!(
+            !o.passed && o.detail.contains("runs on nodo1, not on nodo2"),
+            "{}",
+            o.detail
+        );
         let o = plan(&[], &[("Stopped1", None), ("Ghost", None)], false).judge(&st, "nodo1");
-        assert!(o.detail.contains("Stopped1 is not started (Stopped1 Stopped)"), "{}", o.detail);
-        assert!(o.detail.contains("resource Ghost does not exist"), "{}", o.detail);
+        assert!(
+            o.detail
+                .contains("Stopped1 is not started (Stopped1 Stopped)"),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail.contains("resource Ghost does not exist"),
+            "{}",
+            o.detail
+        );
     }
 
     #[test]
     fn reports_crm_mon_errors() {
         let st = parse_crm_mon(DOWN).unwrap();
         let e = st.error.unwrap();
-        assert!(e.contains("Not connected") && e.contains("cluster is not available"), "{e}");
+        assert!(
+            e.contains("Not connected") && e.contains("cluster is not available"),
+            "{e}"
+        );
         assert!(parse_crm_mon("<html/>").is_err());
         assert!(parse_crm_mon("not xml").is_err());
     }

@@ -34,6 +34,9 @@ pub struct Spec {
     /// The exact set of answers (any order). Without it: at least one answer.
     #[serde(default)]
     pub expect: Option<Vec<String>>,
+    /// Every answer must be one of these (at least one answer); for "any live node".
+    #[serde(default)]
+    pub expect_any: Option<Vec<String>>,
     /// The first answer must vary over `queries` queries.
     #[serde(default)]
     pub round_robin: bool,
@@ -56,6 +59,7 @@ pub struct Plan {
     pub name: String,
     pub rtype: RecordType,
     pub expect: Option<Vec<String>>,
+    pub expect_any: Option<Vec<String>>,
     pub round_robin: bool,
     pub queries: u32,
     pub timeout: Duration,
@@ -63,8 +67,13 @@ pub struct Plan {
 
 impl Spec {
     pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
-        let server = ctx.host("server", &self.server)?;
-        let tname = self.rtype.as_deref().unwrap_or("A").trim().to_ascii_uppercase();
+        let server = ctx.host("dns: server", &self.server)?;
+        let tname = self
+            .rtype
+            .as_deref()
+            .unwrap_or("A")
+            .trim()
+            .to_ascii_uppercase();
         let rtype = RecordType::from_str(&tname)
             .ok()
             .filter(|t| !matches!(t, RecordType::Unknown(_)))
@@ -76,15 +85,21 @@ impl Spec {
         if self.name.trim().is_empty() {
             return Err(ctx.err("dns: `name:` is empty\n  fix: e.g. name: www.example.com"));
         }
-        Name::from_ascii(self.name.trim()).map_err(|e| {
-            ctx.err(format!("dns: `name: {}` is not a DNS name: {e}", self.name))
-        })?;
-        let queries = self.queries.unwrap_or(if self.round_robin { 10 } else { 1 });
+        Name::from_ascii(self.name.trim())
+            .map_err(|e| ctx.err(format!("dns: `name: {}` is not a DNS name: {e}", self.name)))?;
+        let queries = self
+            .queries
+            .unwrap_or(if self.round_robin { 10 } else { 1 });
         if self.round_robin && !(2..=200).contains(&queries) {
             return Err(ctx.err("dns: `queries:` must be 2 to 200 with `round_robin: true`"));
         }
         if !(1..=200).contains(&queries) {
             return Err(ctx.err("dns: `queries:` must be 1 to 200"));
+        }
+        if self.expect.is_some() && self.expect_any.is_some() {
+            return Err(ctx.err(
+                "dns: `expect:` (exactly these answers) and `expect_any:` (answers among these) exclude each other\n  fix: keep one",
+            ));
         }
         let timeout = self.timeout.map(|d| d.0).unwrap_or(Duration::from_secs(2));
         if timeout.is_zero() || timeout > Duration::from_secs(30) {
@@ -97,6 +112,10 @@ impl Spec {
             rtype,
             expect: self
                 .expect
+                .as_ref()
+                .map(|v| v.iter().map(|s| normalize(s)).collect()),
+            expect_any: self
+                .expect_any
                 .as_ref()
                 .map(|v| v.iter().map(|s| normalize(s)).collect()),
             round_robin: self.round_robin,
@@ -160,6 +179,28 @@ impl Plan {
                 v.join(", ")
             }
         };
+        if let Some(any) = &self.expect_any {
+            if got.is_empty() {
+                return Some(format!(
+                    "{} has no {} record for {} (expected one of {})",
+                    self.server.label,
+                    self.rtype,
+                    self.name,
+                    any.join(", ")
+                ));
+            }
+            let extra: Vec<&String> = got.iter().filter(|a| !any.contains(a)).collect();
+            if !extra.is_empty() {
+                return Some(format!(
+                    "{} {}: got {}; expected only answers among {}",
+                    self.name,
+                    self.rtype,
+                    shown(got),
+                    any.join(", ")
+                ));
+            }
+            return None;
+        }
         match &self.expect {
             None if got.is_empty() => Some(format!(
                 "{} has no {} record for {}",
@@ -254,7 +295,8 @@ pub fn query(
     rtype: RecordType,
     timeout: Duration,
 ) -> Result<Answer, String> {
-    let mut qname = Name::from_ascii(name).map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
+    let mut qname =
+        Name::from_ascii(name).map_err(|e| format!("`{name}` is not a DNS name: {e}"))?;
     qname.set_fqdn(true);
     let mut msg = Message::new(rand::random(), MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
@@ -353,9 +395,17 @@ mod tests {
         assert!(ok.passed, "{}", ok.detail);
         assert!(ok.detail.contains("a ×2, b ×1"), "{}", ok.detail);
         let same = judge_round_robin(&[v(&["a", "b"]), v(&["a", "b"])]);
-        assert!(!same.passed && same.detail.contains("never varied"), "{}", same.detail);
+        assert!(
+            !same.passed && same.detail.contains("never varied"),
+            "{}",
+            same.detail
+        );
         let one = judge_round_robin(&[v(&["a"]), v(&["a"])]);
-        assert!(!one.passed && one.detail.contains("at least two"), "{}", one.detail);
+        assert!(
+            !one.passed && one.detail.contains("at least two"),
+            "{}",
+            one.detail
+        );
     }
 
     #[test]
@@ -375,6 +425,7 @@ mod tests {
             name: "www".into(),
             rtype: RecordType::A,
             expect: Some(v(&["1.1.1.1", "2.2.2.2"])),
+            expect_any: None,
             round_robin: false,
             queries: 1,
             timeout: Duration::from_secs(1),
@@ -386,5 +437,17 @@ mod tests {
         assert!(m.contains("unexpected 3.3.3.3"), "{m}");
         let m = p.judge_set(&[]).unwrap();
         assert!(m.contains("got no answer"), "{m}");
+        let p = Plan {
+            expect: None,
+            expect_any: Some(v(&["1.1.1.1", "2.2.2.2"])),
+            ..p
+        };
+        assert!(p.judge_set(&v(&["2.2.2.2"])).is_none());
+        assert!(p.judge_set(&v(&["1.1.1.1", "2.2.2.2"])).is_none());
+        assert!(p
+            .judge_set(&v(&["3.3.3.3"]))
+            .unwrap()
+            .contains("only answers among"));
+        assert!(p.judge_set(&[]).unwrap().contains("no A record"));
     }
 }

@@ -62,9 +62,10 @@ impl VipTarget {
         url: Option<&str>,
     ) -> anyhow::Result<VipTarget> {
         let vip = match vip.map(str::trim) {
-            Some(v) => Some(v.parse::<Ipv4Addr>().map_err(|_| {
-                ctx.err(format!("{what}: `vip: {v}` is not an IPv4 address"))
-            })?),
+            Some(v) => Some(
+                v.parse::<Ipv4Addr>()
+                    .map_err(|_| ctx.err(format!("{what}: `vip: {v}` is not an IPv4 address")))?,
+            ),
             None => None,
         };
         let url = match (url, vip) {
@@ -212,15 +213,25 @@ pub struct Plan {
 
 impl Spec {
     pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
-        let target = VipTarget::from_spec(ctx, "failover", self.vip.as_deref(), self.url.as_deref())?;
-        let members = node_list(ctx, "failover: members", self.members.as_deref().unwrap_or_default())?;
+        let target =
+            VipTarget::from_spec(ctx, "failover", self.vip.as_deref(), self.url.as_deref())?;
+        let members = node_list(
+            ctx,
+            "failover: members",
+            self.members.as_deref().unwrap_or_default(),
+        )?;
         if self.members.is_some() && members.len() < 2 {
-            return Err(ctx.err("failover: `members:` needs at least two nodes to fail over between"));
+            return Err(
+                ctx.err("failover: `members:` needs at least two nodes to fail over between")
+            );
         }
         if self.within.0.is_zero() || self.within.0 > Duration::from_secs(600) {
             return Err(ctx.err("failover: `within:` must be more than 0 and at most 10m"));
         }
-        let rejoin_within = self.rejoin_within.map(|d| d.0).unwrap_or(Duration::from_secs(120));
+        let rejoin_within = self
+            .rejoin_within
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(120));
         if rejoin_within > Duration::from_secs(1800) {
             return Err(ctx.err("failover: `rejoin_within:` must be at most 30m"));
         }
@@ -241,16 +252,28 @@ const UP_LIMIT: Duration = Duration::from_secs(300);
 
 impl Plan {
     pub(crate) fn summary(&self) -> String {
-        format!("failover {} within {}", self.target.label(), human_ms(self.within.as_millis() as u64))
+        format!(
+            "failover {} within {}",
+            self.target.label(),
+            human_ms(self.within.as_millis() as u64)
+        )
     }
 
     /// How long to keep polling after the cut: enough to measure a slow failover too.
     fn poll_limit(&self) -> Duration {
-        (self.within * 3).clamp(self.within + Duration::from_secs(10), self.within + Duration::from_secs(60))
+        (self.within * 3).clamp(
+            self.within + Duration::from_secs(10),
+            self.within + Duration::from_secs(60),
+        )
     }
 
     pub(crate) fn deadline(&self) -> Duration {
-        Duration::from_secs(10) + CUT_LIMIT + self.poll_limit() + UP_LIMIT + self.rejoin_within + Duration::from_secs(60)
+        Duration::from_secs(10)
+            + CUT_LIMIT
+            + self.poll_limit()
+            + UP_LIMIT
+            + self.rejoin_within
+            + Duration::from_secs(60)
     }
 
     pub(crate) fn run(&self, ctx: &Ctx) -> Outcome {
@@ -266,11 +289,15 @@ impl Plan {
             ))
             .with_ms(None);
         }
-        ctx.progress(&format!("failover: {holder} serves {}; cutting its power", self.target.label()));
+        ctx.progress(&format!(
+            "failover: {holder} serves {}; cutting its power",
+            self.target.label()
+        ));
         let t0 = Instant::now();
         if let Err(e) = ctx.labctl(&["fail", &holder], CUT_LIMIT) {
             let back = self.restore(ctx, &holder, None);
-            return Outcome::fail(format!("cannot cut the power of {holder}: {e}{back}")).with_ms(None);
+            return Outcome::fail(format!("cannot cut the power of {holder}: {e}{back}"))
+                .with_ms(None);
         }
         let until = t0 + self.poll_limit();
         let mut holder_answers = 0u32;
@@ -325,7 +352,11 @@ impl Plan {
         } else {
             if let Some(ms) = ms {
                 if ms > within_ms {
-                    detail = format!("failover took {} (more than {}): {detail}", human_ms(ms), human_ms(within_ms));
+                    detail = format!(
+                        "failover took {} (more than {}): {detail}",
+                        human_ms(ms),
+                        human_ms(within_ms)
+                    );
                 }
             }
             Outcome::fail(detail)
@@ -350,12 +381,16 @@ impl Plan {
             .map(String::from)
             .or_else(|| self.members.iter().find(|m| *m != holder).cloned());
         let Some(survivor) = survivor else {
-            return format!("; back: {holder} is up again (no other member known to check that it rejoined)");
+            return format!(
+                "; back: {holder} is up again (no other member known to check that it rejoined)"
+            );
         };
         let Some(node) = ctx.inv.node(&survivor).cloned() else {
             return format!("; but {survivor} is not in the inventory");
         };
-        ctx.progress(&format!("failover: waiting until {survivor} sees {holder} online"));
+        ctx.progress(&format!(
+            "failover: waiting until {survivor} sees {holder} online"
+        ));
         let until = Instant::now() + self.rejoin_within;
         let mut sess = None;
         let mut last = String::new();
@@ -381,7 +416,9 @@ impl Plan {
                     }
                 }
             }
-            std::thread::sleep(Duration::from_secs(2).min(until.saturating_duration_since(Instant::now())));
+            std::thread::sleep(
+                Duration::from_secs(2).min(until.saturating_duration_since(Instant::now())),
+            );
         }
         format!(
             "; but {holder} did not rejoin the cluster within {} ({last})",

@@ -73,7 +73,11 @@ impl Url {
                     "`{s}`: only http:// URLs can be checked (not {scheme}://)"
                 ))
             }
-            None => return Err(format!("`{s}` is not a URL; write it like http://www.example.com/info.txt")),
+            None => {
+                return Err(format!(
+                    "`{s}` is not a URL; write it like http://www.example.com/info.txt"
+                ))
+            }
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (auth, path) = rest.split_at(end);
@@ -86,7 +90,9 @@ impl Url {
             path.to_string()
         };
         if auth.contains('@') || auth.contains('[') {
-            return Err(format!("`{s}`: user names and IPv6 addresses are not supported"));
+            return Err(format!(
+                "`{s}`: user names and IPv6 addresses are not supported"
+            ));
         }
         let (host, port) = match auth.rsplit_once(':') {
             Some((h, p)) => (
@@ -144,18 +150,29 @@ pub struct Response {
 }
 
 /// GET `path` from `addr` with `Host: host` on a fresh connection; at most `timeout` in all.
-pub fn get(addr: SocketAddr, host: &str, path: &str, timeout: Duration) -> Result<Response, String> {
+pub fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let timed_out = || format!("no answer from {addr} within {} ms", timeout.as_millis());
     let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
-        if matches!(e.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) {
+        if matches!(
+            e.kind(),
+            std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+        ) {
             format!("cannot connect to {addr} within {} ms", timeout.as_millis())
         } else {
             format!("cannot connect to {addr}: {e}")
         }
     })?;
     let _ = s.set_nodelay(true);
-    let left = |d: Instant| d.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
+    let left = |d: Instant| {
+        d.checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    };
     let _ = s.set_write_timeout(left(deadline).or(Some(Duration::from_millis(1))));
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: labctl-verify\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -283,7 +300,7 @@ impl Spec {
     pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let url = Url::parse(&self.url).map_err(|m| ctx.err(format!("http: {m}")))?;
         let dns = match &self.dns {
-            Some(d) => Some((ctx.host("dns", d)?, self.dns_port.unwrap_or(53))),
+            Some(d) => Some((ctx.host("http: dns", d)?, self.dns_port.unwrap_or(53))),
             None => None,
         };
         if dns.is_none() && url.ip().is_none() {
@@ -292,7 +309,11 @@ impl Spec {
                 url.host
             )));
         }
-        let nodes = node_list(ctx, "http: nodes", self.nodes.as_deref().unwrap_or_default())?;
+        let nodes = node_list(
+            ctx,
+            "http: nodes",
+            self.nodes.as_deref().unwrap_or_default(),
+        )?;
         let many = !nodes.is_empty() || self.same_node;
         let requests = self.requests.unwrap_or(if many { 10 } else { 1 });
         if !(1..=1000).contains(&requests) {
@@ -344,9 +365,12 @@ pub(crate) fn resolve(
         .answers
         .first()
         .ok_or_else(|| format!("{} has no A record for {host}", server.label))?;
-    first
-        .parse()
-        .map_err(|_| format!("{} answered `{first}` for {host}, not an address", server.label))
+    first.parse().map_err(|_| {
+        format!(
+            "{} answered `{first}` for {host}, not an address",
+            server.label
+        )
+    })
 }
 
 impl Plan {
@@ -369,7 +393,9 @@ impl Plan {
     fn one(&self, ctx: &super::Ctx) -> Result<(Ipv4Addr, Option<String>), String> {
         let addr = match (&self.dns, self.url.ip()) {
             (_, Some(ip)) => ip,
-            (Some((server, port)), None) => resolve(ctx, server, *port, &self.url.host, self.timeout)?,
+            (Some((server, port)), None) => {
+                resolve(ctx, server, *port, &self.url.host, self.timeout)?
+            }
             (None, None) => return Err("no DNS server to resolve the host".into()),
         };
         ctx.ensure_safe(addr)?;
@@ -395,7 +421,10 @@ impl Plan {
                 ));
             }
         }
-        Ok((addr, super::node_in_body(&ctx.inv, &r.body).map(String::from)))
+        Ok((
+            addr,
+            super::node_in_body(&ctx.inv, &r.body).map(String::from),
+        ))
     }
 
     pub(crate) fn run(&self, ctx: &super::Ctx) -> Outcome {
@@ -407,7 +436,9 @@ impl Plan {
                     if !addrs.contains(&addr) {
                         addrs.push(addr);
                     }
-                    *by_node.entry(node.unwrap_or_else(|| "?".into())).or_default() += 1;
+                    *by_node
+                        .entry(node.unwrap_or_else(|| "?".into()))
+                        .or_default() += 1;
                 }
                 Err(e) => {
                     let which = if self.requests > 1 {
@@ -424,7 +455,11 @@ impl Plan {
             .map(|(n, c)| format!("{n} ×{c}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let addrs_s = addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(", ");
+        let addrs_s = addrs
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let seen = format!(
             "{} ×{} from {addrs_s}; answered by {answered}",
             self.expect_status, self.requests
@@ -473,7 +508,10 @@ mod tests {
     #[test]
     fn parses_urls() {
         let u = Url::parse("http://www.example.com/info.txt").unwrap();
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("www.example.com", 80, "/info.txt"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("www.example.com", 80, "/info.txt")
+        );
         assert_eq!(u.host_header(), "www.example.com");
         let u = Url::parse("http://10.1.1.100:8080").unwrap();
         assert_eq!(u.ip(), Some("10.1.1.100".parse().unwrap()));
@@ -481,7 +519,9 @@ mod tests {
         assert_eq!(u.host_header(), "10.1.1.100:8080");
         assert_eq!(u.to_string(), "http://10.1.1.100:8080/");
         assert_eq!(Url::parse("http://h?x=1").unwrap().path, "/?x=1");
-        assert!(Url::parse("https://x/").unwrap_err().contains("only http://"));
+        assert!(Url::parse("https://x/")
+            .unwrap_err()
+            .contains("only http://"));
         assert!(Url::parse("www.example.com").is_err());
         assert!(Url::parse("http://x:99999/").is_err());
         assert!(Url::parse("http://u@x/").is_err());
@@ -490,7 +530,11 @@ mod tests {
 
     #[test]
     fn parses_answers() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nnodo1\n", false).unwrap();
+        let r = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nnodo1\n",
+            false,
+        )
+        .unwrap();
         assert_eq!((r.status, r.body.as_str()), (200, "nodo1\n"));
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nno", false).is_none());
         let r = parse_response(

@@ -172,9 +172,7 @@ impl Dur {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let bad = || {
-            format!("`{s}` is not a duration; write it like 2s, 500ms, 1.5s or 2m")
-        };
+        let bad = || format!("`{s}` is not a duration; write it like 2s, 500ms, 1.5s or 2m");
         let n: f64 = num.parse().map_err(|_| bad())?;
         let secs = match unit.trim() {
             "" | "s" | "sec" | "secs" => n,
@@ -603,10 +601,7 @@ pub(crate) fn prepare(
             continue;
         }
         let spec: CheckSpec = templates.render_args(&check.spec, &vars, &check.at)?;
-        let ctx = PrepareCtx {
-            inv,
-            at: &check.at,
-        };
+        let ctx = PrepareCtx { inv, at: &check.at };
         let plan = match &spec.kind {
             CheckKind::Dns(s) => Plan::Dns(s.prepare(&ctx)?),
             CheckKind::Http(s) => Plan::Http(s.prepare(&ctx)?),
@@ -734,8 +729,18 @@ pub(crate) fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<Stri
             s
         })
     };
-    let out = read(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
-    let err = read(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
+    let out = read(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = read(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
@@ -781,12 +786,17 @@ pub(crate) fn remote(sess: &mut Session, script: &str) -> Result<Output, String>
 pub(crate) fn node_in_body<'a>(inv: &'a Inventory, body: &str) -> Option<&'a str> {
     body.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .filter(|w| !w.is_empty())
-        .find_map(|w| inv.nodes.iter().find(|n| n.name == w).map(|n| n.name.as_str()))
+        .find_map(|w| {
+            inv.nodes
+                .iter()
+                .find(|n| n.name == w)
+                .map(|n| n.name.as_str())
+        })
 }
 
 /// `1432` → `1.4 s`; `230` → `230 ms`.
 pub(crate) fn human_ms(ms: u64) -> String {
-    if ms >= 10_000 {
+    if ms >= 10_000 || (ms >= 1000 && ms.is_multiple_of(1000)) {
         format!("{} s", ms / 1000)
     } else if ms >= 1000 {
         format!("{:.1} s", ms as f64 / 1000.0)
@@ -796,7 +806,11 @@ pub(crate) fn human_ms(ms: u64) -> String {
 }
 
 /// `names` as written in a scenario, checked to be inventory nodes.
-pub(crate) fn node_list(ctx: &PrepareCtx, field: &str, names: &[String]) -> anyhow::Result<Vec<String>> {
+pub(crate) fn node_list(
+    ctx: &PrepareCtx,
+    field: &str,
+    names: &[String],
+) -> anyhow::Result<Vec<String>> {
     names
         .iter()
         .map(|n| ctx.node(field, n).map(|n| n.name))
@@ -843,7 +857,15 @@ mod tests {
         let keys: Vec<&str> = v.iter().map(|c| c.kind.key()).collect();
         assert_eq!(
             keys,
-            ["dns", "http", "http", "cluster", "failover", "service_recovery", "service_recovery"]
+            [
+                "dns",
+                "http",
+                "http",
+                "cluster",
+                "failover",
+                "service_recovery",
+                "service_recovery"
+            ]
         );
         assert_eq!(v[2].name.as_deref(), Some("active/passive"));
         match &v[4].kind {
@@ -860,7 +882,9 @@ mod tests {
     fn rejects_unknown_keys_and_zero_or_two_kinds() {
         let e = parse("- htp: {url: http://x/}\n").unwrap_err().to_string();
         assert!(e.contains("htp") && e.contains("s.yaml"), "{e}");
-        let e = parse("- dns: {server: dns, nme: x}\n").unwrap_err().to_string();
+        let e = parse("- dns: {server: dns, nme: x}\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("nme"), "{e}");
         let e = parse("- name: nothing\n").unwrap_err().to_string();
         assert!(e.contains("names no check kind"), "{e}");

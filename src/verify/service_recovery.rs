@@ -70,8 +70,7 @@ pub struct Plan {
 
 fn shell_safe(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .chars()
+        && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'))
 }
 
@@ -87,10 +86,17 @@ impl Spec {
         let resource = self.resource.as_deref().map(str::trim).map(String::from);
         if let Some(r) = &resource {
             if !shell_safe(r) {
-                return Err(ctx.err(format!("service_recovery: `resource: {r}` is not a resource id")));
+                return Err(ctx.err(format!(
+                    "service_recovery: `resource: {r}` is not a resource id"
+                )));
             }
         }
-        let target = VipTarget::from_spec(ctx, "service_recovery", self.vip.as_deref(), self.url.as_deref())?;
+        let target = VipTarget::from_spec(
+            ctx,
+            "service_recovery",
+            self.vip.as_deref(),
+            self.url.as_deref(),
+        )?;
         if self.within.0.is_zero() || self.within.0 > Duration::from_secs(600) {
             return Err(ctx.err("service_recovery: `within:` must be more than 0 and at most 10m"));
         }
@@ -156,7 +162,10 @@ fi"
             Ok(s) => s,
             Err(e) => return Outcome::fail(e).with_ms(None),
         };
-        ctx.progress(&format!("service_recovery: stopping {} on {active}", self.service));
+        ctx.progress(&format!(
+            "service_recovery: stopping {} on {active}",
+            self.service
+        ));
         let t0 = Instant::now();
         let how = match remote(&mut sess, &self.stop_script()) {
             Ok(o) if o.rc == 0 => o.stdout.trim().to_string(),
@@ -172,18 +181,24 @@ fi"
         };
         let mut down_at: Option<Duration> = None;
         let mut stale = false;
-        let got = poll(ctx, &self.target, t0, t0 + self.poll_limit(), |p| match &p.result {
-            Err(_) => {
-                down_at.get_or_insert(p.at);
-                false
-            }
-            Ok(_) if down_at.is_some() => true,
-            Ok(_) if p.at > MUST_FAIL_WITHIN => {
-                stale = true;
-                true
-            }
-            Ok(_) => false,
-        });
+        let got = poll(
+            ctx,
+            &self.target,
+            t0,
+            t0 + self.poll_limit(),
+            |p| match &p.result {
+                Err(_) => {
+                    down_at.get_or_insert(p.at);
+                    false
+                }
+                Ok(_) if down_at.is_some() => true,
+                Ok(_) if p.at > MUST_FAIL_WITHIN => {
+                    stale = true;
+                    true
+                }
+                Ok(_) => false,
+            },
+        );
         let within_ms = self.within.as_millis() as u64;
         let clean = self.cleanup(&mut sess);
         if stale {
