@@ -142,7 +142,7 @@ impl HostRun<'_> {
                 Ok(false)
             }
             Plan::Change(c) => {
-                let diff = self.diff_text(&c);
+                let mut diff = self.diff_text(&c);
                 if !self.opts.check {
                     self.recap.round_trips += 1;
                     let out = self.remote.run(&c.script).map_err(|e| format!("{e:#}"))?;
@@ -157,6 +157,12 @@ impl HostRun<'_> {
                             );
                         }
                         return Err(msg);
+                    }
+                    // -vv: what the change printed
+                    let printed = format!("{}{}", out.stdout, out.stderr);
+                    if self.opts.verbose >= 2 && !printed.trim().is_empty() {
+                        let text = diff.take().unwrap_or_default() + printed.trim_end();
+                        diff = Some(text);
                     }
                 }
                 self.recap.changed += 1;
