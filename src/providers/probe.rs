@@ -133,13 +133,16 @@ impl Drop for Progress {
 }
 
 /// Wait in parallel until every node answers SSH or `timeout` passes.
-/// `alive(node)` is asked between tries: when it returns an error (the node's
-/// container died), waiting for that node stops with that error.
-/// Returns, per node in order, the time it took or the error.
+/// Once a node shows its SSH banner, `login(node)` must succeed too (a node
+/// that is still booting shows the banner but refuses logins while
+/// `/run/nologin` exists). `alive(node)` is asked between tries: when it
+/// returns an error (the node's container died), waiting for that node stops
+/// with that error. Returns, per node in order, the time it took or the error.
 pub fn wait_ssh(
     nodes: &[&Node],
     timeout: Duration,
     progress: &Progress,
+    login: &(dyn Fn(&Node) -> Result<(), String> + Sync),
     alive: &(dyn Fn(&Node) -> anyhow::Result<()> + Sync),
 ) -> Vec<Result<Duration, anyhow::Error>> {
     let start = Instant::now();
@@ -149,14 +152,28 @@ pub fn wait_ssh(
             .map(|node| {
                 s.spawn(move || {
                     progress.set(&node.name, "waiting for SSH");
+                    let mut last = String::new();
+                    let mut banner = false;
                     loop {
-                        if ssh_banner(node.address, node.port, Duration::from_millis(500)).is_ok() {
-                            let took = start.elapsed();
-                            progress.finish(
-                                &node.name,
-                                &format!("answers SSH after {}", super::secs(took)),
-                            );
-                            return Ok(took);
+                        if !banner
+                            && ssh_banner(node.address, node.port, Duration::from_millis(500))
+                                .is_ok()
+                        {
+                            banner = true;
+                            progress.set(&node.name, "SSH answers; logging in");
+                        }
+                        if banner {
+                            match login(node) {
+                                Ok(()) => {
+                                    let took = start.elapsed();
+                                    progress.finish(
+                                        &node.name,
+                                        &format!("answers SSH after {}", super::secs(took)),
+                                    );
+                                    return Ok(took);
+                                }
+                                Err(e) => last = e,
+                            }
                         }
                         if let Err(e) = alive(node) {
                             progress.finish(&node.name, "failed");
@@ -165,10 +182,15 @@ pub fn wait_ssh(
                         if start.elapsed() > timeout {
                             progress.finish(&node.name, "timed out");
                             return Err(anyhow::anyhow!(
-                                "node {} ({}) did not answer SSH within {}",
+                                "node {} ({}) did not answer SSH within {}{}",
                                 node.name,
                                 node.address,
-                                super::secs(timeout)
+                                super::secs(timeout),
+                                if last.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; last login attempt: {last}")
+                                }
                             ));
                         }
                         std::thread::sleep(Duration::from_millis(150));

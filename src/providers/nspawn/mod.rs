@@ -131,7 +131,8 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, &progress, &alive);
+    let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
+    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, &progress, &login, &alive);
     drop(progress);
     let mut errors = Vec::new();
     for (n, r) in todo.iter().zip(results) {
