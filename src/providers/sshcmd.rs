@@ -16,7 +16,10 @@ pub fn check_key(inv: &Inventory) -> anyhow::Result<()> {
     let key = &inv.ssh.key;
     let meta = match std::fs::metadata(key) {
         Ok(m) => m,
-        Err(_) if !inv.ssh.key_given && inv.provider == crate::inventory::ProviderKind::Nspawn => {
+        Err(_)
+            if inv.provider == crate::inventory::ProviderKind::Nspawn
+                && crate::providers::nspawn::keys::key_is_managed(inv) =>
+        {
             user_bail!(
                 "the lab key {} does not exist yet\n  fix: run `labctl up` first (it creates the key)",
                 key.display()

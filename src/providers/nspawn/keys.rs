@@ -9,11 +9,18 @@ use crate::user_bail;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
+/// Whether labctl owns the lab key: the default one, or one the inventory
+/// names inside the project's `.labctl/` (made by `up`, removed by `destroy`).
+/// A key elsewhere is the user's: never made, never removed.
+pub fn key_is_managed(inv: &Inventory) -> bool {
+    !inv.ssh.key_given || inv.ssh.key.starts_with(inv.state_dir())
+}
+
 /// Make the lab key pair if needed; return the public key line.
 pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
     let key = &inv.ssh.key;
     if !key.exists() {
-        if inv.ssh.key_given {
+        if !key_is_managed(inv) {
             user_bail!(
                 "{}: ssh.key {} does not exist\n  fix: point ssh.key at an existing private key, or remove ssh.key and `labctl up` makes one",
                 inv.path.display(),

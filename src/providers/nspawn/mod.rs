@@ -348,10 +348,10 @@ impl Provider for Nspawn {
     }
 }
 
-/// Remove the project's `.labctl/` state, keeping a key the inventory names.
+/// Remove the project's `.labctl/` state, keeping a key of the user's.
 fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
     let keep = |p: &std::path::Path| {
-        inv.ssh.key_given && {
+        !keys::key_is_managed(inv) && {
             let pubp = {
                 let mut s = inv.ssh.key.as_os_str().to_owned();
                 s.push(".pub");
