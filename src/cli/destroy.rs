@@ -5,9 +5,18 @@ use clap::Args;
 
 /// Stop and remove every node, the bridge, the nft table and the lab state; the image cache stays.
 #[derive(Debug, Args)]
-#[command(after_help = "Safe to run twice and after a crash.\n\nExample:\n  labctl destroy")]
+#[command(after_help = "\
+Removes, for provider nspawn: the nodes' processes (only those of this lab), their overlays
+and mounts, the bridge lab-<lab>, the nft table labctl_<lab>, /var/lib/labctl/labs/<lab> and
+the project's .labctl/ state (a key named in the inventory is kept). The cached image and the
+shared package pool stay. Safe to run twice and after a crash. Provider ssh refuses.
+
+Example:
+  labctl destroy")]
 pub struct DestroyArgs {}
 
-pub fn run(_a: DestroyArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("destroy")
+pub fn run(_a: DestroyArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    crate::providers::destroy(&inv)?;
+    Ok(0)
 }

@@ -1,11 +1,22 @@
-//! `labctl ssh` and `labctl ssh-config`.
+//! `labctl ssh` and `labctl ssh-config`: reach a node with the lab key and
+//! its pinned host key, through the system OpenSSH client.
 
 use super::Global;
+use crate::providers::sshcmd;
+use crate::user_bail;
 use clap::Args;
+use std::os::unix::process::CommandExt;
 
 /// Open a shell on a node, or run one command, with the lab key and pinned host key.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  labctl ssh nodo1\n  labctl ssh dns -- hostname")]
+#[command(after_help = "\
+Runs the system `ssh` with the lab key, the lab's known-hosts file and strict host key
+checking (no ~/.ssh/config). The exit code is the remote command's.
+
+Examples:
+  labctl ssh nodo1
+  labctl ssh dns -- hostname
+  labctl ssh nodo1 -- sudo crm status")]
 pub struct SshArgs {
     /// The node.
     pub node: String,
@@ -16,13 +27,47 @@ pub struct SshArgs {
 
 /// Print an OpenSSH client config for every node (like `vagrant ssh-config`).
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  labctl ssh-config > lab.ssh && ssh -F lab.ssh nodo1")]
+#[command(after_help = "\
+Each node gets a Host block with HostName, Port, User, IdentityFile, the lab's known-hosts
+file and StrictHostKeyChecking yes, so plain ssh, scp, rsync and Ansible reach the nodes too.
+
+Examples:
+  labctl ssh-config > lab.ssh && ssh -F lab.ssh nodo1
+  scp -F lab.ssh notes.txt nodo2:")]
 pub struct SshConfigArgs {}
 
-pub fn run(_a: SshArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("ssh")
+pub fn run(a: SshArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    let Some(node) = inv.node(&a.node) else {
+        user_bail!(
+            "{}: no node named `{}`\n  fix: use one of: {}",
+            inv.path.display(),
+            a.node,
+            inv.nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    crate::lab::ensure_safe_target(&inv, node.address)?;
+    sshcmd::check_key(&inv)?;
+    sshcmd::check_known_hosts(&inv)?;
+    let mut cmd = sshcmd::base_command(&inv, node);
+    cmd.args(["-o", "LogLevel=ERROR"]);
+    if a.command.is_empty() {
+        cmd.arg(node.address.to_string());
+    } else {
+        cmd.arg(node.address.to_string()).arg("--").args(&a.command);
+    }
+    let err = cmd.exec();
+    Err(anyhow::anyhow!(
+        "cannot run `ssh` (package openssh-client): {err}"
+    ))
 }
 
-pub fn run_config(_a: SshConfigArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("ssh-config")
+pub fn run_config(_a: SshConfigArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    print!("{}", sshcmd::config_text(&inv));
+    Ok(0)
 }

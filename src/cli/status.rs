@@ -5,9 +5,39 @@ use clap::Args;
 
 /// Show each node's state (running / stopped / absent), address and provider.
 #[derive(Debug, Args)]
-#[command(after_help = "Examples:\n  labctl status\n  labctl status --json")]
+#[command(after_help = "\
+States: running (booted; for provider ssh: answers SSH), stopped (halted, files kept),
+absent (not created, or destroyed), unreachable (provider ssh: does not answer).
+
+Examples:
+  labctl status
+  labctl status --json")]
 pub struct StatusArgs {}
 
-pub fn run(_a: StatusArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("status")
+pub fn run(_a: StatusArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    let nodes = crate::providers::status(&inv)?;
+    if g.json {
+        let v = serde_json::json!({
+            "lab": inv.lab,
+            "provider": inv.provider.as_str(),
+            "bridge": (inv.provider == crate::inventory::ProviderKind::Nspawn).then(|| inv.bridge_name()),
+            "nodes": nodes,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    let w = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
+    println!("lab `{}` (provider {})", inv.lab, inv.provider.as_str());
+    println!("{:w$}  {:11}  {:15}  PID", "NODE", "STATE", "ADDRESS");
+    for n in &nodes {
+        println!(
+            "{:w$}  {:11}  {:15}  {}",
+            n.name,
+            n.state.as_str(),
+            n.address,
+            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(0)
 }

@@ -1,18 +1,29 @@
-//! `labctl up`: create and boot the lab's nodes.
+//! `labctl up`: create and boot the lab's nodes (provider nspawn), or check
+//! that they answer (provider ssh).
 
 use super::Global;
 use clap::Args;
 
 /// Create the lab's nodes and boot them (like `vagrant up`).
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Examples:\n  labctl up             # every node of ./inventory.yaml\n  labctl up nodo1       # boot (or create) one node"
-)]
+#[command(after_help = "\
+Provider nspawn (default, needs root): the first `up` builds a Debian bookworm image once into
+/var/lib/labctl/images (about a minute); then each node is an overlay on it, booted with
+systemd-nspawn on the bridge lab-<lab>. `up` returns when every node answers SSH. On a running
+lab it does nothing; after `halt` it boots the same nodes with their files kept.
+Provider ssh: checks that every node accepts the lab key and shows its pinned host key.
+
+Examples:
+  labctl up             # every node of ./inventory.yaml
+  labctl up nodo1       # boot (or create) one node
+  labctl -i lab2/inventory.yaml up")]
 pub struct UpArgs {
     /// Nodes to bring up (default: all).
     pub nodes: Vec<String>,
 }
 
-pub fn run(_a: UpArgs, _g: &Global) -> anyhow::Result<i32> {
-    super::not_implemented("up")
+pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
+    let inv = super::load_inventory(g)?;
+    crate::providers::up(&inv, &a.nodes)?;
+    Ok(0)
 }

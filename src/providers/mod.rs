@@ -1,1 +1,154 @@
-//! Providers create and remove a lab's nodes.
+//! Providers create, power and remove a lab's nodes; the rest of labctl only
+//! reaches them over SSH.
+//!
+//! Like containerlab's node kinds, each provider sits behind one trait and is
+//! chosen by name in `inventory.yaml` (`provider: nspawn | ssh`):
+//!
+//! - [`nspawn`] (default): each node is a systemd-nspawn container booting
+//!   systemd from a cached Debian image, on a bridge of the lab's own.
+//! - [`ssh`]: the nodes already exist; labctl only checks that they answer
+//!   with the lab key and the pinned host key, and never powers them off.
+//!
+//! The free functions ([`up`], [`status`], [`halt`], [`fail`], [`destroy`])
+//! are what the CLI and `verify` call: they pick the provider from the
+//! inventory.
+
+pub mod nspawn;
+pub mod probe;
+pub mod ssh;
+pub mod sshcmd;
+
+use crate::inventory::{Inventory, Node, ProviderKind};
+use crate::user_bail;
+use serde::Serialize;
+use std::time::Duration;
+
+/// What a node is doing now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Booted (nspawn) or answering SSH (ssh provider).
+    Running,
+    /// Created but powered off (nspawn): its files are kept.
+    Stopped,
+    /// Never created, or destroyed (nspawn).
+    Absent,
+    /// Does not answer SSH (ssh provider).
+    Unreachable,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Running => "running",
+            NodeState::Stopped => "stopped",
+            NodeState::Absent => "absent",
+            NodeState::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// One line of `labctl status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub state: NodeState,
+    pub provider: &'static str,
+    /// The systemd-nspawn process (nspawn provider, when running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// A way of making nodes exist. Chosen by name in the inventory.
+pub trait Provider {
+    /// The name used in `inventory.yaml`.
+    fn name(&self) -> &'static str;
+    /// Create (if needed) and boot `nodes`, and return once each answers SSH.
+    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()>;
+    /// Each node's state, in inventory order.
+    fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>>;
+    /// Power `nodes` off: cleanly, or (`force`) by cutting the power at once.
+    fn halt(&self, inv: &Inventory, nodes: &[&Node], force: bool) -> anyhow::Result<()>;
+    /// Remove everything the lab created.
+    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()>;
+}
+
+/// The provider the inventory names.
+pub fn for_inventory(inv: &Inventory) -> Box<dyn Provider> {
+    match inv.provider {
+        ProviderKind::Nspawn => Box::new(nspawn::Nspawn),
+        ProviderKind::Ssh => Box::new(ssh::SshHosts),
+    }
+}
+
+/// Resolve node names (empty: every node); an unknown name is a user error.
+pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'a Node>> {
+    if names.is_empty() {
+        return Ok(inv.nodes.iter().collect());
+    }
+    let mut out: Vec<&Node> = Vec::new();
+    for n in names {
+        match inv.node(n) {
+            Some(node) => {
+                if !out.iter().any(|o| o.name == node.name) {
+                    out.push(node)
+                }
+            }
+            None => user_bail!(
+                "{}: no node named `{n}`\n  fix: use one of: {}",
+                inv.path.display(),
+                inv.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// `labctl up [NODE…]`: create and boot nodes, return when all answer SSH.
+pub fn up(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+    let nodes = select(inv, names)?;
+    for_inventory(inv).up(inv, &nodes)
+}
+
+/// `labctl status`: every node's state.
+pub fn status(inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
+    for_inventory(inv).status(inv)
+}
+
+/// `labctl halt [--force] [NODE…]`.
+pub fn halt(inv: &Inventory, names: &[String], force: bool) -> anyhow::Result<()> {
+    let nodes = select(inv, names)?;
+    for_inventory(inv).halt(inv, &nodes, force)
+}
+
+/// `labctl fail NODE…`: cut the power of nodes at once (their whole PID
+/// namespace is killed), as a failover test needs.
+pub fn fail(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+    if names.is_empty() {
+        user_bail!("name the nodes to fail\n  fix: e.g. `labctl fail nodo1`");
+    }
+    halt(inv, names, true)
+}
+
+/// `labctl destroy`.
+pub fn destroy(inv: &Inventory) -> anyhow::Result<()> {
+    for_inventory(inv).destroy(inv)
+}
+
+/// Whether `node` answers SSH now (TCP connect and an `SSH-` banner within
+/// `timeout`). Refuses (error) when the address is not provably local.
+pub fn node_answers_ssh(inv: &Inventory, node: &Node, timeout: Duration) -> anyhow::Result<bool> {
+    crate::lab::ensure_safe_target(inv, node.address)?;
+    Ok(probe::ssh_banner(node.address, node.port, timeout).is_ok())
+}
+
+/// Format a duration for people: `4.2 s`.
+pub fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}

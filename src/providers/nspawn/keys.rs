@@ -1,0 +1,103 @@
+//! The lab's SSH trust: the lab key pair (ed25519, 0600, made by `up` unless
+//! the inventory names one) and the known-hosts file that pins every node's
+//! own host key, read from the node's file system (no trust on first use).
+
+use super::paths::NodePaths;
+use crate::inventory::Inventory;
+use crate::providers::sshcmd;
+use crate::user_bail;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+/// Whether labctl owns the lab key: the default one, or one the inventory
+/// names inside the project's `.labctl/` (made by `up`, removed by `destroy`).
+/// A key elsewhere is the user's: never made, never removed.
+pub fn key_is_managed(inv: &Inventory) -> bool {
+    !inv.ssh.key_given || inv.ssh.key.starts_with(inv.state_dir())
+}
+
+/// Make the lab key pair if needed; return the public key line.
+pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
+    let key = &inv.ssh.key;
+    if !key.exists() {
+        if !key_is_managed(inv) {
+            user_bail!(
+                "{}: ssh.key {} does not exist\n  fix: point ssh.key at an existing private key, or remove ssh.key and `labctl up` makes one",
+                inv.path.display(),
+                key.display()
+            );
+        }
+        if let Some(d) = key.parent() {
+            std::fs::create_dir_all(d)?;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        }
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("labctl@{}", inv.lab))
+            .arg("-f")
+            .arg(key)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run ssh-keygen (package openssh-client): {e}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "ssh-keygen could not make {}: {}",
+                key.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
+        eprintln!("made the lab key {}", key.display());
+    }
+    sshcmd::check_key(inv)?;
+    let pubp = {
+        let mut s = key.as_os_str().to_owned();
+        s.push(".pub");
+        std::path::PathBuf::from(s)
+    };
+    if let Ok(p) = std::fs::read_to_string(&pubp) {
+        if p.starts_with("ssh-") {
+            return Ok(p.trim().to_string());
+        }
+    }
+    let out = Command::new("ssh-keygen")
+        .arg("-y")
+        .arg("-f")
+        .arg(key)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        user_bail!(
+            "cannot read the public half of {}: {}\n  fix: use an unencrypted OpenSSH private key",
+            key.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Rewrite the lab's known-hosts file from the nodes' own host keys.
+pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<()> {
+    let mut text = format!(
+        "# lab `{}`: host keys pinned by labctl up from each node's file system\n",
+        inv.lab
+    );
+    for n in &inv.nodes {
+        let np = NodePaths::new(&inv.lab, &n.name);
+        let Ok(pubkey) = std::fs::read_to_string(np.host_key_pub()) else {
+            continue;
+        };
+        let mut w = pubkey.split_whitespace();
+        if let (Some(kind), Some(b64)) = (w.next(), w.next()) {
+            text.push_str(&format!("{} {kind} {b64}\n", sshcmd::known_hosts_name(n)));
+        }
+    }
+    let kh = &inv.ssh.known_hosts;
+    if let Some(d) = kh.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let tmp = kh.with_extension("tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, kh)?;
+    Ok(())
+}

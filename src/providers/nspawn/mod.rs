@@ -1,0 +1,382 @@
+//! Provider `nspawn` (default): each node is a systemd-nspawn container that
+//! boots systemd from a cached Debian image, on a bridge of the lab's own.
+//!
+//! - [`image`]: the cached base image (debootstrap, built once per recipe).
+//! - [`rootfs`]: a node's overlay on the image and its first-boot files.
+//! - [`network`]: the lab bridge, forwarding and the nft masquerade table.
+//! - [`process`]: starting, finding, halting and killing the nspawn processes.
+//! - [`keys`]: the lab key pair and the pinned host keys.
+//! - [`preflight`]: root, host tools, subnet and ownership checks.
+//! - [`paths`]: where all of it lives (`/var/lib/labctl`).
+//!
+//! Works without a host systemd or D-Bus (`--register=no --keep-unit`).
+//! The library functions [`up_nodes`], [`halt_node`], [`fail_node`] and
+//! [`node_state`] are what `verify`'s failover checks call.
+
+pub mod image;
+pub mod keys;
+pub mod network;
+pub mod paths;
+pub mod preflight;
+pub mod process;
+pub mod rootfs;
+
+use super::{probe, NodeState, NodeStatus, Provider};
+use crate::inventory::{Inventory, Node};
+use paths::NodePaths;
+use std::time::{Duration, Instant};
+
+/// How long a node may take to answer SSH after its container starts.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a clean poweroff may take.
+const HALT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// systemd-nspawn containers on a lab bridge.
+pub struct Nspawn;
+
+/// The node's state and its nspawn PID when running.
+pub fn node_state(inv: &Inventory, name: &str) -> (NodeState, Option<u32>) {
+    let np = NodePaths::new(&inv.lab, name);
+    if let Some(pid) = process::find_nspawn(&np) {
+        return (NodeState::Running, Some(pid));
+    }
+    if np.created().exists() || np.upper().exists() {
+        (NodeState::Stopped, None)
+    } else {
+        (NodeState::Absent, None)
+    }
+}
+
+fn checks(inv: &Inventory, what: &str) -> anyhow::Result<()> {
+    preflight::root(what)?;
+    preflight::tools()?;
+    preflight::ownership(inv)
+}
+
+/// Create and boot `nodes` (already running ones are left alone) and wait
+/// until every one answers SSH. Prints one progress line per node.
+pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+    let start = Instant::now();
+    checks(inv, "up")?;
+    let _lock = paths::lock_lab(inv)?;
+    preflight::subnet_free(inv)?;
+
+    let todo: Vec<&Node> = nodes
+        .iter()
+        .copied()
+        .filter(|n| node_state(inv, &n.name).0 != NodeState::Running)
+        .collect();
+    let bridge_ok = crate::lab::bridge_holds_gateway(inv)?;
+    if todo.is_empty() && bridge_ok {
+        eprintln!(
+            "lab `{}` is already up: {} running; nothing to do",
+            inv.lab,
+            nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return Ok(());
+    }
+
+    let recipe = image::Recipe::from_host();
+    let image = image::ensure(&recipe)?;
+    let pubkey = keys::ensure_lab_key(inv)?;
+    preflight::claim(inv)?;
+    network::ensure(inv)?;
+    let nameservers = rootfs::host_nameservers();
+    if nameservers.is_empty() {
+        eprintln!("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
+    }
+
+    let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
+    let progress = probe::Progress::new(&labels);
+    for n in &todo {
+        let np = NodePaths::new(&inv.lab, &n.name);
+        let state = node_state(inv, &n.name).0;
+        progress.set(
+            &n.name,
+            if state == NodeState::Absent {
+                "creating"
+            } else {
+                "booting (files kept)"
+            },
+        );
+        // A node that powered itself off leaves its overlays mounted: remount fresh.
+        rootfs::unmount_node(&np)?;
+        rootfs::prepare(inv, n, &image, &pubkey, &nameservers)?;
+    }
+    keys::pin_host_keys(inv)?;
+    let t_boot = Instant::now();
+    for n in &todo {
+        let np = NodePaths::new(&inv.lab, &n.name);
+        let pid = process::start(&np, &inv.bridge_name())?;
+        progress.set(&n.name, &format!("booting (systemd-nspawn PID {pid})"));
+    }
+    // every node is checked for safety before we connect to it
+    for n in &todo {
+        crate::lab::ensure_safe_target(inv, n.address)?;
+    }
+    for n in &todo {
+        let np = NodePaths::new(&inv.lab, &n.name);
+        if let Some(pid) = process::find_nspawn(&np) {
+            process::record_init(&np, pid, Duration::from_secs(5));
+        }
+    }
+    let alive = |n: &Node| -> anyhow::Result<()> {
+        let np = NodePaths::new(&inv.lab, &n.name);
+        if process::find_nspawn(&np).is_none() {
+            anyhow::bail!("its container exited");
+        }
+        Ok(())
+    };
+    let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
+    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, &progress, &login, &alive);
+    drop(progress);
+    let mut errors = Vec::new();
+    for (n, r) in todo.iter().zip(results) {
+        if let Err(e) = r {
+            let np = NodePaths::new(&inv.lab, &n.name);
+            errors.push(format!(
+                "node {} ({}): {e:#}\n  console ({}), last lines:\n{}",
+                n.name,
+                n.address,
+                np.console().display(),
+                process::console_tail(&np, 15)
+                    .lines()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} of {} nodes did not come up:\n{}\n  fix: read the console log; `labctl destroy` removes the lab",
+            errors.len(),
+            todo.len(),
+            errors.join("\n")
+        );
+    }
+    eprintln!(
+        "lab `{}` up: {} node(s) answer SSH; boot took {}, `up` took {}",
+        inv.lab,
+        todo.len(),
+        super::secs(t_boot.elapsed()),
+        super::secs(start.elapsed())
+    );
+    Ok(())
+}
+
+/// Power one node off cleanly and unmount its overlays (files kept).
+pub fn halt_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
+    let np = NodePaths::new(&inv.lab, name);
+    let (state, pid) = node_state(inv, name);
+    if let Some(pid) = pid {
+        process::poweroff(&np, pid, HALT_TIMEOUT)?;
+    }
+    rootfs::unmount_node(&np)?;
+    Ok(state)
+}
+
+/// Cut one node's power at once: SIGKILL to the container's init kills its
+/// whole PID namespace; then nspawn is reaped and the overlays unmounted, so
+/// `up_nodes` can boot it again with its files kept.
+pub fn fail_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
+    preflight::root("fail")?;
+    let np = NodePaths::new(&inv.lab, name);
+    let (state, pid) = node_state(inv, name);
+    if pid.is_some() || process::recorded(&np.init_pid()).is_some() {
+        process::kill(&np, pid)?;
+    }
+    rootfs::unmount_node(&np)?;
+    Ok(state)
+}
+
+fn parallel<'a>(
+    nodes: &[&'a Node],
+    f: &(dyn Fn(&Node) -> anyhow::Result<String> + Sync),
+) -> Vec<(&'a Node, anyhow::Result<String>)> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = nodes.iter().map(|n| (*n, s.spawn(move || f(n)))).collect();
+        hs.into_iter()
+            .map(|(n, h)| {
+                (
+                    n,
+                    h.join().unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("internal error: thread panicked"))
+                    }),
+                )
+            })
+            .collect()
+    })
+}
+
+impl Provider for Nspawn {
+    fn name(&self) -> &'static str {
+        "nspawn"
+    }
+
+    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+        up_nodes(inv, nodes)
+    }
+
+    fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
+        Ok(inv
+            .nodes
+            .iter()
+            .map(|n| {
+                let (state, pid) = node_state(inv, &n.name);
+                NodeStatus {
+                    name: n.name.clone(),
+                    address: n.address.to_string(),
+                    port: n.port,
+                    state,
+                    provider: "nspawn",
+                    pid,
+                }
+            })
+            .collect())
+    }
+
+    fn halt(&self, inv: &Inventory, nodes: &[&Node], force: bool) -> anyhow::Result<()> {
+        checks(inv, if force { "fail" } else { "halt" })?;
+        let _lock = paths::lock_lab(inv)?;
+        let start = Instant::now();
+        let results = parallel(nodes, &|n: &Node| {
+            let t = Instant::now();
+            let before = if force {
+                fail_node(inv, &n.name)?
+            } else {
+                halt_node(inv, &n.name)?
+            };
+            Ok(match before {
+                NodeState::Running if force => {
+                    format!(
+                        "power cut (PID namespace killed) in {}",
+                        super::secs(t.elapsed())
+                    )
+                }
+                NodeState::Running => format!("powered off in {}", super::secs(t.elapsed())),
+                NodeState::Absent => "absent (never created)".to_string(),
+                _ => "already stopped".to_string(),
+            })
+        });
+        let mut errors = Vec::new();
+        for (n, r) in results {
+            match r {
+                Ok(msg) => eprintln!("{}: {msg}", n.name),
+                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
+            }
+        }
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("\n"));
+        }
+        eprintln!(
+            "{} {} node(s) in {}",
+            if force { "failed" } else { "halted" },
+            nodes.len(),
+            super::secs(start.elapsed())
+        );
+        Ok(())
+    }
+
+    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
+        checks(inv, "destroy")?;
+        let _lock = paths::lock_lab(inv)?;
+        let start = Instant::now();
+        let lab_dir = paths::lab_dir(&inv.lab);
+        // every node the lab ever created, in the inventory or not
+        let mut names: Vec<String> = std::fs::read_dir(paths::nodes_dir(&inv.lab))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for n in &inv.nodes {
+            if !names.contains(&n.name) {
+                names.push(n.name.clone());
+            }
+        }
+        let mut harvested = 0;
+        for name in &names {
+            let np = NodePaths::new(&inv.lab, name);
+            let pid = process::find_nspawn(&np);
+            if pid.is_some() || process::recorded(&np.init_pid()).is_some() {
+                process::kill(&np, pid)?;
+                eprintln!("{name}: power cut");
+            }
+            rootfs::unmount_node(&np)?;
+            harvested += rootfs::harvest_debs(&np);
+            // nspawn leaves an empty propagation folder behind
+            let _ = std::fs::remove_dir(
+                std::path::Path::new("/run/systemd/nspawn/propagate").join(&np.machine),
+            );
+        }
+        if harvested > 0 {
+            eprintln!(
+                "kept {harvested} downloaded package(s) in {}",
+                paths::apt_pool().display()
+            );
+        }
+        network::remove(inv)?;
+        let left = rootfs::mounts_under(&lab_dir);
+        if !left.is_empty() {
+            anyhow::bail!(
+                "refusing to delete {}: still mounted: {}",
+                lab_dir.display(),
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if lab_dir.exists() {
+            std::fs::remove_dir_all(&lab_dir)
+                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", lab_dir.display()))?;
+        }
+        remove_project_state(inv)?;
+        eprintln!(
+            "lab `{}` destroyed in {} (the image cache in {} is kept)",
+            inv.lab,
+            super::secs(start.elapsed()),
+            paths::root().join("images").display()
+        );
+        Ok(())
+    }
+}
+
+/// Remove the project's `.labctl/` state, keeping a key of the user's.
+fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
+    let keep = |p: &std::path::Path| {
+        !keys::key_is_managed(inv) && {
+            let pubp = {
+                let mut s = inv.ssh.key.as_os_str().to_owned();
+                s.push(".pub");
+                std::path::PathBuf::from(s)
+            };
+            p == inv.ssh.key || p == pubp
+        }
+    };
+    if inv.ssh.known_hosts.exists() && !keep(&inv.ssh.known_hosts) {
+        std::fs::remove_file(&inv.ssh.known_hosts)?;
+    }
+    let sd = inv.state_dir();
+    if let Ok(rd) = std::fs::read_dir(&sd) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if keep(&p) {
+                continue;
+            }
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                std::fs::remove_dir_all(&p)?;
+            } else {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        let _ = std::fs::remove_dir(&sd);
+    }
+    Ok(())
+}

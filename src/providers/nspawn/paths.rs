@@ -1,0 +1,131 @@
+//! Where an nspawn lab keeps its things on the host, all named after the lab:
+//!
+//! ```text
+//! /var/lib/labctl/images/<recipe-hash>/        cached base image (never modified)
+//! /var/lib/labctl/apt-archives/                shared pool of downloaded .debs
+//! /var/lib/labctl/locks/<lab>.lock             one labctl at a time per lab
+//! /var/lib/labctl/labs/<lab>/owner             the inventory that owns the lab
+//! /var/lib/labctl/labs/<lab>/nodes/<node>/     upper/ work/ merged/ (the node's overlay)
+//!                                              apt/{upper,work,merged} (its apt cache)
+//!                                              console.log, nspawn.pid, init.pid
+//! ```
+//!
+//! `LABCTL_ROOT` moves `/var/lib/labctl` elsewhere.
+
+use crate::inventory::Inventory;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// `/var/lib/labctl` (or `$LABCTL_ROOT`).
+pub fn root() -> PathBuf {
+    std::env::var_os("LABCTL_ROOT")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/labctl"))
+}
+
+/// The shared pool of downloaded packages.
+pub fn apt_pool() -> PathBuf {
+    root().join("apt-archives")
+}
+
+/// The lab's folder.
+pub fn lab_dir(lab: &str) -> PathBuf {
+    root().join("labs").join(lab)
+}
+
+/// The folder of every node the lab has created.
+pub fn nodes_dir(lab: &str) -> PathBuf {
+    lab_dir(lab).join("nodes")
+}
+
+/// One node's folder and the files in it.
+#[derive(Debug, Clone)]
+pub struct NodePaths {
+    pub dir: PathBuf,
+    pub machine: String,
+}
+
+impl NodePaths {
+    pub fn new(lab: &str, node: &str) -> NodePaths {
+        NodePaths {
+            dir: nodes_dir(lab).join(node),
+            machine: format!("{lab}-{node}"),
+        }
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn merged(&self) -> PathBuf {
+        self.dir.join("merged")
+    }
+    pub fn apt_upper(&self) -> PathBuf {
+        self.dir.join("apt/upper")
+    }
+    pub fn apt_work(&self) -> PathBuf {
+        self.dir.join("apt/work")
+    }
+    pub fn apt_merged(&self) -> PathBuf {
+        self.dir.join("apt/merged")
+    }
+    pub fn console(&self) -> PathBuf {
+        self.dir.join("console.log")
+    }
+    pub fn nspawn_pid(&self) -> PathBuf {
+        self.dir.join("nspawn.pid")
+    }
+    pub fn init_pid(&self) -> PathBuf {
+        self.dir.join("init.pid")
+    }
+    /// Written once the node's files are configured.
+    pub fn created(&self) -> PathBuf {
+        self.dir.join("created")
+    }
+    /// The node's own public host key (in the overlay's upper layer).
+    pub fn host_key_pub(&self) -> PathBuf {
+        self.upper().join("etc/ssh/ssh_host_ed25519_key.pub")
+    }
+}
+
+/// An exclusive `flock` held until dropped.
+pub struct Lock(#[allow(dead_code)] std::fs::File);
+
+/// Take an exclusive lock on `path`, saying so when it has to wait.
+pub fn lock_file(path: &Path, what: &str) -> anyhow::Result<Lock> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot open lock {}: {e}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!(
+            "waiting for another labctl working on {what} ({})",
+            path.display()
+        );
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            anyhow::bail!(
+                "cannot lock {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(Lock(f))
+}
+
+/// Hold the lab's lock (one labctl changing a lab at a time).
+pub fn lock_lab(inv: &Inventory) -> anyhow::Result<Lock> {
+    lock_file(
+        &root().join("locks").join(format!("{}.lock", inv.lab)),
+        &format!("lab `{}`", inv.lab),
+    )
+}

@@ -1,0 +1,130 @@
+//! Checks before an nspawn lab is changed, each failing with one message and
+//! its fix: root, the host tools, a subnet already used elsewhere, and lab
+//! state that belongs to another inventory or lab.
+
+use super::paths;
+use crate::inventory::Inventory;
+use crate::user_bail;
+use std::path::{Path, PathBuf};
+
+/// Refuse unless running as root.
+pub fn root(what: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        user_bail!(
+            "`labctl {what}` with provider nspawn needs root: it creates a bridge, an nft table, mounts and containers\n  fix: run it as root, e.g. `sudo labctl {what}`"
+        );
+    }
+    Ok(())
+}
+
+fn in_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin", "/sbin"].iter().map(PathBuf::from))
+        .any(|d| d.join(tool).is_file())
+}
+
+/// Refuse when a host tool is missing, naming the Debian packages.
+pub fn tools() -> anyhow::Result<()> {
+    let need = [
+        ("systemd-nspawn", "systemd-container"),
+        ("debootstrap", "debootstrap"),
+        ("nft", "nftables"),
+        ("ip", "iproute2"),
+        ("ssh-keygen", "openssh-client"),
+        ("ssh", "openssh-client"),
+        ("chroot", "coreutils"),
+    ];
+    let missing: Vec<&(&str, &str)> = need.iter().filter(|(t, _)| !in_path(t)).collect();
+    if !missing.is_empty() {
+        let mut pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+        pkgs.dedup();
+        user_bail!(
+            "provider nspawn needs {} on this machine\n  fix: apt-get install {}",
+            missing
+                .iter()
+                .map(|(t, _)| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            pkgs.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Refuse when another interface already holds an address in the lab subnet.
+pub fn subnet_free(inv: &Inventory) -> anyhow::Result<()> {
+    let Some(net) = &inv.network else {
+        return Ok(());
+    };
+    let br = inv.bridge_name();
+    for a in crate::lab::local_addrs()? {
+        if a.iface == br {
+            continue;
+        }
+        if net.subnet.contains(a.addr) || a.subnet.contains(net.subnet.network) {
+            user_bail!(
+                "the lab subnet {} is already used by interface {} ({}/{}) on this machine\n  fix: pick another `network.subnet` (and node addresses) in {}, or remove that interface (another lab? `labctl -i ITS_INVENTORY destroy`)",
+                net.subnet,
+                a.iface,
+                a.addr,
+                a.subnet.prefix,
+                inv.path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn owner_file(lab: &str) -> PathBuf {
+    paths::lab_dir(lab).join("owner")
+}
+
+fn marker_file(inv: &Inventory) -> PathBuf {
+    inv.state_dir().join("lab")
+}
+
+fn canonical_inventory(inv: &Inventory) -> PathBuf {
+    std::fs::canonicalize(&inv.path)
+        .unwrap_or_else(|_| inv.dir.join(inv.path.file_name().unwrap_or_default()))
+}
+
+/// Refuse when the lab's host state belongs to another inventory, or the
+/// project's `.labctl/` to another lab.
+pub fn ownership(inv: &Inventory) -> anyhow::Result<()> {
+    let me = canonical_inventory(inv);
+    if let Ok(owner) = std::fs::read_to_string(owner_file(&inv.lab)) {
+        let owner = owner.trim();
+        if Path::new(owner) != me {
+            user_bail!(
+                "lab `{}` already exists on this machine and belongs to {owner}\n  fix: destroy it there (`labctl -i {owner} destroy`), or give this lab another name (`lab:` in {})",
+                inv.lab,
+                inv.path.display()
+            );
+        }
+    }
+    if let Ok(other) = std::fs::read_to_string(marker_file(inv)) {
+        let other = other.trim();
+        if !other.is_empty() && other != inv.lab {
+            user_bail!(
+                "{} holds the state of lab `{other}`, but {} now names lab `{}`\n  fix: destroy the old lab first (set `lab: {other}` back and run `labctl destroy`), or remove {}",
+                inv.state_dir().display(),
+                inv.path.display(),
+                inv.lab,
+                inv.state_dir().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Record that this inventory owns the lab.
+pub fn claim(inv: &Inventory) -> anyhow::Result<()> {
+    let o = owner_file(&inv.lab);
+    std::fs::create_dir_all(paths::lab_dir(&inv.lab))?;
+    std::fs::write(&o, format!("{}\n", canonical_inventory(inv).display()))?;
+    std::fs::create_dir_all(inv.state_dir())?;
+    std::fs::write(marker_file(inv), format!("{}\n", inv.lab))?;
+    Ok(())
+}

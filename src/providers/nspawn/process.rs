@@ -1,0 +1,288 @@
+//! A node's processes: one `systemd-nspawn --boot` per node, started in its
+//! own session, detached, with its console appended to the node's
+//! `console.log`; the container's init is that process's child.
+//!
+//! labctl recognises a node's nspawn process by its exact
+//! `--directory=/var/lib/labctl/labs/<lab>/nodes/<node>/merged` argument (so
+//! only this lab's processes are ever signalled), and records the PIDs it
+//! started in the node's folder. A clean halt sends SIGRTMIN+4 (poweroff) to
+//! the container's init; a power cut sends it SIGKILL, which kills the whole
+//! PID namespace at once (killing nspawn alone would leave the container).
+
+use super::paths::NodePaths;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A process's state letter from /proc/PID/stat (`Z` for a zombie).
+fn proc_state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 1..];
+    after.split_whitespace().next()?.chars().next()
+}
+
+/// Whether `pid` exists and is not a zombie.
+pub fn alive(pid: u32) -> bool {
+    matches!(proc_state(pid), Some(c) if c != 'Z' && c != 'X')
+}
+
+fn cmdline(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn all_pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn directory_arg(merged: &Path) -> String {
+    format!("--directory={}", merged.display())
+}
+
+/// The live systemd-nspawn process of a node, found by its `--directory=` argument.
+pub fn find_nspawn(np: &NodePaths) -> Option<u32> {
+    let want = directory_arg(&np.merged());
+    all_pids().into_iter().find(|&pid| {
+        alive(pid)
+            && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim() == "systemd-nspawn")
+                .unwrap_or(false)
+            && cmdline(pid).contains(&want)
+    })
+}
+
+/// The container's init: the child of the nspawn process in another PID namespace.
+pub fn find_init(nspawn: u32) -> Option<u32> {
+    let mine = std::fs::read_link("/proc/self/ns/pid").ok();
+    let tasks = std::fs::read_dir(format!("/proc/{nspawn}/task")).ok()?;
+    for t in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(t.path().join("children")) else {
+            continue;
+        };
+        for c in children
+            .split_whitespace()
+            .filter_map(|c| c.parse::<u32>().ok())
+        {
+            let ns = std::fs::read_link(format!("/proc/{c}/ns/pid")).ok();
+            if ns.is_some() && ns != mine && alive(c) {
+                return Some(c);
+            }
+        }
+    }
+    None
+}
+
+/// `PID STARTTIME` of a process, to recognise it later despite PID reuse.
+fn start_time(pid: u32) -> Option<String> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &s[s.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(String::from)
+}
+
+fn record(path: &Path, pid: u32) {
+    let _ = std::fs::write(
+        path,
+        format!("{pid} {}\n", start_time(pid).unwrap_or_default()),
+    );
+}
+
+/// A recorded PID that is still the same process.
+pub fn recorded(path: &Path) -> Option<u32> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut w = text.split_whitespace();
+    let pid: u32 = w.next()?.parse().ok()?;
+    let st = w.next()?;
+    (alive(pid) && start_time(pid).as_deref() == Some(st)).then_some(pid)
+}
+
+/// Boot the node: systemd-nspawn in the background; returns its PID.
+pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
+    let mut console = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(np.console())?;
+    {
+        use std::io::Write;
+        let _ = writeln!(
+            console,
+            "\n=== labctl: booting {} (unix time {}) ===",
+            np.machine,
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        );
+    }
+    let mut cmd = Command::new("systemd-nspawn");
+    cmd.arg("--boot")
+        .arg("--register=no")
+        .arg("--keep-unit")
+        .arg(format!("--network-bridge={bridge}"))
+        .arg(directory_arg(&np.merged()))
+        .arg(format!("--machine={}", np.machine))
+        .arg(format!(
+            "--bind={}:/var/cache/apt/archives",
+            np.apt_merged().display()
+        ))
+        .arg("--resolv-conf=off")
+        .arg("--link-journal=no")
+        .arg("--console=read-only")
+        .stdin(Stdio::null())
+        .stdout(console.try_clone()?)
+        .stderr(console);
+    // SAFETY: setsid is async-signal-safe; the child gets its own session so
+    // a Ctrl-C on labctl's terminal does not reach the node.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        anyhow::anyhow!("cannot run systemd-nspawn: {e}\n  fix: apt-get install systemd-container")
+    })?;
+    let pid = child.id();
+    record(&np.nspawn_pid(), pid);
+    // Reap it when it exits, so it never lingers as a zombie while labctl runs.
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(pid)
+}
+
+/// Wait (up to `timeout`) for the container's init and record it.
+pub fn record_init(np: &NodePaths, nspawn: u32, timeout: Duration) -> Option<u32> {
+    let t = Instant::now();
+    while t.elapsed() < timeout && alive(nspawn) {
+        if let Some(i) = find_init(nspawn) {
+            record(&np.init_pid(), i);
+            return Some(i);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+fn signal(pid: u32, sig: i32) -> bool {
+    // SAFETY: plain kill(2) on a PID we recognised as ours.
+    unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
+}
+
+/// Wait until `pid` is gone; false on timeout.
+pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let t = Instant::now();
+    while alive(pid) {
+        if t.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    true
+}
+
+/// Clean poweroff: SIGRTMIN+4 to the container's init (or SIGTERM to nspawn,
+/// which forwards a shutdown), then wait for nspawn to exit.
+pub fn poweroff(np: &NodePaths, nspawn: u32, timeout: Duration) -> anyhow::Result<()> {
+    match find_init(nspawn) {
+        Some(init) => {
+            signal(init, libc::SIGRTMIN() + 4);
+        }
+        None => {
+            signal(nspawn, libc::SIGTERM);
+        }
+    }
+    if !wait_gone(nspawn, timeout) {
+        anyhow::bail!(
+            "node {} did not power off within {}\n  fix: cut its power with `labctl halt --force {}`",
+            np.machine,
+            super::super::secs(timeout),
+            np.dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Power cut: SIGKILL the container's init (its whole PID namespace dies at
+/// once), then make sure nspawn is gone too.
+pub fn kill(np: &NodePaths, nspawn: Option<u32>) -> anyhow::Result<()> {
+    let init = nspawn
+        .and_then(find_init)
+        .or_else(|| recorded(&np.init_pid()));
+    if let Some(i) = init {
+        signal(i, libc::SIGKILL);
+    }
+    if let Some(n) = nspawn {
+        if !wait_gone(n, Duration::from_secs(10)) {
+            signal(n, libc::SIGKILL);
+            if !wait_gone(n, Duration::from_secs(5)) {
+                anyhow::bail!("systemd-nspawn of {} (PID {n}) does not exit", np.machine);
+            }
+        }
+    }
+    if let Some(i) = init {
+        if !wait_gone(i, Duration::from_secs(5)) {
+            anyhow::bail!("the init of {} (PID {i}) does not exit", np.machine);
+        }
+    }
+    Ok(())
+}
+
+/// The last `n` lines of the node's console, without colour codes.
+pub fn console_tail(np: &NodePaths, n: usize) -> String {
+    let text = std::fs::read_to_string(np.console()).unwrap_or_default();
+    let clean = strip_ansi(&text);
+    let lines: Vec<&str> = clean.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            if it.peek() == Some(&'[') {
+                it.next();
+                for d in it.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_colours() {
+        assert_eq!(
+            strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Started"),
+            "[  OK  ] Started"
+        );
+    }
+
+    #[test]
+    fn own_process_is_alive() {
+        assert!(alive(std::process::id()));
+        assert!(start_time(std::process::id()).is_some());
+    }
+}

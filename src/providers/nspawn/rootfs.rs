@@ -1,0 +1,301 @@
+//! A node's file system: an overlay whose lower layer is the cached image
+//! (never modified) and whose upper layer is the node's own, so a halted node
+//! keeps its files; plus a second overlay for `/var/cache/apt/archives` whose
+//! lower layer is the host's shared package pool (each node keeps its own apt
+//! lock and downloads; `destroy` adds the new downloads to the pool).
+//!
+//! On creation the node gets its hostname, `/etc/hosts` with every node, a
+//! static address on `host0` (`10-host0.network`, sorting before the image's
+//! `80-container-host0.network`), DNS, a machine id, its own ed25519 host key
+//! and the lab user with passwordless sudo and the lab's public key.
+
+use super::paths::{self, NodePaths};
+use crate::inventory::{Inventory, Node};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Mount points (from /proc/mounts) at or below `prefix`.
+pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
+    let text = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut v: Vec<PathBuf> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(unescape_mount)
+        .map(PathBuf::from)
+        .filter(|p| p.starts_with(prefix))
+        .collect();
+    // deepest first, so unmounting in order works
+    v.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    v.dedup();
+    v
+}
+
+fn unescape_mount(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Whether `p` is a mount point.
+pub fn is_mounted(p: &Path) -> bool {
+    mounts_under(p).iter().any(|m| m == p)
+}
+
+fn cpath(p: &Path) -> anyhow::Result<CString> {
+    Ok(CString::new(p.as_os_str().as_bytes())?)
+}
+
+fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
+    for d in [upper, work, target] {
+        std::fs::create_dir_all(d)?;
+    }
+    if is_mounted(target) {
+        return Ok(());
+    }
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    let src = CString::new("overlay")?;
+    let fstype = CString::new("overlay")?;
+    let data = CString::new(opts.clone())?;
+    let tgt = cpath(target)?;
+    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            tgt.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            data.as_ptr() as *const libc::c_void,
+        )
+    };
+    if rc != 0 {
+        anyhow::bail!(
+            "cannot mount the overlay on {} ({opts}): {}",
+            target.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+/// Unmount `p` if mounted (lazily when busy).
+pub fn unmount(p: &Path) -> anyhow::Result<()> {
+    if !is_mounted(p) {
+        return Ok(());
+    }
+    let c = cpath(p)?;
+    // SAFETY: valid C string.
+    if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+        // SAFETY: as above.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+            anyhow::bail!(
+                "cannot unmount {}: {}",
+                p.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Unmount both overlays of a node.
+pub fn unmount_node(np: &NodePaths) -> anyhow::Result<()> {
+    for m in mounts_under(&np.dir) {
+        unmount(&m)?;
+    }
+    Ok(())
+}
+
+/// Mount the node's overlays; configure the node's files the first time.
+pub fn prepare(
+    inv: &Inventory,
+    node: &Node,
+    image: &Path,
+    lab_pubkey: &str,
+    nameservers: &[String],
+) -> anyhow::Result<()> {
+    let np = NodePaths::new(&inv.lab, &node.name);
+    mount_overlay(image, &np.upper(), &np.work(), &np.merged())?;
+    let pool = paths::apt_pool();
+    std::fs::create_dir_all(pool.join("partial"))?;
+    mount_overlay(&pool, &np.apt_upper(), &np.apt_work(), &np.apt_merged())?;
+    if !np.created().exists() {
+        configure(inv, node, &np.merged(), lab_pubkey, nameservers).map_err(|e| {
+            anyhow::anyhow!(
+                "preparing node {}'s files in {}: {e:#}",
+                node.name,
+                np.dir.display()
+            )
+        })?;
+        std::fs::write(np.created(), "")?;
+    }
+    Ok(())
+}
+
+fn write(root: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = root.join(rel);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d)?;
+    }
+    // a symlink (e.g. resolv.conf) must not be followed out of the node
+    if p.symlink_metadata().is_ok() {
+        std::fs::remove_file(&p)?;
+    }
+    std::fs::write(&p, text).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", p.display()))?;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+/// Whether a user name is safe to put in a shell line and a sudoers file.
+pub fn valid_user(u: &str) -> bool {
+    let b = u.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+fn configure(
+    inv: &Inventory,
+    node: &Node,
+    root: &Path,
+    lab_pubkey: &str,
+    nameservers: &[String],
+) -> anyhow::Result<()> {
+    let Some(net) = &inv.network else {
+        anyhow::bail!("internal error: nspawn lab without network");
+    };
+    write(root, "etc/hostname", &format!("{}\n", node.name), 0o644)?;
+    let mut hosts = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\n# lab nodes (labctl)\n",
+    );
+    for n in &inv.nodes {
+        hosts.push_str(&format!("{}\t{}\n", n.address, n.name));
+    }
+    write(root, "etc/hosts", &hosts, 0o644)?;
+    let mut netf = format!(
+        "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+        node.address, net.subnet.prefix, net.gateway
+    );
+    for ns in nameservers {
+        netf.push_str(&format!("DNS={ns}\n"));
+    }
+    write(root, "etc/systemd/network/10-host0.network", &netf, 0o644)?;
+    let resolv: String = nameservers
+        .iter()
+        .map(|n| format!("nameserver {n}\n"))
+        .collect();
+    write(root, "etc/resolv.conf", &resolv, 0o644)?;
+    let id: u128 = rand::random();
+    write(root, "etc/machine-id", &format!("{id:032x}\n"), 0o444)?;
+    if node.port != 22 {
+        write(
+            root,
+            "etc/ssh/sshd_config.d/10-labctl-port.conf",
+            &format!("Port {}\n", node.port),
+            0o644,
+        )?;
+    }
+    let key = root.join("etc/ssh/ssh_host_ed25519_key");
+    if !key.exists() {
+        let out = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+            .arg(format!("root@{}", node.name))
+            .arg("-f")
+            .arg(&key)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| anyhow::anyhow!("cannot run ssh-keygen (package openssh-client): {e}"))?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "ssh-keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let user = &inv.ssh.user;
+    if !valid_user(user) {
+        crate::user_bail!(
+            "{}: ssh.user `{user}` is not a usable Linux user name\n  fix: use lower-case letters, digits, `_` and `-` (e.g. vagrant)",
+            inv.path.display()
+        );
+    }
+    let home = if user == "root" {
+        "/root".to_string()
+    } else {
+        format!("/home/{user}")
+    };
+    let script = format!(
+        "set -e\n\
+         if [ {user} != root ] && ! id -u {user} >/dev/null 2>&1; then useradd --create-home --shell /bin/bash {user}; fi\n\
+         install -d -m 700 -o {user} -g $(id -gn {user}) {home}/.ssh\n\
+         printf '%s\\n' \"$LABCTL_PUBKEY\" > {home}/.ssh/authorized_keys\n\
+         chown {user}:$(id -gn {user}) {home}/.ssh/authorized_keys\n\
+         chmod 600 {home}/.ssh/authorized_keys\n\
+         if [ {user} != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {user} > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi\n"
+    );
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", &script])
+        .env("LABCTL_PUBKEY", lab_pubkey.trim())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run chroot: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "creating user {user} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The host's DNS servers that a node can use through the NAT (not loopback).
+pub fn host_nameservers() -> Vec<String> {
+    std::fs::read_to_string("/etc/resolv.conf")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.strip_prefix("nameserver"))
+        .map(|s| s.trim().to_string())
+        .filter(|s| {
+            s.parse::<std::net::Ipv4Addr>()
+                .map(|a| !a.is_loopback())
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Copy the packages a node downloaded into the shared pool (new ones only).
+pub fn harvest_debs(np: &NodePaths) -> usize {
+    let pool = paths::apt_pool();
+    let Ok(rd) = std::fs::read_dir(np.apt_upper()) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        let is_deb = name.to_string_lossy().ends_with(".deb");
+        let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if !is_deb || !regular || pool.join(&name).exists() {
+            continue;
+        }
+        let tmp = pool.join(format!(".{}.tmp", name.to_string_lossy()));
+        if std::fs::copy(e.path(), &tmp).is_ok() && std::fs::rename(&tmp, pool.join(&name)).is_ok()
+        {
+            n += 1;
+        } else {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    n
+}

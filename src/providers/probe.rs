@@ -1,0 +1,210 @@
+//! Waiting for nodes: "answers SSH" means a TCP connection to the node's SSH
+//! port gets an `SSH-2.0-…` banner. Several nodes are waited for in parallel,
+//! with one progress line per node (a spinner per node on a terminal, plain
+//! lines otherwise, so CI logs show progress too).
+
+use crate::inventory::Node;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use std::io::{IsTerminal, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Connect to `addr:port` and read the SSH banner's first line.
+pub fn ssh_banner(addr: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<String> {
+    let sa = SocketAddr::from((addr, port));
+    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    let mut buf = [0u8; 256];
+    let mut got = Vec::new();
+    while !got.contains(&b'\n') && got.len() < 255 {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if line.starts_with("SSH-") {
+        Ok(line)
+    } else {
+        Err(std::io::Error::other(format!(
+            "not an SSH banner: {line:?}"
+        )))
+    }
+}
+
+/// Per-node progress: spinners on a terminal, plain `node: message` lines otherwise.
+pub struct Progress {
+    multi: Option<MultiProgress>,
+    bars: Vec<(String, Option<ProgressBar>)>,
+    lock: Mutex<()>,
+}
+
+impl Progress {
+    /// One line per label.
+    pub fn new(labels: &[&str]) -> Progress {
+        let tty = std::io::stderr().is_terminal();
+        let multi = tty.then(MultiProgress::new);
+        let width = labels.iter().map(|l| l.len()).max().unwrap_or(0);
+        let style =
+            ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}"))
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bars = labels
+            .iter()
+            .map(|l| {
+                let bar = multi.as_ref().map(|m| {
+                    let b = m.add(ProgressBar::new_spinner());
+                    b.set_style(style.clone());
+                    b.set_prefix(l.to_string());
+                    b.enable_steady_tick(Duration::from_millis(120));
+                    b
+                });
+                (l.to_string(), bar)
+            })
+            .collect();
+        Progress {
+            multi,
+            bars,
+            lock: Mutex::new(()),
+        }
+    }
+
+    fn bar(&self, label: &str) -> Option<&ProgressBar> {
+        self.bars
+            .iter()
+            .find(|(l, _)| l == label)
+            .and_then(|(_, b)| b.as_ref())
+    }
+
+    /// A new state for `label`.
+    pub fn set(&self, label: &str, msg: &str) {
+        match self.bar(label) {
+            Some(b) => b.set_message(msg.to_string()),
+            None => {
+                let _g = self.lock.lock();
+                eprintln!("{label}: {msg}");
+            }
+        }
+    }
+
+    /// The final state for `label`.
+    pub fn finish(&self, label: &str, msg: &str) {
+        match self.bar(label) {
+            Some(b) => {
+                b.set_style(
+                    ProgressStyle::with_template("  {prefix}  {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                b.finish_with_message(msg.to_string());
+            }
+            None => {
+                let _g = self.lock.lock();
+                eprintln!("{label}: {msg}");
+            }
+        }
+    }
+
+    /// Print a line above the spinners (or plainly).
+    pub fn println(&self, line: &str) {
+        match &self.multi {
+            Some(m) => {
+                let _ = m.println(line);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        for (_, b) in &self.bars {
+            if let Some(b) = b {
+                if !b.is_finished() {
+                    b.abandon();
+                }
+            }
+        }
+    }
+}
+
+/// Wait in parallel until every node answers SSH or `timeout` passes.
+/// Once a node shows its SSH banner, `login(node)` must succeed too (a node
+/// that is still booting shows the banner but refuses logins while
+/// `/run/nologin` exists). `alive(node)` is asked between tries: when it
+/// returns an error (the node's container died), waiting for that node stops
+/// with that error. Returns, per node in order, the time it took or the error.
+pub fn wait_ssh(
+    nodes: &[&Node],
+    timeout: Duration,
+    progress: &Progress,
+    login: &(dyn Fn(&Node) -> Result<(), String> + Sync),
+    alive: &(dyn Fn(&Node) -> anyhow::Result<()> + Sync),
+) -> Vec<Result<Duration, anyhow::Error>> {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|node| {
+                s.spawn(move || {
+                    progress.set(&node.name, "waiting for SSH");
+                    let mut last = String::new();
+                    let mut banner = false;
+                    loop {
+                        if !banner
+                            && ssh_banner(node.address, node.port, Duration::from_millis(500))
+                                .is_ok()
+                        {
+                            banner = true;
+                            progress.set(&node.name, "SSH answers; logging in");
+                        }
+                        if banner {
+                            match login(node) {
+                                Ok(()) => {
+                                    let took = start.elapsed();
+                                    progress.finish(
+                                        &node.name,
+                                        &format!("answers SSH after {}", super::secs(took)),
+                                    );
+                                    return Ok(took);
+                                }
+                                Err(e) => last = e,
+                            }
+                        }
+                        if let Err(e) = alive(node) {
+                            progress.finish(&node.name, "failed");
+                            return Err(e);
+                        }
+                        if start.elapsed() > timeout {
+                            progress.finish(&node.name, "timed out");
+                            return Err(anyhow::anyhow!(
+                                "node {} ({}) did not answer SSH within {}{}",
+                                node.name,
+                                node.address,
+                                super::secs(timeout),
+                                if last.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; last login attempt: {last}")
+                                }
+                            ));
+                        }
+                        std::thread::sleep(Duration::from_millis(150));
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("internal error: waiting thread panicked"))
+                })
+            })
+            .collect()
+    })
+}

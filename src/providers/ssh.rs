@@ -1,0 +1,130 @@
+//! Provider `ssh`: the nodes already exist (VMs, servers, or another lab's
+//! containers) and labctl only reaches them.
+//!
+//! `up` checks that every node accepts the lab key and presents the host key
+//! pinned in the lab's known-hosts file (no trust on first use); `status`
+//! tells which nodes answer SSH; `halt`, `fail` and `destroy` refuse, because
+//! labctl never powers off or removes machines it did not create.
+
+use super::{probe, sshcmd, NodeState, NodeStatus, Provider};
+use crate::inventory::{Inventory, Node};
+use crate::user_bail;
+use std::time::{Duration, Instant};
+
+/// Nodes that already exist, reached over SSH.
+pub struct SshHosts;
+
+impl Provider for SshHosts {
+    fn name(&self) -> &'static str {
+        "ssh"
+    }
+
+    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+        let start = Instant::now();
+        sshcmd::check_key(inv)?;
+        sshcmd::check_known_hosts(inv)?;
+        for n in nodes {
+            crate::lab::ensure_safe_target(inv, n.address)?;
+        }
+        let labels: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+        let progress = probe::Progress::new(&labels);
+        let results: Vec<Result<Duration, String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = nodes
+                .iter()
+                .map(|n| {
+                    let progress = &progress;
+                    s.spawn(move || {
+                        progress.set(&n.name, &format!("checking {} with the lab key", n.address));
+                        let r = sshcmd::check_login(inv, n);
+                        match &r {
+                            Ok(d) => progress.finish(
+                                &n.name,
+                                &format!("reachable, host key matches ({})", super::secs(*d)),
+                            ),
+                            Err(_) => progress.finish(&n.name, "refused"),
+                        }
+                        r
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("internal error".into())))
+                .collect()
+        });
+        drop(progress);
+        let failed: Vec<String> = nodes
+            .iter()
+            .zip(&results)
+            .filter_map(|(n, r)| {
+                r.as_ref()
+                    .err()
+                    .map(|e| format!("{} ({}): {e}", n.name, n.address))
+            })
+            .collect();
+        if !failed.is_empty() {
+            anyhow::bail!(
+                "{} of {} nodes cannot be reached:\n{}",
+                failed.len(),
+                nodes.len(),
+                failed.join("\n")
+            );
+        }
+        eprintln!(
+            "lab `{}` (provider ssh): {} node(s) reachable in {}",
+            inv.lab,
+            nodes.len(),
+            super::secs(start.elapsed())
+        );
+        Ok(())
+    }
+
+    fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
+        let timeout = Duration::from_secs(inv.ssh.connect_timeout_secs.min(3));
+        std::thread::scope(|s| {
+            let hs: Vec<_> = inv
+                .nodes
+                .iter()
+                .map(|n| {
+                    s.spawn(move || -> anyhow::Result<NodeStatus> {
+                        crate::lab::ensure_safe_target(inv, n.address)?;
+                        let up = probe::ssh_banner(n.address, n.port, timeout).is_ok();
+                        Ok(NodeStatus {
+                            name: n.name.clone(),
+                            address: n.address.to_string(),
+                            port: n.port,
+                            state: if up {
+                                NodeState::Running
+                            } else {
+                                NodeState::Unreachable
+                            },
+                            provider: "ssh",
+                            pid: None,
+                        })
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("internal error: status thread panicked"))
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn halt(&self, inv: &Inventory, _nodes: &[&Node], force: bool) -> anyhow::Result<()> {
+        let what = if force { "fail (power cut)" } else { "halt" };
+        user_bail!(
+            "lab `{}` uses provider ssh: labctl does not {what} nodes it did not create\n  fix: power the machines off with their own tools (e.g. `labctl ssh NODE -- sudo poweroff`), or use provider nspawn",
+            inv.lab
+        )
+    }
+
+    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
+        user_bail!(
+            "lab `{}` uses provider ssh: labctl does not destroy nodes it did not create\n  fix: remove the machines with the tool that made them; labctl keeps its hands off",
+            inv.lab
+        )
+    }
+}

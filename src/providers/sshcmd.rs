@@ -1,0 +1,178 @@
+//! The system OpenSSH client, set up for a lab: the lab key only, the lab's own
+//! known-hosts file with strict checking, and no user config (`-F /dev/null`,
+//! so a `ProxyJump` or `Host 10.*` in `~/.ssh/config` can never send lab
+//! traffic elsewhere). Used by `labctl ssh`, `labctl ssh-config` and the ssh
+//! provider's reachability check.
+
+use crate::inventory::{Inventory, Node};
+use crate::user_bail;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+/// Refuse a missing private key, or one that group or others can read.
+pub fn check_key(inv: &Inventory) -> anyhow::Result<()> {
+    let key = &inv.ssh.key;
+    let meta = match std::fs::metadata(key) {
+        Ok(m) => m,
+        Err(_)
+            if inv.provider == crate::inventory::ProviderKind::Nspawn
+                && crate::providers::nspawn::keys::key_is_managed(inv) =>
+        {
+            user_bail!(
+                "the lab key {} does not exist yet\n  fix: run `labctl up` first (it creates the key)",
+                key.display()
+            )
+        }
+        Err(e) => user_bail!(
+            "cannot read the lab's private key {}: {e}\n  fix: point `ssh.key` in {} at an existing private key",
+            key.display(),
+            inv.path.display()
+        ),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        user_bail!(
+            "the private key {} is readable by group or others (mode {:o}); ssh refuses such keys\n  fix: chmod 600 {}",
+            key.display(),
+            meta.permissions().mode() & 0o777,
+            key.display()
+        );
+    }
+    Ok(())
+}
+
+/// Refuse when the lab's known-hosts file is missing.
+pub fn check_known_hosts(inv: &Inventory) -> anyhow::Result<()> {
+    if !inv.ssh.known_hosts.exists() {
+        user_bail!(
+            "the lab's known-hosts file {} does not exist, so no host key is pinned\n  fix: {}",
+            inv.ssh.known_hosts.display(),
+            match inv.provider {
+                crate::inventory::ProviderKind::Nspawn => "run `labctl up` first (it pins every node's host key)".to_string(),
+                crate::inventory::ProviderKind::Ssh => format!(
+                    "write one line per node, `ADDRESS ssh-ed25519 AAAA…` (the node's /etc/ssh/ssh_host_ed25519_key.pub), into {}",
+                    inv.ssh.known_hosts.display()
+                ),
+            }
+        );
+    }
+    Ok(())
+}
+
+/// The known-hosts name of a node: `10.1.1.101`, or `[10.1.1.101]:2222`.
+pub fn known_hosts_name(node: &Node) -> String {
+    if node.port == 22 {
+        node.address.to_string()
+    } else {
+        format!("[{}]:{}", node.address, node.port)
+    }
+}
+
+/// `ssh` with the lab's options, up to (not including) the destination.
+pub fn base_command(inv: &Inventory, node: &Node) -> Command {
+    let mut c = Command::new("ssh");
+    c.arg("-F")
+        .arg("/dev/null")
+        .arg("-i")
+        .arg(&inv.ssh.key)
+        .arg("-o")
+        .arg(format!(
+            "UserKnownHostsFile={}",
+            inv.ssh.known_hosts.display()
+        ))
+        .args(["-o", "GlobalKnownHostsFile=/dev/null"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .args(["-o", "IdentitiesOnly=yes"])
+        .args(["-o", "PasswordAuthentication=no"])
+        .args(["-o", "KbdInteractiveAuthentication=no"])
+        .arg("-o")
+        .arg(format!("ConnectTimeout={}", inv.ssh.connect_timeout_secs))
+        .arg("-p")
+        .arg(node.port.to_string())
+        .arg("-l")
+        .arg(&inv.ssh.user);
+    c
+}
+
+/// Run `true` on the node with BatchMode: checks key and pinned host key.
+/// Returns how long it took, or ssh's own message.
+pub fn check_login(inv: &Inventory, node: &Node) -> Result<Duration, String> {
+    let t = std::time::Instant::now();
+    let out = base_command(inv, node)
+        .args(["-o", "BatchMode=yes", "-o", "LogLevel=ERROR"])
+        .arg(node.address.to_string())
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .output();
+    match out {
+        Err(e) => Err(format!("cannot run `ssh` (package openssh-client): {e}")),
+        Ok(o) if o.status.success() => Ok(t.elapsed()),
+        Ok(o) => {
+            let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+            Err(explain_ssh_error(inv, &err))
+        }
+    }
+}
+
+/// Turn ssh's stderr into one message with the fix.
+pub fn explain_ssh_error(inv: &Inventory, err: &str) -> String {
+    let kh = inv.ssh.known_hosts.display();
+    let first = err
+        .lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("@@@"))
+        .unwrap_or(err);
+    if err.contains("host key is known for") {
+        return format!(
+            "no host key for it is pinned in {kh}; refusing to connect\n  fix: add the node's line (`ADDRESS ssh-ed25519 AAAA…`, from its /etc/ssh/ssh_host_ed25519_key.pub) to {kh}"
+        );
+    }
+    if err.contains("REMOTE HOST IDENTIFICATION HAS CHANGED")
+        || err.contains("Host key verification failed")
+    {
+        return format!(
+            "its host key does not match the one pinned in {kh}; refusing to connect\n  fix: if the node was rebuilt, replace its line in {kh} with the key from the node's /etc/ssh/ssh_host_ed25519_key.pub"
+        );
+    }
+    if err.contains("Permission denied") {
+        return format!(
+            "the lab key {} was refused for user {}\n  fix: put the key's .pub in ~{}/.ssh/authorized_keys on the node",
+            inv.ssh.key.display(),
+            inv.ssh.user,
+            inv.ssh.user
+        );
+    }
+    first.to_string()
+}
+
+/// Quote a path for an OpenSSH config file when it needs it.
+fn quote(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains(char::is_whitespace) {
+        format!("\"{s}\"")
+    } else {
+        s
+    }
+}
+
+/// `labctl ssh-config`: one `Host` block per node.
+pub fn config_text(inv: &Inventory) -> String {
+    let mut s = format!(
+        "# labctl ssh-config for lab `{}` ({})\n# use: labctl ssh-config > lab.ssh && ssh -F lab.ssh {}\n",
+        inv.lab,
+        inv.path.display(),
+        inv.nodes.first().map(|n| n.name.as_str()).unwrap_or("NODE")
+    );
+    for n in &inv.nodes {
+        s.push_str(&format!(
+            "\nHost {}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  PasswordAuthentication no\n",
+            n.name,
+            n.address,
+            n.port,
+            inv.ssh.user,
+            quote(&inv.ssh.key),
+            quote(&inv.ssh.known_hosts),
+        ));
+    }
+    s
+}

@@ -1,0 +1,352 @@
+//! End-to-end tests that bring up real labs with the `labctl` binary
+//! (provider nspawn, and provider ssh pointed at an nspawn lab's nodes).
+//!
+//! They need root, systemd-container, debootstrap, nftables and
+//! openssh-client (CI runs as root). The first run builds the base image
+//! (about a minute); later runs reuse it from /var/lib/labctl/images.
+//!
+//! Labs share the host's network stack, so these tests run one at a time
+//! (a global mutex), each on a lab name of its own on 10.1.2.0/24, and always
+//! tear down in a guard that also runs on panic, then check for leftovers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One lab at a time on this machine.
+static LABS: Mutex<()> = Mutex::new(());
+
+const SUBNET: &str = "10.1.2";
+
+fn labctl(inv: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .arg("-i")
+        .arg(inv)
+        .args(args)
+        .output()
+        .expect("run labctl");
+    eprintln!(
+        "$ labctl {} -> {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn ok(inv: &Path, args: &[&str]) -> String {
+    let out = labctl(inv, args);
+    assert!(
+        out.status.success(),
+        "labctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn state_of(inv: &Path) -> Vec<(String, String)> {
+    let out = ok(inv, &["status", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("status --json is JSON");
+    v["nodes"]
+        .as_array()
+        .expect("nodes array")
+        .iter()
+        .map(|n| {
+            (
+                n["name"].as_str().unwrap().to_string(),
+                n["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn states(inv: &Path) -> String {
+    state_of(inv)
+        .iter()
+        .map(|(n, s)| format!("{n}={s}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A temporary project with an nspawn inventory; destroyed when dropped.
+struct Lab {
+    lab: String,
+    dir: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new(lab: &str) -> Lab {
+        assert!(
+            unsafe_geteuid_is_root(),
+            "the lab tests need root (CI runs as root): run `sudo cargo test --test lab_e2e`"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("inventory.yaml"),
+            format!(
+                "lab: {lab}\nnetwork: {{subnet: {SUBNET}.0/24, gateway: {SUBNET}.1}}\nnodes:\n  nodo1: {{address: {SUBNET}.101, groups: [nodos]}}\n  nodo2: {{address: {SUBNET}.102, groups: [nodos]}}\n  dns: {{address: {SUBNET}.103, groups: [servidor_dns]}}\nvars: {{domain: example.com}}\n"
+            ),
+        )
+        .unwrap();
+        let l = Lab {
+            lab: lab.to_string(),
+            dir,
+        };
+        // a previous run that died hard may have left this lab behind
+        labctl(&l.inv(), &["destroy"]);
+        l
+    }
+    fn inv(&self) -> PathBuf {
+        self.dir.path().join("inventory.yaml")
+    }
+    fn lab_dir(&self) -> PathBuf {
+        PathBuf::from("/var/lib/labctl/labs").join(&self.lab)
+    }
+    /// Assert that nothing of the lab is left on the host.
+    fn assert_gone(&self) {
+        let needle = format!("/var/lib/labctl/labs/{}/", self.lab);
+        let procs: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
+            .collect();
+        assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
+        assert!(left.is_empty(), "mounts left: {left:?}");
+        let overlay: Vec<&str> = mounts
+            .lines()
+            .filter(|l| l.starts_with("overlay ") && l.contains(&needle))
+            .collect();
+        assert!(overlay.is_empty(), "overlays left: {overlay:?}");
+        assert!(
+            !Path::new("/sys/class/net")
+                .join(format!("lab-{}", self.lab))
+                .exists(),
+            "bridge lab-{} left",
+            self.lab
+        );
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        let tables = String::from_utf8_lossy(&tables.stdout);
+        assert!(
+            !tables.contains(&format!("labctl_{}", self.lab.replace('-', "_"))),
+            "nft table left: {tables}"
+        );
+        assert!(
+            !self.lab_dir().exists(),
+            "{} left",
+            self.lab_dir().display()
+        );
+        assert!(
+            !self.dir.path().join(".labctl").exists(),
+            "project .labctl/ left"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        labctl(&self.inv(), &["destroy"]);
+    }
+}
+
+fn unsafe_geteuid_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
+    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new("e2eup");
+    let inv = lab.inv();
+
+    // up builds (or reuses) the image and boots 3 nodes
+    let t = Instant::now();
+    ok(&inv, &["up"]);
+    eprintln!(
+        "TIMING: first `up` (image build if not cached) took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+
+    // `up` on a running lab does nothing and says so
+    let out = labctl(&inv, &["up"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already up"));
+
+    // labctl ssh with the lab key and pinned host key
+    assert_eq!(ok(&inv, &["ssh", "dns", "--", "hostname"]).trim(), "dns");
+
+    // plain OpenSSH with the ssh-config output, strict host key checking on
+    let cfg = ok(&inv, &["ssh-config"]);
+    assert!(cfg.contains("StrictHostKeyChecking yes"), "{cfg}");
+    let cfg_path = lab.dir.path().join("lab.ssh");
+    std::fs::write(&cfg_path, &cfg).unwrap();
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&cfg_path)
+        .args(["-o", "BatchMode=yes", "nodo1", "hostname; sudo -n id -u"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ssh -F: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "nodo1\n0\n");
+
+    // halt one node: its files are kept and `up` boots it again
+    ok(&inv, &["ssh", "nodo2", "--", "echo kept > marker"]);
+    ok(&inv, &["halt", "nodo2"]);
+    assert_eq!(states(&inv), "nodo1=running nodo2=stopped dns=running");
+    let t = Instant::now();
+    ok(&inv, &["up"]);
+    eprintln!(
+        "TIMING: `up` of the halted node took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+    assert_eq!(
+        ok(&inv, &["ssh", "nodo2", "--", "cat marker"]).trim(),
+        "kept"
+    );
+
+    // power cut, then back
+    ok(&inv, &["fail", "nodo1"]);
+    assert_eq!(states(&inv), "nodo1=stopped nodo2=running dns=running");
+    ok(&inv, &["up", "nodo1"]);
+    assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+    assert_eq!(
+        ok(&inv, &["ssh", "nodo1", "--", "hostname"]).trim(),
+        "nodo1"
+    );
+
+    // a full `up` from nothing, with the image cached
+    ok(&inv, &["destroy"]);
+    lab.assert_gone();
+    let t = Instant::now();
+    ok(&inv, &["up"]);
+    eprintln!(
+        "TIMING: `up` of 3 nodes with the image cached, until all answer SSH: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+
+    // destroy leaves nothing, and is safe to run twice
+    ok(&inv, &["destroy"]);
+    lab.assert_gone();
+    ok(&inv, &["destroy"]);
+    assert_eq!(states(&inv), "nodo1=absent nodo2=absent dns=absent");
+
+    // destroy after `up` was killed half way
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .arg("-i")
+        .arg(&inv)
+        .arg("up")
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while t.elapsed().as_secs() < 30 && !lab.lab_dir().join("nodes/dns/nspawn.pid").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    ok(&inv, &["destroy"]);
+    lab.assert_gone();
+}
+
+#[test]
+fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
+    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new("e2essh");
+    ok(&lab.inv(), &["up"]);
+    let state = lab.dir.path().join(".labctl");
+
+    // a second project that only reaches the same machines
+    let other = tempfile::tempdir().unwrap();
+    let kh = other.path().join("known_hosts");
+    std::fs::copy(state.join("known_hosts"), &kh).unwrap();
+    let inv2 = other.path().join("inventory.yaml");
+    let text = format!(
+        "lab: e2essh-x\nprovider: ssh\nssh: {{user: vagrant, key: {}, known_hosts: {}}}\nnodes:\n  nodo1: {{address: {SUBNET}.101, groups: [nodos]}}\n  nodo2: {{address: {SUBNET}.102, groups: [nodos]}}\n  dns: {{address: {SUBNET}.103, groups: [servidor_dns]}}\nvars: {{domain: example.com}}\n",
+        state.join("id_ed25519").display(),
+        kh.display()
+    );
+    std::fs::write(&inv2, text).unwrap();
+
+    let out = labctl(&inv2, &["up"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("reachable"));
+    assert_eq!(states(&inv2), "nodo1=running nodo2=running dns=running");
+    assert_eq!(
+        ok(&inv2, &["ssh", "nodo2", "--", "hostname"]).trim(),
+        "nodo2"
+    );
+
+    // labctl never powers off or removes machines it did not create
+    for args in [
+        &["halt"][..],
+        &["halt", "--force", "nodo1"],
+        &["fail", "nodo1"],
+        &["destroy"],
+    ] {
+        let out = labctl(&inv2, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("provider ssh"),
+            "{args:?}"
+        );
+    }
+    assert_eq!(
+        states(&lab.inv()),
+        "nodo1=running nodo2=running dns=running"
+    );
+
+    // a wrong host key pinned: every command refuses to connect
+    let good = std::fs::read_to_string(&kh).unwrap();
+    let dns_key = good
+        .lines()
+        .find(|l| l.starts_with(&format!("{SUBNET}.103 ")))
+        .unwrap()
+        .split_once(' ')
+        .unwrap()
+        .1
+        .to_string();
+    let bad: String = good
+        .lines()
+        .map(|l| {
+            if l.starts_with(&format!("{SUBNET}.101 ")) {
+                format!("{SUBNET}.101 {dns_key}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    std::fs::write(&kh, bad).unwrap();
+    let out = labctl(&inv2, &["up"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nodo1") && err.contains("does not match"),
+        "{err}"
+    );
+    let out = labctl(&inv2, &["ssh", "nodo1", "--", "hostname"]);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+
+    ok(&lab.inv(), &["destroy"]);
+    lab.assert_gone();
+}
