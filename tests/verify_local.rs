@@ -837,3 +837,34 @@ fn a_power_cut_that_fails_is_reported_and_the_node_brought_back() {
     assert_eq!(c.ms, None);
     assert_eq!(calls, "fail nodo1\nup nodo1\n");
 }
+
+#[test]
+fn every_shipped_scenario_has_valid_checks() {
+    // rendered and resolved against the default inventory; --list sends nothing
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut scenarios = vec![root.join("scenario.yaml")];
+    if let Ok(rd) = std::fs::read_dir(root.join("scenarios")) {
+        scenarios.extend(
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml")),
+        );
+    }
+    scenarios.retain(|p| p.exists());
+    for s in &scenarios {
+        let o = Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .arg("-i")
+            .arg(root.join("inventory.yaml"))
+            .args(["verify", "--list", "--json"])
+            .arg(s)
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}: {}", s.display(), stderr(&o));
+        let j = json(&o);
+        assert!(
+            !j["checks"].as_array().unwrap().is_empty(),
+            "{}: {j}",
+            s.display()
+        );
+    }
+}

@@ -15,6 +15,7 @@ Examples:
   labctl verify scenarios/01-dns-round-robin.yaml
   labctl verify --json                           # one JSON object: passed, checks, failover_ms
   labctl verify --skip failover --skip service_recovery   # nothing disruptive
+  labctl verify scenario.yaml --list             # the checks, rendered; runs none
 
 Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
   verify:
@@ -36,6 +37,9 @@ pub struct VerifyArgs {
     /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery); repeatable.
     #[arg(long, value_name = "KIND")]
     pub skip: Vec<String>,
+    /// Show the checks that would run (rendered), and run none.
+    #[arg(long)]
+    pub list: bool,
     /// Do not check SSH host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
     pub insecure: bool,
@@ -55,6 +59,21 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
         labctl: None,
     };
     let json = g.json;
+    if a.list {
+        let checks = verify::list_checks(&inv, &scenario, &opts)?;
+        if json {
+            let v: Vec<serde_json::Value> = checks
+                .iter()
+                .map(|(name, kind)| serde_json::json!({"name": name, "kind": kind}))
+                .collect();
+            println!("{}", serde_json::json!({ "checks": v }));
+        } else {
+            for (i, (name, kind)) in checks.iter().enumerate() {
+                println!("{:>2}. [{kind}] {name}", i + 1);
+            }
+        }
+        return Ok(0);
+    }
     let report = verify::run_checks_with(&inv, &scenario, &opts, &mut |r| {
         if !json {
             println!("{}", r.line());

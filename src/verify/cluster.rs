@@ -220,9 +220,9 @@ pub(crate) fn crm_status(ctx: &super::Ctx, node: &Node) -> Result<CrmStatus, Str
 pub(crate) const CRM_MON: &str = "\
 PATH=$PATH:/usr/sbin:/sbin
 if ! command -v crm_mon >/dev/null 2>&1; then echo 'crm_mon is not installed (package pacemaker)' >&2; exit 127; fi
-timeout 20 crm_mon -1 --output-as=xml 2>&1
+timeout 20 crm_mon -1 --output-as=xml
 rc=$?
-if [ $rc -eq 64 ]; then timeout 20 crm_mon -1 --as-xml 2>&1; rc=$?; fi
+if [ $rc -eq 64 ]; then timeout 20 crm_mon -1 --as-xml; rc=$?; fi
 exit $rc";
 
 /// Run `crm_mon` in an open session and parse its XML.

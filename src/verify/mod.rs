@@ -350,6 +350,19 @@ pub fn run_checks(
     run_checks_with(inv, scenario, opts, &mut |_| {})
 }
 
+/// The checks `run_checks` would run, as (name, kind), without sending anything:
+/// renders and resolves every check, so input mistakes show up here too.
+pub fn list_checks(
+    inv: &Inventory,
+    scenario: &Scenario,
+    opts: &VerifyOptions,
+) -> anyhow::Result<Vec<(String, &'static str)>> {
+    Ok(prepare(inv, scenario, opts)?
+        .into_iter()
+        .map(|p| (p.name, p.plan.key()))
+        .collect())
+}
+
 /// [`run_checks`], calling `on_done` after each check (to print it at once).
 pub fn run_checks_with(
     inv: &Inventory,
