@@ -294,7 +294,7 @@ impl Plan {
             self.target.label()
         ));
         let t0 = Instant::now();
-        if let Err(e) = ctx.labctl(&["fail", &holder], CUT_LIMIT) {
+        if let Err(e) = ctx.power(&holder, false, CUT_LIMIT) {
             let back = self.restore(ctx, &holder, None);
             return Outcome::fail(format!("cannot cut the power of {holder}: {e}{back}"))
                 .with_ms(None);
@@ -371,7 +371,7 @@ impl Plan {
     fn restore(&self, ctx: &Ctx, holder: &str, survivor: Option<&str>) -> String {
         ctx.progress(&format!("failover: `labctl up {holder}`"));
         let t_up = Instant::now();
-        if let Err(e) = ctx.labctl(&["up", holder], UP_LIMIT) {
+        if let Err(e) = ctx.power(holder, true, UP_LIMIT) {
             return format!("; but bringing {holder} back failed: {e}");
         }
         if !self.rejoin {

@@ -334,8 +334,8 @@ pub struct VerifyOptions {
     pub skip: Vec<String>,
     /// Progress of long checks on stderr (`failover: cutting the power of nodo1`).
     pub progress: bool,
-    /// The labctl binary that runs `fail NODE` / `up NODE` for the failover check
-    /// (default: the running executable).
+    /// A program run as `PROGRAM -i INVENTORY fail|up NODE` to cut and restore a
+    /// node's power in the failover check (default: the lab's provider, in process).
     pub labctl: Option<PathBuf>,
 }
 
@@ -709,17 +709,31 @@ impl Ctx {
         })
     }
 
-    /// Run `labctl -i INVENTORY ARGS...` (e.g. `fail nodo1`), at most `limit`.
-    pub fn labctl(&self, args: &[&str], limit: Duration) -> Result<String, String> {
-        let exe = match &self.labctl {
-            Some(p) => p.clone(),
-            None => std::env::current_exe()
-                .map_err(|e| format!("cannot find the labctl executable: {e}"))?,
-        };
-        let inv = std::path::absolute(&self.inv.path).unwrap_or_else(|_| self.inv.path.clone());
-        let mut cmd = Command::new(&exe);
-        cmd.arg("-i").arg(&inv).args(args);
-        run_with_timeout(cmd, limit).map_err(|e| format!("`labctl {}`: {e}", args.join(" ")))
+    /// Cut the power of `node` (`up: false`) or boot it again (`up: true`):
+    /// through the lab's provider, or by running `VerifyOptions::labctl` as
+    /// `LABCTL -i INVENTORY fail|up NODE` (bounded by `limit`) when it is set.
+    pub fn power(&self, node: &str, up: bool, limit: Duration) -> Result<(), String> {
+        let verb = if up { "up" } else { "fail" };
+        match &self.labctl {
+            Some(exe) => {
+                let inv =
+                    std::path::absolute(&self.inv.path).unwrap_or_else(|_| self.inv.path.clone());
+                let mut cmd = Command::new(exe);
+                cmd.arg("-i").arg(&inv).args([verb, node]);
+                run_with_timeout(cmd, limit)
+                    .map(|_| ())
+                    .map_err(|e| format!("`labctl {verb} {node}`: {e}"))
+            }
+            None => {
+                let names = [node.to_string()];
+                let r = if up {
+                    crate::providers::up(&self.inv, &names)
+                } else {
+                    crate::providers::fail(&self.inv, &names)
+                };
+                r.map_err(|e| format!("`labctl {verb} {node}`: {}", crate::cli::format_error(&e)))
+            }
+        }
     }
 }
 
