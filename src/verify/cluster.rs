@@ -15,7 +15,7 @@
 use super::{node_list, remote, Outcome, PrepareCtx};
 use crate::inventory::Node;
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The `cluster:` check as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +73,9 @@ pub struct ResourceOn {
     pub id: String,
     pub on: String,
 }
+
+/// How long a resource in the middle of an action may take to settle.
+const SETTLE: Duration = Duration::from_secs(20);
 
 /// A prepared `cluster` check.
 #[derive(Debug, Clone)]
@@ -144,18 +147,48 @@ impl Plan {
     }
 
     pub(crate) fn deadline(&self) -> Duration {
-        Duration::from_secs(30 * self.ask.len() as u64 + 30)
+        Duration::from_secs(30 * self.ask.len() as u64 + 30) + SETTLE * 2
     }
 
     pub(crate) fn run(&self, ctx: &super::Ctx) -> Outcome {
         let mut errors = Vec::new();
         for node in &self.ask {
-            match crm_status(ctx, node) {
-                Ok(st) => return self.judge(&st, &node.name),
-                Err(e) => errors.push(e),
+            let mut sess = match ctx.ssh(node) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            // a resource in the middle of an action (Starting, Stopping,
+            // Monitoring...) is not a verdict yet: wait a little for it to settle
+            let until = Instant::now() + SETTLE;
+            loop {
+                let st = match crm_status_in(&mut sess) {
+                    Ok(st) => st,
+                    Err(e) => return Outcome::fail(e),
+                };
+                let out = self.judge(&st, &node.name);
+                if out.passed || Instant::now() >= until || !self.in_transition(&st) {
+                    return out;
+                }
+                std::thread::sleep(Duration::from_secs(1));
             }
         }
         Outcome::fail(errors.join("; "))
+    }
+
+    /// Whether a listed resource is in the middle of an action.
+    fn in_transition(&self, st: &CrmStatus) -> bool {
+        self.resources.iter().any(|(id, _)| {
+            st.named(id).0.iter().any(|r| {
+                r.pending
+                    || matches!(
+                        r.role.as_str(),
+                        "Starting" | "Stopping" | "Promoting" | "Demoting" | "Migrating"
+                    )
+            })
+        })
     }
 
     /// Compare what crm_mon shows with what the check wants.
@@ -208,12 +241,6 @@ impl Plan {
             Outcome::fail(format!("{}; ({seen})", bad.join("; ")))
         }
     }
-}
-
-/// Run `crm_mon` on `node` and parse its XML.
-pub(crate) fn crm_status(ctx: &super::Ctx, node: &Node) -> Result<CrmStatus, String> {
-    let mut sess = ctx.ssh(node)?;
-    crm_status_in(&mut sess)
 }
 
 /// The script that prints the cluster status as XML (pacemaker 2.x, then 1.x syntax).
@@ -272,6 +299,8 @@ pub struct CrmResource {
     pub role: String,
     pub active: bool,
     pub failed: bool,
+    /// An action is under way (`pending="Monitoring"`).
+    pub pending: bool,
     /// Nodes it runs on.
     pub nodes: Vec<String>,
 }
@@ -416,6 +445,7 @@ pub fn parse_crm_mon(xml: &str) -> Result<CrmStatus, String> {
             role: r.attribute("role").unwrap_or_default().to_string(),
             active: t(&r, "active"),
             failed: t(&r, "failed"),
+            pending: r.attribute("pending").is_some(),
             nodes: r
                 .children()
                 .filter(|c| c.has_tag_name("node"))

@@ -173,7 +173,8 @@ pub(crate) fn poll(
                         result,
                     });
                 });
-                next += EVERY;
+                // at most one probe per tick, also when this loop ran late
+                next = (next + EVERY).max(Instant::now());
             }
             let wait = next
                 .min(until)

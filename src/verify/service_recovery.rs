@@ -14,8 +14,9 @@
 //! clean) and `crm_mon` must show the resource started.
 //!
 //! `method: stop` (default) is what an operator's mistake looks like:
-//! `systemctl stop SERVICE` when systemd runs it (pacemaker `systemd:`
-//! resources), else SIGTERM to the processes named SERVICE (pacemaker `ocf:`
+//! `systemctl stop --no-block SERVICE` when systemd runs it (pacemaker
+//! `systemd:` resources; not waiting, so a stop that hangs cannot stall the
+//! check), else SIGTERM to the processes named SERVICE (pacemaker `ocf:`
 //! agents start the daemon themselves, outside its systemd unit). Both leave
 //! recovery to pacemaker's monitor. `method: kill` sends SIGKILL instead (a
 //! crash; note that a unit with `Restart=` may then be restarted by systemd).
@@ -137,7 +138,7 @@ impl Plan {
         match self.method {
             Method::Stop => format!(
                 "if systemctl is-active --quiet '{svc}' 2>/dev/null; then
-  timeout 60 systemctl stop '{svc}' && echo 'systemctl stop {svc}'
+  timeout 20 systemctl stop --no-block '{svc}' && echo 'systemctl stop {svc}'
 elif pkill -TERM -x '{svc}'; then
   echo 'SIGTERM to the {svc} processes'
 else
