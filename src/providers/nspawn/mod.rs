@@ -334,8 +334,7 @@ impl Provider for Nspawn {
             );
         }
         if lab_dir.exists() {
-            std::fs::remove_dir_all(&lab_dir)
-                .map_err(|e| anyhow::anyhow!("cannot remove {}: {e}", lab_dir.display()))?;
+            discard(&lab_dir)?;
         }
         remove_project_state(inv)?;
         eprintln!(
@@ -346,6 +345,56 @@ impl Provider for Nspawn {
         );
         Ok(())
     }
+}
+
+/// Remove a lab folder: renamed at once into `/var/lib/labctl/trash/` (so
+/// the lab's name is free immediately), then deleted by a detached `rm -rf
+/// --one-file-system` (deleting a few hundred MB of node files takes tens of
+/// seconds on slow disks). Leftovers of an interrupted delete are retried by
+/// the next `destroy`.
+fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
+    let trash = paths::root().join("trash");
+    std::fs::create_dir_all(&trash)?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let target = trash.join(format!("{name}-{stamp}"));
+    std::fs::rename(dir, &target).map_err(|e| {
+        anyhow::anyhow!("cannot move {} to {}: {e}", dir.display(), target.display())
+    })?;
+    let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&trash)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let mut cmd = std::process::Command::new("rm");
+    cmd.arg("-rf")
+        .arg("--one-file-system")
+        .arg("--")
+        .args(&entries)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    match cmd.spawn() {
+        Ok(mut child) => {
+            std::thread::spawn(move || {
+                let _ = child.wait();
+            });
+        }
+        Err(_) => std::fs::remove_dir_all(&target)?,
+    }
+    Ok(())
 }
 
 /// Remove the project's `.labctl/` state, keeping a key of the user's.
