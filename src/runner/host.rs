@@ -1,8 +1,8 @@
-//! Converging one host: gather the play's state in one round trip, plan each
-//! task, apply what differs, notify handlers, flush them at the end of the play
-//! (also when a later task failed, so no notified restart is lost).
+//! Converging one host, play by play: gather the play's state in one round
+//! trip, plan each task, apply what differs, notify handlers, flush them at the
+//! end of the play (also when a later task failed, so no notified restart is lost).
 
-use super::prepare::{HostPlan, PreparedTask};
+use super::prepare::{PreparedPlay, PreparedTask};
 use super::report::{Event, Status};
 use super::Options;
 use crate::ops::{Change, Plan, Probe};
@@ -21,14 +21,17 @@ pub struct HostRecap {
     pub round_trips: u32,
 }
 
-struct HostRun<'a> {
-    remote: &'a mut dyn Remote,
+/// One host's run: its session, counts and progress, kept across plays.
+pub struct HostRun<'a> {
+    remote: Box<dyn Remote + 'a>,
     opts: &'a Options,
-    tx: &'a Sender<Event>,
+    tx: Sender<Event>,
     host: String,
-    recap: HostRecap,
+    pub recap: HostRecap,
     done: usize,
     total: usize,
+    /// A task failed: the host takes no part in later plays.
+    pub stopped: bool,
 }
 
 const MARK: &str = "@@LABCTL-PROBE ";
@@ -74,7 +77,63 @@ fn gather(remote: &mut dyn Remote, tasks: &[&PreparedTask]) -> anyhow::Result<Ve
     Ok(probes)
 }
 
-impl HostRun<'_> {
+impl<'a> HostRun<'a> {
+    /// `total`: the number of tasks the host will run (for progress).
+    pub fn new(
+        host: &str,
+        remote: Box<dyn Remote + 'a>,
+        opts: &'a Options,
+        tx: Sender<Event>,
+        total: usize,
+    ) -> HostRun<'a> {
+        HostRun {
+            remote,
+            opts,
+            tx,
+            host: host.to_string(),
+            recap: HostRecap::default(),
+            done: 0,
+            total,
+            stopped: false,
+        }
+    }
+
+    /// Run one play's tasks, then the handlers they notified. A failure stops the host.
+    pub fn run_play(&mut self, play: &PreparedPlay) {
+        let mut notified: Vec<String> = Vec::new();
+        let tasks: Vec<&PreparedTask> = play.tasks.iter().collect();
+        let failed = self.run_tasks(&tasks, &mut notified);
+        // handlers: once each, in the order they are declared, even after a failure
+        let handlers: Vec<&PreparedTask> = play
+            .handlers
+            .iter()
+            .filter(|(name, _)| notified.contains(name))
+            .map(|(_, h)| h)
+            .collect();
+        let mut handler_failed = false;
+        if !handlers.is_empty() {
+            self.total += handlers.len();
+            if self.opts.check {
+                for h in &handlers {
+                    self.recap.changed += 1;
+                    self.done += 1;
+                    self.event(&h.name, Status::Changed, "handler (would run)".into(), None);
+                }
+            } else {
+                handler_failed = self.run_tasks(&handlers, &mut Vec::new());
+            }
+        }
+        self.stopped = failed || handler_failed;
+    }
+
+    /// Tell the reporter this host is finished.
+    pub fn finish(&self) {
+        let _ = self.tx.send(Event::Done {
+            host: self.host.clone(),
+            recap: self.recap.clone(),
+        });
+    }
+
     fn event(&self, task: &str, status: Status, what: String, diff: Option<String>) {
         let _ = self.tx.send(Event::Task {
             host: self.host.clone(),
@@ -181,7 +240,7 @@ impl HostRun<'_> {
             self.progress(&t.name);
             if probes.is_none() {
                 self.recap.round_trips += 1;
-                match gather(self.remote, &tasks[i..]) {
+                match gather(self.remote.as_mut(), &tasks[i..]) {
                     Ok(p) => {
                         probes = Some(p);
                         base = i;
@@ -219,53 +278,6 @@ impl HostRun<'_> {
         }
         false
     }
-}
-
-/// Converge one connected host. Failures are counted in the recap, never lost.
-pub fn converge(
-    plan: &HostPlan,
-    remote: &mut dyn Remote,
-    opts: &Options,
-    tx: &Sender<Event>,
-) -> HostRecap {
-    let total = plan.plays.iter().map(|p| p.tasks.len()).sum();
-    let mut run = HostRun {
-        remote,
-        opts,
-        tx,
-        host: plan.node.name.clone(),
-        recap: HostRecap::default(),
-        done: 0,
-        total,
-    };
-    for play in &plan.plays {
-        let mut notified: Vec<String> = Vec::new();
-        let tasks: Vec<&PreparedTask> = play.tasks.iter().collect();
-        let failed = run.run_tasks(&tasks, &mut notified);
-        // handlers: once each, in the order they are declared, even after a failure
-        let handlers: Vec<&PreparedTask> = play
-            .handlers
-            .iter()
-            .filter(|(name, _)| notified.contains(name))
-            .map(|(_, h)| h)
-            .collect();
-        if !handlers.is_empty() {
-            run.total += handlers.len();
-            let mut none = Vec::new();
-            if opts.check {
-                for h in &handlers {
-                    run.recap.changed += 1;
-                    run.event(&h.name, Status::Changed, "handler (would run)".into(), None);
-                }
-            } else if run.run_tasks(&handlers, &mut none) && !failed {
-                break;
-            }
-        }
-        if failed {
-            break;
-        }
-    }
-    run.recap
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use crate::transport::ssh::{check_key, ConnectError, Session, Target};
 use report::{Event, Recap, Reporter, Status};
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
 /// How `configure` runs.
@@ -32,6 +32,39 @@ pub struct Options {
     pub json: bool,
     /// Skip host key checks (existing hosts you trust).
     pub insecure: bool,
+}
+
+/// A host of the run: what it will do, its run once connected.
+struct Slot<'a> {
+    plan: prepare::HostPlan,
+    run: Option<host::HostRun<'a>>,
+    /// The recap of a host that could not be reached.
+    recap: host::HostRecap,
+}
+
+/// Run `f` on every item, at most `jobs` at once (0: all at once).
+fn parallel<T: Send>(items: &mut [T], jobs: usize, f: impl Fn(&mut T) + Sync) {
+    let mut refs: Vec<&mut T> = items.iter_mut().collect();
+    parallel_refs(&mut refs, jobs, f);
+}
+
+fn parallel_refs<T: Send>(items: &mut Vec<&mut T>, jobs: usize, f: impl Fn(&mut T) + Sync) {
+    let n = if jobs == 0 {
+        items.len()
+    } else {
+        jobs.min(items.len())
+    };
+    let queue = Mutex::new(items.drain(..).collect::<VecDeque<&mut T>>());
+    std::thread::scope(|s| {
+        for _ in 0..n {
+            s.spawn(|| loop {
+                let Some(item) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
+                    break;
+                };
+                f(item);
+            });
+        }
+    });
 }
 
 /// The SSH target of a node.
@@ -62,63 +95,87 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
 
     let hosts: Vec<String> = plans.iter().map(|p| p.node.name.clone()).collect();
     let mut reporter = Reporter::new(&hosts, opts.verbose, opts.json, opts.check, redactor);
-    let jobs = if opts.jobs == 0 {
-        plans.len()
-    } else {
-        opts.jobs.min(plans.len())
-    };
-    let queue: Arc<Mutex<VecDeque<prepare::HostPlan>>> = Arc::new(Mutex::new(plans.into()));
     let (tx, rx) = mpsc::channel::<Event>();
-
-    let mut recap = Recap::default();
-    std::thread::scope(|s| {
-        for _ in 0..jobs {
-            let queue = Arc::clone(&queue);
-            let tx = tx.clone();
-            s.spawn(move || loop {
-                let Some(plan) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
-                    break;
-                };
-                let name = plan.node.name.clone();
-                let t = target(inv, &plan.node, opts.insecure);
-                let r = match Session::connect(&t) {
-                    Ok(mut sess) => host::converge(&plan, &mut sess, opts, &tx),
-                    Err(e) => {
-                        let _ = tx.send(Event::Task {
-                            host: name.clone(),
-                            task: "connect".into(),
-                            status: Status::Unreachable,
-                            what: match &e {
-                                ConnectError::Unreachable(m) | ConnectError::HostKey(m) => {
-                                    m.clone()
-                                }
-                            },
-                            diff: None,
-                        });
-                        host::HostRecap {
-                            unreachable: true,
-                            ..Default::default()
-                        }
-                    }
-                };
-                let _ = tx.send(Event::Done {
-                    host: name,
-                    recap: r,
-                });
-            });
-        }
-        drop(tx);
+    let printer = std::thread::spawn(move || {
         for ev in rx {
-            if let Event::Done { host, recap: r } = &ev {
-                recap.add(host, r.clone());
-            }
             reporter.handle(ev);
         }
+        reporter.finish();
     });
-    reporter.finish();
-    // keep inventory order in the recap
-    recap
-        .hosts
-        .sort_by_cached_key(|h, _| hosts.iter().position(|x| x == h));
+
+    // connect to every host (in parallel), keeping one session per host
+    let mut slots: Vec<Slot> = plans
+        .into_iter()
+        .map(|plan| Slot {
+            plan,
+            run: None,
+            recap: host::HostRecap::default(),
+        })
+        .collect();
+    parallel(&mut slots, opts.jobs, |slot| {
+        let name = slot.plan.node.name.clone();
+        let t = target(inv, &slot.plan.node, opts.insecure);
+        match Session::connect(&t) {
+            Ok(sess) => {
+                let total = slot.plan.plays.iter().map(|p| p.tasks.len()).sum();
+                slot.run = Some(host::HostRun::new(
+                    &name,
+                    Box::new(sess),
+                    opts,
+                    tx.clone(),
+                    total,
+                ));
+            }
+            Err(e) => {
+                let _ = tx.send(Event::Task {
+                    host: name,
+                    task: "connect".into(),
+                    status: Status::Unreachable,
+                    what: match &e {
+                        ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m.clone(),
+                    },
+                    diff: None,
+                });
+                slot.recap.unreachable = true;
+            }
+        }
+    });
+
+    // plays in order, like Ansible: a play starts when the one before it has
+    // finished on every host (so HAProxy starts after the web servers it checks)
+    for idx in 0..scenario.plays.len() {
+        let mut todo: Vec<&mut Slot> = slots
+            .iter_mut()
+            .filter(|s| s.run.as_ref().is_some_and(|r| !r.stopped))
+            .filter(|s| s.plan.plays.iter().any(|p| p.index == idx))
+            .collect();
+        parallel_refs(&mut todo, opts.jobs, |slot| {
+            if let (Some(run), Some(play)) = (
+                slot.run.as_mut(),
+                slot.plan.plays.iter().find(|p| p.index == idx),
+            ) {
+                run.run_play(play);
+            }
+        });
+    }
+
+    let mut recap = Recap::default();
+    for slot in slots {
+        match slot.run {
+            Some(run) => {
+                run.finish();
+                recap.add(&slot.plan.node.name, run.recap.clone());
+            }
+            None => {
+                let _ = tx.send(Event::Done {
+                    host: slot.plan.node.name.clone(),
+                    recap: slot.recap.clone(),
+                });
+                recap.add(&slot.plan.node.name, slot.recap);
+            }
+        }
+    }
+    drop(tx);
+    let _ = printer.join();
     Ok(recap)
 }

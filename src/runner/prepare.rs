@@ -22,6 +22,8 @@ pub struct PreparedTask {
 /// A play rendered for one host.
 #[derive(Debug)]
 pub struct PreparedPlay {
+    /// The play's position in the scenario (plays run in this order on all hosts).
+    pub index: usize,
     pub name: String,
     pub tasks: Vec<PreparedTask>,
     pub handlers: IndexMap<String, PreparedTask>,
@@ -56,7 +58,7 @@ pub fn prepare(
     let secret_names: Vec<&String> = inv.secrets.iter().chain(scenario.secrets.iter()).collect();
     let secrets = Mutex::new(std::mem::take(redactor));
     let mut plans: Vec<HostPlan> = Vec::new();
-    for play in &scenario.plays {
+    for (index, play) in scenario.plays.iter().enumerate() {
         let mut nodes: Vec<&Node> = Vec::new();
         for pattern in &play.hosts {
             match inv.select(pattern) {
@@ -111,6 +113,7 @@ pub fn prepare(
                 handlers.insert(name.clone(), prep(h)?);
             }
             let pp = PreparedPlay {
+                index,
                 name: play.name.clone(),
                 tasks,
                 handlers,
