@@ -270,3 +270,55 @@ fi"
         format!("; but after cleanup: {last}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(yaml: &str) -> anyhow::Result<Plan> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.yaml");
+        std::fs::write(
+            &p,
+            "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n",
+        )
+        .unwrap();
+        let inv = crate::inventory::Inventory::load(&p).unwrap();
+        let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
+        spec.prepare(&PrepareCtx {
+            inv: &inv,
+            at: "s.yaml:1:1",
+        })
+    }
+
+    #[test]
+    fn prepares_and_refuses_unsafe_names() {
+        let p = prepare(
+            "{service: apache2.service, vip: 10.1.1.100, resource: WebServer, within: 30s}",
+        )
+        .unwrap();
+        assert_eq!(p.service, "apache2");
+        assert_eq!(p.target.url.to_string(), "http://10.1.1.100/info.txt");
+        assert_eq!(p.method, Method::Stop);
+        assert!(p
+            .stop_script()
+            .contains("systemctl stop --no-block 'apache2'"));
+        let p = prepare(
+            "{service: apache2, url: \"http://10.1.1.100:8080/x\", within: 5s, method: kill}",
+        )
+        .unwrap();
+        assert!(p.stop_script().contains("pkill -KILL -x 'apache2'"));
+        assert_eq!(p.target.addr.to_string(), "10.1.1.100");
+        let e =
+            prepare("{service: \"apache2; rm -rf /\", vip: 10.1.1.100, within: 30s}").unwrap_err();
+        assert!(e.to_string().contains("is not a service name"), "{e}");
+        let e = prepare("{service: apache2, within: 30s}").unwrap_err();
+        assert!(e.to_string().contains("add `vip:"), "{e}");
+        let e = prepare("{service: apache2, url: \"http://www.example.com/\", within: 30s}")
+            .unwrap_err();
+        assert!(e.to_string().contains("needs the VIP's address"), "{e}");
+        assert!(
+            prepare("{service: apache2, vip: 10.1.1.100, within: 30s, method: reboot}").is_err()
+        );
+    }
+}
