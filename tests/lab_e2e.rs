@@ -296,6 +296,26 @@ fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
         "nodo2"
     );
 
+    // configure converges them over the ssh provider, and a second run changes nothing
+    std::fs::write(
+        other.path().join("scenario.yaml"),
+        "name: e2e-ssh-provider\nplays:\n  - hosts: all\n    tasks:\n      - copy: {content: \"converged by labctl\\n\", dest: /etc/labctl-e2e, mode: \"0644\"}\n",
+    )
+    .unwrap();
+    let scen = other.path().join("scenario.yaml");
+    let scen = scen.to_str().unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(&ok(&inv2, &["--json", "configure", scen])).expect("configure --json");
+    assert_eq!(first["failed"], 0, "{first}");
+    assert_eq!(first["changed"], 3, "{first}");
+    let second: serde_json::Value =
+        serde_json::from_str(&ok(&inv2, &["--json", "configure", scen])).expect("configure --json");
+    assert_eq!(second["changed"], 0, "{second}");
+    assert_eq!(
+        ok(&inv2, &["ssh", "dns", "--", "cat /etc/labctl-e2e"]).trim(),
+        "converged by labctl"
+    );
+
     // labctl never powers off or removes machines it did not create
     for args in [
         &["halt"][..],
@@ -346,6 +366,11 @@ fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
     let out = labctl(&inv2, &["ssh", "nodo1", "--", "hostname"]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
+    let out = labctl(&inv2, &["configure", scen]);
+    assert!(
+        !out.status.success(),
+        "configure must refuse a wrong host key"
+    );
 
     ok(&lab.inv(), &["destroy"]);
     lab.assert_gone();
