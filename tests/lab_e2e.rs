@@ -296,6 +296,26 @@ fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
         "nodo2"
     );
 
+    // configure converges them over the ssh provider, and a second run changes nothing
+    std::fs::write(
+        other.path().join("scenario.yaml"),
+        "name: e2e-ssh-provider\nplays:\n  - hosts: all\n    tasks:\n      - copy: {content: \"converged by labctl\\n\", dest: /etc/labctl-e2e, mode: \"0644\"}\n",
+    )
+    .unwrap();
+    let scen = other.path().join("scenario.yaml");
+    let scen = scen.to_str().unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(&ok(&inv2, &["--json", "configure", scen])).expect("configure --json");
+    assert_eq!(first["failed"], 0, "{first}");
+    assert_eq!(first["changed"], 3, "{first}");
+    let second: serde_json::Value =
+        serde_json::from_str(&ok(&inv2, &["--json", "configure", scen])).expect("configure --json");
+    assert_eq!(second["changed"], 0, "{second}");
+    assert_eq!(
+        ok(&inv2, &["ssh", "dns", "--", "cat /etc/labctl-e2e"]).trim(),
+        "converged by labctl"
+    );
+
     // labctl never powers off or removes machines it did not create
     for args in [
         &["halt"][..],
@@ -346,7 +366,70 @@ fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
     let out = labctl(&inv2, &["ssh", "nodo1", "--", "hostname"]);
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
+    let out = labctl(&inv2, &["configure", scen]);
+    assert!(
+        !out.status.success(),
+        "configure must refuse a wrong host key"
+    );
 
     ok(&lab.inv(), &["destroy"]);
     lab.assert_gone();
+}
+
+/// A project folder with one inventory, for the preflight checks (no lab is brought up).
+fn project(inventory: &str) -> (tempfile::TempDir, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("inventory.yaml");
+    std::fs::write(&p, inventory).unwrap();
+    (d, p)
+}
+
+#[test]
+fn preflight_refuses_with_one_clear_message() {
+    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(unsafe_geteuid_is_root(), "the lab tests need root");
+
+    // a subnet another interface holds (loopback holds 127.0.0.0/8)
+    let (_d, inv) = project(
+        "lab: e2epre\nnetwork: {subnet: 127.0.5.0/24, gateway: 127.0.5.1}\nnodes:\n  n1: {address: 127.0.5.101}\n",
+    );
+    let out = labctl(&inv, &["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("already used by interface lo") && err.contains("fix:"),
+        "{err}"
+    );
+    assert!(!Path::new("/sys/class/net/lab-e2epre").exists());
+
+    // an unknown node
+    let (_d2, inv2) = project(&format!(
+        "lab: e2epre\nnetwork: {{subnet: {SUBNET}.0/24, gateway: {SUBNET}.1}}\nnodes:\n  n1: {{address: {SUBNET}.101}}\n"
+    ));
+    let out = labctl(&inv2, &["up", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no node named `nope`"));
+
+    // the project's .labctl/ holds another lab's state
+    std::fs::create_dir_all(_d2.path().join(".labctl")).unwrap();
+    std::fs::write(_d2.path().join(".labctl/lab"), "otherlab\n").unwrap();
+    let out = labctl(&inv2, &["up"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("holds the state of lab `otherlab`"));
+    std::fs::remove_file(_d2.path().join(".labctl/lab")).unwrap();
+
+    // the lab name belongs to another inventory on this machine
+    let lab_dir = Path::new("/var/lib/labctl/labs/e2epre");
+    std::fs::create_dir_all(lab_dir).unwrap();
+    std::fs::write(lab_dir.join("owner"), "/elsewhere/inventory.yaml\n").unwrap();
+    let up = labctl(&inv2, &["up"]);
+    let destroy = labctl(&inv2, &["destroy"]);
+    std::fs::remove_dir_all(lab_dir).unwrap();
+    for out in [up, destroy] {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("belongs to /elsewhere/inventory.yaml")
+        );
+    }
+    assert!(!Path::new("/sys/class/net/lab-e2epre").exists());
 }

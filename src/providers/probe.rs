@@ -42,6 +42,7 @@ pub fn ssh_banner(addr: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Resu
 pub struct Progress {
     multi: Option<MultiProgress>,
     bars: Vec<(String, Option<ProgressBar>)>,
+    width: usize,
     lock: Mutex<()>,
 }
 
@@ -70,6 +71,7 @@ impl Progress {
         Progress {
             multi,
             bars,
+            width,
             lock: Mutex::new(()),
         }
     }
@@ -97,7 +99,7 @@ impl Progress {
         match self.bar(label) {
             Some(b) => {
                 b.set_style(
-                    ProgressStyle::with_template("  {prefix}  {msg}")
+                    ProgressStyle::with_template(&format!("  {{prefix:{}}}  {{msg}}", self.width))
                         .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 b.finish_with_message(msg.to_string());

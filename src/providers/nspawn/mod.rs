@@ -34,11 +34,16 @@ const HALT_TIMEOUT: Duration = Duration::from_secs(90);
 /// systemd-nspawn containers on a lab bridge.
 pub struct Nspawn;
 
-/// The node's state and its nspawn PID when running.
+/// The node's state and its nspawn PID when running. A container whose
+/// nspawn process was killed from outside still runs: its recorded init is
+/// alive (then the PID is `None`).
 pub fn node_state(inv: &Inventory, name: &str) -> (NodeState, Option<u32>) {
     let np = NodePaths::new(&inv.lab, name);
     if let Some(pid) = process::find_nspawn(&np) {
         return (NodeState::Running, Some(pid));
+    }
+    if process::recorded(&np.init_pid()).is_some() {
+        return (NodeState::Running, None);
     }
     if np.created().exists() || np.upper().exists() {
         (NodeState::Stopped, None)
@@ -173,7 +178,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
 pub fn halt_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     let np = NodePaths::new(&inv.lab, name);
     let (state, pid) = node_state(inv, name);
-    if let Some(pid) = pid {
+    if state == NodeState::Running {
         process::poweroff(&np, pid, HALT_TIMEOUT)?;
     }
     rootfs::unmount_node(&np)?;

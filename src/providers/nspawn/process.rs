@@ -194,17 +194,25 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
 }
 
 /// Clean poweroff: SIGRTMIN+4 to the container's init (or SIGTERM to nspawn,
-/// which forwards a shutdown), then wait for nspawn to exit.
-pub fn poweroff(np: &NodePaths, nspawn: u32, timeout: Duration) -> anyhow::Result<()> {
-    match find_init(nspawn) {
-        Some(init) => {
-            signal(init, libc::SIGRTMIN() + 4);
+/// which forwards a shutdown), then wait for nspawn and init to exit. Also
+/// works for a container whose nspawn process was killed (its init recorded).
+pub fn poweroff(np: &NodePaths, nspawn: Option<u32>, timeout: Duration) -> anyhow::Result<()> {
+    let init = nspawn
+        .and_then(find_init)
+        .or_else(|| recorded(&np.init_pid()));
+    match (init, nspawn) {
+        (Some(i), _) => {
+            signal(i, libc::SIGRTMIN() + 4);
         }
-        None => {
-            signal(nspawn, libc::SIGTERM);
+        (None, Some(n)) => {
+            signal(n, libc::SIGTERM);
         }
+        (None, None) => return Ok(()),
     }
-    if !wait_gone(nspawn, timeout) {
+    let t = Instant::now();
+    let gone = nspawn.is_none_or(|n| wait_gone(n, timeout))
+        && init.is_none_or(|i| wait_gone(i, timeout.saturating_sub(t.elapsed())));
+    if !gone {
         anyhow::bail!(
             "node {} did not power off within {}\n  fix: cut its power with `labctl halt --force {}`",
             np.machine,
