@@ -314,14 +314,16 @@ fn json_has_the_exact_shape() {
     let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let j = json(&o);
-    let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
+    let mut keys: Vec<&String> = j.as_object().unwrap().keys().collect();
+    keys.sort();
     assert_eq!(keys, ["checks", "failover_ms", "passed"]);
     assert_eq!(j["passed"], true);
     assert!(j["failover_ms"].is_null());
     let checks = j["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 3);
     for c in checks {
-        let keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        let mut keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        keys.sort();
         assert_eq!(keys, ["detail", "ms", "name", "passed"], "{c}");
         assert!(c["name"].is_string() && c["detail"].is_string() && c["passed"].is_boolean());
         assert!(c["ms"].is_u64(), "{c}");
