@@ -6,8 +6,10 @@
 
 pub mod cli;
 pub mod error;
+pub mod interrupt;
 pub mod inventory;
 pub mod lab;
+pub mod lock;
 pub mod ops;
 pub mod providers;
 pub mod runner;

@@ -10,8 +10,13 @@ use std::path::Path;
 /// Read and parse `path`; every failure is a user error naming the file.
 pub fn load<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| {
+        let fix = if what == "inventory" {
+            "run labctl in the lab's folder (where inventory.yaml is) or name the file with -i/--inventory"
+        } else {
+            "give the path of a readable YAML file"
+        };
         user(format!(
-            "cannot read {what} {}: {e}\n  fix: check the path (see `labctl --help` for -i/--inventory)",
+            "{}: cannot read this {what} file: {e}\n  fix: {fix}",
             path.display()
         ))
     })?;
@@ -19,14 +24,97 @@ pub fn load<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
 }
 
 /// Parse YAML text that came from `path` (used in error messages only).
+///
+/// Errors read `file:line:col: what`, then the lines around it, then `fix: how`.
 pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> anyhow::Result<T> {
     let opts = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_str_with_options(text, opts).map_err(|e| {
         let shown = path.display().to_string();
-        let msg = e.to_string().replace("<input>", &shown);
-        let msg = msg.strip_prefix("error: ").unwrap_or(&msg).to_string();
-        user(format!("{shown}: {msg}"))
+        let plain = e.without_snippet().to_string();
+        let (place, msg) = match e.location() {
+            Some(l) if l.line() > 0 => {
+                let suffix = format!(" at line {}, column {}", l.line(), l.column());
+                let msg = plain.strip_suffix(&suffix).unwrap_or(&plain).to_string();
+                (format!("{shown}:{}:{}", l.line(), l.column()), msg)
+            }
+            _ => (shown.clone(), plain),
+        };
+        let (msg, fix) = explain(&msg, text);
+        // the snippet: every line of the rendered error after its first
+        let rendered = e.to_string().replace("<input>", &shown);
+        let snippet: String = rendered
+            .lines()
+            .skip(1)
+            .filter(|l| !l.trim_start().starts_with("-->"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        user(format!("{place}: {msg}\n{snippet}  fix: {fix}"))
     })
+}
+
+/// The parser's message in the user's words, and how to fix it.
+fn explain(msg: &str, text: &str) -> (String, String) {
+    let blank = text
+        .lines()
+        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
+    if blank {
+        return (
+            "the file is empty".into(),
+            "write the file's content (see the examples in README.md)".into(),
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
+        return (
+            format!("duplicate key `{key}`"),
+            format!("a key appears once per map: rename or remove one `{key}`"),
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("unknown field ") {
+        let (key, allowed) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let allowed = allowed
+            .trim_start_matches("one of ")
+            .trim_start_matches("a ")
+            .to_string();
+        return (
+            format!("unknown key {key}"),
+            if allowed.is_empty() {
+                format!("remove {key}")
+            } else {
+                format!("rename or remove {key}; allowed here: {allowed}")
+            },
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("unknown variant ") {
+        let (value, allowed) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        return (
+            format!("unknown value {value}"),
+            format!("use one of: {}", allowed.trim_start_matches("one of ")),
+        );
+    }
+    if let Some(field) = msg.strip_prefix("missing field ") {
+        return (format!("missing key {field}"), format!("add {field} here"));
+    }
+    let m = msg.to_ascii_lowercase();
+    let fix = if m.contains("expected sequence") {
+        "this value is a list: write `[a, b]` or one `- item` per line"
+    } else if m.contains("expected mapping") || m.contains("expected a map") {
+        "this value is a map: write `{key: value}` or one `key: value` per line"
+    } else if m.contains("invalid u") || m.contains("invalid i") || m.contains("integer") {
+        "write a whole number here (e.g. port: 22)"
+    } else if m.contains("expected string") {
+        "write a single value here (quote it if it has special characters: \"...\")"
+    } else if m.contains("tab") {
+        "indent with spaces, not tabs"
+    } else if m.contains("invalid type") || m.contains("expected") {
+        "give this key a value of the kind it expects (see the examples in README.md)"
+    } else {
+        "correct the YAML at that place (indent with spaces; close brackets, braces and quotes)"
+    };
+    (msg.to_string(), fix.to_string())
 }
 
 /// `file:line:col` for a spanned value, for messages about valid YAML with a wrong value.

@@ -1,6 +1,7 @@
 //! `labctl configure`: converge the nodes to a scenario (like `ansible-playbook`).
 
 use super::Global;
+use crate::lock::LabLock;
 use crate::runner::{self, Options};
 use crate::scenario::Scenario;
 use clap::Args;
@@ -16,7 +17,11 @@ Examples:
   labctl configure scenario.yaml --json           # one JSON object with the recap
 
 A second run reports changed=0, restarts nothing and writes nothing.
-Exit codes: 0 no host failed, 1 a host failed or was unreachable, 2 bad input.")]
+Only one command changes a lab at a time: a second `configure` (or `up`, `halt`,
+`destroy`) refuses while one runs. Ctrl-C stops starting tasks, lets the running
+ones finish, prints the recap so far and exits 130; Ctrl-C again stops at once.
+Exit codes: 0 no host failed, 1 a host failed or was unreachable (or the lab is
+busy), 2 bad input, 130 interrupted.")]
 pub struct ConfigureArgs {
     /// The scenario file.
     #[arg(value_name = "SCENARIO")]
@@ -41,6 +46,16 @@ pub struct ConfigureArgs {
 pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
     let scenario = Scenario::load(&a.scenario)?;
+    // one command changes a lab at a time; `--check` changes nothing and takes no lock
+    let _lock = if a.check {
+        None
+    } else {
+        Some(LabLock::acquire(
+            &inv,
+            &format!("configure {}", a.scenario.display()),
+        )?)
+    };
+    crate::interrupt::install()?;
     let opts = Options {
         check: a.check,
         diff: a.diff,
@@ -55,6 +70,9 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
         println!("{}", recap.json());
     } else {
         print!("{}", recap.text());
+    }
+    if crate::interrupt::interrupted() {
+        return Ok(crate::interrupt::EXIT_CODE);
     }
     if !a.check {
         remember_scenario(&inv, &a.scenario);

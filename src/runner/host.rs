@@ -16,6 +16,9 @@ pub struct HostRecap {
     pub changed: u32,
     pub failed: u32,
     pub unreachable: bool,
+    /// Stopped by Ctrl-C before its work was done (see [`crate::interrupt`]).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
     /// Remote round trips made (gather + apply), for `-v` and benchmarks.
     #[serde(skip)]
     pub round_trips: u32,
@@ -30,7 +33,7 @@ pub struct HostRun<'a> {
     pub recap: HostRecap,
     done: usize,
     total: usize,
-    /// A task failed: the host takes no part in later plays.
+    /// A task failed (or Ctrl-C): the host takes no part in later plays.
     pub stopped: bool,
 }
 
@@ -111,7 +114,8 @@ impl<'a> HostRun<'a> {
             .map(|(_, h)| h)
             .collect();
         let mut handler_failed = false;
-        if !handlers.is_empty() {
+        let mut handlers_started = 0;
+        if !handlers.is_empty() && !self.recap.interrupted {
             self.total += handlers.len();
             if self.opts.check {
                 for h in &handlers {
@@ -120,10 +124,33 @@ impl<'a> HostRun<'a> {
                     self.event(&h.name, Status::Changed, "handler (would run)".into(), None);
                 }
             } else {
+                let before = self.done;
                 handler_failed = self.run_tasks(&handlers, &mut Vec::new());
+                handlers_started = self.done - before;
             }
         }
         self.stopped = failed || handler_failed;
+        if self.recap.interrupted {
+            let pending: Vec<&str> = handlers
+                .iter()
+                .skip(handlers_started)
+                .map(|h| h.name.as_str())
+                .collect();
+            self.interrupt(&pending);
+        }
+    }
+
+    /// Stop this host after Ctrl-C, saying which notified handlers never ran
+    /// (the next run will not notify them again: their files are already new).
+    pub fn interrupt(&mut self, pending_handlers: &[&str]) {
+        self.recap.interrupted = true;
+        self.stopped = true;
+        let what = if pending_handlers.is_empty() {
+            String::new()
+        } else {
+            format!("notified handlers not run: {}", pending_handlers.join(", "))
+        };
+        self.event("stopped by Ctrl-C", Status::Interrupted, what, None);
     }
 
     /// Tell the reporter this host is finished.
@@ -160,7 +187,7 @@ impl<'a> HostRun<'a> {
         }
         if d.secret {
             return Some(format!(
-                "--- {}\n+++ {}\n(secret file: content not shown)\n",
+                "--- {}\n+++ {}\n(content not shown: the file holds a secret)\n",
                 d.path, d.path
             ));
         }
@@ -237,6 +264,11 @@ impl<'a> HostRun<'a> {
         let mut probes: Option<Vec<Probe>> = None;
         let mut base = 0;
         for (i, t) in tasks.iter().enumerate() {
+            if crate::interrupt::interrupted() {
+                // no new task (or handler) starts after Ctrl-C
+                self.recap.interrupted = true;
+                return true;
+            }
             self.progress(&t.name);
             if probes.is_none() {
                 self.recap.round_trips += 1;

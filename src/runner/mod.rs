@@ -58,6 +58,8 @@ fn parallel_refs<T: Send>(items: &mut Vec<&mut T>, jobs: usize, f: impl Fn(&mut 
     std::thread::scope(|s| {
         for _ in 0..n {
             s.spawn(|| loop {
+                // Ctrl-C goes to the main thread, never into a blocking SSH read
+                crate::interrupt::block_in_this_thread();
                 let Some(item) = queue.lock().ok().and_then(|mut q| q.pop_front()) else {
                     break;
                 };
@@ -114,6 +116,10 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
         .collect();
     parallel(&mut slots, opts.jobs, |slot| {
         let name = slot.plan.node.name.clone();
+        if crate::interrupt::interrupted() {
+            slot.recap.interrupted = true;
+            return;
+        }
         let t = target(inv, &slot.plan.node, opts.insecure);
         match Session::connect(&t) {
             Ok(sess) => {
@@ -144,6 +150,16 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
     // plays in order, like Ansible: a play starts when the one before it has
     // finished on every host (so HAProxy starts after the web servers it checks)
     for idx in 0..scenario.plays.len() {
+        if crate::interrupt::interrupted() {
+            // no new play starts after Ctrl-C
+            for slot in slots.iter_mut() {
+                let more = slot.plan.plays.iter().any(|p| p.index >= idx);
+                if let Some(run) = slot.run.as_mut().filter(|r| !r.stopped && more) {
+                    run.interrupt(&[]);
+                }
+            }
+            break;
+        }
         let mut todo: Vec<&mut Slot> = slots
             .iter_mut()
             .filter(|s| s.run.as_ref().is_some_and(|r| !r.stopped))

@@ -14,6 +14,8 @@ pub enum Status {
     Changed,
     Failed,
     Unreachable,
+    /// The run stopped on Ctrl-C before this host's work was done.
+    Interrupted,
 }
 
 impl Status {
@@ -23,6 +25,7 @@ impl Status {
             Status::Changed => "changed",
             Status::Failed => "failed",
             Status::Unreachable => "unreachable",
+            Status::Interrupted => "interrupted",
         }
     }
 }
@@ -122,19 +125,18 @@ impl Reporter {
                 };
                 let mut l = format!("{word}: [{host}] {task}");
                 if !what.is_empty() {
-                    if what.contains('\n')
-                        || status == Status::Failed
-                        || status == Status::Unreachable
-                    {
+                    let colon = what.contains('\n')
+                        || matches!(
+                            status,
+                            Status::Failed | Status::Unreachable | Status::Interrupted
+                        );
+                    if colon {
                         l.push_str(": ");
                     } else {
                         l.push_str(" (");
                     }
                     l.push_str(&what);
-                    if !(what.contains('\n')
-                        || status == Status::Failed
-                        || status == Status::Unreachable)
-                    {
+                    if !colon {
                         l.push(')');
                     }
                 }
@@ -160,7 +162,9 @@ impl Reporter {
             Event::Done { host, recap } => {
                 if let Some((_, m)) = &self.bars {
                     if let Some(pb) = m.get(&host) {
-                        let msg = if recap.unreachable {
+                        let msg = if recap.interrupted {
+                            "interrupted".to_string()
+                        } else if recap.unreachable {
                             "unreachable".to_string()
                         } else if recap.failed > 0 {
                             "failed".to_string()
@@ -187,12 +191,16 @@ pub struct Recap {
     pub hosts: IndexMap<String, HostRecap>,
     pub changed: u32,
     pub failed: u32,
+    /// The run stopped on Ctrl-C: the recap covers only what ran before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl Recap {
     pub fn add(&mut self, host: &str, r: HostRecap) {
         self.changed += r.changed;
         self.failed += r.failed + u32::from(r.unreachable);
+        self.interrupted |= r.interrupted;
         self.hosts.insert(host.to_string(), r);
     }
 
@@ -202,7 +210,11 @@ impl Recap {
 
     pub fn text(&self) -> String {
         let width = self.hosts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
-        let mut s = String::from("RECAP\n");
+        let mut s = String::from(if self.interrupted {
+            "RECAP (interrupted by Ctrl-C: only what ran before it)\n"
+        } else {
+            "RECAP\n"
+        });
         for (h, r) in &self.hosts {
             s += &format!(
                 "{h:<width$}  ok={:<3} changed={:<3} failed={:<3} unreachable={}\n",
@@ -211,6 +223,9 @@ impl Recap {
                 r.failed,
                 u8::from(r.unreachable)
             );
+            if r.interrupted {
+                s.insert_str(s.len() - 1, "  interrupted");
+            }
         }
         s
     }

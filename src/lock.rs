@@ -1,0 +1,124 @@
+//! One command changes a lab at a time.
+//!
+//! Commands that change a lab (`up`, `halt`, `fail`, `destroy`, `configure`) take
+//! an exclusive, non-blocking `flock` on `<state dir>/lock` and hold it until the
+//! [`LabLock`] guard drops (or the process dies: the kernel releases the lock, so a
+//! crashed labctl never leaves a stale lock behind). A second such command refuses
+//! at once, naming the holder's PID and command line. Read-only commands
+//! (`status`, `verify`, `ssh`, `configure --check`) take no lock.
+//!
+//! The lock file is opened close-on-exec, so processes labctl starts (containers
+//! that outlive it) never inherit the lock.
+
+use crate::inventory::Inventory;
+use anyhow::Context;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Holds the lab's lock; released on drop.
+#[derive(Debug)]
+pub struct LabLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl LabLock {
+    /// Lock the lab of `inv` for `command` (e.g. `configure scenario.yaml`), or refuse
+    /// at once (exit code 1) when another labctl command holds it.
+    pub fn acquire(inv: &Inventory, command: &str) -> anyhow::Result<LabLock> {
+        LabLock::acquire_at(&inv.state_dir(), &inv.lab, command)
+    }
+
+    /// [`LabLock::acquire`] for a state folder (`lab` is only for the message).
+    pub fn acquire_at(state_dir: &Path, lab: &str, command: &str) -> anyhow::Result<LabLock> {
+        std::fs::create_dir_all(state_dir).with_context(|| {
+            format!("cannot create the lab state folder {}", state_dir.display())
+        })?;
+        let path = state_dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lab lock {}", path.display()))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+            }
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            anyhow::bail!("{}", busy_message(lab, &path, &holder));
+        }
+        let me = format!(
+            "pid={}\ncommand=labctl {}\n",
+            std::process::id(),
+            command.trim()
+        );
+        file.set_len(0)?;
+        file.rewind()?;
+        file.write_all(me.as_bytes())?;
+        file.flush()?;
+        Ok(LabLock { file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for LabLock {
+    fn drop(&mut self) {
+        // forget who held it while still holding it; closing the file releases the lock
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// The refusal: who holds the lab, and what to do.
+fn busy_message(lab: &str, path: &Path, holder: &str) -> String {
+    let kv = crate::ops::kv_lines(holder);
+    let who = match (kv.get("pid"), kv.get("command")) {
+        (Some(pid), Some(cmd)) => format!("`{cmd}` (pid {pid}) is changing it"),
+        (Some(pid), None) => format!("another labctl command (pid {pid}) is changing it"),
+        _ => "another labctl command is changing it".to_string(),
+    };
+    let wait = match kv.get("pid") {
+        Some(pid) => format!("wait for it to finish (or stop it: kill -INT {pid})"),
+        None => "wait for it to finish".to_string(),
+    };
+    format!(
+        "lab `{lab}` is busy: {who} (lock {})\n  fix: {wait}, then run this command again; read-only commands (status, verify, ssh, configure --check) work meanwhile",
+        path.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_refuses_and_names_the_holder_then_drop_releases() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join(".labctl");
+        let held = LabLock::acquire_at(&state, "ha", "up nodo1").unwrap();
+        let e = LabLock::acquire_at(&state, "ha", "configure s.yaml").unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains(&format!("`labctl up nodo1` (pid {})", std::process::id())),
+            "{m}"
+        );
+        assert!(m.contains("fix: wait"), "{m}");
+        assert_eq!(crate::error::exit_code(&e), 1);
+        drop(held);
+        assert_eq!(std::fs::read_to_string(state.join("lock")).unwrap(), "");
+        let again = LabLock::acquire_at(&state, "ha", "configure s.yaml").unwrap();
+        assert!(std::fs::read_to_string(again.path())
+            .unwrap()
+            .contains("command=labctl configure s.yaml"));
+    }
+}
