@@ -455,7 +455,7 @@ mod tests {
         let e = load_str(&GOOD.replace("groups: [servidor_dns]", "grups: [x]")).unwrap_err();
         let m = format!("{e}");
         assert!(
-            m.contains("inventory.yaml") && m.contains("line 6") && m.contains("grups"),
+            m.contains("inventory.yaml:6:") && m.contains("grups") && m.contains("fix:"),
             "{m}"
         );
     }

@@ -161,7 +161,15 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
         .value
         .op()
         .and_then(|op| op.validate().map(|_| op))
-        .map_err(|m| crate::error::user(format!("{at}: {what}: {m}")))?;
+        .map_err(|m| {
+            // every input error carries a fix; a message without one gets a pointer
+            let fix = if m.contains("\n  fix:") {
+                ""
+            } else {
+                "\n  fix: correct the task's arguments (see the examples in README.md and scenarios/)"
+            };
+            crate::error::user(format!("{at}: {what}: {m}{fix}"))
+        })?;
     let name = t.value.name.clone().unwrap_or_else(|| op.summary());
     Ok(Task {
         at,
@@ -196,9 +204,9 @@ fn load_plays(
             let target = path.parent().unwrap_or(Path::new(".")).join(imp);
             if !target.is_file() {
                 user_bail!(
-                    "{at}: import: {} does not exist\n  fix: the path is relative to {}",
+                    "{at}: import: {} does not exist\n  fix: write the path relative to the folder of {}",
                     target.display(),
-                    path.parent().unwrap_or(Path::new(".")).display()
+                    path.display()
                 );
             }
             let sub: Vec<Spanned<PlayFile>> = yaml::load(&target, "imported plays")?;
@@ -263,7 +271,7 @@ impl Scenario {
     pub fn load(path: &Path) -> anyhow::Result<Scenario> {
         if !path.exists() {
             user_bail!(
-                "scenario file {} does not exist\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/",
+                "{}: no such scenario file\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/",
                 path.display()
             );
         }

@@ -53,11 +53,9 @@ impl Templates {
                 path.display()
             )));
         }
-        let tmpl = self
-            .env
-            .get_template(name)
-            .map_err(|e| template_error(&e, at))?;
-        tmpl.render(vars).map_err(|e| template_error(&e, at))
+        let fail = |e: minijinja::Error| template_error(&e, at, &self.dir);
+        let tmpl = self.env.get_template(name).map_err(fail)?;
+        tmpl.render(vars).map_err(fail)
     }
 
     /// Render a string that came from a scenario (its name in errors is `at`).
@@ -67,7 +65,7 @@ impl Templates {
         }
         self.env
             .render_named_str(at, s, vars)
-            .map_err(|e| template_error(&e, at))
+            .map_err(|e| template_error(&e, at, &self.dir))
     }
 
     /// Render every string inside `args` (any serde type) for a host.
@@ -101,30 +99,57 @@ impl Templates {
     }
 }
 
-/// A template error as a user error: template, line, what went wrong, the snippet.
-fn template_error(e: &minijinja::Error, at: &str) -> anyhow::Error {
-    let name = e.name().unwrap_or(at);
-    let place = match e.line() {
-        Some(l) => format!("{name}:{l}"),
-        None => name.to_string(),
-    };
+/// A template error as a user error, in the house style:
+/// `templates/NAME:LINE:COL: what (used by the task at FILE:LINE:COL)` then `fix: how`.
+/// For a string of the scenario (a task argument, a variable) the place is `at`.
+fn template_error(e: &minijinja::Error, at: &str, dir: &Path) -> anyhow::Error {
     let what = match e.kind() {
         minijinja::ErrorKind::UndefinedError => {
-            "\n  fix: define the variable (inventory `vars:`, `group_vars:`, the node's `vars:`, or the scenario's `vars:`), or use `| default(...)`"
+            "define the variable (inventory `vars:`, `group_vars:`, the node's `vars:`, or the scenario's `vars:`), or use `| default(...)`"
         }
-        minijinja::ErrorKind::SyntaxError => "\n  fix: correct the template syntax",
-        _ => "",
+        minijinja::ErrorKind::SyntaxError => {
+            "correct the template syntax (`{{ var }}`, `{% if x %}...{% endif %}`, `{% for x in xs %}...{% endfor %}`)"
+        }
+        minijinja::ErrorKind::UnknownFilter => "use a filter minijinja knows (e.g. default, upper, join) or remove it",
+        minijinja::ErrorKind::UnknownFunction => "use a function minijinja knows (e.g. range) or remove the call",
+        minijinja::ErrorKind::TemplateNotFound => {
+            "create the included template under templates/ or correct its name"
+        }
+        _ => "correct the template at that place",
     };
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
-    let origin = if name == at {
-        String::new()
-    } else {
+    let place = match e.name() {
+        // a template file: name it as the user sees it, with line and column
+        Some(name) if name != at => {
+            let col = e
+                .range()
+                .zip(std::fs::read_to_string(dir.join(name)).ok())
+                .and_then(|(r, src)| column_of(&src, r.start));
+            let pos = match (e.line(), col) {
+                (Some(l), Some(c)) => format!(":{l}:{c}"),
+                (Some(l), None) => format!(":{l}"),
+                _ => String::new(),
+            };
+            format!("templates/{name}{pos}")
+        }
+        _ => at.to_string(),
+    };
+    let origin = if place.starts_with("templates/") {
         format!(" (used by the task at {at})")
+    } else {
+        String::new()
     };
     user(format!(
-        "template {place}: {}{detail}{origin}{what}",
+        "{place}: {}{detail}{origin}\n  fix: {what}",
         e.kind()
     ))
+}
+
+/// The 1-based column (in characters) of byte offset `at` in `src`.
+fn column_of(src: &str, at: usize) -> Option<usize> {
+    let before = src.get(..at)?;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    Some(before[line_start..].chars().count() + 1)
 }
 
 /// `10.1.1.103` → `103.1.1.10.in-addr.arpa`.

@@ -30,6 +30,14 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> anyhow::Result<T> 
     let opts = serde_saphyr::options! { strict_booleans: true };
     serde_saphyr::from_str_with_options(text, opts).map_err(|e| {
         let shown = path.display().to_string();
+        if text
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+        {
+            return user(format!(
+                "{shown}: the file is empty\n  fix: write its content (see the examples in README.md)"
+            ));
+        }
         let plain = e.without_snippet().to_string();
         let (place, msg) = match e.location() {
             Some(l) if l.line() > 0 => {
@@ -39,30 +47,21 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> anyhow::Result<T> 
             }
             _ => (shown.clone(), plain),
         };
-        let (msg, fix) = explain(&msg, text);
+        let (said, fix) = explain(&msg);
         // the snippet: every line of the rendered error after its first
         let rendered = e.to_string().replace("<input>", &shown);
         let snippet: String = rendered
             .lines()
             .skip(1)
             .filter(|l| !l.trim_start().starts_with("-->"))
-            .map(|l| format!("{l}\n"))
+            .map(|l| format!("{}\n", l.replace(&msg, &said)))
             .collect();
-        user(format!("{place}: {msg}\n{snippet}  fix: {fix}"))
+        user(format!("{place}: {said}\n{snippet}  fix: {fix}"))
     })
 }
 
 /// The parser's message in the user's words, and how to fix it.
-fn explain(msg: &str, text: &str) -> (String, String) {
-    let blank = text
-        .lines()
-        .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'));
-    if blank {
-        return (
-            "the file is empty".into(),
-            "write the file's content (see the examples in README.md)".into(),
-        );
-    }
+fn explain(msg: &str) -> (String, String) {
     if let Some(rest) = msg.strip_prefix("duplicate mapping key: ") {
         let key = rest
             .split(", set DuplicateKeyPolicy")
@@ -80,7 +79,7 @@ fn explain(msg: &str, text: &str) -> (String, String) {
             .trim_start_matches("a ")
             .to_string();
         return (
-            format!("unknown key {key}"),
+            format!("unknown field {key}"),
             if allowed.is_empty() {
                 format!("remove {key}")
             } else {
@@ -96,7 +95,25 @@ fn explain(msg: &str, text: &str) -> (String, String) {
         );
     }
     if let Some(field) = msg.strip_prefix("missing field ") {
-        return (format!("missing key {field}"), format!("add {field} here"));
+        return (format!("missing field {field}"), format!("add {field} here"));
+    }
+    if msg.starts_with("expected sequence start") {
+        return (
+            "expected a list here".into(),
+            "write a list: `[a, b]` or one `- item` per line".into(),
+        );
+    }
+    if msg.starts_with("expected mapping start") {
+        return (
+            "expected a map here".into(),
+            "write a map: `{key: value}` or one `key: value` per line".into(),
+        );
+    }
+    if msg.starts_with("invalid u16") {
+        return (
+            "expected a whole number from 0 to 65535".into(),
+            "write a number here (e.g. port: 22)".into(),
+        );
     }
     let m = msg.to_ascii_lowercase();
     let fix = if m.contains("expected sequence") {

@@ -126,7 +126,7 @@ impl Args {
                 + usize::from(c.location.is_some());
             if n != 1 {
                 return Err(
-                    "each constraint is exactly one of `colocation:`, `order:` or `location:`"
+                    "each constraint is exactly one of `colocation:`, `order:` or `location:`\n  fix: split it into one constraint per kind"
                         .into(),
                 );
             }

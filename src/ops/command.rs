@@ -51,7 +51,7 @@ crate::string_or_struct!(Args, ArgsMap, cmd);
 impl Args {
     pub fn validate(&self) -> Result<(), String> {
         if self.cmd.trim().is_empty() {
-            return Err("command has an empty `cmd:`".into());
+            return Err("command has an empty `cmd:`\n  fix: write the shell command to run, e.g. command: \"systemctl daemon-reload\"".into());
         }
         Ok(())
     }

@@ -43,7 +43,7 @@ impl Args {
             self.generate.is_some(),
         ];
         if sources.iter().filter(|x| **x).count() != 1 {
-            return Err("copy needs exactly one of `src:`, `content:` or `generate:`".into());
+            return Err("copy needs exactly one of `src:`, `content:` or `generate:`\n  fix: keep one: `src:` (a file under files/), `content:` (inline text) or `generate:`".into());
         }
         if let Some(g) = &self.generate {
             if g.is_empty()
@@ -52,7 +52,15 @@ impl Args {
                     .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
             {
                 return Err(format!(
-                    "generate: `{g}` must be a simple name (letters, digits, - and _)"
+                    "generate: `{g}` must be a simple name (letters, digits, - and _)\n  fix: e.g. generate: corosync_authkey"
+                ));
+            }
+        }
+        if let Some(n) = self.size {
+            // a key, not a disk filler: a huge size would exhaust memory
+            if self.generate.is_none() || n == 0 || n > MAX_GENERATED {
+                return Err(format!(
+                    "size: {n} is not a generated key size\n  fix: use `size:` only with `generate:`, from 1 to {MAX_GENERATED} bytes (corosync's authkey is 256)"
                 ));
             }
         }
@@ -60,7 +68,6 @@ impl Args {
     }
 
     pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Copy> {
-        let secret = self.secret || self.generate.is_some();
         let content = match (&self.src, &self.content) {
             _ if self.generate.is_some() => generated(
                 ctx,
@@ -80,6 +87,7 @@ impl Args {
             (None, Some(c)) => c.clone().into_bytes(),
             (None, None) => Vec::new(),
         };
+        let secret = self.secret || self.generate.is_some() || ctx.holds_secret(&content);
         Ok(Copy(ManagedFile {
             dest: self.dest,
             content,
@@ -90,6 +98,9 @@ impl Args {
         }))
     }
 }
+
+/// The largest `size:` of a generated key, in bytes.
+const MAX_GENERATED: usize = 65536;
 
 /// The project's generated key `name`, made on first use.
 fn generated(ctx: &PrepareCtx, name: &str, size: usize) -> anyhow::Result<Vec<u8>> {

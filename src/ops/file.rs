@@ -36,11 +36,14 @@ pub struct Args {
 impl Args {
     pub fn validate(&self) -> Result<(), String> {
         if !self.path.starts_with('/') && !self.path.starts_with("{{") {
-            return Err(format!("path `{}` is not absolute", self.path));
+            return Err(format!(
+                "path `{}` is not absolute\n  fix: write the full path on the node, e.g. /etc/{}",
+                self.path, self.path
+            ));
         }
         if (self.state == State::Link) != self.src.is_some() {
             return Err(
-                "`src:` (the link target) goes with `state: link`, and only with it".into(),
+                "`src:` (the link target) goes with `state: link`, and only with it\n  fix: e.g. {path: /etc/x, state: link, src: /usr/share/x}".into(),
             );
         }
         if let Some(m) = &self.mode {

@@ -100,6 +100,19 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     }
 }
 
+impl PrepareCtx<'_> {
+    /// Whether `content` holds a secret value known so far. Such a file's diff is
+    /// never shown: the node's old version may hold a previous secret (before a
+    /// rotation) that no variable names any more, so masking cannot catch it.
+    pub fn holds_secret(&self, content: &[u8]) -> bool {
+        let text = String::from_utf8_lossy(content);
+        self.secrets
+            .lock()
+            .map(|r| r.redact(&text) != text)
+            .unwrap_or(true)
+    }
+}
+
 impl OpArgs {
     /// Every operation's name, as written in a task.
     pub const NAMES: &'static [&'static str] = &[

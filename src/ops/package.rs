@@ -91,11 +91,16 @@ impl Args {
 
     pub fn validate(&self) -> Result<(), String> {
         if self.names().is_empty() {
-            return Err("package lists no package".into());
+            return Err(
+                "package lists no package\n  fix: name at least one, e.g. package: [apache2]"
+                    .into(),
+            );
         }
         for n in self.names() {
             if n.is_empty() || n.starts_with('-') || n.contains(char::is_whitespace) {
-                return Err(format!("`{n}` is not a package name"));
+                return Err(format!(
+                    "`{n}` is not a package name\n  fix: write one Debian package name per list item, e.g. [bind9, dnsutils]"
+                ));
             }
         }
         Ok(())

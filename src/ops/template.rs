@@ -30,13 +30,14 @@ impl Args {
 
     pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Template> {
         let content = ctx.templates.render_file(&self.src, ctx.vars, ctx.at)?;
+        let secret = self.secret || ctx.holds_secret(content.as_bytes());
         Ok(Template(ManagedFile {
             dest: self.dest,
             content: content.into_bytes(),
             owner: self.owner,
             group: self.group,
             mode: self.mode,
-            secret: self.secret,
+            secret,
         }))
     }
 }

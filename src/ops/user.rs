@@ -50,10 +50,16 @@ impl std::fmt::Debug for Args {
 impl Args {
     pub fn validate(&self) -> Result<(), String> {
         if self.password.is_some() && self.password_hash.is_some() {
-            return Err("give either `password:` or `password_hash:`, not both".into());
+            return Err(
+                "give either `password:` or `password_hash:`, not both\n  fix: remove one of them"
+                    .into(),
+            );
         }
         if self.name.is_empty() || self.name.contains([':', ' ', '/']) {
-            return Err(format!("`{}` is not a user name", self.name));
+            return Err(format!(
+                "`{}` is not a user name\n  fix: use letters, digits, `-` and `_`, e.g. name: alumno",
+                self.name
+            ));
         }
         Ok(())
     }
