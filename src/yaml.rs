@@ -95,7 +95,10 @@ fn explain(msg: &str) -> (String, String) {
         );
     }
     if let Some(field) = msg.strip_prefix("missing field ") {
-        return (format!("missing field {field}"), format!("add {field} here"));
+        return (
+            format!("missing field {field}"),
+            format!("add {field} here"),
+        );
     }
     if msg.starts_with("expected sequence start") {
         return (
