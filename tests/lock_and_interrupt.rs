@@ -158,6 +158,20 @@ fn the_lock_held_by_another_process_names_it() {
         !p.path("root/n1/started").exists(),
         "a refused run touched a node"
     );
+    // every command that changes the lab refuses; read-only ones run
+    for args in [&["up"][..], &["halt"], &["fail", "n1"], &["destroy"]] {
+        let o = p.labctl(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("lab `test` is busy"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for args in [&["status"][..], &["configure", "scenario.yaml", "--check"]] {
+        let o = p.labctl(args);
+        assert!(!stderr(&o).contains("busy"), "{args:?}: {}", stderr(&o));
+    }
     drop(held);
     p.write(
         "quick.yaml",

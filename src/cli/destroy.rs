@@ -17,6 +17,8 @@ pub struct DestroyArgs {}
 
 pub fn run(_a: DestroyArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // one command changes a lab at a time (see crate::lock)
+    let _lock = crate::lock::LabLock::acquire(&inv, "destroy")?;
     crate::providers::destroy(&inv)?;
     Ok(0)
 }

@@ -39,12 +39,16 @@ pub struct FailArgs {
 
 pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // one command changes a lab at a time (see crate::lock)
+    let _lock = crate::lock::LabLock::acquire(&inv, &format!("halt {}", a.nodes.join(" ")))?;
     crate::providers::halt(&inv, &a.nodes, a.force)?;
     Ok(0)
 }
 
 pub fn run_fail(a: FailArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // one command changes a lab at a time (see crate::lock)
+    let _lock = crate::lock::LabLock::acquire(&inv, &format!("fail {}", a.nodes.join(" ")))?;
     crate::providers::fail(&inv, &a.nodes)?;
     Ok(0)
 }

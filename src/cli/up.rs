@@ -24,6 +24,8 @@ pub struct UpArgs {
 
 pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // one command changes a lab at a time (see crate::lock)
+    let _lock = crate::lock::LabLock::acquire(&inv, &format!("up {}", a.nodes.join(" ")))?;
     crate::providers::up(&inv, &a.nodes)?;
     Ok(0)
 }
