@@ -176,3 +176,63 @@ pub fn config_text(inv: &Inventory) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inv(text: &str) -> (tempfile::TempDir, Inventory) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.yaml");
+        std::fs::write(&p, text).unwrap();
+        let i = Inventory::load(&p).unwrap();
+        (d, i)
+    }
+
+    const INV: &str = "lab: t\nnetwork: {subnet: 10.1.2.0/24, gateway: 10.1.2.1}\nnodes:\n  nodo1: {address: 10.1.2.101}\n  dns: {address: 10.1.2.103, port: 2222}\n";
+
+    #[test]
+    fn known_hosts_names_use_brackets_for_other_ports() {
+        let (_d, i) = inv(INV);
+        assert_eq!(known_hosts_name(&i.nodes[0]), "10.1.2.101");
+        assert_eq!(known_hosts_name(&i.nodes[1]), "[10.1.2.103]:2222");
+    }
+
+    #[test]
+    fn ssh_config_has_one_strict_block_per_node() {
+        let (d, i) = inv(INV);
+        let c = config_text(&i);
+        assert_eq!(c.matches("\nHost ").count(), 2);
+        assert!(c.contains("Host dns\n  HostName 10.1.2.103\n  Port 2222\n  User vagrant\n"));
+        assert_eq!(c.matches("StrictHostKeyChecking yes").count(), 2);
+        assert_eq!(c.matches("IdentitiesOnly yes").count(), 2);
+        let kh = d.path().join(".labctl/known_hosts");
+        assert!(c.contains(&format!("UserKnownHostsFile {}", kh.display())));
+    }
+
+    #[test]
+    fn ssh_errors_become_one_message_with_the_fix() {
+        let (_d, i) = inv(INV);
+        let changed = "@@@@@@@@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\n...\nHost key verification failed.";
+        let m = explain_ssh_error(&i, changed);
+        assert!(m.contains("does not match") && m.contains("fix:"), "{m}");
+        let unknown = "No ED25519 host key is known for 10.1.2.101 and you have requested strict checking.\nHost key verification failed.";
+        assert!(explain_ssh_error(&i, unknown).contains("no host key for it is pinned"));
+        let denied = "vagrant@10.1.2.101: Permission denied (publickey).";
+        assert!(explain_ssh_error(&i, denied).contains("was refused for user vagrant"));
+    }
+
+    #[test]
+    fn a_key_readable_by_others_is_refused_with_chmod() {
+        use std::os::unix::fs::PermissionsExt;
+        let (d, i) = inv(INV);
+        std::fs::create_dir_all(d.path().join(".labctl")).unwrap();
+        std::fs::write(&i.ssh.key, "x").unwrap();
+        std::fs::set_permissions(&i.ssh.key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check_key(&i).unwrap_err();
+        assert!(format!("{e}").contains("chmod 600"));
+        assert_eq!(crate::error::exit_code(&e), 2);
+        std::fs::set_permissions(&i.ssh.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        check_key(&i).unwrap();
+    }
+}

@@ -122,44 +122,58 @@ fn host_sources() -> Vec<(String, Vec<String>)> {
             continue;
         };
         if f.extension().is_some_and(|e| e == "sources") {
-            for stanza in text.split("\n\n") {
-                let mut uris = Vec::new();
-                let mut suites = Vec::new();
-                let mut deb = false;
-                for line in stanza.lines().filter(|l| !l.trim_start().starts_with('#')) {
-                    if let Some((k, v)) = line.split_once(':') {
-                        let vals: Vec<String> = v.split_whitespace().map(String::from).collect();
-                        match k.trim() {
-                            "Types" => deb = vals.iter().any(|t| t == "deb"),
-                            "URIs" => uris = vals,
-                            "Suites" => suites = vals,
-                            _ => {}
-                        }
-                    }
-                }
-                if deb {
-                    for u in uris {
-                        out.push((u.trim_end_matches('/').to_string(), suites.clone()));
-                    }
-                }
-            }
+            out.extend(parse_deb822(&text));
         } else {
-            for line in text.lines() {
-                let mut w = line.split_whitespace().peekable();
-                if w.next() != Some("deb") {
-                    continue;
-                }
-                if w.peek().is_some_and(|x| x.starts_with('[')) {
-                    for x in w.by_ref() {
-                        if x.ends_with(']') {
-                            break;
-                        }
-                    }
-                }
-                if let (Some(u), Some(s)) = (w.next(), w.next()) {
-                    out.push((u.trim_end_matches('/').to_string(), vec![s.to_string()]));
+            out.extend(parse_one_line(&text));
+        }
+    }
+    out
+}
+
+/// `(URI, suites)` of the `deb` stanzas of a deb822 `.sources` file.
+fn parse_deb822(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for stanza in text.split("\n\n") {
+        let mut uris = Vec::new();
+        let mut suites = Vec::new();
+        let mut deb = false;
+        for line in stanza.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            if let Some((k, v)) = line.split_once(':') {
+                let vals: Vec<String> = v.split_whitespace().map(String::from).collect();
+                match k.trim() {
+                    "Types" => deb = vals.iter().any(|t| t == "deb"),
+                    "URIs" => uris = vals,
+                    "Suites" => suites = vals,
+                    _ => {}
                 }
             }
+        }
+        if deb {
+            for u in uris {
+                out.push((u.trim_end_matches('/').to_string(), suites.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// `(URI, [suite])` of the `deb` lines of a one-line `sources.list`.
+fn parse_one_line(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut w = line.split_whitespace().peekable();
+        if w.next() != Some("deb") {
+            continue;
+        }
+        if w.peek().is_some_and(|x| x.starts_with('[')) {
+            for x in w.by_ref() {
+                if x.ends_with(']') {
+                    break;
+                }
+            }
+        }
+        if let (Some(u), Some(s)) = (w.next(), w.next()) {
+            out.push((u.trim_end_matches('/').to_string(), vec![s.to_string()]));
         }
     }
     out
@@ -395,6 +409,23 @@ mod tests {
         assert!(a
             .sources_list()
             .starts_with("deb http://deb.debian.org/debian bookworm main"));
+    }
+
+    #[test]
+    fn reads_both_apt_source_formats() {
+        let d = parse_deb822("Types: deb\n# comment\nURIs: http://deb.debian.org/debian/\nSuites: bookworm bookworm-updates\nComponents: main\n\nTypes: deb-src\nURIs: http://src/\nSuites: bookworm\n");
+        assert_eq!(
+            d,
+            vec![(
+                "http://deb.debian.org/debian".to_string(),
+                vec!["bookworm".to_string(), "bookworm-updates".to_string()]
+            )]
+        );
+        let o = parse_one_line("# x\ndeb [arch=amd64 signed-by=/k.gpg] http://m/debian bookworm main\ndeb-src http://m/debian bookworm main\n");
+        assert_eq!(
+            o,
+            vec![("http://m/debian".to_string(), vec!["bookworm".to_string()])]
+        );
     }
 
     #[test]
