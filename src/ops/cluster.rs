@@ -429,6 +429,8 @@ impl Op for Cluster {
         if what.is_empty() {
             return Ok(Plan::Ok);
         }
+        // return when the cluster has carried the change out (resources started)
+        script += "crm_resource --wait --timeout=120s >/dev/null 2>&1 || true\n";
         Ok(Plan::Change(Change {
             what: what.join(", "),
             script,
