@@ -51,6 +51,17 @@ pub fn run(a: SshArgs, g: &Global) -> anyhow::Result<i32> {
         );
     };
     crate::lab::ensure_safe_target(&inv, node.address)?;
+    if inv.provider == crate::inventory::ProviderKind::Nspawn {
+        let (state, _) = crate::providers::nspawn::node_state(&inv, &node.name);
+        if state != crate::providers::NodeState::Running {
+            user_bail!(
+                "node {} is {}\n  fix: `labctl up {}`",
+                node.name,
+                state.as_str(),
+                node.name
+            );
+        }
+    }
     sshcmd::check_key(&inv)?;
     sshcmd::check_known_hosts(&inv)?;
     let mut cmd = sshcmd::base_command(&inv, node);

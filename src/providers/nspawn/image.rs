@@ -250,12 +250,40 @@ pub fn ensure(recipe: &Recipe) -> anyhow::Result<PathBuf> {
     }
     std::fs::rename(&tmp, &dir)?;
     std::fs::write(&marker, recipe.text())?;
+    prune_unused(&images, &hash);
     eprintln!(
         "image: built {} in {}",
         dir.display(),
         super::super::secs(start.elapsed())
     );
     Ok(dir)
+}
+
+/// Remove images of older recipes that no running node uses (an overlay
+/// whose lower layer is the image keeps it).
+fn prune_unused(images: &Path, keep: &str) {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let Ok(rd) = std::fs::read_dir(images) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_image = e.file_type().map(|t| t.is_dir()).unwrap_or(false)
+            && !name.starts_with('.')
+            && name != keep;
+        let used = mounts.contains(&format!("lowerdir={}", e.path().display()));
+        if is_image && !used {
+            eprintln!(
+                "image: removing the unused older image {}",
+                e.path().display()
+            );
+            if std::fs::remove_dir_all(e.path()).is_ok() {
+                for ext in ["recipe", "log"] {
+                    let _ = std::fs::remove_file(images.join(format!("{name}.{ext}")));
+                }
+            }
+        }
+    }
 }
 
 fn debootstrap(
