@@ -71,7 +71,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         .copied()
         .filter(|n| node_state(inv, &n.name).0 != NodeState::Running)
         .collect();
-    let bridge_ok = crate::lab::bridge_holds_gateway(inv)?;
+    let bridge_ok = crate::lab::bridge_holds_gateway(inv)? && network::nft_table_exists(&inv.lab);
     if todo.is_empty() && bridge_ok {
         eprintln!(
             "lab `{}` is already up: {} running; nothing to do",
@@ -95,6 +95,15 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         eprintln!("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
     }
 
+    if todo.is_empty() {
+        eprintln!(
+            "lab `{}`: bridge {} and nft table {} restored; every node was already running",
+            inv.lab,
+            inv.bridge_name(),
+            network::nft_table(&inv.lab)
+        );
+        return Ok(());
+    }
     let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
     let progress = probe::Progress::new(&labels);
     for n in &todo {
