@@ -14,8 +14,33 @@ use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// One lab at a time on this machine.
+/// One lab test at a time in this process.
 static LABS: Mutex<()> = Mutex::new(());
+
+/// One lab test at a time on this machine: the mutex, plus an `flock` so two
+/// test runs (say, a debug and a release build) never use these labs at once.
+struct OneAtATime {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+fn one_at_a_time() -> OneAtATime {
+    use std::os::fd::AsRawFd;
+    let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/var/lib/labctl/locks/lab_e2e-tests.lock")
+        .unwrap();
+    // SAFETY: flock on a file descriptor we own.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    OneAtATime {
+        _guard: guard,
+        _file: file,
+    }
+}
 
 const SUBNET: &str = "10.1.2";
 
@@ -117,6 +142,31 @@ impl Lab {
             .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
             .collect();
         assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
+        // container inits (also orphaned ones) carry LABCTL_MACHINE=<lab>-<node>
+        let tag = format!("LABCTL_MACHINE={}-", self.lab);
+        let inits: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+            .filter(|e| {
+                std::fs::read(e.path().join("environ"))
+                    .map(|b| {
+                        String::from_utf8_lossy(&b)
+                            .split('\0')
+                            .any(|v| v.starts_with(&tag))
+                    })
+                    .unwrap_or(false)
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(inits.is_empty(), "container inits left: {inits:?}");
+        let veths: Vec<String> = std::fs::read_dir("/sys/class/net")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("vb-{}-", self.lab)))
+            .collect();
+        assert!(veths.is_empty(), "veths left: {veths:?}");
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
         let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
         assert!(left.is_empty(), "mounts left: {left:?}");
@@ -169,7 +219,7 @@ fn unsafe_geteuid_is_root() -> bool {
 
 #[test]
 fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new("e2eup");
     let inv = lab.inv();
 
@@ -259,7 +309,7 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    while t.elapsed().as_secs() < 30 && !lab.lab_dir().join("nodes/dns/nspawn.pid").exists() {
+    while t.elapsed().as_secs() < 30 && !lab.lab_dir().join("nodes/nodo1/nspawn.pid").exists() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap();
@@ -270,7 +320,7 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
 
 #[test]
 fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new("e2essh");
     ok(&lab.inv(), &["up"]);
     let state = lab.dir.path().join(".labctl");
@@ -386,7 +436,7 @@ fn project(inventory: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[test]
 fn preflight_refuses_with_one_clear_message() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     assert!(unsafe_geteuid_is_root(), "the lab tests need root");
 
     // a subnet another interface holds (loopback holds 127.0.0.0/8)

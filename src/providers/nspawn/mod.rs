@@ -42,7 +42,7 @@ pub fn node_state(inv: &Inventory, name: &str) -> (NodeState, Option<u32>) {
     if let Some(pid) = process::find_nspawn(&np) {
         return (NodeState::Running, Some(pid));
     }
-    if process::recorded(&np.init_pid()).is_some() {
+    if !process::inits(&np, None).is_empty() {
         return (NodeState::Running, None);
     }
     if np.created().exists() || np.upper().exists() {
@@ -201,7 +201,7 @@ pub fn fail_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     preflight::root("fail")?;
     let np = NodePaths::new(&inv.lab, name);
     let (state, pid) = node_state(inv, name);
-    if pid.is_some() || process::recorded(&np.init_pid()).is_some() {
+    if pid.is_some() || !process::inits(&np, None).is_empty() {
         process::kill(&np, pid)?;
     }
     rootfs::unmount_node(&np)?;
@@ -318,7 +318,7 @@ impl Provider for Nspawn {
         for name in &names {
             let np = NodePaths::new(&inv.lab, name);
             let pid = process::find_nspawn(&np);
-            if pid.is_some() || process::recorded(&np.init_pid()).is_some() {
+            if pid.is_some() || !process::inits(&np, None).is_empty() {
                 process::kill(&np, pid)?;
                 eprintln!("{name}: power cut");
             }

@@ -85,6 +85,36 @@ pub fn find_init(nspawn: u32) -> Option<u32> {
     None
 }
 
+/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>-<node>`.
+const TAG: &str = "LABCTL_MACHINE";
+
+/// Container inits of this node found by their `LABCTL_MACHINE` tag, also
+/// those whose nspawn process died (an orphaned container keeps running).
+pub fn find_tagged_inits(np: &NodePaths) -> Vec<u32> {
+    let want = format!("{TAG}={}", np.machine);
+    let mine = std::fs::read_link("/proc/self/ns/pid").ok();
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            alive(pid)
+                && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() != mine
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|b| b.split(|c| *c == 0).any(|e| e == want.as_bytes()))
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Every live init of the node: nspawn's child, the recorded one, tagged ones.
+pub fn inits(np: &NodePaths, nspawn: Option<u32>) -> Vec<u32> {
+    let mut v: Vec<u32> = nspawn.and_then(find_init).into_iter().collect();
+    v.extend(recorded(&np.init_pid()));
+    v.extend(find_tagged_inits(np));
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// `PID STARTTIME` of a process, to recognise it later despite PID reuse.
 fn start_time(pid: u32) -> Option<String> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -133,6 +163,7 @@ pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
         .arg(format!("--network-bridge={bridge}"))
         .arg(directory_arg(&np.merged()))
         .arg(format!("--machine={}", np.machine))
+        .arg(format!("--setenv={TAG}={}", np.machine))
         .arg(format!(
             "--bind={}:/var/cache/apt/archives",
             np.apt_merged().display()
@@ -197,9 +228,7 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
 /// which forwards a shutdown), then wait for nspawn and init to exit. Also
 /// works for a container whose nspawn process was killed (its init recorded).
 pub fn poweroff(np: &NodePaths, nspawn: Option<u32>, timeout: Duration) -> anyhow::Result<()> {
-    let init = nspawn
-        .and_then(find_init)
-        .or_else(|| recorded(&np.init_pid()));
+    let init = inits(np, nspawn).into_iter().next();
     match (init, nspawn) {
         (Some(i), _) => {
             signal(i, libc::SIGRTMIN() + 4);
@@ -224,13 +253,23 @@ pub fn poweroff(np: &NodePaths, nspawn: Option<u32>, timeout: Duration) -> anyho
 }
 
 /// Power cut: SIGKILL the container's init (its whole PID namespace dies at
-/// once), then make sure nspawn is gone too.
+/// once), then make sure nspawn is gone too. When nspawn has not forked the
+/// init yet, wait for it rather than kill nspawn alone (which would leave the
+/// container running without it); orphaned inits are found by their tag.
 pub fn kill(np: &NodePaths, nspawn: Option<u32>) -> anyhow::Result<()> {
-    let init = nspawn
-        .and_then(find_init)
-        .or_else(|| recorded(&np.init_pid()));
-    if let Some(i) = init {
-        signal(i, libc::SIGKILL);
+    let t = Instant::now();
+    let mut killed: Vec<u32> = Vec::new();
+    loop {
+        let found = inits(np, nspawn);
+        for &i in &found {
+            signal(i, libc::SIGKILL);
+        }
+        killed.extend(&found);
+        let nspawn_alive = nspawn.is_some_and(alive);
+        if !nspawn_alive || !found.is_empty() || t.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     if let Some(n) = nspawn {
         if !wait_gone(n, Duration::from_secs(10)) {
@@ -240,7 +279,12 @@ pub fn kill(np: &NodePaths, nspawn: Option<u32>) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(i) = init {
+    // an init forked at the last moment, or left behind by a killed nspawn
+    for i in find_tagged_inits(np) {
+        signal(i, libc::SIGKILL);
+        killed.push(i);
+    }
+    for i in killed {
         if !wait_gone(i, Duration::from_secs(5)) {
             anyhow::bail!("the init of {} (PID {i}) does not exit", np.machine);
         }
