@@ -79,7 +79,7 @@ impl Provider for SshHosts {
     }
 
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
-        let timeout = Duration::from_secs(inv.ssh.connect_timeout_secs.min(3));
+        let timeout = Duration::from_secs(inv.ssh.connect_timeout_secs);
         std::thread::scope(|s| {
             let hs: Vec<_> = inv
                 .nodes
