@@ -20,7 +20,7 @@
 //! unchanged cluster changes and restarts nothing, and a changed parameter
 //! touches only its resource. Elements not declared are left alone.
 
-use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use super::{q, Op, Plan, PrepareCtx, Probe};
 use base64::Engine;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -426,16 +426,9 @@ impl Op for Cluster {
                 q(&e.xml)
             );
         }
-        if what.is_empty() {
-            return Ok(Plan::Ok);
-        }
         // return when the cluster has carried the change out (resources started)
         script += "crm_resource --wait --timeout=120s >/dev/null 2>&1 || true\n";
-        Ok(Plan::Change(Change {
-            what: what.join(", "),
-            script,
-            diff: None,
-        }))
+        Ok(Plan::of(what, script))
     }
 }
 

@@ -6,7 +6,7 @@
 //! - file: {path: /etc/alternatives/x, state: link, src: /usr/bin/y}
 //! ```
 
-use super::{kv_lines, norm_mode, q, valid_mode, Change, Op, Plan, PrepareCtx, Probe};
+use super::{kv_lines, norm_mode, q, valid_mode, Op, Plan, PrepareCtx, Probe};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -147,13 +147,6 @@ impl Op for File {
                 self.attrs(&s, &mut what, &mut script);
             }
         }
-        if what.is_empty() {
-            return Ok(Plan::Ok);
-        }
-        Ok(Plan::Change(Change {
-            what: what.join(", "),
-            script,
-            diff: None,
-        }))
+        Ok(Plan::of(what, script))
     }
 }

@@ -87,6 +87,21 @@ pub enum Plan {
     Change(Change),
 }
 
+impl Plan {
+    /// `Ok` when nothing differs, else a change described by `what` (joined
+    /// with `, `) and made by `script`.
+    pub fn of(what: Vec<String>, script: String) -> Plan {
+        if what.is_empty() {
+            return Plan::Ok;
+        }
+        Plan::Change(Change {
+            what: what.join(", "),
+            script,
+            diff: None,
+        })
+    }
+}
+
 /// A prepared operation for one host.
 pub trait Op: Send + Sync + std::fmt::Debug {
     /// Shell that prints the current state (empty: nothing to read). It runs as root

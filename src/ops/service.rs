@@ -6,7 +6,7 @@
 //!   restart bind9: {service: {name: named, state: restarted}}
 //! ```
 
-use super::{kv_lines, q, Change, Op, Plan, PrepareCtx, Probe};
+use super::{kv_lines, q, Op, Plan, PrepareCtx, Probe};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -101,13 +101,6 @@ impl Op for Service {
                 script += &format!("systemctl disable -- {n} 2>&1\n");
             }
         }
-        if what.is_empty() {
-            return Ok(Plan::Ok);
-        }
-        Ok(Plan::Change(Change {
-            what: what.join(", "),
-            script,
-            diff: None,
-        }))
+        Ok(Plan::of(what, script))
     }
 }

@@ -163,14 +163,7 @@ impl Op for User {
             what.push("password".to_string());
             script += &format!("echo {} | chpasswd -e\n", q(&format!("{}:{h}", a.name)));
         }
-        if what.is_empty() {
-            return Ok(Plan::Ok);
-        }
-        Ok(Plan::Change(Change {
-            what: what.join(", "),
-            script,
-            diff: None,
-        }))
+        Ok(Plan::of(what, script))
     }
 }
 

@@ -1,6 +1,9 @@
 //! Test harness: a real OpenSSH server on loopback with keys it generates,
 //! a project folder in a temporary directory, and the real `labctl` binary.
+//! [`lab`] has the harness for tests with real nspawn labs.
 #![allow(dead_code)]
+
+pub mod lab;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

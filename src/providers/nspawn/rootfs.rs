@@ -197,6 +197,11 @@ fn configure(
     write(root, "etc/resolv.conf", &resolv, 0o644)?;
     let id: u128 = rand::random();
     write(root, "etc/machine-id", &format!("{id:032x}\n"), 0o444)?;
+    // No /run/nologin at boot: systemd-tmpfiles makes it and
+    // systemd-user-sessions removes it, and when that unit fails under load
+    // (seen here) the lab user could never log in. An empty file of the same
+    // name masks /usr/lib/tmpfiles.d/systemd-nologin.conf.
+    write(root, "etc/tmpfiles.d/systemd-nologin.conf", "", 0o644)?;
     if node.port != 22 {
         write(
             root,

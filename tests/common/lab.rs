@@ -1,0 +1,132 @@
+//! A lab for end-to-end tests: a temporary project (the repository's
+//! templates/, scenarios/ and scenario.yaml, and its inventory.yaml moved to a
+//! lab name and subnet of the test's own), driven through the real `labctl`
+//! binary, destroyed on drop (also on panic), with a check for leftovers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+/// One lab at a time in a test binary: labs share the host's network stack.
+pub static LABS: Mutex<()> = Mutex::new(());
+
+pub struct Lab {
+    pub lab: String,
+    pub dir: tempfile::TempDir,
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+impl Lab {
+    /// A project like the repository's, as lab `lab` on `<prefix>.0/24`
+    /// (e.g. prefix `10.1.4`): only the inventory changes, as a user would do.
+    pub fn new(lab: &str, prefix: &str) -> Lab {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        for d in ["templates", "scenarios"] {
+            copy_dir(&root.join(d), &dir.path().join(d));
+        }
+        std::fs::copy(root.join("scenario.yaml"), dir.path().join("scenario.yaml")).unwrap();
+        let inv = std::fs::read_to_string(root.join("inventory.yaml"))
+            .unwrap()
+            .replace("lab: ha", &format!("lab: {lab}"))
+            .replace("10.1.1.", &format!("{prefix}."));
+        std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
+        let l = Lab {
+            lab: lab.to_string(),
+            dir,
+        };
+        // a previous run that died hard may have left this lab behind
+        l.labctl(&["destroy"]);
+        l
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Run labctl in the project folder; its output goes to the test log.
+    pub fn labctl(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run labctl");
+        eprintln!(
+            "$ labctl {} -> {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Run labctl, assert success, return stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.labctl(args);
+        assert!(
+            out.status.success(),
+            "labctl {} failed ({})",
+            args.join(" "),
+            out.status
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `--json` output of a successful command.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    /// Assert that nothing of the lab is left on the host.
+    pub fn assert_gone(&self) {
+        let needle = format!("/var/lib/labctl/labs/{}/", self.lab);
+        let procs: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
+            .collect();
+        assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
+        assert!(left.is_empty(), "mounts left: {left:?}");
+        let br = format!("lab-{}", self.lab);
+        assert!(
+            !Path::new("/sys/class/net").join(&br).exists(),
+            "bridge {br} left"
+        );
+        let tables = Command::new("nft")
+            .args(["list", "tables"])
+            .output()
+            .unwrap();
+        let tables = String::from_utf8_lossy(&tables.stdout);
+        assert!(
+            !tables.contains(&format!("labctl_{}", self.lab.replace('-', "_"))),
+            "nft table left: {tables}"
+        );
+        assert!(
+            !Path::new("/var/lib/labctl/labs").join(&self.lab).exists(),
+            "lab state left"
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.labctl(&["destroy"]);
+    }
+}

@@ -1,0 +1,98 @@
+//! Every shipped scenario converges fresh nspawn nodes with one `configure`,
+//! stays converged on a re-run (`changed: 0`), and serves what it promises:
+//! checked from the host with `labctl verify` (without the power-cut checks,
+//! which tests/verify_lab.rs covers) and, for the clusters, `crm_mon` on a member.
+//! Needs root (CI runs as root).
+
+mod common;
+use common::lab::{Lab, LABS};
+use std::time::Instant;
+
+/// (scenario file, a cluster scenario?)
+const SCENARIOS: &[(&str, bool)] = &[
+    ("scenarios/01-dns-round-robin.yaml", false),
+    ("scenarios/02-dns-delegation.yaml", false),
+    ("scenarios/03-haproxy.yaml", false),
+    ("scenario.yaml", true),
+    ("scenarios/05-ip-failover-apache.yaml", true),
+];
+
+fn configure_twice(lab: &Lab, scenario: &str) {
+    let t = Instant::now();
+    let first = lab.json(&["configure", scenario, "--json"]);
+    eprintln!(
+        "FIGURE: first configure of {scenario}: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(first["failed"], 0, "{first}");
+    assert!(first["changed"].as_u64() > Some(0), "{first}");
+    let t = Instant::now();
+    let second = lab.json(&["configure", scenario, "--json"]);
+    eprintln!(
+        "FIGURE: no-op configure of {scenario}: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        second["changed"], 0,
+        "second configure of {scenario} changed something: {second}"
+    );
+    assert_eq!(second["failed"], 0, "{second}");
+}
+
+/// Change one variable (the zone TTL): only the two zone files change and only
+/// bind9 restarts; nothing on the web nodes.
+fn one_variable_changes_only_what_uses_it(lab: &Lab) {
+    let s = std::fs::read_to_string(lab.path("scenarios/01-dns-round-robin.yaml")).unwrap();
+    let changed = s.replacen("vars:\n", "vars:\n  dns_ttl: 30\n", 1);
+    std::fs::write(lab.path("scenarios/01-ttl.yaml"), changed).unwrap();
+    let out = lab.labctl(&["configure", "scenarios/01-ttl.yaml", "-v"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let changed: Vec<&str> = text.lines().filter(|l| l.starts_with("changed:")).collect();
+    assert_eq!(
+        changed,
+        [
+            "changed: [dns] forward zone (content)",
+            "changed: [dns] reverse zone (content)",
+            "changed: [dns] restart bind9 (restart)",
+        ],
+        "{text}"
+    );
+    let again = lab.json(&["configure", "scenarios/01-ttl.yaml", "--json"]);
+    assert_eq!(again["changed"], 0, "{again}");
+}
+
+#[test]
+fn every_scenario_converges_fresh_nodes_and_stays_converged() {
+    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let lab = Lab::new("e2esc", "10.1.4");
+    for (scenario, cluster) in SCENARIOS {
+        eprintln!("===== {scenario}");
+        lab.ok(&["up"]);
+        configure_twice(&lab, scenario);
+        if scenario.contains("01-") {
+            one_variable_changes_only_what_uses_it(&lab);
+        }
+        let report = lab.labctl(&[
+            "verify",
+            "--json",
+            "--skip",
+            "failover",
+            "--skip",
+            "service_recovery",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap_or_default();
+        assert_eq!(v["passed"], true, "verify of {scenario}: {v}");
+        if *cluster {
+            let mon = lab.ok(&["ssh", "nodo1", "--", "sudo", "crm_mon", "-1"]);
+            assert!(mon.contains("Online: [ nodo1 nodo2 ]"), "{mon}");
+            assert!(
+                mon.contains("VirtualIP") && !mon.contains("Stopped"),
+                "{mon}"
+            );
+        }
+        // the next scenario starts from fresh nodes
+        lab.ok(&["destroy"]);
+    }
+    lab.assert_gone();
+}
