@@ -10,67 +10,13 @@
 //! tear down in a guard that also runs on panic, then check for leftovers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::Mutex;
+use std::process::Command;
 use std::time::Instant;
 
-/// One lab test at a time in this process.
-static LABS: Mutex<()> = Mutex::new(());
-
-/// One lab test at a time on this machine: the mutex, plus an `flock` so two
-/// test runs (say, a debug and a release build) never use these labs at once.
-struct OneAtATime {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    _file: std::fs::File,
-}
-
-fn one_at_a_time() -> OneAtATime {
-    use std::os::fd::AsRawFd;
-    let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
-    std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/var/lib/labctl/locks/lab_e2e-tests.lock")
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    OneAtATime {
-        _guard: guard,
-        _file: file,
-    }
-}
+mod common;
+use common::lab::{labctl_at as labctl, ok_at as ok, one_at_a_time, Lab};
 
 const SUBNET: &str = "10.1.2";
-
-fn labctl(inv: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .arg("-i")
-        .arg(inv)
-        .args(args)
-        .output()
-        .expect("run labctl");
-    eprintln!(
-        "$ labctl {} -> {}\n{}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn ok(inv: &Path, args: &[&str]) -> String {
-    let out = labctl(inv, args);
-    assert!(
-        out.status.success(),
-        "labctl {} failed: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn state_of(inv: &Path) -> Vec<(String, String)> {
     let out = ok(inv, &["status", "--json"]);
@@ -96,131 +42,10 @@ fn states(inv: &Path) -> String {
         .join(" ")
 }
 
-/// A temporary project with an nspawn inventory; destroyed when dropped.
-struct Lab {
-    lab: String,
-    dir: tempfile::TempDir,
-}
-
-impl Lab {
-    fn new(lab: &str) -> Lab {
-        assert!(
-            unsafe_geteuid_is_root(),
-            "the lab tests need root (CI runs as root): run `sudo cargo test --test lab_e2e`"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("inventory.yaml"),
-            format!(
-                "lab: {lab}\nnetwork: {{subnet: {SUBNET}.0/24, gateway: {SUBNET}.1}}\nnodes:\n  nodo1: {{address: {SUBNET}.101, groups: [nodos]}}\n  nodo2: {{address: {SUBNET}.102, groups: [nodos]}}\n  dns: {{address: {SUBNET}.103, groups: [servidor_dns]}}\nvars: {{domain: example.com}}\n"
-            ),
-        )
-        .unwrap();
-        let l = Lab {
-            lab: lab.to_string(),
-            dir,
-        };
-        // a previous run that died hard may have left this lab behind
-        labctl(&l.inv(), &["destroy"]);
-        l
-    }
-    fn inv(&self) -> PathBuf {
-        self.dir.path().join("inventory.yaml")
-    }
-    fn lab_dir(&self) -> PathBuf {
-        PathBuf::from("/var/lib/labctl/labs").join(&self.lab)
-    }
-    /// Assert that nothing of the lab is left on the host.
-    fn assert_gone(&self) {
-        let needle = format!("/var/lib/labctl/labs/{}/", self.lab);
-        let procs: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
-            .collect();
-        assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
-        // container inits (also orphaned ones) carry LABCTL_MACHINE=<lab>-<node>
-        let tag = format!("LABCTL_MACHINE={}-", self.lab);
-        let inits: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter(|e| {
-                std::fs::read(e.path().join("environ"))
-                    .map(|b| {
-                        String::from_utf8_lossy(&b)
-                            .split('\0')
-                            .any(|v| v.starts_with(&tag))
-                    })
-                    .unwrap_or(false)
-            })
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        assert!(inits.is_empty(), "container inits left: {inits:?}");
-        let veths: Vec<String> = std::fs::read_dir("/sys/class/net")
-            .unwrap()
-            .flatten()
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("vb-{}-", self.lab)))
-            .collect();
-        assert!(veths.is_empty(), "veths left: {veths:?}");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
-        assert!(left.is_empty(), "mounts left: {left:?}");
-        let overlay: Vec<&str> = mounts
-            .lines()
-            .filter(|l| l.starts_with("overlay ") && l.contains(&needle))
-            .collect();
-        assert!(overlay.is_empty(), "overlays left: {overlay:?}");
-        assert!(
-            !Path::new("/sys/class/net")
-                .join(format!("lab-{}", self.lab))
-                .exists(),
-            "bridge lab-{} left",
-            self.lab
-        );
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        let tables = String::from_utf8_lossy(&tables.stdout);
-        assert!(
-            !tables.contains(&format!("labctl_{}", self.lab.replace('-', "_"))),
-            "nft table left: {tables}"
-        );
-        assert!(
-            !self.lab_dir().exists(),
-            "{} left",
-            self.lab_dir().display()
-        );
-        assert!(
-            !self.dir.path().join(".labctl").exists(),
-            "project .labctl/ left"
-        );
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        labctl(&self.inv(), &["destroy"]);
-    }
-}
-
-fn unsafe_geteuid_is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 #[test]
 fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
     let _one = one_at_a_time();
-    let lab = Lab::new("e2eup");
+    let lab = Lab::new("e2eup", SUBNET);
     let inv = lab.inv();
 
     // up builds (or reuses) the image and boots 3 nodes
@@ -321,7 +146,7 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
 #[test]
 fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
     let _one = one_at_a_time();
-    let lab = Lab::new("e2essh");
+    let lab = Lab::new("e2essh", SUBNET);
     ok(&lab.inv(), &["up"]);
     let state = lab.dir.path().join(".labctl");
 
@@ -437,7 +262,6 @@ fn project(inventory: &str) -> (tempfile::TempDir, PathBuf) {
 #[test]
 fn preflight_refuses_with_one_clear_message() {
     let _one = one_at_a_time();
-    assert!(unsafe_geteuid_is_root(), "the lab tests need root");
 
     // a subnet another interface holds (loopback holds 127.0.0.0/8)
     let (_d, inv) = project(

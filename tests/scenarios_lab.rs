@@ -5,7 +5,7 @@
 //! Needs root (CI runs as root).
 
 mod common;
-use common::lab::{Lab, LABS};
+use common::lab::{one_at_a_time, Lab};
 use std::time::Instant;
 
 /// (scenario file, a cluster scenario?)
@@ -64,7 +64,7 @@ fn one_variable_changes_only_what_uses_it(lab: &Lab) {
 
 #[test]
 fn every_scenario_converges_fresh_nodes_and_stays_converged() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new("e2esc", "10.1.4");
     for (scenario, cluster) in SCENARIOS {
         eprintln!("===== {scenario}");

@@ -10,6 +10,67 @@ use std::sync::Mutex;
 /// One lab at a time in a test binary: labs share the host's network stack.
 pub static LABS: Mutex<()> = Mutex::new(());
 
+/// One lab test at a time on this machine: [`LABS`], plus an `flock` so two
+/// test runs (say, a debug and a release build) never run labs at once.
+pub struct OneAtATime {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+pub fn one_at_a_time() -> OneAtATime {
+    use std::os::fd::AsRawFd;
+    let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(is_root(), "the lab tests need root (CI runs as root)");
+    std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/var/lib/labctl/locks/lab-tests.lock")
+        .unwrap();
+    // SAFETY: flock on a file descriptor we own.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    OneAtATime {
+        _guard: guard,
+        _file: file,
+    }
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Run labctl on inventory `inv`; its output goes to the test log.
+pub fn labctl_at(inv: &Path, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .arg("-i")
+        .arg(inv)
+        .args(args)
+        .output()
+        .expect("run labctl");
+    eprintln!(
+        "$ labctl {} -> {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// [`labctl_at`], asserting success; returns stdout.
+pub fn ok_at(inv: &Path, args: &[&str]) -> String {
+    let out = labctl_at(inv, args);
+    assert!(
+        out.status.success(),
+        "labctl {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 pub struct Lab {
     pub lab: String,
     pub dir: tempfile::TempDir,
@@ -55,7 +116,16 @@ impl Lab {
         self.dir.path().join(rel)
     }
 
-    /// Run labctl in the project folder; its output goes to the test log.
+    pub fn inv(&self) -> PathBuf {
+        self.path("inventory.yaml")
+    }
+
+    /// The lab's state folder on the host.
+    pub fn lab_dir(&self) -> PathBuf {
+        PathBuf::from("/var/lib/labctl/labs").join(&self.lab)
+    }
+
+    /// Run labctl in the project folder (scenario paths are the project's).
     pub fn labctl(&self, args: &[&str]) -> Output {
         let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
             .args(args)
@@ -119,9 +189,11 @@ impl Lab {
             "nft table left: {tables}"
         );
         assert!(
-            !Path::new("/var/lib/labctl/labs").join(&self.lab).exists(),
-            "lab state left"
+            !self.lab_dir().exists(),
+            "{} left",
+            self.lab_dir().display()
         );
+        assert!(!self.path(".labctl").exists(), "project .labctl/ left");
     }
 }
 
