@@ -1,11 +1,13 @@
 //! One command changes a lab at a time.
 //!
-//! Commands that change a lab (`up`, `halt`, `fail`, `destroy`, `configure`) take
+//! Commands that change a lab (`up`, `halt`, `destroy`, `configure`) take
 //! an exclusive, non-blocking `flock` on `<state dir>/lock` and hold it until the
 //! [`LabLock`] guard drops (or the process dies: the kernel releases the lock, so a
 //! crashed labctl never leaves a stale lock behind). A second such command refuses
 //! at once, naming the holder's PID and command line. Read-only commands
-//! (`status`, `verify`, `ssh`, `configure --check`) take no lock.
+//! (`status`, `verify`, `ssh`, `configure --check`) take no lock, and neither does a
+//! power cut (`fail`, `halt --force`): it is meant to happen at any moment, also in
+//! the middle of a `configure`.
 //!
 //! The lock file is opened close-on-exec, so processes labctl starts (containers
 //! that outlive it) never inherit the lock.

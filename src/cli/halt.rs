@@ -27,10 +27,12 @@ pub struct HaltArgs {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The node's processes all die at the same instant, like pulling the plug of a VM; its files are
-kept and `labctl up NODE` boots it again.
+kept and `labctl up NODE` boots it again. It works at any moment, also while `labctl configure`
+runs (it does not wait for the lab lock): the run reports the node unreachable.
 
-Example:
-  labctl fail nodo1 && labctl verify && labctl up nodo1")]
+Examples:
+  labctl fail nodo1 && labctl verify && labctl up nodo1
+  labctl configure scenario.yaml & sleep 5; labctl fail nodo2   # a node dies mid-run")]
 pub struct FailArgs {
     /// Nodes to fail.
     #[arg(required = true)]
@@ -39,16 +41,24 @@ pub struct FailArgs {
 
 pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    if a.force {
+        // a power cut, like `labctl fail`: no lab lock
+        crate::providers::halt(&inv, &a.nodes, true)?;
+        return Ok(0);
+    }
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &format!("halt {}", a.nodes.join(" ")))?;
-    crate::providers::halt(&inv, &a.nodes, a.force)?;
+    crate::providers::halt(&inv, &a.nodes, false)?;
     Ok(0)
 }
 
+/// A power cut takes no lab lock ([`crate::lock`]): it is meant to happen at
+/// any moment, also in the middle of a `configure` (which holds the lock for its
+/// whole run), to test what a dead node does to it. It changes no file labctl
+/// manages; the provider's own lock still orders it with `up`, `halt` and
+/// `destroy` of the containers.
 pub fn run_fail(a: FailArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
-    // one command changes a lab at a time (see crate::lock)
-    let _lock = crate::lock::LabLock::acquire(&inv, &format!("fail {}", a.nodes.join(" ")))?;
     crate::providers::fail(&inv, &a.nodes)?;
     Ok(0)
 }

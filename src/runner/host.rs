@@ -35,6 +35,8 @@ pub struct HostRun<'a> {
     total: usize,
     /// A task failed (or Ctrl-C): the host takes no part in later plays.
     pub stopped: bool,
+    /// The connection broke: nothing more can run on this host.
+    lost: bool,
 }
 
 const MARK: &str = "@@LABCTL-PROBE ";
@@ -98,6 +100,7 @@ impl<'a> HostRun<'a> {
             done: 0,
             total,
             stopped: false,
+            lost: false,
         }
     }
 
@@ -115,7 +118,15 @@ impl<'a> HostRun<'a> {
             .collect();
         let mut handler_failed = false;
         let mut handlers_started = 0;
-        if !handlers.is_empty() && !self.recap.interrupted {
+        if !handlers.is_empty() && self.lost {
+            let names: Vec<&str> = handlers.iter().map(|h| h.name.as_str()).collect();
+            self.event(
+                "handlers",
+                Status::Unreachable,
+                format!("notified handlers not run: {}", names.join(", ")),
+                None,
+            );
+        } else if !handlers.is_empty() && !self.recap.interrupted {
             self.total += handlers.len();
             if self.opts.check {
                 for h in &handlers {
@@ -218,6 +229,18 @@ impl<'a> HostRun<'a> {
         Some(text)
     }
 
+    /// Report a failed task; a lost connection makes the host unreachable
+    /// (like a host that could not be reached at all), not a failed task.
+    fn task_failed(&mut self, task: &str, msg: String) {
+        if self.lost {
+            self.recap.unreachable = true;
+            self.event(task, Status::Unreachable, msg, None);
+        } else {
+            self.recap.failed += 1;
+            self.event(task, Status::Failed, msg, None);
+        }
+    }
+
     /// Plan and apply one task. Returns Ok(changed) or Err(message) for a failed task.
     fn run_task(&mut self, t: &PreparedTask, probe: &Probe) -> Result<bool, String> {
         let plan = t.op.plan(probe).map_err(|e| crate::cli::format_error(&e))?;
@@ -231,7 +254,10 @@ impl<'a> HostRun<'a> {
                 let mut diff = self.diff_text(&c);
                 if !self.opts.check {
                     self.recap.round_trips += 1;
-                    let out = self.remote.run(&c.script).map_err(|e| format!("{e:#}"))?;
+                    let out = self.remote.run(&c.script).map_err(|e| {
+                        self.lost |= crate::transport::is_connection_lost(&e);
+                        format!("{e:#}")
+                    })?;
                     if out.rc != 0 {
                         let mut msg = format!("{} failed (exit {})", c.what, out.rc);
                         let detail = format!("{}{}", out.stdout, out.stderr);
@@ -278,8 +304,8 @@ impl<'a> HostRun<'a> {
                         base = i;
                     }
                     Err(e) => {
-                        self.recap.failed += 1;
-                        self.event(&t.name, Status::Failed, format!("{e:#}"), None);
+                        self.lost |= crate::transport::is_connection_lost(&e);
+                        self.task_failed(&t.name, format!("{e:#}"));
                         return true;
                     }
                 }
@@ -302,8 +328,7 @@ impl<'a> HostRun<'a> {
                 }
                 Ok(false) => {}
                 Err(msg) => {
-                    self.recap.failed += 1;
-                    self.event(&t.name, Status::Failed, msg, None);
+                    self.task_failed(&t.name, msg);
                     return true;
                 }
             }
@@ -363,5 +388,71 @@ mod tests {
         assert_eq!(f.scripts.len(), 1, "one round trip for the whole play");
         assert_eq!(p.len(), 2);
         assert_eq!(p[1].out, "type=absent\n");
+    }
+
+    /// A node that dies after its first change: reading the state again breaks.
+    struct Dying {
+        calls: usize,
+    }
+    impl Remote for Dying {
+        fn run(&mut self, script: &str) -> anyhow::Result<Output> {
+            self.calls += 1;
+            if self.calls > 2 {
+                return Err(crate::transport::ConnectionLost("Timed out".into()).into());
+            }
+            Fake { scripts: vec![] }.run(script)
+        }
+    }
+
+    #[test]
+    fn a_connection_lost_mid_play_makes_the_host_unreachable_and_skips_its_handlers() {
+        use crate::ops::content::ManagedFile;
+        use crate::ops::template::Template;
+        let mk = |d: &str, notify: Vec<String>| PreparedTask {
+            name: d.into(),
+            op: Box::new(Template(ManagedFile {
+                dest: d.into(),
+                content: b"x".to_vec(),
+                owner: None,
+                group: None,
+                mode: None,
+                secret: false,
+            })),
+            notify,
+        };
+        let mut handlers = indexmap::IndexMap::new();
+        handlers.insert("h".to_string(), mk("/h", vec![]));
+        let play = PreparedPlay {
+            index: 0,
+            name: "p".into(),
+            tasks: vec![mk("/a", vec!["h".into()]), mk("/b", vec![])],
+            handlers,
+        };
+        let opts = Options::default();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut run = HostRun::new("n1", Box::new(Dying { calls: 0 }), &opts, tx, 2);
+        run.run_play(&play);
+        assert!(run.stopped);
+        assert!(run.recap.unreachable, "{:?}", run.recap);
+        assert_eq!(run.recap.failed, 0, "{:?}", run.recap);
+        drop(run);
+        let events: Vec<(String, Status, String)> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Task {
+                    task, status, what, ..
+                } => Some((task, status, what)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[0].1, Status::Changed, "{events:?}");
+        assert_eq!(events[1].1, Status::Unreachable, "{events:?}");
+        assert!(events[1].2.contains("connection lost"), "{events:?}");
+        assert_eq!(events[2].1, Status::Unreachable, "{events:?}");
+        assert!(
+            events[2].2.contains("notified handlers not run: /h"),
+            "{events:?}"
+        );
     }
 }

@@ -17,5 +17,17 @@ pub struct Output {
 /// Something that runs shell scripts as root on one node.
 pub trait Remote: Send {
     /// Run `script` with `sh` as root; stdin of the commands is /dev/null.
+    /// A broken connection is an error holding [`ConnectionLost`].
     fn run(&mut self, script: &str) -> anyhow::Result<Output>;
+}
+
+/// The connection to a node broke in the middle of a run (the node lost power,
+/// the network went away): the host is unreachable from then on.
+#[derive(Debug, thiserror::Error)]
+#[error("connection lost (the node went down or the network broke): {0}")]
+pub struct ConnectionLost(pub String);
+
+/// Whether `e` is (or was caused by) a lost connection.
+pub fn is_connection_lost(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<ConnectionLost>())
 }

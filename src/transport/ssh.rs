@@ -128,7 +128,9 @@ impl Remote for Session {
         // a compound command is read whole before it runs, so commands inside the
         // script cannot swallow the rest of it from stdin
         let wrapped = format!("{{\n{script}\n}} </dev/null\n");
-        let out = self.exec(cmd, wrapped.as_bytes())?;
+        let out = self
+            .exec(cmd, wrapped.as_bytes())
+            .map_err(|e| anyhow::Error::new(super::ConnectionLost(format!("{e:#}"))))?;
         if self.become_root && out.rc == 1 && out.stderr.contains("sudo: a password is required") {
             anyhow::bail!(
                 "user `{}` on {} cannot run sudo without a password; labctl needs passwordless sudo (or `ssh: {{user: root}}`)",
@@ -142,9 +144,11 @@ impl Remote for Session {
 
 fn check_host_key(sess: &ssh2::Session, t: &Target) -> Result<(), ConnectError> {
     let fix_up = format!(
-        "  fix: if the node was recreated, `labctl up` pins its new key; to re-pin by hand: ssh-keygen -R {host} -f {kh} and add the node's current key (or use --insecure-no-host-key-check for a node you trust)",
+        "  fix: if the node was recreated or re-keyed on purpose, re-pin its key: `labctl up` (provider nspawn: it reads every node's key from the node's own files); for provider ssh: ssh-keygen -R {host} -f {kh} && ssh-keyscan -t ed25519 -p {port} {ip} >> {kh} (compare the fingerprint with the node's console first). Otherwise someone else answers at {ip}: do not connect",
         host = host_for_known_hosts(t),
-        kh = t.known_hosts.display()
+        kh = t.known_hosts.display(),
+        port = t.addr.port(),
+        ip = t.addr.ip(),
     );
     let (key, _) = sess.host_key().ok_or_else(|| {
         ConnectError::Unreachable(format!("{}: the server sent no host key", t.name))

@@ -76,8 +76,19 @@ pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Rewrite the lab's known-hosts file from the nodes' own host keys.
-pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<()> {
+/// Rewrite the lab's known-hosts file from the nodes' own host keys; returns
+/// the nodes whose pinned key changed (a key that was pinned before and differs
+/// now: a node re-keyed on purpose; a recreated lab starts with no pins).
+pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<Vec<String>> {
+    let kh = &inv.ssh.known_hosts;
+    let before = std::fs::read_to_string(kh).unwrap_or_default();
+    let old_pin = |name: &str| -> Option<String> {
+        before
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+    };
+    let mut changed = Vec::new();
     let mut text = format!(
         "# lab `{}`: host keys pinned by labctl up from each node's file system\n",
         inv.lab
@@ -89,15 +100,21 @@ pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<()> {
         };
         let mut w = pubkey.split_whitespace();
         if let (Some(kind), Some(b64)) = (w.next(), w.next()) {
-            text.push_str(&format!("{} {kind} {b64}\n", sshcmd::known_hosts_name(n)));
+            let name = sshcmd::known_hosts_name(n);
+            if old_pin(&name).is_some_and(|old| old != format!("{kind} {b64}")) {
+                changed.push(n.name.clone());
+            }
+            text.push_str(&format!("{name} {kind} {b64}\n"));
         }
     }
-    let kh = &inv.ssh.known_hosts;
+    if text == before {
+        return Ok(changed);
+    }
     if let Some(d) = kh.parent() {
         std::fs::create_dir_all(d)?;
     }
     let tmp = kh.with_extension("tmp");
     std::fs::write(&tmp, text)?;
     std::fs::rename(&tmp, kh)?;
-    Ok(())
+    Ok(changed)
 }

@@ -73,6 +73,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         .collect();
     let bridge_ok = crate::lab::bridge_holds_gateway(inv)? && network::nft_table_exists(&inv.lab);
     if todo.is_empty() && bridge_ok {
+        repin(inv)?;
         eprintln!(
             "lab `{}` is already up: {} running; nothing to do",
             inv.lab,
@@ -96,6 +97,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
     }
 
     if todo.is_empty() {
+        repin(inv)?;
         eprintln!(
             "lab `{}`: bridge {} and nft table {} restored; every node was already running",
             inv.lab,
@@ -121,7 +123,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         rootfs::unmount_node(&np)?;
         rootfs::prepare(inv, n, &image, &pubkey, &nameservers)?;
     }
-    keys::pin_host_keys(inv)?;
+    repin(inv)?;
     let t_boot = Instant::now();
     for n in &todo {
         let np = NodePaths::new(&inv.lab, &n.name);
@@ -180,6 +182,19 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         super::secs(t_boot.elapsed()),
         super::secs(start.elapsed())
     );
+    Ok(())
+}
+
+/// Pin every node's host key, read from its own files (`up` does this each
+/// time, so a node whose key changed is re-pinned by `labctl up`, the fix the
+/// host key refusal names), and say which pins changed.
+fn repin(inv: &Inventory) -> anyhow::Result<()> {
+    for name in keys::pin_host_keys(inv)? {
+        eprintln!(
+            "{name}: its host key changed on the node; re-pinned the new key (read from the node's files) in {}",
+            inv.ssh.known_hosts.display()
+        );
+    }
     Ok(())
 }
 

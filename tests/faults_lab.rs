@@ -1,0 +1,497 @@
+//! Faults on real nspawn labs (issue 5), driven through the `labctl` binary:
+//!
+//! - a node powered off (`labctl fail`) in the middle of `configure`: that host is
+//!   reported, the others finish, exit code 1; after `up NODE` the next
+//!   `configure` converges everything;
+//! - host keys: a node whose host key changed is refused (by `configure` and by
+//!   `ssh`) with a message saying how to re-pin; `destroy` + `up` re-pins
+//!   recreated nodes without any manual step;
+//! - `labctl up` killed with SIGKILL in the middle: `destroy` still removes
+//!   everything, and the next `up` works.
+//!
+//! Labs `flt*` on 10.1.6.0/24 only. Needs root (CI runs as root). Waits have
+//! generous deadlines and wait for events (files, lines), never for a duration;
+//! durations are printed as FIGURE lines, not asserted.
+
+mod common;
+use common::lab::{Lab, LABS};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const SUBNET: &str = "10.1.6";
+
+/// The LABS mutex, plus an `flock` so two runs of this binary (debug and
+/// release) never use 10.1.6.0/24 at once.
+struct OneAtATime {
+    _guard: std::sync::MutexGuard<'static, ()>,
+    _file: std::fs::File,
+}
+
+fn one_at_a_time() -> OneAtATime {
+    use std::os::fd::AsRawFd;
+    let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open("/var/lib/labctl/locks/faults_lab-tests.lock")
+        .unwrap();
+    // SAFETY: flock on a file descriptor we own.
+    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    OneAtATime {
+        _guard: guard,
+        _file: file,
+    }
+}
+
+/// Start labctl in the lab's project folder without waiting for it.
+fn spawn(lab: &Lab, args: &[&str]) -> Child {
+    eprintln!("$ labctl {} &", args.join(" "));
+    Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(args)
+        .current_dir(lab.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Wait (up to a generous deadline) until `cond` holds.
+fn eventually(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
+    let end = Instant::now() + deadline;
+    while !cond() {
+        assert!(Instant::now() < end, "gave up waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A file inside a running node, seen from the host (its overlay's merged view).
+fn node_file(lab: &Lab, node: &str, path: &str) -> PathBuf {
+    Path::new("/var/lib/labctl/labs")
+        .join(&lab.lab)
+        .join("nodes")
+        .join(node)
+        .join("merged")
+        .join(path.trim_start_matches('/'))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn state(lab: &Lab, node: &str) -> String {
+    let v = lab.json(&["status", "--json"]);
+    v["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .map(|n| n["state"].as_str().unwrap().to_string())
+        .unwrap()
+}
+
+/// Stricter than [`Lab::assert_gone`]: also no container init (orphaned ones
+/// carry `LABCTL_MACHINE=<lab>-<node>`), no veth, no project state.
+fn assert_all_gone(lab: &Lab) {
+    lab.assert_gone();
+    let tag = format!("LABCTL_MACHINE={}-", lab.lab);
+    let inits: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| {
+            std::fs::read(e.path().join("environ"))
+                .map(|b| text(&b).split('\0').any(|v| v.starts_with(&tag)))
+                .unwrap_or(false)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(inits.is_empty(), "container inits left: {inits:?}");
+    let veths: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("vb-{}-", lab.lab)))
+        .collect();
+    assert!(veths.is_empty(), "veths left: {veths:?}");
+    assert!(!lab.path(".labctl").exists(), "project state .labctl/ left");
+}
+
+/// Two plays on every node: a slow command (it leaves a marker when it starts,
+/// and `creates:` makes it run until it once completes), then a config file.
+/// `TAG` names the markers and the file.
+const SLOW: &str = r#"
+name: slow-everywhere
+plays:
+  - name: slow step
+    hosts: all
+    tasks:
+      - name: slow step
+        command:
+          cmd: "touch /var/tmp/TAG-started && sleep 10 && touch /var/tmp/TAG-done"
+          creates: /var/tmp/TAG-done
+  - name: config
+    hosts: all
+    tasks:
+      - name: TAG.conf
+        template: {src: flt.j2, dest: /etc/TAG.conf, mode: "0644"}
+"#;
+
+const CONF: &str = "node {{ inventory_hostname }} at {{ node.address }}\n";
+
+fn host<'a>(recap: &'a serde_json::Value, h: &str) -> &'a serde_json::Value {
+    &recap["hosts"][h]
+}
+
+/// The host side of a node's veth (`vb-<lab>-<node>`), a port of the lab bridge.
+fn host_veth(lab: &Lab, node: &str) -> String {
+    let name = format!("vb-{}-{node}", lab.lab);
+    let ports: Vec<String> = std::fs::read_dir(format!("/sys/class/net/lab-{}/brif", lab.lab))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        ports.contains(&name),
+        "no {name} among the bridge ports {ports:?}"
+    );
+    name
+}
+
+/// Run `scenario` (the SLOW one, markers renamed to `tag`), cut nodo2's power
+/// in the middle of its slow step, and check the recap. `silent`: first take
+/// nodo2's veth down on the host, so its dying kernel cannot close the SSH
+/// connection (no FIN, no RST, as when a VM loses power): only TCP keepalives
+/// can notice it. Then power nodo2 on again and check that a re-run converges.
+fn power_cut_mid_configure(lab: &Lab, tag: &str, silent: bool) {
+    let file = format!("{tag}.yaml");
+    std::fs::write(lab.path(&file), SLOW.replace("TAG", tag)).unwrap();
+    let conf_path = format!("/etc/{tag}.conf");
+
+    let t0 = Instant::now();
+    let run = spawn(lab, &["configure", &file, "--json"]);
+    let started = node_file(lab, "nodo2", &format!("/var/tmp/{tag}-started"));
+    eventually("nodo2 runs its slow step", Duration::from_secs(180), || {
+        started.exists()
+    });
+    eprintln!(
+        "FIGURE[{tag}]: nodo2 reached its slow step {:.1} s after configure started",
+        t0.elapsed().as_secs_f64()
+    );
+    if silent {
+        let veth = host_veth(lab, "nodo2");
+        let o = Command::new("ip")
+            .args(["link", "set", "dev", &veth, "down"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o.stderr));
+    }
+
+    // the power cut: `fail` works while `configure` holds the lab lock
+    let t_fail = Instant::now();
+    let f = lab.labctl(&["fail", "nodo2"]);
+    assert!(
+        f.status.success(),
+        "`labctl fail` must cut the power while configure runs: {}",
+        text(&f.stderr)
+    );
+    let out = run.wait_with_output().unwrap();
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    eprintln!(
+        "FIGURE[{tag}]: configure ended {:.1} s after the power cut of nodo2 (whole run {:.1} s; the other nodes' slow step takes 10 s)\n--- stdout\n{stdout}--- stderr\n{stderr}",
+        t_fail.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(1), "exit code");
+    let recap: serde_json::Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {stdout}"));
+    for h in ["nodo1", "dns"] {
+        let r = host(&recap, h);
+        assert_eq!(r["failed"], 0, "{h}: {recap}");
+        assert_eq!(r["unreachable"], false, "{h}: {recap}");
+        assert_eq!(
+            r["changed"], 2,
+            "{h} ran the slow step and wrote its file: {recap}"
+        );
+        let conf = std::fs::read_to_string(node_file(lab, h, &conf_path)).unwrap();
+        assert!(
+            conf.starts_with(&format!("node {h} at {SUBNET}.")),
+            "{conf}"
+        );
+    }
+    let n2 = host(&recap, "nodo2");
+    assert_eq!(
+        n2["unreachable"], true,
+        "a dropped connection is unreachable: {recap}"
+    );
+    assert_eq!(n2["changed"], 0, "{recap}");
+    assert!(recap["failed"].as_u64() > Some(0), "{recap}");
+    assert!(
+        stderr.contains("unreachable: [nodo2] slow step: connection lost"),
+        "stderr names the dead host: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(state(lab, "nodo2"), "stopped");
+
+    // power back on: the next configure converges everything
+    lab.ok(&["up", "nodo2"]);
+    let again = lab.json(&["configure", &file, "--json"]);
+    assert_eq!(again["failed"], 0, "{again}");
+    assert_eq!(host(&again, "nodo2")["changed"], 2, "{again}");
+    for h in ["nodo1", "dns"] {
+        assert_eq!(host(&again, h)["changed"], 0, "{h}: {again}");
+    }
+    let conf = std::fs::read_to_string(node_file(lab, "nodo2", &conf_path)).unwrap();
+    assert_eq!(conf, format!("node nodo2 at {SUBNET}.102\n"));
+    let third = lab.json(&["configure", &file, "--json"]);
+    assert_eq!(third["changed"], 0, "{third}");
+    assert_eq!(third["failed"], 0, "{third}");
+}
+
+#[test]
+fn a_node_powered_off_mid_configure_is_reported_the_others_finish_and_a_rerun_converges() {
+    let _one = one_at_a_time();
+    let lab = Lab::new("fltoff", SUBNET);
+    std::fs::write(lab.path("templates/flt.j2"), CONF).unwrap();
+    lab.ok(&["up"]);
+    // `labctl fail`: the node's processes die at once, its kernel closes their sockets
+    power_cut_mid_configure(&lab, "cut", false);
+    // a node that vanishes without a word: found by the TCP keepalives
+    power_cut_mid_configure(&lab, "silent", true);
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+}
+
+const QUICK: &str = r#"
+name: quick
+plays:
+  - hosts: all
+    tasks:
+      - name: flt.conf
+        template: {src: flt.j2, dest: /etc/flt.conf, mode: "0644"}
+"#;
+
+fn known_hosts(lab: &Lab) -> String {
+    std::fs::read_to_string(lab.path(".labctl/known_hosts")).unwrap()
+}
+
+/// The pinned key line of `addr`.
+fn pinned(kh: &str, addr: &str) -> String {
+    kh.lines()
+        .find(|l| l.split_whitespace().next() == Some(addr))
+        .unwrap_or_else(|| panic!("{addr} is not pinned:\n{kh}"))
+        .to_string()
+}
+
+#[test]
+fn a_changed_host_key_is_refused_with_the_re_pin_fix_and_recreated_nodes_are_re_pinned() {
+    let _one = one_at_a_time();
+    let lab = Lab::new("fltkey", SUBNET);
+    std::fs::write(lab.path("quick.yaml"), QUICK).unwrap();
+    std::fs::write(lab.path("templates/flt.j2"), CONF).unwrap();
+    lab.ok(&["up"]);
+    let first = lab.json(&["configure", "quick.yaml", "--json"]);
+    assert_eq!(first["failed"], 0, "{first}");
+    let kh1 = known_hosts(&lab);
+    let nodo1 = format!("{SUBNET}.101");
+
+    // (a) nodo1 gets a new host key (as after a reinstall, or a machine in the middle)
+    lab.ok(&[
+        "ssh",
+        "nodo1",
+        "--",
+        "sudo",
+        "sh",
+        "-c",
+        "'rm -f /etc/ssh/ssh_host_*key* && ssh-keygen -q -t ed25519 -N \"\" -f /etc/ssh/ssh_host_ed25519_key && systemctl restart ssh'",
+    ]);
+    let conf = node_file(&lab, "nodo1", "/etc/flt.conf");
+    std::fs::remove_file(&conf).unwrap();
+    let o = lab.labctl(&["configure", "quick.yaml"]);
+    let all = format!("{}{}", text(&o.stdout), text(&o.stderr));
+    assert_eq!(o.status.code(), Some(1), "{all}");
+    assert!(all.contains("does not match the key pinned"), "{all}");
+    assert!(
+        all.contains("fix:") && all.contains("labctl up"),
+        "the re-pin fix: {all}"
+    );
+    assert!(
+        !conf.exists(),
+        "nothing is written to a node that failed the host key check"
+    );
+    let o = lab.labctl(&["configure", "quick.yaml", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let recap: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(host(&recap, "nodo1")["unreachable"], true, "{recap}");
+    for h in ["nodo2", "dns"] {
+        assert_eq!(host(&recap, h)["failed"], 0, "{recap}");
+        assert_eq!(host(&recap, h)["unreachable"], false, "{recap}");
+    }
+    let o = lab.labctl(&["ssh", "nodo1", "--", "true"]);
+    assert!(!o.status.success(), "ssh refuses a changed host key");
+    assert!(
+        text(&o.stderr).contains("IDENTIFICATION HAS CHANGED")
+            || text(&o.stderr).contains("Host key verification failed"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert_eq!(
+        known_hosts(&lab),
+        kh1,
+        "a refused connection never changes the pins"
+    );
+
+    // the fix the message gives: `labctl up` re-pins from the nodes' own files
+    let up = lab.labctl(&["up"]);
+    assert!(up.status.success());
+    assert!(
+        text(&up.stderr).contains("nodo1"),
+        "up says which pin changed: {}",
+        text(&up.stderr)
+    );
+    let kh2 = known_hosts(&lab);
+    assert_ne!(pinned(&kh2, &nodo1), pinned(&kh1, &nodo1));
+    for a in [format!("{SUBNET}.102"), format!("{SUBNET}.103")] {
+        assert_eq!(pinned(&kh2, &a), pinned(&kh1, &a), "other pins kept");
+    }
+    let again = lab.json(&["configure", "quick.yaml", "--json"]);
+    assert_eq!(again["failed"], 0, "{again}");
+    assert_eq!(host(&again, "nodo1")["changed"], 1, "{again}");
+    assert_eq!(lab.ok(&["ssh", "nodo1", "--", "hostname"]).trim(), "nodo1");
+
+    // (b) destroy + up: new nodes, new keys, pinned without any manual step
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+    lab.ok(&["up"]);
+    let kh3 = known_hosts(&lab);
+    for a in [
+        nodo1.clone(),
+        format!("{SUBNET}.102"),
+        format!("{SUBNET}.103"),
+    ] {
+        assert_ne!(
+            pinned(&kh3, &a),
+            pinned(&kh2, &a),
+            "{a}: a recreated node has a new key"
+        );
+    }
+    let fresh = lab.json(&["configure", "quick.yaml", "--json"]);
+    assert_eq!(fresh["failed"], 0, "{fresh}");
+    assert_eq!(fresh["changed"], 3, "{fresh}");
+    for n in ["nodo1", "nodo2", "dns"] {
+        let o = lab.labctl(&["ssh", n, "--", "hostname"]);
+        assert!(o.status.success(), "{n}: {}", text(&o.stderr));
+        assert_eq!(text(&o.stdout).trim(), n);
+        assert!(
+            !text(&o.stderr).contains("IDENTIFICATION HAS CHANGED"),
+            "{}",
+            text(&o.stderr)
+        );
+    }
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+}
+
+/// Run `labctl up` on a fresh lab and SIGKILL it as soon as its stderr shows
+/// a line containing `at`; returns the lines it printed.
+fn up_killed_at(lab: &Lab, at: &str) -> Vec<String> {
+    let mut child = spawn(lab, &["up"]);
+    let err = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let end = Instant::now() + Duration::from_secs(600);
+    loop {
+        let left = end.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => {
+                eprintln!("up: {l}");
+                let hit = l.contains(at);
+                lines.push(l);
+                if hit {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`up` never printed {at:?} ({e}): {lines:?}");
+            }
+        }
+    }
+    // SIGKILL: no destructor, no cleanup, like a crash or the OOM killer
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    drop(rx);
+    let _ = reader.join();
+    eprintln!("killed `up` after {at:?}: {status:?}");
+    lines
+}
+
+/// nspawn processes of the lab still running.
+fn nspawns_of(lab: &Lab) -> usize {
+    let needle = format!("/var/lib/labctl/labs/{}/", lab.lab);
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| text(&b).replace('\0', " "))
+        .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
+        .count()
+}
+
+#[test]
+fn destroy_after_up_was_killed_removes_everything_and_the_next_up_works() {
+    let _one = one_at_a_time();
+    let lab = Lab::new("fltcrash", SUBNET);
+    // the image is cached first, so the kill lands in the node phase
+    lab.ok(&["up", "dns"]);
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+
+    // killed while creating overlays, and right after the first container started
+    for at in ["creating", "booting (systemd-nspawn PID"] {
+        eprintln!("===== kill `up` at {at:?}");
+        up_killed_at(&lab, at);
+        let needle = format!("/var/lib/labctl/labs/{}/", lab.lab);
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        eprintln!(
+            "FIGURE: after the kill at {at:?}: {} nspawn process(es) and {} mount(s) of the lab left",
+            nspawns_of(&lab),
+            mounts.lines().filter(|l| l.contains(&needle)).count()
+        );
+        let t = Instant::now();
+        lab.ok(&["destroy"]);
+        eprintln!(
+            "FIGURE: destroy after the crash took {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        assert_all_gone(&lab);
+        // a second destroy is harmless
+        lab.ok(&["destroy"]);
+        assert_all_gone(&lab);
+    }
+
+    // and a crash that left everything behind does not stop the next `up`
+    up_killed_at(&lab, "booting (systemd-nspawn PID");
+    lab.ok(&["up"]);
+    for n in ["nodo1", "nodo2", "dns"] {
+        assert_eq!(state(&lab, n), "running", "{n}");
+        assert_eq!(lab.ok(&["ssh", n, "--", "hostname"]).trim(), n);
+    }
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+}
