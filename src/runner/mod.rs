@@ -105,6 +105,15 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
         reporter.finish();
     });
 
+    // LABCTL_TIMING=1: how long each phase took, on stderr (for benchmarks)
+    let timing = std::env::var_os("LABCTL_TIMING").is_some();
+    let t0 = std::time::Instant::now();
+    let lap = |what: &str| {
+        if timing {
+            eprintln!("timing: {what} at {} ms", t0.elapsed().as_millis());
+        }
+    };
+
     // connect to every host (in parallel), keeping one session per host
     let mut slots: Vec<Slot> = plans
         .into_iter()
@@ -147,6 +156,8 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
         }
     });
 
+    lap("connected");
+
     // plays in order, like Ansible: a play starts when the one before it has
     // finished on every host (so HAProxy starts after the web servers it checks)
     for idx in 0..scenario.plays.len() {
@@ -173,6 +184,11 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
                 run.run_play(play);
             }
         });
+        lap(&format!(
+            "play {} ({}) done",
+            idx + 1,
+            scenario.plays[idx].name
+        ));
     }
 
     let mut recap = Recap::default();

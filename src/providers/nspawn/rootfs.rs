@@ -246,8 +246,11 @@ fn configure(
          printf '%s\\n' \"$LABCTL_PUBKEY\" > {home}/.ssh/authorized_keys\n\
          chown {user}:$(id -gn {user}) {home}/.ssh/authorized_keys\n\
          chmod 600 {home}/.ssh/authorized_keys\n\
-         if [ {user} != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {user} > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi\n"
+         if [ {user} != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {user} > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi\n\
+         mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/{user}\n"
     );
+    // (linger: the user's systemd manager starts at boot, not inside the first
+    // SSH session, which made labctl's first remote command ~100 ms slower)
     let out = Command::new("chroot")
         .arg(root)
         .args(["/bin/sh", "-c", &script])
