@@ -62,6 +62,38 @@ fn one_variable_changes_only_what_uses_it(lab: &Lab) {
     assert_eq!(again["changed"], 0, "{again}");
 }
 
+/// The `user` operation on real nodes: created with groups and a hashed
+/// password, unchanged on a re-run (the password is checked against the hash),
+/// and the password never shown.
+fn user_accounts_converge_and_passwords_stay_secret(lab: &Lab) {
+    let pw = "s3cret-alumno-pw";
+    std::fs::write(
+        lab.path("scenarios/users.yaml"),
+        format!(
+            "name: users\nsecrets: [alumno_password]\nvars: {{alumno_password: \"{pw}\"}}\nplays:\n  - hosts: nodos\n    tasks:\n      - user: {{name: alumno, groups: [www-data], shell: /bin/bash, password: \"{{{{ alumno_password }}}}\"}}\n"
+        ),
+    )
+    .unwrap();
+    let out = lab.labctl(&["configure", "scenarios/users.yaml", "-vv", "--diff"]);
+    assert!(out.status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(pw), "the password was shown: {all}");
+    assert!(all.contains("changed: [nodo1] user alumno"), "{all}");
+    let again = lab.json(&["configure", "scenarios/users.yaml", "--json"]);
+    assert_eq!(again["changed"], 0, "{again}");
+    let id = lab.ok(&["ssh", "nodo2", "--", "id", "-nG", "alumno"]);
+    assert!(id.contains("www-data"), "{id}");
+    let hash = lab.ok(&["ssh", "nodo2", "--", "sudo", "getent", "shadow", "alumno"]);
+    assert!(
+        hash.contains(":$6$"),
+        "password not set as a SHA-512 hash: {hash}"
+    );
+}
+
 #[test]
 fn every_scenario_converges_fresh_nodes_and_stays_converged() {
     let _one = one_at_a_time();
@@ -72,6 +104,7 @@ fn every_scenario_converges_fresh_nodes_and_stays_converged() {
         configure_twice(&lab, scenario);
         if scenario.contains("01-") {
             one_variable_changes_only_what_uses_it(&lab);
+            user_accounts_converge_and_passwords_stay_secret(&lab);
         }
         let report = lab.labctl(&[
             "verify",
