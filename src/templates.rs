@@ -23,6 +23,9 @@ impl Templates {
         let mut env = Environment::new();
         env.set_loader(minijinja::path_loader(dir));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // name the undefined variable in errors in release builds too (the
+        // default follows debug_assertions)
+        env.set_debug(true);
         let mut syntax = minijinja::syntax::SyntaxConfig::builder();
         syntax.keep_trailing_newline(true);
         // like Ansible: a block tag's own newline is not output
