@@ -108,6 +108,7 @@ fn every_scenario_converges_fresh_nodes_and_stays_converged() {
         }
         let report = lab.labctl(&[
             "verify",
+            scenario,
             "--json",
             "--skip",
             "failover",
