@@ -14,7 +14,7 @@ Examples:
   labctl verify                                  # the scenario last applied with `configure`
   labctl verify scenarios/01-dns-round-robin.yaml
   labctl verify --json                           # one JSON object: passed, checks, failover_ms
-  labctl verify --skip failover --skip service_recovery   # nothing disruptive
+  labctl verify --skip failover --skip service_recovery --skip node_down   # nothing disruptive
   labctl verify scenario.yaml --list             # the checks, rendered; runs none
 
 Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
@@ -25,16 +25,19 @@ Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
     - cluster: {nodes: [nodo1, nodo2], resources: [VirtualIP]}
     - failover: {vip: \"{{ vip }}\", within: 2s}
     - service_recovery: {service: apache2, vip: \"{{ vip }}\", resource: WebServer, within: 30s}
+    - node_down: {node: nodo1, within: 15s, checks: [{http: {url: \"http://www.{{ domain }}/info.txt\", dns: dns, nodes: [nodo2]}}]}
 
 `failover` cuts the power of the node serving the VIP (`labctl fail`), times the
-switch to the other node, then brings the node back (`labctl up`).
+switch to the other node, then brings the node back (`labctl up`). `node_down`
+cuts the power of a node, runs its nested dns/http checks at 2 Hz until they all
+pass, reports that time, then brings the node back.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input.")]
 pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery); repeatable.
+    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down); repeatable.
     #[arg(long, value_name = "KIND")]
     pub skip: Vec<String>,
     /// Show the checks that would run (rendered), and run none.

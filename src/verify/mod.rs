@@ -11,6 +11,7 @@
 //!   - name: the VIP moves when its holder loses power
 //!     failover: {vip: "{{ vip }}", within: 2s}
 //!   - service_recovery: {service: apache2, vip: "{{ vip }}", resource: WebServer, within: 30s}
+//!   - node_down: {node: nodo1, within: 15s, checks: [{http: {url: "http://www.{{ domain }}/info.txt", dns: dns, nodes: [nodo2]}}]}
 //! ```
 //!
 //! Flow: [`prepare`] renders every check with the scenario's variables and
@@ -26,6 +27,7 @@ pub mod cluster;
 pub mod dns;
 pub mod failover;
 pub mod http;
+pub mod node_down;
 pub mod service_recovery;
 
 use crate::error::user;
@@ -65,12 +67,19 @@ pub enum CheckKind {
     Cluster(cluster::Spec),
     Failover(failover::Spec),
     ServiceRecovery(service_recovery::Spec),
+    NodeDown(node_down::Spec),
 }
 
 impl CheckKind {
     /// The check kinds, as written in a scenario.
-    pub const NAMES: &'static [&'static str] =
-        &["dns", "http", "cluster", "failover", "service_recovery"];
+    pub const NAMES: &'static [&'static str] = &[
+        "dns",
+        "http",
+        "cluster",
+        "failover",
+        "service_recovery",
+        "node_down",
+    ];
 
     /// The key this check is written with.
     pub fn key(&self) -> &'static str {
@@ -80,6 +89,7 @@ impl CheckKind {
             CheckKind::Cluster(_) => "cluster",
             CheckKind::Failover(_) => "failover",
             CheckKind::ServiceRecovery(_) => "service_recovery",
+            CheckKind::NodeDown(_) => "node_down",
         }
     }
 }
@@ -104,6 +114,8 @@ struct CheckFile {
         alias = "service-recovery"
     )]
     service_recovery: Option<service_recovery::Spec>,
+    #[serde(default, skip_serializing_if = "Option::is_none", alias = "node-down")]
+    node_down: Option<node_down::Spec>,
 }
 
 impl TryFrom<CheckFile> for CheckSpec {
@@ -124,6 +136,9 @@ impl TryFrom<CheckFile> for CheckSpec {
         }
         if let Some(s) = f.service_recovery {
             found.push(CheckKind::ServiceRecovery(s));
+        }
+        if let Some(s) = f.node_down {
+            found.push(CheckKind::NodeDown(s));
         }
         match found.len() {
             1 => Ok(CheckSpec {
@@ -154,6 +169,7 @@ impl From<CheckSpec> for CheckFile {
             CheckKind::Cluster(s) => f.cluster = Some(s),
             CheckKind::Failover(s) => f.failover = Some(s),
             CheckKind::ServiceRecovery(s) => f.service_recovery = Some(s),
+            CheckKind::NodeDown(s) => f.node_down = Some(s),
         }
         f
     }
@@ -476,35 +492,39 @@ pub(crate) enum Plan {
     Cluster(cluster::Plan),
     Failover(failover::Plan),
     ServiceRecovery(service_recovery::Plan),
+    NodeDown(node_down::Plan),
 }
 
 impl Plan {
-    fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Plan::Dns(_) => "dns",
             Plan::Http(_) => "http",
             Plan::Cluster(_) => "cluster",
             Plan::Failover(_) => "failover",
             Plan::ServiceRecovery(_) => "service_recovery",
+            Plan::NodeDown(_) => "node_down",
         }
     }
     /// The most this check may take; past it, it fails.
-    fn deadline(&self) -> Duration {
+    pub(crate) fn deadline(&self) -> Duration {
         match self {
             Plan::Dns(p) => p.deadline(),
             Plan::Http(p) => p.deadline(),
             Plan::Cluster(p) => p.deadline(),
             Plan::Failover(p) => p.deadline(),
             Plan::ServiceRecovery(p) => p.deadline(),
+            Plan::NodeDown(p) => p.deadline(),
         }
     }
-    fn run(&self, ctx: &Ctx) -> Outcome {
+    pub(crate) fn run(&self, ctx: &Ctx) -> Outcome {
         match self {
             Plan::Dns(p) => p.run(ctx),
             Plan::Http(p) => p.run(ctx),
             Plan::Cluster(p) => p.run(ctx),
             Plan::Failover(p) => p.run(ctx),
             Plan::ServiceRecovery(p) => p.run(ctx),
+            Plan::NodeDown(p) => p.run(ctx),
         }
     }
 }
@@ -615,29 +635,37 @@ pub(crate) fn prepare(
         }
         let spec: CheckSpec = templates.render_args(&check.spec, &vars, &check.at)?;
         let ctx = PrepareCtx { inv, at: &check.at };
-        let plan = match &spec.kind {
-            CheckKind::Dns(s) => Plan::Dns(s.prepare(&ctx)?),
-            CheckKind::Http(s) => Plan::Http(s.prepare(&ctx)?),
-            CheckKind::Cluster(s) => Plan::Cluster(s.prepare(&ctx)?),
-            CheckKind::Failover(s) => Plan::Failover(s.prepare(&ctx)?),
-            CheckKind::ServiceRecovery(s) => Plan::ServiceRecovery(s.prepare(&ctx)?),
-        };
-        let name = match &spec.name {
-            Some(n) if !n.trim().is_empty() => n.trim().to_string(),
-            _ => match &plan {
-                Plan::Dns(p) => p.summary(),
-                Plan::Http(p) => p.summary(),
-                Plan::Cluster(p) => p.summary(),
-                Plan::Failover(p) => p.summary(),
-                Plan::ServiceRecovery(p) => p.summary(),
-            },
-        };
-        out.push(Prepared { name, plan });
+        let p = prepare_check(&spec, &ctx)?;
+        out.push(p);
     }
     if out.is_empty() {
         user_bail!("every check of the scenario was skipped (--skip)\n  fix: skip fewer kinds");
     }
     Ok(out)
+}
+
+/// One rendered check, resolved into its plan, with its display name.
+pub(crate) fn prepare_check(spec: &CheckSpec, ctx: &PrepareCtx) -> anyhow::Result<Prepared> {
+    let plan = match &spec.kind {
+        CheckKind::Dns(s) => Plan::Dns(s.prepare(ctx)?),
+        CheckKind::Http(s) => Plan::Http(s.prepare(ctx)?),
+        CheckKind::Cluster(s) => Plan::Cluster(s.prepare(ctx)?),
+        CheckKind::Failover(s) => Plan::Failover(s.prepare(ctx)?),
+        CheckKind::ServiceRecovery(s) => Plan::ServiceRecovery(s.prepare(ctx)?),
+        CheckKind::NodeDown(s) => Plan::NodeDown(s.prepare(ctx, &|c| prepare_check(c, ctx))?),
+    };
+    let name = match &spec.name {
+        Some(n) if !n.trim().is_empty() => n.trim().to_string(),
+        _ => match &plan {
+            Plan::Dns(p) => p.summary(),
+            Plan::Http(p) => p.summary(),
+            Plan::Cluster(p) => p.summary(),
+            Plan::Failover(p) => p.summary(),
+            Plan::ServiceRecovery(p) => p.summary(),
+            Plan::NodeDown(p) => p.summary(),
+        },
+    };
+    Ok(Prepared { name, plan })
 }
 
 // ---------------------------------------------------------------------------
