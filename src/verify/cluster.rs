@@ -178,17 +178,33 @@ impl Plan {
         Outcome::fail(errors.join("; "))
     }
 
-    /// Whether a listed resource is in the middle of an action.
+    /// Whether a listed resource is in the middle of an action, or not
+    /// started yet without having failed (pacemaker starts resources a moment
+    /// after they are defined, e.g. right after `configure`), or a listed
+    /// member is not online yet: not a verdict yet.
     fn in_transition(&self, st: &CrmStatus) -> bool {
-        self.resources.iter().any(|(id, _)| {
-            st.named(id).0.iter().any(|r| {
-                r.pending
-                    || matches!(
-                        r.role.as_str(),
-                        "Starting" | "Stopping" | "Promoting" | "Demoting" | "Migrating"
-                    )
+        let not_yet = self.resources.iter().any(|(id, _)| {
+            let (found, _) = st.named(id);
+            !found.is_empty()
+                && found.iter().all(|r| !r.failed)
+                && st.started_on(id).is_some_and(|w| w.is_empty())
+        });
+        // a member that is still joining (just started or rebooted)
+        let joining = self
+            .nodes
+            .iter()
+            .any(|n| !st.nodes.iter().any(|x| &x.name == n && x.online));
+        not_yet
+            || joining
+            || self.resources.iter().any(|(id, _)| {
+                st.named(id).0.iter().any(|r| {
+                    r.pending
+                        || matches!(
+                            r.role.as_str(),
+                            "Starting" | "Stopping" | "Promoting" | "Demoting" | "Migrating"
+                        )
+                })
             })
-        })
     }
 
     /// Compare what crm_mon shows with what the check wants.

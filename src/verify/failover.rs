@@ -246,6 +246,8 @@ impl Spec {
     }
 }
 
+/// How long to wait for the cluster to be idle before the power cut.
+const SETTLE: Duration = Duration::from_secs(20);
 /// How long a power cut may take.
 const CUT_LIMIT: Duration = Duration::from_secs(60);
 /// How long booting a node again may take.
@@ -270,6 +272,8 @@ impl Plan {
 
     pub(crate) fn deadline(&self) -> Duration {
         Duration::from_secs(10)
+            + SETTLE
+            + Duration::from_secs(25)
             + CUT_LIMIT
             + self.poll_limit()
             + UP_LIMIT
@@ -290,6 +294,9 @@ impl Plan {
             ))
             .with_ms(None);
         }
+        // a cluster still busy (a node just rejoined, a resource just
+        // recovered) would add its own delay to the figure: wait until it is idle
+        let unsettled = self.settle(ctx, &holder);
         ctx.progress(&format!(
             "failover: {holder} serves {}; cutting its power",
             self.target.label()
@@ -347,6 +354,9 @@ impl Plan {
         let back = self.restore(ctx, &holder, survivor.as_deref());
         let restored = back.starts_with("; back:");
         detail.push_str(&back);
+        if let Some(u) = unsettled {
+            detail.push_str(&format!(" (before the cut the cluster was not idle: {u})"));
+        }
         let passed = matches!(ms, Some(ms) if ms <= within_ms) && restored;
         let mut out = if passed {
             Outcome::pass(detail)
@@ -365,6 +375,65 @@ impl Plan {
         out = out.with_ms(ms);
         out.failover_ms = ms;
         out
+    }
+
+    /// Wait (up to [`SETTLE`]) until `crm_mon` on `holder` shows every member
+    /// online and no resource starting, stopping, failed or with an action
+    /// pending; then a moment more. Why it did not settle, if it did not.
+    fn settle(&self, ctx: &Ctx, holder: &str) -> Option<String> {
+        let node = ctx.inv.node(holder)?.clone();
+        let until = Instant::now() + SETTLE;
+        let mut sess = None;
+        let mut last;
+        loop {
+            if sess.is_none() {
+                match ctx.ssh(&node) {
+                    Ok(s) => sess = Some(s),
+                    Err(e) => return Some(e),
+                }
+            }
+            let s = sess.as_mut()?;
+            last = match cluster::crm_status_in(s) {
+                Ok(st) => {
+                    let offline: Vec<&str> = self
+                        .members
+                        .iter()
+                        .filter(|m| !st.nodes.iter().any(|n| &n.name == *m && n.online))
+                        .map(String::as_str)
+                        .collect();
+                    let busy: Vec<&str> = st
+                        .resources
+                        .iter()
+                        .filter(|r| {
+                            r.pending
+                                || r.failed
+                                || matches!(r.role.as_str(), "Starting" | "Stopping" | "Migrating")
+                        })
+                        .map(|r| r.id.as_str())
+                        .collect();
+                    if offline.is_empty() && busy.is_empty() {
+                        std::thread::sleep(Duration::from_secs(1));
+                        return None;
+                    }
+                    let mut why = Vec::new();
+                    if !offline.is_empty() {
+                        why.push(format!("{} offline", offline.join(", ")));
+                    }
+                    if !busy.is_empty() {
+                        why.push(format!("{} busy", busy.join(", ")));
+                    }
+                    why.join(", ")
+                }
+                Err(e) => {
+                    sess = None;
+                    e
+                }
+            };
+            if Instant::now() >= until {
+                return Some(last);
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Bring `holder` back and (if asked) wait until the survivor's crm_mon shows

@@ -905,10 +905,11 @@ mod tests {
 - failover: {vip: "{{ vip }}", url: "http://{{ vip }}/info.txt", within: 2s, members: [nodo1, nodo2]}
 - service_recovery: {service: apache2, vip: "{{ vip }}", resource: WebServer, within: 30s}
 - service-recovery: {service: apache2, vip: 10.1.1.100, within: 30}
+- node_down: {node: nodo1, within: 15s, checks: [{dns: {server: dns, name: "www.{{ domain }}", expect: ["{{ nodes.nodo2.address }}"]}}, {http: {url: "http://www.{{ domain }}/info.txt", dns: dns, nodes: [nodo2]}}]}
 "#,
         )
         .unwrap();
-        assert_eq!(v.len(), 7);
+        assert_eq!(v.len(), 8);
         let keys: Vec<&str> = v.iter().map(|c| c.kind.key()).collect();
         assert_eq!(
             keys,
@@ -919,7 +920,8 @@ mod tests {
                 "cluster",
                 "failover",
                 "service_recovery",
-                "service_recovery"
+                "service_recovery",
+                "node_down"
             ]
         );
         assert_eq!(v[2].name.as_deref(), Some("active/passive"));
@@ -931,6 +933,18 @@ mod tests {
             CheckKind::ServiceRecovery(s) => assert_eq!(s.within.ms(), 30_000),
             k => panic!("{k:?}"),
         }
+        match &v[7].kind {
+            CheckKind::NodeDown(n) => {
+                assert_eq!(n.node, "nodo1");
+                assert_eq!(n.checks.len(), 2);
+                assert_eq!(n.checks[1].kind.key(), "http");
+            }
+            k => panic!("{k:?}"),
+        }
+        // nested checks survive the JSON round trip rendering goes through
+        let j = serde_json::to_value(&v[7]).unwrap();
+        let back: CheckSpec = serde_json::from_value(j).unwrap();
+        assert_eq!(back, v[7]);
     }
 
     #[test]

@@ -325,3 +325,81 @@ fn answers_ssh(ctx: &Ctx, node: &crate::inventory::Node, timeout: Duration) -> b
     ctx.ensure_safe(node.address).is_ok()
         && crate::providers::node_answers_ssh(&ctx.inv, node, timeout).unwrap_or(false)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepare(yaml: &str) -> anyhow::Result<Plan> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("inventory.yaml");
+        std::fs::write(
+            &p,
+            "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
+        )
+        .unwrap();
+        let inv = crate::inventory::Inventory::load(&p).unwrap();
+        let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
+        let ctx = PrepareCtx {
+            inv: &inv,
+            at: "s.yaml:1:1",
+        };
+        spec.prepare(&ctx, &|c| super::super::prepare_check(c, &ctx))
+    }
+
+    #[test]
+    fn prepares_nested_dns_and_http() {
+        let p = prepare(
+            "{node: nodo1, within: 15s, checks: [{dns: {server: dns, name: www.example.com, expect: [127.0.0.2]}}, {name: web, http: {url: \"http://www.example.com/info.txt\", dns: dns, nodes: [nodo2], requests: 10}}]}",
+        )
+        .unwrap();
+        assert_eq!(p.node, "nodo1");
+        assert_eq!(p.within, Duration::from_secs(15));
+        let names: Vec<&str> = p.checks.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["dns www.example.com A @dns", "web"]);
+        assert_eq!(p.back_within, Duration::from_secs(120));
+        assert!(p
+            .summary()
+            .starts_with("node_down nodo1: dns www.example.com A @dns + web within 15 s"));
+        // polling goes on past `within` to measure a slow lab, and the deadline covers it all
+        assert!(p.poll_limit() > p.within);
+        assert!(p.deadline() > p.poll_limit() + UP_LIMIT);
+    }
+
+    #[test]
+    fn refuses_what_cannot_run_while_a_node_is_down() {
+        let e = prepare(
+            "{node: nodo9, within: 5s, checks: [{dns: {server: dns, name: x.example.com}}]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nodo9") && e.contains("fix: use one of"), "{e}");
+        let e = prepare("{node: nodo1, within: 5s, checks: []}")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`checks:` is empty"), "{e}");
+        let e = prepare(
+            "{node: nodo1, within: 5s, checks: [{failover: {vip: 127.0.0.9, within: 2s}}]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("a `failover` check cannot be nested"), "{e}");
+        let e = prepare(
+            "{node: nodo1, within: 0s, checks: [{dns: {server: dns, name: x.example.com}}]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`within:` must be more than 0"), "{e}");
+        // a mistake inside a nested check is reported as such
+        let e = prepare(
+            "{node: nodo1, within: 5s, checks: [{dns: {server: nowhere, name: x.example.com}}]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nowhere"), "{e}");
+        assert!(prepare(
+            "{node: nodo1, within: 5s, checks: [{dns: {server: dns, name: x}}], extra: 1}"
+        )
+        .is_err());
+    }
+}
