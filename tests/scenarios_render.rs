@@ -106,9 +106,7 @@ fn corosync_conf_lists_both_members_with_two_node() {
         "{conf}"
     );
     assert!(
-        conf.contains("two_node: 1")
-            && conf.contains("token: 400")
-            && conf.contains("consensus: 480"),
+        conf.contains("two_node: 1") && conf.contains("token: 500"),
         "{conf}"
     );
     let zone = &f[&(

@@ -5,7 +5,7 @@
 //! failover cluster under CPU load sees no spurious failover or membership
 //! change.
 //!
-//! One lab (`vlab`, 10.1.5.0/24) at a time (a global mutex), rebuilt from
+//! One lab (`vlab`, 10.1.5.0/24) at a time (the lab tests' shared lock), rebuilt from
 //! fresh nodes (`destroy` + `up`) for each scenario; a guard destroys it also
 //! on panic, and each test checks at the end that nothing of it is left. They
 //! need root, like the other lab tests (CI runs as root).
@@ -13,14 +13,13 @@
 //! Nothing here asserts a duration: the times are printed; the failover
 //! bound is the scenario's own `within:` (the product's check).
 
+mod common;
+
+use common::lab::one_at_a_time;
 use labctl::verify::cluster::{parse_crm_mon, CrmStatus};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-/// One lab at a time.
-static LABS: Mutex<()> = Mutex::new(());
 
 const LAB: &str = "vlab";
 const NET: &str = "10.1.5";
@@ -354,7 +353,7 @@ impl Report {
 /// record removed from the zone → the round-robin dns check fails.
 #[test]
 fn lab_01_passes_and_names_the_broken_dns() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new();
     lab.fresh();
     let s01 = "scenarios/01-dns-round-robin.yaml";
@@ -403,7 +402,7 @@ fn lab_01_passes_and_names_the_broken_dns() {
 /// no membership change; pacemaker stopped on both nodes → `cluster` fails.
 #[test]
 fn lab_04_failover_soak_and_stopped_cluster() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new();
     lab.fresh();
     lab.configure("scenario.yaml");
@@ -516,7 +515,7 @@ fn soak(lab: &Lab) {
 /// the node_down checks (02, 03), service_recovery and failover (05).
 #[test]
 fn lab_02_03_05_pass() {
-    let _one = LABS.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = one_at_a_time();
     let lab = Lab::new();
     for (short, s) in [
         ("02", "scenarios/02-dns-delegation.yaml"),
