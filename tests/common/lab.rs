@@ -41,12 +41,14 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-/// Run labctl on inventory `inv`; its output goes to the test log.
+/// Run labctl on inventory `inv`, in the inventory's folder (the project, so
+/// relative scenario paths are the project's); its output goes to the test log.
 pub fn labctl_at(inv: &Path, args: &[&str]) -> Output {
     let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
         .arg("-i")
         .arg(inv)
         .args(args)
+        .current_dir(inv.parent().unwrap_or(Path::new(".")))
         .output()
         .expect("run labctl");
     eprintln!(
@@ -125,21 +127,9 @@ impl Lab {
         PathBuf::from("/var/lib/labctl/labs").join(&self.lab)
     }
 
-    /// Run labctl in the project folder (scenario paths are the project's).
+    /// Run labctl on this lab, in the project folder.
     pub fn labctl(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run labctl");
-        eprintln!(
-            "$ labctl {} -> {}\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        labctl_at(&self.inv(), args)
     }
 
     /// Run labctl, assert success, return stdout.
