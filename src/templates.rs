@@ -43,10 +43,6 @@ impl Templates {
         }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Render `templates/<name>` for a host. `at` says which task asked for it.
     pub fn render_file(&self, name: &str, vars: &Value, at: &str) -> anyhow::Result<String> {
         let path = self.dir.join(name);

@@ -220,7 +220,7 @@ pub fn kv_lines(s: &str) -> std::collections::BTreeMap<String, String> {
 }
 
 /// Deserialize a struct that may also be written as a bare string (its main field).
-/// `impl_from_str!(Args, field)` gives `Args` a Deserialize accepting `"x"` or a map.
+/// `string_or_struct!(Args, ArgsMap, field)` gives `Args` a Deserialize accepting `"x"` or a map.
 #[macro_export]
 macro_rules! string_or_struct {
     ($outer:ident, $inner:ident, $field:ident) => {

@@ -19,9 +19,6 @@ pub struct HostRecap {
     /// Stopped by Ctrl-C before its work was done (see [`crate::interrupt`]).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
-    /// Remote round trips made (gather + apply), for `-v` and benchmarks.
-    #[serde(skip)]
-    pub round_trips: u32,
 }
 
 /// One host's run: its session, counts and progress, kept across plays.
@@ -203,7 +200,6 @@ impl<'a> HostRun<'a> {
             ));
         }
         let old = if d.exists {
-            self.recap.round_trips += 1;
             match self
                 .remote
                 .run(&format!("cat -- {}", crate::ops::q(&d.path)))
@@ -253,7 +249,6 @@ impl<'a> HostRun<'a> {
             Plan::Change(c) => {
                 let mut diff = self.diff_text(&c);
                 if !self.opts.check {
-                    self.recap.round_trips += 1;
                     let out = self.remote.run(&c.script).map_err(|e| {
                         self.lost |= crate::transport::is_connection_lost(&e);
                         format!("{e:#}")
@@ -297,7 +292,6 @@ impl<'a> HostRun<'a> {
             }
             self.progress(&t.name);
             if probes.is_none() {
-                self.recap.round_trips += 1;
                 match gather(self.remote.as_mut(), &tasks[i..]) {
                     Ok(p) => {
                         probes = Some(p);
