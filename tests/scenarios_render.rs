@@ -106,7 +106,9 @@ fn corosync_conf_lists_both_members_with_two_node() {
         "{conf}"
     );
     assert!(
-        conf.contains("two_node: 1") && conf.contains("token: 500"),
+        conf.contains("two_node: 1")
+            && conf.contains("token: 400")
+            && conf.contains("knet_ping_timeout: 1000"),
         "{conf}"
     );
     let zone = &f[&(

@@ -430,8 +430,8 @@ fn lab_04_failover_soak_and_stopped_cluster() {
 /// How long the soak watches (at least two minutes).
 const SOAK: Duration = Duration::from_secs(140);
 
-/// Both members busy (two spinning shells each, for a little longer than the
-/// soak) while the cluster is watched every 5 s: the VIP stays where it is,
+/// Both members busy (two spinning shells and a loop of synced 200 MB disk
+/// writes each, for a little longer than the soak) while the cluster is watched every 5 s: the VIP stays where it is,
 /// both nodes stay online, and corosync's ring id (which changes with every
 /// membership change) is the same at the end as at the start.
 fn soak(lab: &Lab) {
@@ -464,7 +464,9 @@ fn soak(lab: &Lab) {
         let out = lab.root(
             n,
             &format!(
-                "for i in 1 2; do setsid timeout {secs} sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & done; echo started"
+                "for i in 1 2; do setsid timeout {secs} sh -c 'while :; do :; done' </dev/null >/dev/null 2>&1 & done; \
+                 setsid timeout {secs} sh -c 'while :; do dd if=/dev/zero of=/var/tmp/soak bs=1M count=200 conv=fsync; rm -f /var/tmp/soak; done' </dev/null >/dev/null 2>&1 & \
+                 echo started"
             ),
         );
         assert!(out.status.success());
@@ -498,7 +500,7 @@ fn soak(lab: &Lab) {
     );
     let after: Vec<String> = ["nodo1", "nodo2"].iter().map(|n| lab.ring_id(n)).collect();
     for n in ["nodo1", "nodo2"] {
-        lab.root(n, "pkill -f 'while :' || true");
+        lab.root(n, "pkill -f 'while :' || true; rm -f /var/tmp/soak");
     }
     eprintln!(
         "soak: {polls} polls over {} s under load; ring ids after {after:?}; changes: {changes:?}",

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Steps: GET `url` (default `http://VIP/info.txt`) on the VIP: `info.txt` names
-//! the holder → `labctl fail HOLDER` (a power cut) → poll the VIP at 10 Hz, each
+//! the holder → `labctl fail HOLDER` (a power cut) → poll the VIP at 20 Hz, each
 //! request with a 300 ms limit, until a *different* node answers: that time
 //! (from the moment the power cut was started) is the failover figure, and it
 //! must be at most `within:` → `labctl up HOLDER` (always, also after a
@@ -148,7 +148,7 @@ pub(crate) struct Probe {
     pub result: Result<String, String>,
 }
 
-/// Poll `target` at 10 Hz (each request at most 300 ms, several in flight) from
+/// Poll `target` at 20 Hz (each request at most 300 ms, several in flight) from
 /// `t0` until `stop` says so or `until` passes; the probe that stopped it.
 pub(crate) fn poll(
     ctx: &Ctx,
@@ -157,7 +157,7 @@ pub(crate) fn poll(
     until: Instant,
     mut stop: impl FnMut(&Probe) -> bool,
 ) -> Option<Probe> {
-    const EVERY: Duration = Duration::from_millis(100);
+    const EVERY: Duration = Duration::from_millis(50);
     const EACH: Duration = Duration::from_millis(300);
     let (tx, rx) = mpsc::channel::<Probe>();
     std::thread::scope(|s| {

@@ -8,7 +8,7 @@
 //!
 //! Steps: GET `url` (default `http://VIP/info.txt`): its body names the active
 //! node → over SSH on that node, stop the service behind pacemaker's back →
-//! poll the URL at 10 Hz: it must stop answering, then answer again within
+//! poll the URL at 20 Hz: it must stop answering, then answer again within
 //! `within:` (measured from the stop) → with `resource:`, `crm_resource
 //! --cleanup` clears the failure pacemaker recorded (so later runs start
 //! clean) and `crm_mon` must show the resource started.
