@@ -38,6 +38,14 @@ pub struct HostRun<'a> {
 
 const MARK: &str = "@@LABCTL-PROBE ";
 
+/// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
+/// own, as Ansible does, instead of one per play. Only for `scripts/bench`, to
+/// measure what the batched gather saves; the results are the same.
+fn probe_per_task() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var_os("LABCTL_PROBE_PER_TASK").is_some_and(|v| v == "1"))
+}
+
 /// Join the probes of `tasks` into one script and split its output per task.
 fn gather(remote: &mut dyn Remote, tasks: &[&PreparedTask]) -> anyhow::Result<Vec<Probe>> {
     let mut script = String::new();
@@ -291,8 +299,9 @@ impl<'a> HostRun<'a> {
                 return true;
             }
             self.progress(&t.name);
-            if probes.is_none() {
-                match gather(self.remote.as_mut(), &tasks[i..]) {
+            if probes.is_none() || (probe_per_task() && i > base) {
+                let upto = if probe_per_task() { i + 1 } else { tasks.len() };
+                match gather(self.remote.as_mut(), &tasks[i..upto]) {
                     Ok(p) => {
                         probes = Some(p);
                         base = i;
