@@ -5,10 +5,11 @@
 //! failover cluster under CPU load sees no spurious failover or membership
 //! change.
 //!
-//! One lab (`vlab`, 10.1.5.0/24) at a time (the lab tests' shared lock), rebuilt from
-//! fresh nodes (`destroy` + `up`) for each scenario; a guard destroys it also
-//! on panic, and each test checks at the end that nothing of it is left. They
-//! need root, like the other lab tests (CI runs as root).
+//! One lab (`vlab`, 10.1.5.0/24) at a time (the lab tests' shared lock and
+//! common lab, tests/common/lab.rs), rebuilt from fresh nodes (`destroy` +
+//! `up`) for each scenario; destroyed also on panic, and each test checks at
+//! the end that nothing of it is left. They need root, like the other lab
+//! tests (CI runs as root).
 //!
 //! Nothing here asserts a duration: the times are printed; the failover
 //! bound is the scenario's own `within:` (the product's check).
@@ -17,100 +18,27 @@ mod common;
 
 use common::lab::one_at_a_time;
 use labctl::verify::cluster::{parse_crm_mon, CrmStatus};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const LAB: &str = "vlab";
 const NET: &str = "10.1.5";
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
+/// The lab tests' common lab ([`common::lab::Lab`]: a copy of the project as
+/// lab `vlab` on 10.1.5.0/24, destroyed on drop, also on panic) with what the
+/// verify tests add: fresh nodes, timed configure, `verify --json`, commands
+/// as root on a node, the cluster's state.
+struct Lab(common::lab::Lab);
 
-/// A project (the repo's templates and scenarios, an inventory on 10.1.5.0/24)
-/// and its lab; the lab is destroyed when this is dropped (also on panic).
-struct Lab {
-    dir: tempfile::TempDir,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            copy_dir(&p, &to.join(e.file_name()));
-        } else {
-            std::fs::copy(&p, to.join(e.file_name())).unwrap();
-        }
+impl std::ops::Deref for Lab {
+    type Target = common::lab::Lab;
+    fn deref(&self) -> &common::lab::Lab {
+        &self.0
     }
 }
 
 impl Lab {
     fn new() -> Lab {
-        assert!(
-            is_root(),
-            "the lab tests need root (CI runs as root): run `sudo cargo test --test verify_lab`"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-        copy_dir(&repo.join("templates"), &dir.path().join("templates"));
-        copy_dir(&repo.join("scenarios"), &dir.path().join("scenarios"));
-        std::fs::copy(repo.join("scenario.yaml"), dir.path().join("scenario.yaml")).unwrap();
-        std::fs::write(
-            dir.path().join("inventory.yaml"),
-            format!(
-                "lab: {LAB}\nprovider: nspawn\nnetwork: {{subnet: {NET}.0/24, gateway: {NET}.1}}\nssh: {{user: vagrant, key: .labctl/id_ed25519}}\nnodes:\n  nodo1: {{address: {NET}.101, groups: [nodos]}}\n  nodo2: {{address: {NET}.102, groups: [nodos]}}\n  dns:   {{address: {NET}.103, groups: [servidor_dns]}}\nvars:\n  domain: example.com\n  vip: {NET}.100\n"
-            ),
-        )
-        .unwrap();
-        let lab = Lab { dir };
-        // a run that died hard may have left the lab behind
-        lab.labctl(&["destroy"]);
-        lab
-    }
-
-    fn inv(&self) -> PathBuf {
-        self.dir.path().join("inventory.yaml")
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    /// Run labctl on this lab (in the project folder), echoing what it printed.
-    fn labctl(&self, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .arg("-i")
-            .arg(self.inv())
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .expect("run labctl");
-        eprintln!(
-            "$ labctl {} -> {}\n{}{}",
-            args.join(" "),
-            out.status,
-            tail(&String::from_utf8_lossy(&out.stdout), 40),
-            tail(&String::from_utf8_lossy(&out.stderr), 25)
-        );
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.labctl(args);
-        assert!(
-            out.status.success(),
-            "labctl {} failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Lab(common::lab::Lab::new("vlab", NET))
     }
 
     /// Fresh nodes: `destroy` + `up` (again, if a node failed to boot).
@@ -215,50 +143,6 @@ impl Lab {
             .unwrap_or_else(|| format!("(no ring id: {s})"))
     }
 
-    /// Assert that nothing of the lab is left on the host.
-    fn assert_gone(&self) {
-        let labdir = format!("/var/lib/labctl/labs/{LAB}/");
-        let machine = format!("{LAB}-");
-        let procs: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .filter(|c| {
-                c.contains("systemd-nspawn")
-                    && (c.contains(&labdir)
-                        || c.split_whitespace().any(|w| {
-                            w.strip_prefix("--machine=")
-                                .is_some_and(|m| m.starts_with(&machine))
-                        }))
-            })
-            .collect();
-        assert!(
-            procs.is_empty(),
-            "nspawn processes of {LAB} left: {procs:?}"
-        );
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&labdir)).collect();
-        assert!(left.is_empty(), "mounts of {LAB} left: {left:?}");
-        assert!(
-            !Path::new("/sys/class/net")
-                .join(format!("lab-{LAB}"))
-                .exists(),
-            "bridge lab-{LAB} left"
-        );
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        let tables = String::from_utf8_lossy(&tables.stdout);
-        assert!(
-            !tables.contains(&format!("labctl_{LAB}")),
-            "nft table of {LAB} left: {tables}"
-        );
-        assert!(!Path::new(&labdir).exists(), "{labdir} left");
-    }
-
     /// For the CI log when verify failed: what the nodes' cluster and web
     /// services logged lately.
     fn diagnose(&self) {
@@ -275,22 +159,6 @@ impl Lab {
         self.ok(&["destroy"]);
         self.assert_gone();
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        self.labctl(&["destroy"]);
-    }
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    let start = lines.len().saturating_sub(n);
-    let mut out = lines[start..].join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
 }
 
 fn shell_quote(s: &str) -> String {

@@ -872,6 +872,21 @@ pub(crate) fn node_list(
         .collect()
 }
 
+/// For unit tests: an inventory of three loopback nodes (nodo1, nodo2, dns)
+/// reached over the ssh provider, loaded from a file in a folder that is gone
+/// once loaded (preparing checks reads nothing from it).
+#[cfg(test)]
+pub(crate) fn test_inventory() -> crate::inventory::Inventory {
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().join("inventory.yaml");
+    std::fs::write(
+        &p,
+        "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
+    )
+    .unwrap();
+    crate::inventory::Inventory::load(&p).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

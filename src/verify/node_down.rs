@@ -331,14 +331,7 @@ mod tests {
     use super::*;
 
     fn prepare(yaml: &str) -> anyhow::Result<Plan> {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("inventory.yaml");
-        std::fs::write(
-            &p,
-            "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
-        )
-        .unwrap();
-        let inv = crate::inventory::Inventory::load(&p).unwrap();
+        let inv = super::super::test_inventory();
         let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
         let ctx = PrepareCtx {
             inv: &inv,
