@@ -71,7 +71,7 @@ impl Op for Service {
         match self.0.state {
             Some(State::Started) if !active => {
                 what.push("start".to_string());
-                script += &format!("systemctl start -- {n}\n");
+                script += &retry_on_cgroup_race("start", &n);
             }
             Some(State::Stopped) if active => {
                 what.push("stop".to_string());
@@ -79,11 +79,11 @@ impl Op for Service {
             }
             Some(State::Restarted) => {
                 what.push("restart".to_string());
-                script += &format!("systemctl restart -- {n}\n");
+                script += &retry_on_cgroup_race("restart", &n);
             }
             Some(State::Reloaded) => {
                 what.push("reload".to_string());
-                script += &format!("systemctl reload-or-restart -- {n}\n");
+                script += &retry_on_cgroup_race("reload-or-restart", &n);
             }
             _ => {}
         }
@@ -102,5 +102,32 @@ impl Op for Service {
             }
         }
         Ok(Plan::of(what, script))
+    }
+}
+
+/// `systemctl VERB -- UNIT`, tried once more a second later when the unit
+/// failed with status 219/CGROUP: in an nspawn node a service started right
+/// after it stopped (a restart, or a start after a failed start) now and then
+/// finds systemd still removing its old cgroup. Any other failure fails at once.
+fn retry_on_cgroup_race(verb: &str, unit: &str) -> String {
+    format!(
+        "systemctl {verb} -- {unit} || {{ [ \"$(systemctl show -p ExecMainStatus --value -- {unit})\" = 219 ] && sleep 1 && systemctl reset-failed -- {unit} && systemctl {verb} -- {unit}; }}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retries_only_after_a_cgroup_race() {
+        let s = super::retry_on_cgroup_race("restart", "'apache2'");
+        assert!(s.starts_with("systemctl restart -- 'apache2' || {"), "{s}");
+        assert!(
+            s.contains("ExecMainStatus --value -- 'apache2')\" = 219 ]"),
+            "{s}"
+        );
+        assert!(
+            s.trim_end().ends_with("systemctl restart -- 'apache2'; }"),
+            "{s}"
+        );
     }
 }
