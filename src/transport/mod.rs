@@ -1,8 +1,9 @@
 //! Transport: how labctl runs scripts on a node.
 //!
-//! One [`ssh::Session`] per host, reused for every task: each call of
-//! [`Remote::run`] is one channel (one remote round trip) that feeds a shell
-//! script to `sh -s` as root (through `sudo -n` when the SSH user is not root).
+//! One [`ssh::Session`] per host, reused for every task, and in it one root
+//! shell (`sh -s`, through `sudo -n` when the SSH user is not root) opened by
+//! the first script: each call of [`Remote::run`] is one remote round trip
+//! that sends a script to that shell and reads its output up to an end mark.
 
 pub mod ssh;
 

@@ -57,6 +57,10 @@ pub struct Session {
     sess: ssh2::Session,
     become_root: bool,
     pub target: Target,
+    /// The root shell (`sudo -n sh -s`) that runs every script of this
+    /// session, opened by the first [`Remote::run`]: one channel and one sudo
+    /// per host and run, not per round trip.
+    shell: Option<ssh2::Channel>,
 }
 
 impl Session {
@@ -96,41 +100,98 @@ impl Session {
             sess,
             become_root: t.user != "root",
             target: t.clone(),
+            shell: None,
         })
     }
 
-    /// Run a command line (not a script) and collect its output.
-    fn exec(&self, command: &str, stdin: &[u8]) -> anyhow::Result<Output> {
-        let mut ch = self.sess.channel_session()?;
-        ch.exec(command)?;
-        ch.write_all(stdin)?;
-        ch.send_eof()?;
-        let mut stdout = Vec::new();
-        ch.read_to_end(&mut stdout)?;
-        let mut stderr = Vec::new();
-        ch.stderr().read_to_end(&mut stderr)?;
-        ch.wait_close()?;
+    /// Run `script` in the session's root shell (opened if needed): the script
+    /// runs in a subshell, stdin /dev/null, stderr to a temporary file; then
+    /// the shell prints an end mark with the exit status and the stderr's
+    /// length, and the stderr. When the shell itself ends (sudo refused, a
+    /// syntax error), its output and exit status are the result and the next
+    /// run opens a new one.
+    fn run_in_shell(&mut self, script: &str) -> anyhow::Result<Output> {
+        if self.shell.is_none() {
+            let mut ch = self.sess.channel_session()?;
+            ch.exec(if self.become_root {
+                "sudo -n sh -s"
+            } else {
+                "sh -s"
+            })?;
+            self.shell = Some(ch);
+        }
+        let ch = self.shell.as_mut().expect("opened above");
+        let end = format!("@@LABCTL-END-{:016x} ", rand::random::<u64>());
+        // a compound command is read whole before it runs, so commands inside
+        // the script cannot swallow the rest of the input from stdin
+        let wrapped = format!(
+            "labctl_err=$(mktemp) && ( {{\n{script}\n}} </dev/null ) 2>\"$labctl_err\"; labctl_rc=$?\n\
+             printf '\\n{end}%s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\"; cat \"$labctl_err\"; rm -f \"$labctl_err\"\n"
+        );
+        ch.write_all(wrapped.as_bytes())?;
+        ch.flush()?;
+        let mut buf: Vec<u8> = Vec::new();
+        let mut chunk = [0u8; 32 * 1024];
+        let needle = format!("\n{end}");
+        let mut scanned = 0;
+        // stdout up to the end mark
+        let (at, line_end) = loop {
+            if let Some(i) = find(&buf[scanned..], needle.as_bytes()).map(|i| i + scanned) {
+                if let Some(j) = buf[i + needle.len()..].iter().position(|&b| b == b'\n') {
+                    break (i, i + needle.len() + j);
+                }
+            } else {
+                scanned = buf.len().saturating_sub(needle.len());
+            }
+            let n = ch.read(&mut chunk)?;
+            if n == 0 {
+                // the shell ended: its output and exit status are the answer
+                let mut stderr = String::new();
+                ch.stderr().read_to_string(&mut stderr)?;
+                ch.wait_close()?;
+                let rc = ch.exit_status()?;
+                self.shell = None;
+                return Ok(Output {
+                    stdout: String::from_utf8_lossy(&buf).into_owned(),
+                    stderr,
+                    rc,
+                });
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let mark = String::from_utf8_lossy(&buf[at + needle.len()..line_end]).into_owned();
+        let mut parts = mark.split_whitespace();
+        let rc: i32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(-1);
+        let err_len: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        // then exactly err_len bytes of stderr
+        while buf.len() < line_end + 1 + err_len {
+            let n = ch.read(&mut chunk)?;
+            anyhow::ensure!(
+                n > 0,
+                "the remote shell ended while sending a script's errors"
+            );
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let stderr = &buf[line_end + 1..line_end + 1 + err_len];
         Ok(Output {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            rc: ch.exit_status()?,
+            stdout: String::from_utf8_lossy(&buf[..at]).into_owned(),
+            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            rc,
         })
     }
 }
 
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
 impl Remote for Session {
     fn run(&mut self, script: &str) -> anyhow::Result<Output> {
-        let cmd = if self.become_root {
-            "sudo -n sh -s"
-        } else {
-            "sh -s"
-        };
-        // a compound command is read whole before it runs, so commands inside the
-        // script cannot swallow the rest of it from stdin
-        let wrapped = format!("{{\n{script}\n}} </dev/null\n");
-        let out = self
-            .exec(cmd, wrapped.as_bytes())
-            .map_err(|e| anyhow::Error::new(super::ConnectionLost(format!("{e:#}"))))?;
+        let out = self.run_in_shell(script).map_err(|e| {
+            self.shell = None;
+            anyhow::Error::new(super::ConnectionLost(format!("{e:#}")))
+        })?;
         if self.become_root && out.rc == 1 && out.stderr.contains("sudo: a password is required") {
             anyhow::bail!(
                 "user `{}` on {} cannot run sudo without a password; labctl needs passwordless sudo (or `ssh: {{user: root}}`)",
