@@ -46,16 +46,31 @@ impl LabLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open the lab lock {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
+        // A holder that is gone (killed) can leave the lock held for a moment by a
+        // process it was starting (between fork and exec, before close-on-exec
+        // lets go): wait a little for that, never for a live holder.
+        let patience = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            // SAFETY: flock on a file descriptor we own; no memory is involved.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
             let err = std::io::Error::last_os_error();
             if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
                 return Err(err).with_context(|| format!("cannot lock {}", path.display()));
             }
             let mut holder = String::new();
+            file.rewind()?;
             let _ = file.read_to_string(&mut holder);
-            anyhow::bail!("{}", busy_message(lab, &path, &holder));
+            let gone = crate::ops::kv_lines(&holder)
+                .get("pid")
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|pid| !process_alive(pid));
+            if !gone || std::time::Instant::now() >= patience {
+                anyhow::bail!("{}", busy_message(lab, &path, &holder));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let me = format!(
             "pid={}\ncommand=labctl {}\n",
@@ -81,6 +96,16 @@ impl Drop for LabLock {
     }
 }
 
+/// Whether process `pid` exists (signal 0 checks without sending anything).
+fn process_alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 only checks that the process exists.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// The refusal: who holds the lab, and what to do.
 fn busy_message(lab: &str, path: &Path, holder: &str) -> String {
     let kv = crate::ops::kv_lines(holder);
@@ -102,6 +127,29 @@ fn busy_message(lab: &str, path: &Path, holder: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_left_for_a_moment_by_a_dead_holder_is_waited_for() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join(".labctl");
+        let held = LabLock::acquire_at(&state, "ha", "up").unwrap();
+        // the file names a process that has exited, as after `kill -9` of `up`
+        let mut dead = std::process::Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        std::fs::write(
+            state.join("lock"),
+            format!("pid={dead_pid}\ncommand=labctl up\n"),
+        )
+        .unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let got = LabLock::acquire_at(&state, "ha", "destroy");
+        releaser.join().unwrap();
+        assert!(got.is_ok(), "{:?}", got.err());
+    }
 
     #[test]
     fn second_lock_refuses_and_names_the_holder_then_drop_releases() {
