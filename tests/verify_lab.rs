@@ -54,16 +54,10 @@ impl Lab {
         panic!("`labctl up` failed 3 times");
     }
 
-    /// `configure SCENARIO` (must succeed), with its time printed. A failed
-    /// first run is retried once (printed as `RETRY`): on a loaded host a
-    /// service in a fresh container now and then fails its first start
-    /// (systemd 219/CGROUP); configure's own tests are in lab_e2e.
+    /// `configure SCENARIO` (must succeed), with its time printed.
     fn configure(&self, scenario: &str) {
         let t = Instant::now();
-        if !self.labctl(&["configure", scenario]).status.success() {
-            eprintln!("RETRY: the first `configure {scenario}` failed; running it again");
-            self.ok(&["configure", scenario]);
-        }
+        self.ok(&["configure", scenario]);
         eprintln!(
             "FIGURE configure {scenario}: {:.0} s",
             t.elapsed().as_secs_f64()
