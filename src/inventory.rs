@@ -125,6 +125,15 @@ impl Subnet {
     pub fn netmask(&self) -> Ipv4Addr {
         Ipv4Addr::from(Self::mask_of(self.prefix))
     }
+    /// The broadcast address (all host bits set).
+    pub fn broadcast(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.network) | !Self::mask_of(self.prefix))
+    }
+    /// Whether `a` is a usable host address of the subnet: inside it, and
+    /// neither its network nor its broadcast address.
+    pub fn is_host(&self, a: Ipv4Addr) -> bool {
+        self.contains(a) && a != self.network && a != self.broadcast()
+    }
 }
 
 impl std::fmt::Display for Subnet {
@@ -181,28 +190,87 @@ pub struct Inventory {
     pub secrets: Vec<String>,
 }
 
-fn valid_lab_name(s: &str) -> bool {
+/// A lab name: it names the bridge (`lab-NAME`, at most 15 characters), the
+/// nft table and, with `--` and the node's name, each container. No `--` and no
+/// trailing `-`, so `<lab>--<node>` names one lab's node only.
+pub fn valid_lab_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 11
         && b[0].is_ascii_lowercase()
+        && !s.ends_with('-')
+        && !s.contains("--")
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
-fn valid_node_name(s: &str) -> bool {
+/// A node name: a host name label (letters, digits, `-`; no `-` at either end).
+pub fn valid_node_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.as_bytes()[0].is_ascii_alphanumeric()
+        && !s.ends_with('-')
         && s.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
 }
 
+/// The longest machine name systemd accepts (a host name: 64 characters).
+pub const MAX_MACHINE_NAME: usize = 64;
+
+/// A Linux user name safe in a shell line, a sudoers file and an SSH config:
+/// lower-case letters, digits, `_` and `-`, not starting with `-`.
+pub fn valid_user(u: &str) -> bool {
+    let b = u.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
+}
+
+/// The private IPv4 ranges a lab may use (RFC 1918): a lab subnet lies inside
+/// one of them, so no route labctl adds can capture public, link-local
+/// (cloud metadata) or loopback traffic.
+pub const PRIVATE_RANGES: [(Ipv4Addr, u8); 3] = [
+    (Ipv4Addr::new(10, 0, 0, 0), 8),
+    (Ipv4Addr::new(172, 16, 0, 0), 12),
+    (Ipv4Addr::new(192, 168, 0, 0), 16),
+];
+
+/// Why `subnet` cannot be a lab network for `nodes` nodes, if it cannot.
+pub fn subnet_problem(subnet: &Subnet, nodes: usize) -> Option<String> {
+    let private = PRIVATE_RANGES.iter().any(|(net, p)| {
+        subnet.prefix >= *p
+            && Subnet {
+                network: *net,
+                prefix: *p,
+            }
+            .contains(subnet.network)
+    });
+    if !private {
+        return Some(format!(
+            "{subnet} is not a private range: a lab subnet lies inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (labctl routes it to the lab bridge for the whole machine)"
+        ));
+    }
+    if subnet.prefix > 30 {
+        return Some(format!(
+            "{subnet} has no room for a gateway and nodes (prefix /{} leaves no usable host addresses)",
+            subnet.prefix
+        ));
+    }
+    let usable = (1u64 << (32 - subnet.prefix)) - 2;
+    if usable < nodes as u64 + 1 {
+        return Some(format!(
+            "{subnet} has {usable} usable addresses, too few for the gateway and {nodes} node(s)"
+        ));
+    }
+    None
+}
 impl Inventory {
     /// Load and validate `path`. Every problem is a user error naming file, line and fix.
     pub fn load(path: &Path) -> anyhow::Result<Inventory> {
         let file: InventoryFile = yaml::load(path, "inventory")?;
         let text_path = path.to_path_buf();
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let abs = crate::project::normalize(path);
         let dir = abs
             .parent()
             .map(Path::to_path_buf)
@@ -232,8 +300,11 @@ impl Inventory {
                         n.value.gateway
                     ))
                 })?;
-                if !subnet.contains(gateway) {
-                    user_bail!("{at}: network.gateway {gateway} is outside network.subnet {subnet}\n  fix: pick a gateway inside the subnet");
+                if let Some(why) = subnet_problem(&subnet, file.nodes.len()) {
+                    user_bail!("{at}: network.subnet: {why}\n  fix: use a private subnet with room for every node, e.g. 10.1.1.0/24");
+                }
+                if !subnet.is_host(gateway) {
+                    user_bail!("{at}: network.gateway {gateway} is not a usable host address of network.subnet {subnet} (outside it, or its network or broadcast address)\n  fix: pick a gateway inside the subnet, e.g. {}", Ipv4Addr::from(u32::from(subnet.network) + 1));
                 }
                 Some(Network { subnet, gateway })
             }
@@ -245,16 +316,48 @@ impl Inventory {
             );
         }
 
+        let state_dir = dir.join(".labctl");
+        crate::project::check_state_dir(&state_dir)?;
+        let user_name = file.ssh.user.clone().unwrap_or_else(|| "vagrant".into());
+        if !valid_user(&user_name) {
+            user_bail!(
+                "{}: ssh.user {user_name:?} is not a usable Linux user name (it reaches SSH configs, sudoers and command lines)\n  fix: use 1 to 32 lower-case letters, digits, `_` and `-`, starting with a letter or `_` (e.g. vagrant)",
+                text_path.display()
+            );
+        }
+        let ssh_path = |key: &str, given: Option<&str>, default: &str| -> anyhow::Result<PathBuf> {
+            let v = given.unwrap_or(default);
+            if crate::project::has_control(v) || v.contains('"') {
+                user_bail!(
+                    "{}: ssh.{key} {v:?} holds a control character or a quote (it reaches SSH configs and command lines)\n  fix: use a plain path",
+                    text_path.display()
+                );
+            }
+            Ok(crate::project::normalize(&dir.join(v)))
+        };
+        let key = ssh_path("key", file.ssh.key.as_deref(), ".labctl/id_ed25519")?;
+        let known_hosts = ssh_path(
+            "known_hosts",
+            file.ssh.known_hosts.as_deref(),
+            ".labctl/known_hosts",
+        )?;
+        // labctl writes (and destroy removes) the known-hosts file of the labs it
+        // creates: it must be labctl's own, inside .labctl/
+        if file.provider == ProviderKind::Nspawn
+            && !known_hosts.starts_with(crate::project::normalize(&state_dir))
+        {
+            user_bail!(
+                "{}: ssh.known_hosts {} is outside the lab state folder {}; labctl rewrites and deletes that file, so it must be its own\n  fix: remove `known_hosts:` (labctl keeps it in .labctl/known_hosts) or name a file inside .labctl/",
+                text_path.display(),
+                known_hosts.display(),
+                state_dir.display()
+            );
+        }
         let ssh = SshSettings {
-            user: file.ssh.user.clone().unwrap_or_else(|| "vagrant".into()),
-            key: dir.join(file.ssh.key.as_deref().unwrap_or(".labctl/id_ed25519")),
+            user: user_name,
+            key,
             key_given: file.ssh.key.is_some(),
-            known_hosts: dir.join(
-                file.ssh
-                    .known_hosts
-                    .as_deref()
-                    .unwrap_or(".labctl/known_hosts"),
-            ),
+            known_hosts,
             port: file.ssh.port.unwrap_or(22),
             connect_timeout_secs: file.ssh.connect_timeout.unwrap_or(5).max(1),
         };
@@ -273,7 +376,16 @@ impl Inventory {
             let at = yaml::at(&text_path, &spanned.referenced);
             let nf = &spanned.value;
             if !valid_node_name(name) {
-                user_bail!("{at}: node name `{name}` is not a valid host name\n  fix: use letters, digits and `-` only");
+                user_bail!("{at}: node name {name:?} is not a valid host name\n  fix: use 1 to 63 letters, digits and `-`, not starting or ending with `-`");
+            }
+            let machine = file.lab.value.len() + 2 + name.len();
+            if file.provider == ProviderKind::Nspawn && machine > MAX_MACHINE_NAME {
+                user_bail!(
+                    "{at}: node name `{name}` is too long for lab `{}`: its container is named `{}--{name}` ({machine} characters; systemd accepts {MAX_MACHINE_NAME})\n  fix: use a node name of at most {} characters",
+                    file.lab.value,
+                    file.lab.value,
+                    MAX_MACHINE_NAME - 2 - file.lab.value.len()
+                );
             }
             if name == "all" {
                 user_bail!("{at}: `all` is reserved for every node\n  fix: rename the node");
@@ -295,6 +407,15 @@ impl Inventory {
                 if address == net.gateway {
                     user_bail!("{at}: node {name}: address {address} is the lab gateway\n  fix: give the node another address");
                 }
+                if !net.subnet.is_host(address) {
+                    user_bail!("{at}: node {name}: address {address} is the network or broadcast address of {}\n  fix: give the node a host address, e.g. {}", net.subnet, Ipv4Addr::from(u32::from(net.subnet.network) + 101));
+                }
+            } else if !address.is_loopback() {
+                // provider ssh without a lab network: only loopback nodes are
+                // provably local
+                user_bail!(
+                    "{at}: node {name}: address {address} is not loopback and the inventory has no `network:`; labctl connects only to addresses of the lab's own network\n  fix: add `network: {{subnet: SUBNET, gateway: HOST_ADDRESS}}` naming the network that holds the nodes"
+                );
             }
             let port = nf.port.unwrap_or(ssh.port);
             if let Some(other) = seen.insert((address, port), name.clone()) {
@@ -399,6 +520,12 @@ impl Inventory {
     /// known hosts, last applied scenario.
     pub fn state_dir(&self) -> PathBuf {
         self.dir.join(".labctl")
+    }
+
+    /// The container (machine) name of node `node`: `<lab>--<node>`, one lab's
+    /// node only (lab names hold no `--` and end with no `-`).
+    pub fn machine_name(lab: &str, node: &str) -> String {
+        format!("{lab}--{node}")
     }
 
     /// The bridge of an nspawn lab: `lab-<name>` (at most 15 characters).

@@ -3,8 +3,8 @@
 //! Before labctl connects to a node it checks that the address can only be
 //! reached locally: for an nspawn lab, the lab's bridge must hold the gateway
 //! address (so a missing bridge can never send 10.x traffic out of the default
-//! route); for the ssh provider, the address must be loopback or on a subnet
-//! that a local interface holds.
+//! route); for the ssh provider, the address must be loopback, or inside the
+//! lab's `network:` while a local interface holds an address of that network.
 
 use crate::inventory::{Inventory, ProviderKind, Subnet};
 use crate::user_bail;
@@ -83,12 +83,24 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
             Ok(())
         }
         ProviderKind::Ssh => {
+            // only the lab's own network (inventory load requires one for any
+            // address that is not loopback), and only while this machine holds it
+            let Some(net) = inv.network.as_ref().filter(|n| n.subnet.contains(addr)) else {
+                user_bail!(
+                    "refusing to connect to {addr}: it is not in the lab's network\n  fix: add the lab's `network:` to {} and give the nodes addresses in it",
+                    inv.path.display()
+                )
+            };
             let local = local_addrs()?;
-            if local.iter().any(|l| l.subnet.contains(addr)) {
+            if local
+                .iter()
+                .any(|l| net.subnet.contains(l.addr) && l.subnet.contains(addr))
+            {
                 Ok(())
             } else {
                 user_bail!(
-                    "refusing to connect to {addr}: no local interface holds a subnet with that address, so the traffic would leave this machine\n  fix: bring up the network that holds the nodes (e.g. the nspawn lab they belong to)"
+                    "refusing to connect to {addr}: no local interface holds an address of the lab network {}, so the traffic would leave this machine\n  fix: bring up the network that holds the nodes (e.g. the nspawn lab they belong to)",
+                    net.subnet
                 )
             }
         }

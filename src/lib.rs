@@ -11,6 +11,7 @@ pub mod inventory;
 pub mod lab;
 pub mod lock;
 pub mod ops;
+pub mod project;
 pub mod providers;
 pub mod runner;
 pub mod scenario;

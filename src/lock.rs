@@ -35,20 +35,24 @@ impl LabLock {
 
     /// [`LabLock::acquire`] for a state folder (`lab` is only for the message).
     pub fn acquire_at(state_dir: &Path, lab: &str, command: &str) -> anyhow::Result<LabLock> {
-        std::fs::create_dir_all(state_dir).with_context(|| {
+        crate::project::ensure_state_dir(state_dir).with_context(|| {
             format!("cannot create the lab state folder {}", state_dir.display())
         })?;
         let path = state_dir.join("lock");
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open the lab lock {}", path.display()))?;
+        // never through a link: the lock file is truncated on release
+        let mut file = crate::project::open_nofollow(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+        )
+        .with_context(|| format!("cannot open the lab lock {}", path.display()))?;
         // A holder that is gone (killed) can leave the lock held for a moment by a
         // process it was starting (between fork and exec, before close-on-exec
-        // lets go): wait a little for that, never for a live holder.
+        // lets go), and a lock changing hands holds an empty file for a moment:
+        // wait a little for those, never for a live holder.
         let patience = std::time::Instant::now() + std::time::Duration::from_secs(3);
         loop {
             // SAFETY: flock on a file descriptor we own; no memory is involved.
@@ -63,11 +67,15 @@ impl LabLock {
             let mut holder = String::new();
             file.rewind()?;
             let _ = file.read_to_string(&mut holder);
+            // An empty file is a lock changing hands: its holder has just taken
+            // it and not yet written its name, or is releasing it (it forgets
+            // its name first). Both last a moment, like a holder that is gone.
             let gone = crate::ops::kv_lines(&holder)
                 .get("pid")
                 .and_then(|p| p.parse::<i32>().ok())
                 .is_some_and(|pid| !process_alive(pid));
-            if !gone || std::time::Instant::now() >= patience {
+            let changing_hands = holder.trim().is_empty();
+            if !(gone || changing_hands) || std::time::Instant::now() >= patience {
                 anyhow::bail!("{}", busy_message(lab, &path, &holder));
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -149,6 +157,35 @@ mod tests {
         let got = LabLock::acquire_at(&state, "ha", "destroy");
         releaser.join().unwrap();
         assert!(got.is_ok(), "{:?}", got.err());
+    }
+
+    #[test]
+    fn a_lock_being_released_is_waited_for() {
+        // the holder has forgotten its name (empty file) but not yet let go:
+        // the moment the flaky run of the test above met
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join(".labctl");
+        let held = LabLock::acquire_at(&state, "ha", "up").unwrap();
+        held.file.set_len(0).unwrap();
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let got = LabLock::acquire_at(&state, "ha", "destroy");
+        releaser.join().unwrap();
+        assert!(got.is_ok(), "{:?}", got.err());
+    }
+
+    #[test]
+    fn a_lock_file_that_is_a_link_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let state = d.path().join(".labctl");
+        std::fs::create_dir_all(&state).unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, state.join("lock")).unwrap();
+        assert!(LabLock::acquire_at(&state, "ha", "up").is_err());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     }
 
     #[test]

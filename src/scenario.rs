@@ -179,9 +179,11 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
     })
 }
 
-/// Turn the plays of `path` into [`Play`]s, following `import:` (at most 8 deep).
+/// Turn the plays of `path` into [`Play`]s, following `import:` (at most 8
+/// deep, each inside the project folder `project`).
 fn load_plays(
     path: &Path,
+    project: &Path,
     list: &[Spanned<PlayFile>],
     plays: &mut Vec<Play>,
     depth: usize,
@@ -201,7 +203,9 @@ fn load_plays(
             if depth >= 8 {
                 user_bail!("{at}: imports nested more than 8 deep (a loop?)\n  fix: check the `import:` chain");
             }
-            let target = path.parent().unwrap_or(Path::new(".")).join(imp);
+            let base = path.parent().unwrap_or(Path::new("."));
+            let target =
+                crate::project::resolve_inside(project, base, imp, &format!("{at}: import"))?;
             if !target.is_file() {
                 user_bail!(
                     "{at}: import: {} does not exist\n  fix: write the path relative to the folder of {}",
@@ -210,7 +214,7 @@ fn load_plays(
                 );
             }
             let sub: Vec<Spanned<PlayFile>> = yaml::load(&target, "imported plays")?;
-            load_plays(&target, &sub, plays, depth + 1)?;
+            load_plays(&target, project, &sub, plays, depth + 1)?;
             continue;
         }
         let Some(hosts) = &pf.hosts else {
@@ -268,7 +272,9 @@ fn load_plays(
 }
 
 impl Scenario {
-    pub fn load(path: &Path) -> anyhow::Result<Scenario> {
+    /// Load the scenario file `path` of the project in folder `project` (the
+    /// inventory's): every file it imports lies inside that folder.
+    pub fn load(path: &Path, project: &Path) -> anyhow::Result<Scenario> {
         if !path.exists() {
             user_bail!(
                 "{}: no such scenario file\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/",
@@ -277,7 +283,13 @@ impl Scenario {
         }
         let file: ScenarioFile = yaml::load(path, "scenario")?;
         let mut plays = Vec::new();
-        load_plays(path, &file.plays, &mut plays, 0)?;
+        load_plays(path, project, &file.plays, &mut plays, 0)?;
+        if plays.is_empty() && file.verify.is_empty() {
+            user_bail!(
+                "{}: the scenario has no plays and no checks, so there is nothing to converge or verify\n  fix: add `plays:` (hosts and tasks) and `verify:` checks; see scenarios/ for examples",
+                path.display()
+            );
+        }
         let verify = file
             .verify
             .iter()

@@ -15,13 +15,54 @@ use std::path::{Path, PathBuf};
 /// The template environment of a project (`templates/` beside the inventory).
 pub struct Templates {
     env: Environment<'static>,
+    project: PathBuf,
     dir: PathBuf,
 }
 
+/// The work one rendering may do (minijinja's fuel: about one unit per
+/// instruction). The shipped scenarios use well under 1% of it.
+const TEMPLATE_FUEL: u64 = 50_000_000;
+/// The largest text one rendering may produce.
+const MAX_RENDERED: usize = 16 << 20;
+
+/// Refuse a rendering larger than [`MAX_RENDERED`].
+fn capped(out: String, place: &str, at: &str) -> anyhow::Result<String> {
+    if out.len() > MAX_RENDERED {
+        return Err(user(format!(
+            "{place}: renders {} MiB (used by the task at {at}); labctl renders at most {} MiB\n  fix: bound the template's loops",
+            out.len() >> 20,
+            MAX_RENDERED >> 20
+        )));
+    }
+    Ok(out)
+}
+
 impl Templates {
-    pub fn new(dir: &Path) -> Templates {
+    /// The templates of the project `project` in its folder `dir` (`templates/`).
+    /// A template, or a template it includes, resolves inside the project after
+    /// following links, or is refused.
+    pub fn new(project: &Path, dir: &Path) -> Templates {
         let mut env = Environment::new();
-        env.set_loader(minijinja::path_loader(dir));
+        let (root, base) = (project.to_path_buf(), dir.to_path_buf());
+        env.set_loader(
+            move |name: &str| -> Result<Option<String>, minijinja::Error> {
+                let path = crate::project::resolve_inside(&root, &base, name, "template").map_err(
+                    |e| {
+                        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+                    },
+                )?;
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => Ok(Some(text)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("cannot read {}: {e}", path.display()),
+                    )),
+                }
+            },
+        );
+        // a template loop has a bound: this much work, this much output
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // name the undefined variable in errors in release builds too (the
         // default follows debug_assertions)
@@ -39,13 +80,19 @@ impl Templates {
         env.add_filter("zone_serial", zone_serial);
         Templates {
             env,
+            project: project.to_path_buf(),
             dir: dir.to_path_buf(),
         }
     }
 
     /// Render `templates/<name>` for a host. `at` says which task asked for it.
     pub fn render_file(&self, name: &str, vars: &Value, at: &str) -> anyhow::Result<String> {
-        let path = self.dir.join(name);
+        let path = crate::project::resolve_inside(
+            &self.project,
+            &self.dir,
+            name,
+            &format!("{at}: template"),
+        )?;
         if !path.is_file() {
             return Err(user(format!(
                 "{at}: template `{name}` not found (looked for {})\n  fix: create the file or correct `src:` (relative to templates/)",
@@ -54,7 +101,8 @@ impl Templates {
         }
         let fail = |e: minijinja::Error| template_error(&e, at, &self.dir);
         let tmpl = self.env.get_template(name).map_err(fail)?;
-        tmpl.render(vars).map_err(fail)
+        let out = tmpl.render(vars).map_err(fail)?;
+        capped(out, &format!("templates/{name}"), at)
     }
 
     /// Render a string that came from a scenario (its name in errors is `at`).
@@ -62,9 +110,11 @@ impl Templates {
         if !s.contains("{{") && !s.contains("{%") {
             return Ok(s.to_string());
         }
-        self.env
+        let out = self
+            .env
             .render_named_str(at, s, vars)
-            .map_err(|e| template_error(&e, at, &self.dir))
+            .map_err(|e| template_error(&e, at, &self.dir))?;
+        capped(out, at, at)
     }
 
     /// Render every string inside `args` (any serde type) for a host.
@@ -113,6 +163,12 @@ fn template_error(e: &minijinja::Error, at: &str, dir: &Path) -> anyhow::Error {
         minijinja::ErrorKind::UnknownFunction => "use a function minijinja knows (e.g. range) or remove the call",
         minijinja::ErrorKind::TemplateNotFound => {
             "create the included template under templates/ or correct its name"
+        }
+        minijinja::ErrorKind::OutOfFuel => {
+            "the template does too much work (an unbounded loop?): bound its loops"
+        }
+        minijinja::ErrorKind::InvalidOperation if e.to_string().contains("inside the project") => {
+            "copy the file into the project's templates/ and name it relative to templates/"
         }
         _ => "correct the template at that place",
     };
@@ -273,7 +329,7 @@ mod tests {
     fn strict_undefined_names_template_and_line() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.j2"), "line1\n{{ nope }}\n").unwrap();
-        let t = Templates::new(d.path());
+        let t = Templates::new(d.path(), d.path());
         let e = t
             .render_file(
                 "a.j2",
@@ -294,7 +350,7 @@ mod tests {
             "{{ ip | reverse_ptr }} {{ ip | last_octet }}\n",
         )
         .unwrap();
-        let t = Templates::new(d.path());
+        let t = Templates::new(d.path(), d.path());
         let mut m = BTreeMap::new();
         m.insert("ip".to_string(), Value::from("10.1.1.103"));
         let out = t.render_file("a.j2", &Value::from(m), "x").unwrap();

@@ -344,7 +344,7 @@ fn the_seed_files_are_valid() {
     // the mutations start from files that work, so they probe the edges of validity
     let d = project();
     let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
-    let s = Scenario::load(&write(d.path(), "scenario.yaml", SCENARIO)).unwrap();
+    let s = Scenario::load(&write(d.path(), "scenario.yaml", SCENARIO), d.path()).unwrap();
     let plans = prepare(&inv, &s, None, &mut Redactor::new()).unwrap();
     assert_eq!(plans.len(), 3);
 }
@@ -361,7 +361,7 @@ proptest! {
     fn scenario_parser_and_planning_never_panic(text in yaml_input(SCENARIO, SCENARIO_KEYS)) {
         let d = project();
         let p = write(d.path(), "scenario.yaml", &text);
-        let loaded = Scenario::load(&p);
+        let loaded = Scenario::load(&p, d.path());
         if let Ok(s) = &loaded {
             // planning renders every task for every host, before any host is touched
             let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
@@ -382,7 +382,7 @@ proptest! {
             "nodes": {"nodo1": {"address": "10.1.1.101"}, "nodo2": {"address": "10.1.1.102"}},
             "groups": {"nodos": ["nodo1", "nodo2"]},
         })));
-        let t = Templates::new(&d.path().join("templates"));
+        let t = Templates::new(d.path(), &d.path().join("templates"));
         user_error_or_ok("render_file", t.render_file("t.j2", &vars, "scenario.yaml:1:1"))?;
         user_error_or_ok("render_str", t.render_str(&text, &vars, "scenario.yaml:1:1"))?;
     }

@@ -156,7 +156,7 @@ fn ssh_provider_reaches_nodes_of_an_nspawn_lab() {
     std::fs::copy(state.join("known_hosts"), &kh).unwrap();
     let inv2 = other.path().join("inventory.yaml");
     let text = format!(
-        "lab: e2essh-x\nprovider: ssh\nssh: {{user: vagrant, key: {}, known_hosts: {}}}\nnodes:\n  nodo1: {{address: {SUBNET}.101, groups: [nodos]}}\n  nodo2: {{address: {SUBNET}.102, groups: [nodos]}}\n  dns: {{address: {SUBNET}.103, groups: [servidor_dns]}}\nvars: {{domain: example.com}}\n",
+        "lab: e2essh-x\nprovider: ssh\nnetwork: {{subnet: {SUBNET}.0/24, gateway: {SUBNET}.1}}\nssh: {{user: vagrant, key: {}, known_hosts: {}}}\nnodes:\n  nodo1: {{address: {SUBNET}.101, groups: [nodos]}}\n  nodo2: {{address: {SUBNET}.102, groups: [nodos]}}\n  dns: {{address: {SUBNET}.103, groups: [servidor_dns]}}\nvars: {{domain: example.com}}\n",
         state.join("id_ed25519").display(),
         kh.display()
     );
@@ -263,7 +263,7 @@ fn project(inventory: &str) -> (tempfile::TempDir, PathBuf) {
 fn preflight_refuses_with_one_clear_message() {
     let _one = one_at_a_time();
 
-    // a subnet another interface holds (loopback holds 127.0.0.0/8)
+    // a subnet that is not private (loopback) is refused before anything is made
     let (_d, inv) = project(
         "lab: e2epre\nnetwork: {subnet: 127.0.5.0/24, gateway: 127.0.5.1}\nnodes:\n  n1: {address: 127.0.5.101}\n",
     );
@@ -271,7 +271,7 @@ fn preflight_refuses_with_one_clear_message() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("already used by interface lo") && err.contains("fix:"),
+        err.contains("is not a private range") && err.contains("fix:"),
         "{err}"
     );
     assert!(!Path::new("/sys/class/net/lab-e2epre").exists());

@@ -12,8 +12,8 @@ use std::path::Path;
 fn render_all(scenario: &str) -> BTreeMap<(String, String), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let inv = Inventory::load(&root.join("inventory.yaml")).unwrap();
-    let sc = Scenario::load(&root.join(scenario)).unwrap();
-    let t = Templates::new(&root.join("templates"));
+    let sc = Scenario::load(&root.join(scenario), root).unwrap();
+    let t = Templates::new(root, &root.join("templates"));
     let mut out = BTreeMap::new();
     for play in &sc.plays {
         for pattern in &play.hosts {

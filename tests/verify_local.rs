@@ -604,6 +604,18 @@ fn bad_input_is_exit_2_before_anything_is_sent() {
     std::fs::write(lab.path("empty.yaml"), "name: e\n").unwrap();
     let o = lab.labctl(&["verify", "empty.yaml"]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no plays and no checks"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(
+        lab.path("plays-only.yaml"),
+        "plays:\n  - hosts: all\n    tasks:\n      - file: {path: /tmp/x, state: directory}\n",
+    )
+    .unwrap();
+    let o = lab.labctl(&["verify", "plays-only.yaml"]);
+    assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no `verify:` checks"), "{}", stderr(&o));
 }
 
@@ -681,7 +693,7 @@ fn the_library_entry_point_runs_checks() {
     let lab = Lab::new();
     let s = lab.scenario(dns.port, web.port, "");
     let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
-    let scenario = labctl::scenario::Scenario::load(Path::new(&s)).unwrap();
+    let scenario = labctl::scenario::Scenario::load(Path::new(&s), &inv.dir).unwrap();
     let opts = labctl::verify::VerifyOptions {
         labctl: Some(PathBuf::from(env!("CARGO_BIN_EXE_labctl"))),
         ..Default::default()
@@ -780,7 +792,7 @@ fn run_failover(within: &str, fail_rc: i32) -> (labctl::verify::VerifyReport, St
     )
     .unwrap();
     let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
-    let scenario = labctl::scenario::Scenario::load(&lab.path("s.yaml")).unwrap();
+    let scenario = labctl::scenario::Scenario::load(&lab.path("s.yaml"), &inv.dir).unwrap();
     let opts = labctl::verify::VerifyOptions {
         labctl: Some(fake_labctl(lab.dir.path(), fail_rc)),
         ..Default::default()

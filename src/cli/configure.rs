@@ -45,7 +45,14 @@ pub struct ConfigureArgs {
 
 pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
-    let scenario = Scenario::load(&a.scenario)?;
+    let scenario = Scenario::load(&a.scenario, &inv.dir)?;
+    if scenario.plays.is_empty() {
+        crate::user_bail!(
+            "{}: the scenario has no plays, so configure has nothing to converge\n  fix: add `plays:` with `hosts:` and `tasks:` (see scenarios/ for examples), or run `labctl verify {}` for its checks",
+            a.scenario.display(),
+            a.scenario.display()
+        );
+    }
     // one command changes a lab at a time; `--check` changes nothing and takes no lock
     let _lock = if a.check {
         None
@@ -83,8 +90,11 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
 /// `labctl verify` with no argument uses the scenario last applied.
 fn remember_scenario(inv: &crate::inventory::Inventory, scenario: &std::path::Path) {
     let dir = inv.state_dir();
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let abs = std::path::absolute(scenario).unwrap_or_else(|_| scenario.to_path_buf());
-        let _ = std::fs::write(dir.join("last-scenario"), abs.to_string_lossy().as_bytes());
-    }
+    let abs = crate::project::normalize(scenario);
+    let _ = crate::project::write_state(
+        &dir,
+        &dir.join("last-scenario"),
+        abs.to_string_lossy().as_bytes(),
+        0o600,
+    );
 }

@@ -54,7 +54,7 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
         Some(p) => p,
         None => last_scenario(&inv)?,
     };
-    let scenario = Scenario::load(&path)?;
+    let scenario = Scenario::load(&path, &inv.dir)?;
     let opts = VerifyOptions {
         insecure: a.insecure,
         skip: a.skip,
@@ -93,7 +93,7 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
 /// The scenario `configure` applied last (`.labctl/last-scenario`).
 fn last_scenario(inv: &crate::inventory::Inventory) -> anyhow::Result<PathBuf> {
     let f = inv.state_dir().join("last-scenario");
-    match std::fs::read_to_string(&f) {
+    match crate::project::read_state(&inv.state_dir(), &f).map(|b| String::from_utf8_lossy(&b).into_owned()) {
         Ok(s) if !s.trim().is_empty() => Ok(PathBuf::from(s.trim())),
         _ => user_bail!(
             "no scenario given, and none was applied to lab `{}` yet ({} does not exist)\n  fix: name one, e.g. `labctl verify scenario.yaml`, or run `labctl configure scenario.yaml` first",

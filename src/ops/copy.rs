@@ -75,7 +75,12 @@ impl Args {
                 self.size.unwrap_or(256),
             )?,
             (Some(src), _) => {
-                let p = ctx.project_dir.join("files").join(src);
+                let p = crate::project::resolve_inside(
+                    ctx.project_dir,
+                    &ctx.project_dir.join("files"),
+                    src,
+                    &format!("{}: copy: src", ctx.at),
+                )?;
                 std::fs::read(&p).map_err(|e| {
                     user(format!(
                         "{}: copy: cannot read {}: {e}\n  fix: put the file under files/ or correct `src:`",
@@ -104,22 +109,21 @@ const MAX_GENERATED: usize = 65536;
 
 /// The project's generated key `name`, made on first use.
 fn generated(ctx: &PrepareCtx, name: &str, size: usize) -> anyhow::Result<Vec<u8>> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = ctx.project_dir.join(".labctl/generated");
-    let path = dir.join(name);
-    if let Ok(b) = std::fs::read(&path) {
-        return Ok(b);
+    let state = ctx.project_dir.join(".labctl");
+    let path = state.join("generated").join(name);
+    match crate::project::read_state(&state, &path) {
+        Ok(b) => return Ok(b),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(user(format!(
+                "{}: copy: generate: cannot read {}: {e}\n  fix: remove it; labctl makes a new key",
+                ctx.at,
+                path.display()
+            )))
+        }
+        Err(_) => {}
     }
-    std::fs::create_dir_all(&dir)?;
     let bytes: Vec<u8> = (0..size.max(1)).map(|_| rand::random::<u8>()).collect();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    f.write_all(&bytes)?;
+    crate::project::write_state(&state, &path, &bytes, 0o600)?;
     Ok(bytes)
 }
 

@@ -43,7 +43,7 @@ pub fn prepare(
     limit: Option<&str>,
     redactor: &mut Redactor,
 ) -> anyhow::Result<Vec<HostPlan>> {
-    let templates = Templates::new(&inv.dir.join("templates"));
+    let templates = Templates::new(&inv.dir, &inv.dir.join("templates"));
     let limited: Option<Vec<String>> = match limit {
         None => None,
         Some(l) => match inv.select(l) {

@@ -619,7 +619,7 @@ pub(crate) fn prepare(
             scenario.path.display()
         );
     }
-    let templates = Templates::new(&inv.dir.join("templates"));
+    let templates = Templates::new(&inv.dir, &inv.dir.join("templates"));
     let Some(first) = inv.nodes.first() else {
         user_bail!("{}: the inventory has no nodes", inv.path.display());
     };

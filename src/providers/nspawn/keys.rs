@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 /// names inside the project's `.labctl/` (made by `up`, removed by `destroy`).
 /// A key elsewhere is the user's: never made, never removed.
 pub fn key_is_managed(inv: &Inventory) -> bool {
-    !inv.ssh.key_given || inv.ssh.key.starts_with(inv.state_dir())
+    crate::project::owned(&inv.state_dir(), &inv.ssh.key)
 }
 
 /// Make the lab key pair if needed; return the public key line.
@@ -27,6 +27,7 @@ pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
                 key.display()
             );
         }
+        crate::project::ensure_state_dir(&inv.state_dir())?;
         if let Some(d) = key.parent() {
             std::fs::create_dir_all(d)?;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
@@ -81,7 +82,10 @@ pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
 /// now: a node re-keyed on purpose; a recreated lab starts with no pins).
 pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<Vec<String>> {
     let kh = &inv.ssh.known_hosts;
-    let before = std::fs::read_to_string(kh).unwrap_or_default();
+    let state = inv.state_dir();
+    let before = crate::project::read_state(&state, kh)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let old_pin = |name: &str| -> Option<String> {
         before
             .lines()
@@ -110,11 +114,6 @@ pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<Vec<String>> {
     if text == before {
         return Ok(changed);
     }
-    if let Some(d) = kh.parent() {
-        std::fs::create_dir_all(d)?;
-    }
-    let tmp = kh.with_extension("tmp");
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, kh)?;
+    crate::project::write_state(&state, kh, text.as_bytes(), 0o644)?;
     Ok(changed)
 }

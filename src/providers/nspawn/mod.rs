@@ -350,6 +350,8 @@ impl Provider for Nspawn {
                 paths::apt_pool().display()
             );
         }
+        // destroy returns when nothing of the lab runs any more
+        process::wait_lab_gone(&lab_dir, Duration::from_secs(5), Duration::from_secs(15))?;
         network::remove(inv)?;
         let left = rootfs::mounts_under(&lab_dir);
         if !left.is_empty() {
@@ -426,35 +428,20 @@ fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Remove the project's `.labctl/` state, keeping a key of the user's.
+/// Remove the project's `.labctl/` state, keeping a key of the user's. Only
+/// labctl's own files go: the folder is refused if it is a link, and a link
+/// inside it is removed, never followed.
 fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
-    let keep = |p: &std::path::Path| {
-        !keys::key_is_managed(inv) && {
-            let pubp = {
-                let mut s = inv.ssh.key.as_os_str().to_owned();
-                s.push(".pub");
-                std::path::PathBuf::from(s)
-            };
-            p == inv.ssh.key || p == pubp
-        }
-    };
-    if inv.ssh.known_hosts.exists() && !keep(&inv.ssh.known_hosts) {
-        std::fs::remove_file(&inv.ssh.known_hosts)?;
-    }
     let sd = inv.state_dir();
-    if let Ok(rd) = std::fs::read_dir(&sd) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if keep(&p) {
-                continue;
-            }
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                std::fs::remove_dir_all(&p)?;
-            } else {
-                std::fs::remove_file(&p)?;
-            }
-        }
-        let _ = std::fs::remove_dir(&sd);
-    }
-    Ok(())
+    let user_key = !keys::key_is_managed(inv);
+    let pubkey = {
+        let mut s = inv.ssh.key.as_os_str().to_owned();
+        s.push(".pub");
+        std::path::PathBuf::from(s)
+    };
+    let keep = |p: &std::path::Path| {
+        let p = crate::project::normalize(p);
+        user_key && (p == inv.ssh.key || p == pubkey)
+    };
+    crate::project::remove_state_dir(&sd, &keep)
 }

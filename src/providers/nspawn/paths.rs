@@ -50,7 +50,7 @@ impl NodePaths {
     pub fn new(lab: &str, node: &str) -> NodePaths {
         NodePaths {
             dir: nodes_dir(lab).join(node),
-            machine: format!("{lab}-{node}"),
+            machine: Inventory::machine_name(lab, node),
         }
     }
     pub fn upper(&self) -> PathBuf {

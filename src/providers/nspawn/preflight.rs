@@ -104,7 +104,8 @@ pub fn ownership(inv: &Inventory) -> anyhow::Result<()> {
             );
         }
     }
-    if let Ok(other) = std::fs::read_to_string(marker_file(inv)) {
+    if let Ok(other) = crate::project::read_state(&inv.state_dir(), &marker_file(inv)) {
+        let other = String::from_utf8_lossy(&other);
         let other = other.trim();
         if !other.is_empty() && other != inv.lab {
             user_bail!(
@@ -121,10 +122,17 @@ pub fn ownership(inv: &Inventory) -> anyhow::Result<()> {
 
 /// Record that this inventory owns the lab.
 pub fn claim(inv: &Inventory) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let o = owner_file(&inv.lab);
-    std::fs::create_dir_all(paths::lab_dir(&inv.lab))?;
+    let dir = paths::lab_dir(&inv.lab);
+    std::fs::create_dir_all(&dir)?;
+    // node files, consoles and keys of the lab: root's only
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     std::fs::write(&o, format!("{}\n", canonical_inventory(inv).display()))?;
-    std::fs::create_dir_all(inv.state_dir())?;
-    std::fs::write(marker_file(inv), format!("{}\n", inv.lab))?;
-    Ok(())
+    crate::project::write_state(
+        &inv.state_dir(),
+        &marker_file(inv),
+        format!("{}\n", inv.lab).as_bytes(),
+        0o600,
+    )
 }

@@ -85,7 +85,7 @@ pub fn find_init(nspawn: u32) -> Option<u32> {
     None
 }
 
-/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>-<node>`.
+/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>--<node>`.
 const TAG: &str = "LABCTL_MACHINE";
 
 /// Container inits of this node found by their `LABCTL_MACHINE` tag, also
@@ -140,10 +140,13 @@ pub fn recorded(path: &Path) -> Option<u32> {
 
 /// Boot the node: systemd-nspawn in the background; returns its PID.
 pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
-    let mut console = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(np.console())?;
+    use std::os::unix::fs::PermissionsExt;
+    let mut console = crate::project::open_nofollow(
+        &np.console(),
+        std::fs::OpenOptions::new().create(true).append(true),
+    )?;
+    // the console shows the node's boot and logins: root's only
+    console.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     {
         use std::io::Write;
         let _ = writeln!(
@@ -290,6 +293,45 @@ pub fn kill(np: &NodePaths, nspawn: Option<u32>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every live process whose command line names a folder under `lab_dir`: the
+/// lab's systemd-nspawn processes (the main one and the children it forks).
+pub fn lab_processes(lab_dir: &Path) -> Vec<u32> {
+    let needle = format!("{}/", lab_dir.display());
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            alive(pid)
+                && std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "systemd-nspawn")
+                && cmdline(pid).iter().any(|a| a.contains(&needle))
+        })
+        .collect()
+}
+
+/// Wait until no process of the lab is left (see [`lab_processes`]): after
+/// `patience` the stragglers get SIGKILL; an error if any outlives `limit`.
+pub fn wait_lab_gone(lab_dir: &Path, patience: Duration, limit: Duration) -> anyhow::Result<()> {
+    let t = Instant::now();
+    loop {
+        let left = lab_processes(lab_dir);
+        if left.is_empty() {
+            return Ok(());
+        }
+        if t.elapsed() > limit {
+            anyhow::bail!(
+                "processes of the lab are still running after {} s: PIDs {left:?}",
+                limit.as_secs()
+            );
+        }
+        if t.elapsed() > patience {
+            for pid in left {
+                signal(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
 }
 
 /// The last `n` lines of the node's console, without colour codes.

@@ -154,16 +154,6 @@ fn write(root: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether a user name is safe to put in a shell line and a sudoers file.
-pub fn valid_user(u: &str) -> bool {
-    let b = u.as_bytes();
-    !b.is_empty()
-        && b.len() <= 32
-        && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_' || *c == b'-')
-}
-
 fn configure(
     inv: &Inventory,
     node: &Node,
@@ -228,7 +218,7 @@ fn configure(
         }
     }
     let user = &inv.ssh.user;
-    if !valid_user(user) {
+    if !crate::inventory::valid_user(user) {
         crate::user_bail!(
             "{}: ssh.user `{user}` is not a usable Linux user name\n  fix: use lower-case letters, digits, `_` and `-` (e.g. vagrant)",
             inv.path.display()
