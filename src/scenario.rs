@@ -34,6 +34,8 @@ pub struct TaskFile {
     pub name: Option<String>,
     #[serde(default)]
     pub notify: OneOrMany,
+    /// How long the task's change may run (`30s`, `10m`; default 10m).
+    pub timeout: Option<String>,
     pub package: Option<crate::ops::package::Args>,
     pub template: Option<crate::ops::template::Args>,
     pub copy: Option<crate::ops::copy::Args>,
@@ -92,6 +94,8 @@ pub struct Task {
     pub name: String,
     pub op: OpArgs,
     pub notify: Vec<String>,
+    /// `timeout:` of the task, if it set one.
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,11 +175,24 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
             crate::error::user(format!("{at}: {what}: {m}{fix}"))
         })?;
     let name = t.value.name.clone().unwrap_or_else(|| op.summary());
+    let timeout = match &t.value.timeout {
+        None => None,
+        Some(v) => match crate::verify::Dur::parse(v) {
+            Ok(d) if d.0 >= std::time::Duration::from_secs(1) => Some(d.0),
+            Ok(_) => user_bail!(
+                "{at}: {what}: timeout `{v}` is shorter than a second\n  fix: e.g. timeout: 30s"
+            ),
+            Err(m) => {
+                user_bail!("{at}: {what}: timeout: {m}\n  fix: e.g. timeout: 30s or timeout: 20m")
+            }
+        },
+    };
     Ok(Task {
         at,
         name,
         op,
         notify: t.value.notify.0.clone(),
+        timeout,
     })
 }
 

@@ -229,3 +229,65 @@ fn limit_selects_hosts() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("`nope`"));
 }
+
+#[test]
+fn a_task_past_its_timeout_is_stopped_and_the_run_goes_on() {
+    let p = setup(1);
+    p.write(
+        "scenario.yaml",
+        &SCENARIO.replace(
+            "      - name: marker\n",
+            "      - name: slow\n        timeout: 1s\n        command: \"sleep 41.5\"\n      - name: marker\n",
+        ),
+    );
+    let t = std::time::Instant::now();
+    let o = p.labctl(&["configure", "scenario.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(e.contains("slow") && e.contains("time limit of 1 s"), "{e}");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(40),
+        "it waited for the sleep"
+    );
+    // what the task started is gone with it
+    let left = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|d| std::fs::read(d.path().join("cmdline")).ok())
+        .any(|c| String::from_utf8_lossy(&c).contains("sleep\u{0}41.5"));
+    assert!(!left, "the timed-out command still runs");
+    assert_eq!(p.read("root/n1/handler.log"), "reloaded\n");
+}
+
+#[test]
+fn a_command_that_cannot_parse_is_refused_before_any_host_is_touched() {
+    for (field, task) in [
+        ("cmd", "command: \"echo 'unbalanced\""),
+        (
+            "unless",
+            "command: {cmd: \"true\", unless: \"test -e \\\"/x\"}",
+        ),
+    ] {
+        let p = setup(1);
+        p.write(
+            "scenario.yaml",
+            &SCENARIO.replace(
+                "      - name: marker\n",
+                &format!("      - name: broken\n        {task}\n      - name: marker\n"),
+            ),
+        );
+        let t = std::time::Instant::now();
+        let o = p.labctl(&["configure", "scenario.yaml"]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("scenario.yaml:")
+                && e.contains(&format!("command: {field}"))
+                && e.contains("cannot parse")
+                && e.contains("fix:"),
+            "{e}"
+        );
+        assert!(t.elapsed() < std::time::Duration::from_secs(20));
+        assert!(!p.path("root/n1/etc").exists(), "a host was touched");
+    }
+}

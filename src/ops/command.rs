@@ -56,7 +56,11 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Command> {
+    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Command> {
+        super::check_shell(&self.0.cmd, "command: cmd", ctx.at)?;
+        if let Some(u) = &self.0.unless {
+            super::check_shell(u, "command: unless", ctx.at)?;
+        }
         Ok(Command(self.0))
     }
 }

@@ -191,6 +191,37 @@ impl OpArgs {
     }
 }
 
+/// Refuse shell text of the scenario that does not parse, before any host is
+/// touched: the host's `sh -n` reads it (and runs nothing). `what` names the
+/// field (`command: unless`), `at` the task.
+pub fn check_shell(text: &str, what: &str, at: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let Ok(mut child) = Command::new("sh")
+        .arg("-n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        return Ok(()); // no local sh: the node's own check still stops it
+    };
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(text.as_bytes());
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        let why = String::from_utf8_lossy(&out.stderr)
+            .trim()
+            .trim_start_matches("sh: ")
+            .to_string();
+        return Err(crate::error::user(format!(
+            "{at}: {what}: the shell cannot parse it ({why})\n  fix: balance its quotes and brackets (test it with `sh -n`)"
+        )));
+    }
+    Ok(())
+}
+
 /// Quote a string for POSIX sh.
 pub fn q(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

@@ -36,8 +36,6 @@ pub struct HostRun<'a> {
     lost: bool,
 }
 
-const MARK: &str = "@@LABCTL-PROBE ";
-
 /// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
 /// own, as Ansible does, instead of one per play. Only for `scripts/bench`, to
 /// measure what the batched gather saves; the results are the same.
@@ -47,23 +45,27 @@ fn probe_per_task() -> bool {
 }
 
 /// Join the probes of `tasks` into one script and split its output per task.
+/// The probes' outputs are told apart by a marker line that is new for every
+/// gather, so nothing a probe prints (a file's content, a CIB) can pass for
+/// another task's state.
 fn gather(remote: &mut dyn Remote, tasks: &[&PreparedTask]) -> anyhow::Result<Vec<Probe>> {
+    let mark = format!("@@LABCTL-PROBE-{:016x} ", rand::random::<u64>());
     let mut script = String::new();
     for (i, t) in tasks.iter().enumerate() {
         let p = t.op.probe();
         if p.is_empty() {
             continue;
         }
-        script += &format!("echo '{MARK}{i}'\n( {p}\n) 2>/dev/null\necho \"{MARK}rc=$?\"\n");
+        script += &format!("echo '{mark}{i}'\n( {p}\n) 2>/dev/null\necho \"{mark}rc=$?\"\n");
     }
     let mut probes = vec![Probe::default(); tasks.len()];
     if script.is_empty() {
         return Ok(probes);
     }
-    let out = remote.run(&script)?;
+    let out = remote.run(&script, crate::transport::PROBE_LIMIT)?;
     let mut cur: Option<usize> = None;
     for line in out.stdout.lines() {
-        if let Some(rest) = line.strip_prefix(MARK) {
+        if let Some(rest) = line.strip_prefix(mark.as_str()) {
             if let Some(rc) = rest.strip_prefix("rc=") {
                 if let Some(i) = cur {
                     probes[i].rc = rc.trim().parse().unwrap_or(-1);
@@ -208,10 +210,10 @@ impl<'a> HostRun<'a> {
             ));
         }
         let old = if d.exists {
-            match self
-                .remote
-                .run(&format!("cat -- {}", crate::ops::q(&d.path)))
-            {
+            match self.remote.run(
+                &format!("cat -- {}", crate::ops::q(&d.path)),
+                crate::transport::PROBE_LIMIT,
+            ) {
                 Ok(o) if o.rc == 0 => o.stdout,
                 _ => String::new(),
             }
@@ -257,7 +259,7 @@ impl<'a> HostRun<'a> {
             Plan::Change(c) => {
                 let mut diff = self.diff_text(&c);
                 if !self.opts.check {
-                    let out = self.remote.run(&c.script).map_err(|e| {
+                    let out = self.remote.run(&c.script, t.timeout).map_err(|e| {
                         self.lost |= crate::transport::is_connection_lost(&e);
                         format!("{e:#}")
                     })?;
@@ -350,15 +352,15 @@ mod tests {
         scripts: Vec<String>,
     }
     impl Remote for Fake {
-        fn run(&mut self, script: &str) -> anyhow::Result<Output> {
+        fn run(&mut self, script: &str, _limit: std::time::Duration) -> anyhow::Result<Output> {
             self.scripts.push(script.to_string());
             let mut out = String::new();
             for line in script.lines() {
-                if let Some(r) = line.strip_prefix("echo '@@LABCTL-PROBE ") {
-                    out += &format!(
-                        "{MARK}{}\ntype=absent\n{MARK}rc=0\n",
-                        r.trim_end_matches('\'')
-                    );
+                // echo '@@LABCTL-PROBE-<nonce> <i>'
+                if let Some(r) = line.strip_prefix("echo '@@LABCTL-PROBE-") {
+                    let (nonce, i) = r.trim_end_matches('\'').split_once(' ').unwrap();
+                    let mark = format!("@@LABCTL-PROBE-{nonce} ");
+                    out += &format!("{mark}{i}\ntype=absent\n{mark}rc=0\n");
                 }
             }
             Ok(Output {
@@ -384,6 +386,7 @@ mod tests {
                 secret: false,
             })),
             notify: vec![],
+            timeout: crate::transport::TASK_LIMIT,
         };
         let (a, b) = (mk("/a"), mk("/b"));
         let mut f = Fake { scripts: vec![] };
@@ -393,17 +396,59 @@ mod tests {
         assert_eq!(p[1].out, "type=absent\n");
     }
 
+    #[test]
+    fn a_probe_cannot_print_another_tasks_state() {
+        // a probe whose output holds a fixed marker line claims nothing
+        struct Liar;
+        impl Remote for Liar {
+            fn run(&mut self, script: &str, _l: std::time::Duration) -> anyhow::Result<Output> {
+                let mark = script
+                    .lines()
+                    .find_map(|l| l.strip_prefix("echo '"))
+                    .and_then(|l| l.rsplit_once(' '))
+                    .map(|(m, _)| m.to_string())
+                    .unwrap();
+                Ok(Output {
+                    stdout: format!(
+                        "{mark} 0\n@@LABCTL-PROBE 1\ntype=file\n{mark} rc=0\n{mark} 1\ntype=absent\n{mark} rc=0\n"
+                    ),
+                    stderr: String::new(),
+                    rc: 0,
+                })
+            }
+        }
+        use crate::ops::content::ManagedFile;
+        use crate::ops::template::Template;
+        let mk = |d: &str| PreparedTask {
+            name: d.into(),
+            op: Box::new(Template(ManagedFile {
+                dest: d.into(),
+                content: vec![],
+                owner: None,
+                group: None,
+                mode: None,
+                secret: false,
+            })),
+            notify: vec![],
+            timeout: crate::transport::TASK_LIMIT,
+        };
+        let (a, b) = (mk("/a"), mk("/b"));
+        let p = gather(&mut Liar, &[&a, &b]).unwrap();
+        assert_eq!(p[1].out, "type=absent\n");
+        assert!(p[0].out.contains("@@LABCTL-PROBE 1"));
+    }
+
     /// A node that dies after its first change: reading the state again breaks.
     struct Dying {
         calls: usize,
     }
     impl Remote for Dying {
-        fn run(&mut self, script: &str) -> anyhow::Result<Output> {
+        fn run(&mut self, script: &str, limit: std::time::Duration) -> anyhow::Result<Output> {
             self.calls += 1;
             if self.calls > 2 {
                 return Err(crate::transport::ConnectionLost("Timed out".into()).into());
             }
-            Fake { scripts: vec![] }.run(script)
+            Fake { scripts: vec![] }.run(script, limit)
         }
     }
 
@@ -422,6 +467,7 @@ mod tests {
                 secret: false,
             })),
             notify,
+            timeout: crate::transport::TASK_LIMIT,
         };
         let mut handlers = indexmap::IndexMap::new();
         handlers.insert("h".to_string(), mk("/h", vec![]));

@@ -17,6 +17,8 @@ pub struct PreparedTask {
     pub name: String,
     pub op: Box<dyn Op>,
     pub notify: Vec<String>,
+    /// How long its change may run.
+    pub timeout: std::time::Duration,
 }
 
 /// A play rendered for one host.
@@ -101,6 +103,7 @@ pub fn prepare(
                     name: t.name.clone(),
                     op: t.op.prepare(&ctx)?,
                     notify: t.notify.clone(),
+                    timeout: t.timeout.unwrap_or(crate::transport::TASK_LIMIT),
                 })
             };
             let mut tasks = Vec::new();

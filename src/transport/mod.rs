@@ -7,6 +7,8 @@
 
 pub mod ssh;
 
+use std::time::Duration;
+
 /// What a remote script printed and how it exited.
 #[derive(Debug, Clone, Default)]
 pub struct Output {
@@ -15,11 +17,18 @@ pub struct Output {
     pub rc: i32,
 }
 
+/// How long a task's change may run unless the task sets `timeout:`.
+pub const TASK_LIMIT: Duration = Duration::from_secs(600);
+/// How long reading a play's state (or a file for `--diff`) may take.
+pub const PROBE_LIMIT: Duration = Duration::from_secs(120);
+
 /// Something that runs shell scripts as root on one node.
 pub trait Remote: Send {
-    /// Run `script` with `sh` as root; stdin of the commands is /dev/null.
-    /// A broken connection is an error holding [`ConnectionLost`].
-    fn run(&mut self, script: &str) -> anyhow::Result<Output>;
+    /// Run `script` with `sh` as root; stdin of the commands is /dev/null. A
+    /// script that does not parse runs not at all (exit 2); one that runs past
+    /// `limit` is stopped with all it started (exit 124 or more). A broken
+    /// connection is an error holding [`ConnectionLost`].
+    fn run(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output>;
 }
 
 /// The connection to a node broke in the middle of a run (the node lost power,

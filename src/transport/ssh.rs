@@ -104,13 +104,17 @@ impl Session {
         })
     }
 
-    /// Run `script` in the session's root shell (opened if needed): the script
-    /// runs in a subshell, stdin /dev/null, stderr to a temporary file; then
-    /// the shell prints an end mark with the exit status and the stderr's
-    /// length, and the stderr. When the shell itself ends (sudo refused, a
-    /// syntax error), its output and exit status are the result and the next
-    /// run opens a new one.
-    fn run_in_shell(&mut self, script: &str) -> anyhow::Result<Output> {
+    /// Run `script` in the session's root shell (opened if needed). The shell
+    /// first stores the script in a temporary file (a here-document with a
+    /// random end line, so nothing in the script can end it early) and checks
+    /// that it parses (`sh -n`): a script that cannot parse runs not at all and
+    /// fails at once. Then it runs under `timeout` (`limit`, then SIGKILL to the
+    /// script's whole process group), stdin /dev/null, stderr to a temporary
+    /// file; then the shell prints an end mark with the exit status, the
+    /// stderr's length and how the script ended, and the stderr. When the shell
+    /// itself ends (sudo refused), its output and exit status are the result and
+    /// the next run opens a new one.
+    fn run_in_shell(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output> {
         if self.shell.is_none() {
             let mut ch = self.sess.channel_session()?;
             ch.exec(if self.become_root {
@@ -120,14 +124,12 @@ impl Session {
             })?;
             self.shell = Some(ch);
         }
+        // the session waits a little longer than the script may run
+        self.sess
+            .set_timeout((limit + Duration::from_secs(30)).as_millis() as u32);
         let ch = self.shell.as_mut().expect("opened above");
         let end = format!("@@LABCTL-END-{:016x} ", rand::random::<u64>());
-        // a compound command is read whole before it runs, so commands inside
-        // the script cannot swallow the rest of the input from stdin
-        let wrapped = format!(
-            "labctl_err=$(mktemp) && ( {{\n{script}\n}} </dev/null ) 2>\"$labctl_err\"; labctl_rc=$?\n\
-             printf '\\n{end}%s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\"; cat \"$labctl_err\"; rm -f \"$labctl_err\"\n"
-        );
+        let wrapped = wrap(script, &end, limit);
         ch.write_all(wrapped.as_bytes())?;
         ch.flush()?;
         let mut buf: Vec<u8> = Vec::new();
@@ -163,6 +165,7 @@ impl Session {
         let mut parts = mark.split_whitespace();
         let rc: i32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(-1);
         let err_len: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let ended = parts.next().unwrap_or("ran").to_string();
         // then exactly err_len bytes of stderr
         while buf.len() < line_end + 1 + err_len {
             let n = ch.read(&mut chunk)?;
@@ -172,13 +175,42 @@ impl Session {
             );
             buf.extend_from_slice(&chunk[..n]);
         }
-        let stderr = &buf[line_end + 1..line_end + 1 + err_len];
+        let stderr = String::from_utf8_lossy(&buf[line_end + 1..line_end + 1 + err_len]);
+        let stderr = match ended.as_str() {
+            "syntax" => format!(
+                "the script does not parse, so none of it ran: {}",
+                stderr.trim()
+            ),
+            "timeout" => format!(
+                "stopped: it ran longer than its time limit of {} s (a task may set `timeout:`)\n{stderr}",
+                limit.as_secs()
+            ),
+            _ => stderr.into_owned(),
+        };
         Ok(Output {
             stdout: String::from_utf8_lossy(&buf[..at]).into_owned(),
-            stderr: String::from_utf8_lossy(stderr).into_owned(),
+            stderr,
             rc,
         })
     }
+}
+
+/// The text sent to the root shell for one script: store it in a file (a
+/// here-document ended by a random line), check that it parses, run it under
+/// `timeout`, then print the end mark `END<rc> <stderr bytes> <ran|syntax|timeout>`
+/// and the stderr. Stdout goes straight to the channel.
+fn wrap(script: &str, end: &str, limit: Duration) -> String {
+    let eof = format!("@@LABCTL-SCRIPT-{:016x}", rand::random::<u64>());
+    let nl = if script.ends_with('\n') { "" } else { "\n" };
+    format!(
+        "labctl_s=$(mktemp) && labctl_err=$(mktemp) && cat >\"$labctl_s\" <<'{eof}'\n{script}{nl}{eof}\n\
+         if sh -n \"$labctl_s\" 2>\"$labctl_err\"; then \
+         timeout --verbose -k 5 {secs} sh \"$labctl_s\" </dev/null 2>\"$labctl_err\"; labctl_rc=$?; labctl_end=ran; \
+         if [ \"$labctl_rc\" -ge 124 ] && grep -q '^timeout: sending signal' \"$labctl_err\"; then labctl_end=timeout; fi; \
+         else labctl_rc=2; labctl_end=syntax; fi\n\
+         printf '\\n{end}%s %s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"; rm -f \"$labctl_s\" \"$labctl_err\"\n",
+        secs = limit.as_secs().max(1)
+    )
 }
 
 /// Where `needle` first occurs in `hay`.
@@ -187,8 +219,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Remote for Session {
-    fn run(&mut self, script: &str) -> anyhow::Result<Output> {
-        let out = self.run_in_shell(script).map_err(|e| {
+    fn run(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output> {
+        let out = self.run_in_shell(script, limit).map_err(|e| {
             self.shell = None;
             anyhow::Error::new(super::ConnectionLost(format!("{e:#}")))
         })?;
@@ -280,5 +312,63 @@ pub fn host_for_known_hosts(t: &Target) -> String {
         t.addr.ip().to_string()
     } else {
         format!("[{}]:{}", t.addr.ip(), t.addr.port())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feed `wrap(script)` to a local `sh`, as the node's root shell gets it;
+    /// returns (stdout, the end mark's fields).
+    fn run_wrapped(script: &str, limit: Duration) -> (String, Vec<String>) {
+        let end = "@@LABCTL-END-test ";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(wrap(script, end, limit))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (before, after) = text.split_once(&format!("\n{end}")).expect("end mark");
+        let fields = after
+            .lines()
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        (before.to_string(), fields)
+    }
+
+    #[test]
+    fn a_script_that_cannot_parse_runs_not_at_all_and_returns_at_once() {
+        let t = std::time::Instant::now();
+        let (out, f) = run_wrapped("echo first\necho \"unbalanced\n", Duration::from_secs(60));
+        assert_eq!(f[0], "2");
+        assert_eq!(f[2], "syntax");
+        assert!(!out.contains("first"), "nothing of it ran: {out}");
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn a_script_past_its_limit_is_stopped_with_its_children() {
+        let (_, f) = run_wrapped("sleep 30 & sleep 30\n", Duration::from_secs(1));
+        assert_eq!(f[2], "timeout", "{f:?}");
+        assert!(f[0].parse::<i32>().unwrap() >= 124);
+    }
+
+    #[test]
+    fn no_line_of_the_script_ends_its_here_document() {
+        let script =
+            "echo a\nLABCTL_EOF\n@@LABCTL-SCRIPT-0000000000000000\necho '$(x) `y`'\nexit 3";
+        let (out, f) = run_wrapped(script, Duration::from_secs(30));
+        // the look-alike end lines are plain (failing) commands of the script
+        assert_eq!(f[0], "3", "{out}");
+        assert_eq!(out.lines().collect::<Vec<_>>(), ["a", "$(x) `y`"]);
+        let (out, f) = run_wrapped("echo '$(x) `y`'; exit 3", Duration::from_secs(30));
+        assert_eq!(
+            (out.trim(), f[0].as_str(), f[2].as_str()),
+            ("$(x) `y`", "3", "ran")
+        );
     }
 }

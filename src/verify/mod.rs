@@ -833,7 +833,7 @@ pub(crate) fn last_lines(s: &str, n: usize) -> String {
 
 /// Run a script as root over SSH (scripts bound their own commands with `timeout`).
 pub(crate) fn remote(sess: &mut Session, script: &str) -> Result<Output, String> {
-    sess.run(script)
+    sess.run(script, crate::transport::PROBE_LIMIT)
         .map_err(|e| format!("{}: {}", sess.target.name, crate::cli::format_error(&e)))
 }
 
