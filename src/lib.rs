@@ -13,6 +13,7 @@ pub mod lock;
 pub mod ops;
 pub mod project;
 pub mod providers;
+pub mod redact;
 pub mod runner;
 pub mod scenario;
 pub mod templates;

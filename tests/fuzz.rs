@@ -15,7 +15,7 @@
 use labctl::error::exit_code;
 use labctl::inventory::Inventory;
 use labctl::runner::prepare::prepare;
-use labctl::runner::redact::Redactor;
+use labctl::redact::Redactor;
 use labctl::scenario::Scenario;
 use labctl::templates::Templates;
 use proptest::prelude::*;

@@ -79,3 +79,37 @@ fn secret_values_never_appear_in_any_output() {
     assert!(!out.contains(NEW), "the new secret leaked:\n{out}");
     assert!(!out.contains(OLD), "the old secret leaked:\n{out}");
 }
+
+#[test]
+fn a_secret_in_a_check_is_masked_in_lists_json_and_errors() {
+    let p = Project::new(1);
+    p.write(
+        "verify.yaml",
+        &format!(
+            "name: v\nsecrets: [token]\nvars: {{token: \"{NEW}\"}}\nverify:\n  - http: {{url: \"http://127.0.0.1:1/?token={{{{ token }}}}\", nodes: [n1]}}\n"
+        ),
+    );
+    let mut all = String::new();
+    for args in [
+        &["verify", "verify.yaml", "--list"][..],
+        &["verify", "verify.yaml", "--list", "--json"][..],
+        &["verify", "verify.yaml", "--json"][..],
+        &["verify", "verify.yaml"][..],
+    ] {
+        let o = p.labctl(args);
+        all += &stdout(&o);
+        all += &stderr(&o);
+    }
+    assert!(all.contains("token=********"), "the check is shown, masked: {all}");
+    assert!(!all.contains(NEW), "the secret leaked:\n{all}");
+    // a bad check: the error message names the value, masked
+    p.write(
+        "verify.yaml",
+        &format!(
+            "name: v\nsecrets: [token]\nvars: {{token: \"{NEW}\"}}\nverify:\n  - http: {{url: \"ftp://{{{{ token }}}}/\"}}\n"
+        ),
+    );
+    let o = p.labctl(&["verify", "verify.yaml"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!stderr(&o).contains(NEW), "the secret leaked: {}", stderr(&o));
+}

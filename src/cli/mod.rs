@@ -90,7 +90,7 @@ pub fn main() -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", format_error(&e));
+            eprintln!("error: {}", crate::redact::mask(&format_error(&e)));
             crate::error::exit_code(&e)
         }
     }

@@ -1,6 +1,7 @@
 //! `labctl verify`: prove the scenario works (the checks of its `verify:` section).
 
 use super::Global;
+use crate::redact::mask;
 use crate::scenario::Scenario;
 use crate::user_bail;
 use crate::verify::{self, VerifyOptions};
@@ -69,23 +70,23 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
                 .iter()
                 .map(|(name, kind)| serde_json::json!({"name": name, "kind": kind}))
                 .collect();
-            println!("{}", serde_json::json!({ "checks": v }));
+            println!("{}", mask(&serde_json::json!({ "checks": v }).to_string()));
         } else {
             for (i, (name, kind)) in checks.iter().enumerate() {
-                println!("{:>2}. [{kind}] {name}", i + 1);
+                println!("{}", mask(&format!("{:>2}. [{kind}] {name}", i + 1)));
             }
         }
         return Ok(0);
     }
     let report = verify::run_checks_with(&inv, &scenario, &opts, &mut |r| {
         if !json {
-            println!("{}", r.line());
+            println!("{}", mask(&r.line()));
         }
     })?;
     if json {
-        println!("{}", report.json());
+        println!("{}", mask(&report.json().to_string()));
     } else {
-        println!("{}", report.summary());
+        println!("{}", mask(&report.summary()));
     }
     Ok(if report.passed() { 0 } else { 1 })
 }

@@ -126,6 +126,9 @@ impl ManagedFile {
         );
         if exists {
             s += "chmod --reference=\"$f\" \"$tmp\"\nchown --reference=\"$f\" \"$tmp\"\n";
+        } else if self.secret {
+            // a file holding a secret is root's only unless `mode:` says otherwise
+            s += "chmod 0600 \"$tmp\"\n";
         } else {
             s += "chmod 0644 \"$tmp\"\n";
         }
@@ -148,6 +151,26 @@ mod tests {
             mode: Some("0640".into()),
             secret: false,
         }
+    }
+
+    #[test]
+    fn a_new_secret_file_without_mode_is_0600() {
+        let f = ManagedFile {
+            mode: None,
+            secret: true,
+            ..mf()
+        };
+        let Plan::Change(c) = f
+            .plan(&Probe {
+                out: "type=absent\n".into(),
+                rc: 0,
+            })
+            .unwrap()
+        else {
+            panic!()
+        };
+        assert!(c.script.contains("chmod 0600 \"$tmp\""), "{}", c.script);
+        assert!(!c.script.contains("0644"));
     }
 
     #[test]

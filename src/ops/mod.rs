@@ -49,7 +49,7 @@ pub struct PrepareCtx<'a> {
     /// Where the task was written (`file:line:col`), for messages.
     pub at: &'a str,
     /// Values that must never be shown.
-    pub secrets: &'a std::sync::Mutex<crate::runner::redact::Redactor>,
+    pub secrets: &'a std::sync::Mutex<crate::redact::Redactor>,
 }
 
 /// The state a probe printed.

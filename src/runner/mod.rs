@@ -5,7 +5,6 @@
 
 pub mod host;
 pub mod prepare;
-pub mod redact;
 pub mod report;
 
 use crate::inventory::{Inventory, Node};
@@ -85,7 +84,7 @@ pub fn target(inv: &Inventory, node: &Node, insecure: bool) -> Target {
 /// Converge `scenario` on the inventory's nodes. Input mistakes are errors
 /// (exit 2) before any host is touched; host failures are in the recap.
 pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Result<Recap> {
-    let mut redactor = redact::Redactor::new();
+    let mut redactor = crate::redact::Redactor::new();
     let plans = prepare::prepare(inv, scenario, opts.limit.as_deref(), &mut redactor)?;
     if plans.is_empty() {
         return Ok(Recap::default());

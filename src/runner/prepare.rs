@@ -2,7 +2,7 @@
 //! the host's variables. Runs before any host is touched, so an undefined
 //! variable or a missing template fails the whole run early (exit 2).
 
-use super::redact::Redactor;
+use crate::redact::Redactor;
 use crate::inventory::{Inventory, Node};
 use crate::ops::{Op, PrepareCtx};
 use crate::scenario::{Scenario, Task};
@@ -81,15 +81,7 @@ pub fn prepare(
             }
             let vars = host_vars(inv, node, &scenario.vars, &play.vars, &templates)?;
             if let Ok(mut r) = secrets.lock() {
-                for name in &secret_names {
-                    if let Ok(v) = vars.get_attr(name) {
-                        if let Some(s) = v.as_str() {
-                            r.add(s);
-                        } else if !v.is_undefined() {
-                            r.add(&v.to_string());
-                        }
-                    }
-                }
+                crate::redact::add_named(&mut r, &vars, &secret_names);
             }
             let prep = |t: &Task| -> anyhow::Result<PreparedTask> {
                 let ctx = PrepareCtx {
@@ -131,6 +123,7 @@ pub fn prepare(
         }
     }
     *redactor = secrets.into_inner().unwrap_or_default();
+    crate::redact::remember(redactor);
     plans.sort_by_key(|p| inv.nodes.iter().position(|n| n.name == p.node.name));
     Ok(plans)
 }

@@ -3,7 +3,7 @@
 //! a terminal, and the recap. Every text passes through the [`Redactor`].
 
 use super::host::HostRecap;
-use super::redact::Redactor;
+use crate::redact::Redactor;
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;

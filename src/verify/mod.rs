@@ -624,6 +624,11 @@ pub(crate) fn prepare(
         user_bail!("{}: the inventory has no nodes", inv.path.display());
     };
     let vars = host_vars(inv, first, &scenario.vars, &BTreeMap::new(), &templates)?;
+    // a secret a check names (say, in a URL) is masked in everything shown
+    let names: Vec<&String> = inv.secrets.iter().chain(scenario.secrets.iter()).collect();
+    let mut secrets = crate::redact::Redactor::new();
+    crate::redact::add_named(&mut secrets, &vars, &names);
+    crate::redact::remember(&secrets);
     let mut out = Vec::new();
     for check in &scenario.verify {
         if opts
@@ -723,7 +728,7 @@ impl Ctx {
     /// A progress line on stderr (for the long checks).
     pub fn progress(&self, msg: &str) {
         if self.progress {
-            eprintln!("  .. {msg}");
+            eprintln!("  .. {}", crate::redact::mask(&msg));
         }
     }
 

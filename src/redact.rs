@@ -1,5 +1,10 @@
 //! Secrets never appear in output, diffs, JSON or logs: every text labctl shows
 //! about a host passes through a [`Redactor`].
+//!
+//! Every secret value labctl learns (a variable named in `secrets:`, rendered
+//! for a host or a check) is also remembered process-wide ([`remember`]), and
+//! the CLI masks with [`mask`] whatever it prints: results, lists, JSON and
+//! error messages alike.
 
 /// Replaces secret values with `********`.
 #[derive(Debug, Clone, Default)]
@@ -38,6 +43,38 @@ impl Redactor {
             }
         }
         out
+    }
+}
+
+static KNOWN: std::sync::Mutex<Redactor> = std::sync::Mutex::new(Redactor {
+    secrets: Vec::new(),
+});
+
+/// Remember the secrets of `r` for [`mask`].
+pub fn remember(r: &Redactor) {
+    if let Ok(mut k) = KNOWN.lock() {
+        k.extend(r);
+    }
+}
+
+/// `text` with every secret remembered so far masked.
+pub fn mask(text: &str) -> String {
+    match KNOWN.lock() {
+        Ok(k) => k.redact(text),
+        Err(_) => text.to_string(),
+    }
+}
+
+/// Add to `r` the values of the variables named `names` in `vars`.
+pub fn add_named(r: &mut Redactor, vars: &minijinja::Value, names: &[&String]) {
+    for name in names {
+        if let Ok(v) = vars.get_attr(name) {
+            if let Some(s) = v.as_str() {
+                r.add(s);
+            } else if !v.is_undefined() {
+                r.add(&v.to_string());
+            }
+        }
     }
 }
 
