@@ -480,28 +480,26 @@ impl Inventory {
     /// Returns `None` for the first unknown word.
     pub fn select(&self, pattern: &str) -> Result<Vec<&Node>, String> {
         let groups = self.groups();
-        let mut out: Vec<&Node> = Vec::new();
+        let mut chosen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for word in pattern
             .split([',', ':'])
             .map(str::trim)
             .filter(|w| !w.is_empty())
         {
-            let names: Vec<String> = if let Some(members) = groups.get(word) {
-                members.clone()
+            if let Some(members) = groups.get(word) {
+                chosen.extend(members.iter().cloned());
             } else if self.node(word).is_some() {
-                vec![word.to_string()]
+                chosen.insert(word.to_string());
             } else {
                 return Err(word.to_string());
-            };
-            for n in self.nodes.iter().filter(|n| names.contains(&n.name)) {
-                if !out.iter().any(|o| o.name == n.name) {
-                    out.push(n);
-                }
             }
         }
-        // keep inventory order
-        out.sort_by_key(|n| self.nodes.iter().position(|m| m.name == n.name));
-        Ok(out)
+        // in inventory order
+        Ok(self
+            .nodes
+            .iter()
+            .filter(|n| chosen.contains(&n.name))
+            .collect())
     }
 
     /// Names of the nodes and groups, for "did you mean" messages.

@@ -245,12 +245,51 @@ fn node_fact(n: &Node) -> Value {
     })))
 }
 
+/// The facts every host of an inventory shares (`nodes`, `groups`, `lab`),
+/// built once per run: values are shared, not copied, so preparing N hosts
+/// costs N, not N².
+#[derive(Debug, Clone)]
+pub struct Facts {
+    nodes: Value,
+    groups: Value,
+    lab: Value,
+    node: BTreeMap<String, Value>,
+}
+
+impl Facts {
+    pub fn of(inv: &Inventory) -> Facts {
+        let node: BTreeMap<String, Value> = inv
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), node_fact(n)))
+            .collect();
+        let lab = match &inv.network {
+            Some(net) => serde_json::json!({
+                "name": inv.lab,
+                "subnet": net.subnet.to_string(),
+                "network": net.subnet.network.to_string(),
+                "prefix": net.subnet.prefix,
+                "netmask": net.subnet.netmask().to_string(),
+                "gateway": net.gateway.to_string(),
+            }),
+            None => serde_json::json!({"name": inv.lab}),
+        };
+        Facts {
+            nodes: Value::from(node.clone()),
+            groups: Value::from(minijinja::value::Serde(inv.groups())),
+            lab: Value::from(minijinja::value::Serde(lab)),
+            node,
+        }
+    }
+}
+
 /// Every variable and fact a host sees, lowest precedence first:
 /// inventory `vars` < `group_vars` < the node's `vars` < scenario `vars` < play `vars`,
 /// then the facts `inventory_hostname`, `node`, `nodes`, `groups`, `lab`.
 /// String variables may use other variables (`www: "www.{{ domain }}"`).
 pub fn host_vars(
     inv: &Inventory,
+    facts: &Facts,
     node: &Node,
     scenario_vars: &BTreeMap<String, Value>,
     play_vars: &BTreeMap<String, Value>,
@@ -271,29 +310,17 @@ pub fn host_vars(
     m.extend(play_vars.clone());
 
     m.insert("inventory_hostname".into(), Value::from(node.name.clone()));
-    m.insert("node".into(), node_fact(node));
-    let nodes: BTreeMap<String, Value> = inv
-        .nodes
-        .iter()
-        .map(|n| (n.name.clone(), node_fact(n)))
-        .collect();
-    m.insert("nodes".into(), Value::from(nodes));
     m.insert(
-        "groups".into(),
-        Value::from(minijinja::value::Serde(inv.groups())),
+        "node".into(),
+        facts
+            .node
+            .get(&node.name)
+            .cloned()
+            .unwrap_or_else(|| node_fact(node)),
     );
-    let lab = match &inv.network {
-        Some(net) => serde_json::json!({
-            "name": inv.lab,
-            "subnet": net.subnet.to_string(),
-            "network": net.subnet.network.to_string(),
-            "prefix": net.subnet.prefix,
-            "netmask": net.subnet.netmask().to_string(),
-            "gateway": net.gateway.to_string(),
-        }),
-        None => serde_json::json!({"name": inv.lab}),
-    };
-    m.insert("lab".into(), Value::from(minijinja::value::Serde(lab)));
+    m.insert("nodes".into(), facts.nodes.clone());
+    m.insert("groups".into(), facts.groups.clone());
+    m.insert("lab".into(), facts.lab.clone());
 
     // one pass of variable-in-variable rendering (e.g. `www: "www.{{ domain }}"`),
     // also inside lists and maps

@@ -14,8 +14,8 @@
 
 use labctl::error::exit_code;
 use labctl::inventory::Inventory;
-use labctl::runner::prepare::prepare;
 use labctl::redact::Redactor;
+use labctl::runner::prepare::prepare;
 use labctl::scenario::Scenario;
 use labctl::templates::Templates;
 use proptest::prelude::*;

@@ -14,11 +14,12 @@ fn render_all(scenario: &str) -> BTreeMap<(String, String), String> {
     let inv = Inventory::load(&root.join("inventory.yaml")).unwrap();
     let sc = Scenario::load(&root.join(scenario), root).unwrap();
     let t = Templates::new(root, &root.join("templates"));
+    let facts = labctl::templates::Facts::of(&inv);
     let mut out = BTreeMap::new();
     for play in &sc.plays {
         for pattern in &play.hosts {
             for node in inv.select(pattern).unwrap() {
-                let vars = host_vars(&inv, node, &sc.vars, &play.vars, &t).unwrap();
+                let vars = host_vars(&inv, &facts, node, &sc.vars, &play.vars, &t).unwrap();
                 for task in &play.tasks {
                     if let OpArgs::Template(a) = &task.op {
                         let a: labctl::ops::template::Args =

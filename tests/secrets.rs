@@ -100,7 +100,10 @@ fn a_secret_in_a_check_is_masked_in_lists_json_and_errors() {
         all += &stdout(&o);
         all += &stderr(&o);
     }
-    assert!(all.contains("token=********"), "the check is shown, masked: {all}");
+    assert!(
+        all.contains("token=********"),
+        "the check is shown, masked: {all}"
+    );
     assert!(!all.contains(NEW), "the secret leaked:\n{all}");
     // a bad check: the error message names the value, masked
     p.write(
@@ -111,5 +114,9 @@ fn a_secret_in_a_check_is_masked_in_lists_json_and_errors() {
     );
     let o = p.labctl(&["verify", "verify.yaml"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(!stderr(&o).contains(NEW), "the secret leaked: {}", stderr(&o));
+    assert!(
+        !stderr(&o).contains(NEW),
+        "the secret leaked: {}",
+        stderr(&o)
+    );
 }

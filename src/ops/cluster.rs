@@ -160,6 +160,20 @@ impl Args {
             .ok()
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
+        // every member is a node of the inventory (its name reaches the probe)
+        let nodes = ctx.vars.get_attr("nodes").ok();
+        for m in &members {
+            let known = nodes
+                .as_ref()
+                .and_then(|n| n.get_attr(m).ok())
+                .is_some_and(|v| !v.is_undefined());
+            if !known || !crate::inventory::valid_node_name(m) {
+                return Err(crate::error::user(format!(
+                    "{}: cluster: member {m:?} is neither a node nor a group of the inventory\n  fix: name inventory nodes or a group in `members:`",
+                    ctx.at
+                )));
+            }
+        }
         let leader = members.first() == Some(&me);
         if !members.contains(&me) {
             return Err(crate::error::user(format!(
@@ -420,10 +434,12 @@ impl Op for Cluster {
                 ("--create", "create")
             };
             what.push(format!("{word} {}", e.id));
+            // the XML on stdin, not the command line: resource parameters
+            // never show in the node's process list
+            let eof = format!("LABCTL_CIB_{:016x}", rand::random::<u64>());
             script += &format!(
-                "cibadmin {verb} --scope {} --xml-text {}\n",
-                e.scope,
-                q(&e.xml)
+                "cibadmin {verb} --scope {} --xml-pipe <<'{eof}'\n{}\n{eof}\n",
+                e.scope, e.xml
             );
         }
         // return when the cluster has carried the change out (resources started)

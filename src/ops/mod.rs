@@ -178,6 +178,14 @@ impl OpArgs {
     /// Render the arguments for one host and build the operation.
     pub fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         let rendered: OpArgs = ctx.templates.render_args(self, ctx.vars, ctx.at)?;
+        // what variables made of the arguments obeys the same rules as what was written
+        rendered.validate().map_err(|m| {
+            crate::error::user(format!(
+                "{}: {} (after its variables were filled in): {m}",
+                ctx.at,
+                rendered.kind()
+            ))
+        })?;
         Ok(match rendered {
             OpArgs::Package(a) => Box::new(a.prepare(ctx)?),
             OpArgs::Template(a) => Box::new(a.prepare(ctx)?),

@@ -55,11 +55,13 @@ impl Args {
                     .into(),
             );
         }
-        if self.name.is_empty() || self.name.contains([':', ' ', '/']) {
-            return Err(format!(
-                "`{}` is not a user name\n  fix: use letters, digits, `-` and `_`, e.g. name: alumno",
-                self.name
-            ));
+        // names reach useradd/usermod's command line: never an option
+        for n in std::iter::once(&self.name).chain(self.groups.iter()) {
+            if !n.contains("{{") && !crate::inventory::valid_user(n) {
+                return Err(format!(
+                    "{n:?} is not a user or group name\n  fix: use lower-case letters, digits, `-` and `_`, starting with a letter or `_`, e.g. name: alumno"
+                ));
+            }
         }
         Ok(())
     }

@@ -2,11 +2,11 @@
 //! the host's variables. Runs before any host is touched, so an undefined
 //! variable or a missing template fails the whole run early (exit 2).
 
-use crate::redact::Redactor;
 use crate::inventory::{Inventory, Node};
 use crate::ops::{Op, PrepareCtx};
+use crate::redact::Redactor;
 use crate::scenario::{Scenario, Task};
-use crate::templates::{host_vars, Templates};
+use crate::templates::{host_vars, Facts, Templates};
 use crate::user_bail;
 use indexmap::IndexMap;
 use std::sync::Mutex;
@@ -46,6 +46,7 @@ pub fn prepare(
     redactor: &mut Redactor,
 ) -> anyhow::Result<Vec<HostPlan>> {
     let templates = Templates::new(&inv.dir, &inv.dir.join("templates"));
+    let facts = Facts::of(inv);
     let limited: Option<Vec<String>> = match limit {
         None => None,
         Some(l) => match inv.select(l) {
@@ -60,6 +61,7 @@ pub fn prepare(
     let secret_names: Vec<&String> = inv.secrets.iter().chain(scenario.secrets.iter()).collect();
     let secrets = Mutex::new(std::mem::take(redactor));
     let mut plans: Vec<HostPlan> = Vec::new();
+    let mut index_of: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (index, play) in scenario.plays.iter().enumerate() {
         let mut nodes: Vec<&Node> = Vec::new();
         for pattern in &play.hosts {
@@ -79,7 +81,7 @@ pub fn prepare(
                     continue;
                 }
             }
-            let vars = host_vars(inv, node, &scenario.vars, &play.vars, &templates)?;
+            let vars = host_vars(inv, &facts, node, &scenario.vars, &play.vars, &templates)?;
             if let Ok(mut r) = secrets.lock() {
                 crate::redact::add_named(&mut r, &vars, &secret_names);
             }
@@ -113,18 +115,27 @@ pub fn prepare(
                 tasks,
                 handlers,
             };
-            match plans.iter_mut().find(|p| p.node.name == node.name) {
-                Some(hp) => hp.plays.push(pp),
-                None => plans.push(HostPlan {
-                    node: node.clone(),
-                    plays: vec![pp],
-                }),
+            match index_of.get(&node.name) {
+                Some(&i) => plans[i].plays.push(pp),
+                None => {
+                    index_of.insert(node.name.clone(), plans.len());
+                    plans.push(HostPlan {
+                        node: node.clone(),
+                        plays: vec![pp],
+                    })
+                }
             }
         }
     }
     *redactor = secrets.into_inner().unwrap_or_default();
     crate::redact::remember(redactor);
-    plans.sort_by_key(|p| inv.nodes.iter().position(|n| n.name == p.node.name));
+    let order: std::collections::HashMap<&str, usize> = inv
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    plans.sort_by_key(|p| order.get(p.node.name.as_str()).copied());
     Ok(plans)
 }
 

@@ -623,7 +623,15 @@ pub(crate) fn prepare(
     let Some(first) = inv.nodes.first() else {
         user_bail!("{}: the inventory has no nodes", inv.path.display());
     };
-    let vars = host_vars(inv, first, &scenario.vars, &BTreeMap::new(), &templates)?;
+    let facts = crate::templates::Facts::of(inv);
+    let vars = host_vars(
+        inv,
+        &facts,
+        first,
+        &scenario.vars,
+        &BTreeMap::new(),
+        &templates,
+    )?;
     // a secret a check names (say, in a URL) is masked in everything shown
     let names: Vec<&String> = inv.secrets.iter().chain(scenario.secrets.iter()).collect();
     let mut secrets = crate::redact::Redactor::new();
@@ -728,7 +736,7 @@ impl Ctx {
     /// A progress line on stderr (for the long checks).
     pub fn progress(&self, msg: &str) {
         if self.progress {
-            eprintln!("  .. {}", crate::redact::mask(&msg));
+            eprintln!("  .. {}", crate::redact::mask(msg));
         }
     }
 

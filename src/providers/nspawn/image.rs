@@ -196,8 +196,21 @@ fn host_apt_conf() -> Vec<String> {
             .iter()
             .any(|p| l.starts_with(p))
         })
+        // a proxy with a user name or password stays the host's: nodes (and
+        // their students) never get the credentials
+        .filter(|l| !proxy_has_credentials(l))
         .map(String::from)
         .collect()
+}
+
+/// Whether an apt `Proxy` line's URL carries `user[:password]@`.
+fn proxy_has_credentials(line: &str) -> bool {
+    line.contains("Proxy ")
+        && line
+            .split('"')
+            .nth(1)
+            .and_then(|url| url.split_once("://"))
+            .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'))
 }
 
 fn http_proxy(conf: &[String]) -> Option<String> {
@@ -454,6 +467,19 @@ mod tests {
             o,
             vec![("http://m/debian".to_string(), vec!["bookworm".to_string()])]
         );
+    }
+
+    #[test]
+    fn proxy_credentials_are_never_copied() {
+        assert!(proxy_has_credentials(
+            "Acquire::http::Proxy \"http://bob:s3cret@p:3142/\";"
+        ));
+        assert!(!proxy_has_credentials(
+            "Acquire::http::Proxy \"http://p:3142/a@b\";"
+        ));
+        assert!(!proxy_has_credentials(
+            "Acquire::Check-Valid-Until \"false\";"
+        ));
     }
 
     #[test]
