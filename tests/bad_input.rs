@@ -7,7 +7,8 @@
 //!
 //! - the files of the case replace the project's (`@PORT@` is the node's SSH
 //!   port, `@ROOT@` the folder the node's managed files go to);
-//! - `setup` (optional): `rm FILE` or `chmod MODE FILE` lines, run first;
+//! - `setup` (optional): `rm FILE`, `chmod MODE FILE`, `mv FROM TO` or
+//!   `ln TARGET LINK` (a symlink) lines, run first;
 //! - `cmd` (optional): labctl's arguments, default `configure scenario.yaml`;
 //! - `expect`: lines that must each appear in the error message.
 //!
@@ -58,6 +59,8 @@ fn setup(p: &Project, lines: &str) {
         let w: Vec<&str> = line.split_whitespace().collect();
         match w.as_slice() {
             ["rm", file] => std::fs::remove_file(p.path(file)).unwrap(),
+            ["mv", from, to] => std::fs::rename(p.path(from), p.path(to)).unwrap(),
+            ["ln", target, link] => std::os::unix::fs::symlink(target, p.path(link)).unwrap(),
             ["chmod", mode, file] => {
                 let mode = u32::from_str_radix(mode, 8).unwrap();
                 std::fs::set_permissions(p.path(file), std::fs::Permissions::from_mode(mode))

@@ -387,3 +387,89 @@ proptest! {
         user_error_or_ok("render_str", t.render_str(&text, &vars, "scenario.yaml:1:1"))?;
     }
 }
+
+/// Path segments a hostile scenario or inventory would use.
+fn path_input() -> impl Strategy<Value = String> {
+    let seg = prop_oneof![
+        Just("..".to_string()),
+        Just(".".to_string()),
+        Just("".to_string()),
+        Just(".labctl".to_string()),
+        Just("templates".to_string()),
+        Just("etc".to_string()),
+        Just("link".to_string()),
+        "[a-z]{1,6}",
+    ];
+    (any::<bool>(), prop::collection::vec(seg, 1..8))
+        .prop_map(|(abs, segs)| format!("{}{}", if abs { "/" } else { "" }, segs.join("/")))
+}
+
+/// Names: what a lab or node name could be written as.
+fn name_input() -> impl Strategy<Value = String> {
+    "[a-z0-9-]{0,14}"
+}
+
+proptest! {
+    #[test]
+    fn a_path_either_resolves_inside_the_project_or_is_refused(rel in path_input()) {
+        let d = project();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("templates/etc")).unwrap();
+        std::fs::write(root.join("templates/etc/f"), "x").unwrap();
+        let _ = std::os::unix::fs::symlink("/etc", root.join("templates/link"));
+        let real_root = root.canonicalize().unwrap();
+        match labctl::project::resolve_inside(root, &root.join("templates"), &rel, "t") {
+            Ok(p) => {
+                let real = p.canonicalize().unwrap_or(p.clone());
+                prop_assert!(real.starts_with(&real_root), "{rel} -> {}", real.display());
+            }
+            Err(e) => user_error_or_ok("resolve_inside", Err::<(), _>(e))?,
+        }
+        // labctl owns a file only inside its state folder, never through a link
+        let state = root.join(".labctl");
+        std::fs::create_dir_all(&state).unwrap();
+        let _ = std::os::unix::fs::symlink("/etc", state.join("link"));
+        let target = labctl::project::normalize(&state.join(&rel));
+        if labctl::project::owned(&state, &target) {
+            prop_assert!(target.starts_with(&state) && target != state, "{rel}");
+            prop_assert!(!target.starts_with(state.join("link")), "{rel}");
+        }
+    }
+
+    #[test]
+    fn container_names_belong_to_one_lab_and_node(lab in name_input(), node in name_input(), lab2 in name_input(), node2 in name_input()) {
+        use labctl::inventory::{valid_lab_name, valid_node_name, Inventory};
+        let ok = |l: &str, n: &str| valid_lab_name(l) && valid_node_name(n);
+        if ok(&lab, &node) && ok(&lab2, &node2) && (lab != lab2 || node != node2) {
+            prop_assert_ne!(Inventory::machine_name(&lab, &node), Inventory::machine_name(&lab2, &node2));
+        }
+    }
+
+    #[test]
+    fn an_accepted_lab_network_is_private_with_room_for_its_nodes(a in any::<u32>(), prefix in 0u8..=32, nodes in 1usize..300) {
+        use labctl::inventory::{subnet_problem, Subnet, PRIVATE_RANGES};
+        let s = Subnet::parse(&format!("{}/{prefix}", std::net::Ipv4Addr::from(a))).unwrap();
+        if subnet_problem(&s, nodes).is_none() {
+            let inside = PRIVATE_RANGES.iter().any(|(net, p)| {
+                let range = Subnet { network: *net, prefix: *p };
+                s.prefix >= *p && range.contains(s.network) && range.contains(s.broadcast())
+            });
+            prop_assert!(inside, "{s} is not private");
+            prop_assert!((1u64 << (32 - s.prefix)) - 2 > nodes as u64);
+            prop_assert!(!s.is_host(s.network) && !s.is_host(s.broadcast()));
+        }
+    }
+
+    #[test]
+    fn inventory_networks_and_names_never_panic(a in any::<u32>(), prefix in 0u8..=33, gw in any::<u32>(), node in name_input(), user in "[a-z_\\-\n ]{0,10}") {
+        let d = project();
+        let text = format!(
+            "lab: fz\nnetwork: {{subnet: {}/{prefix}, gateway: {}}}\nssh: {{user: {user:?}}}\nnodes:\n  {node:?}: {{address: {}}}\n",
+            std::net::Ipv4Addr::from(a),
+            std::net::Ipv4Addr::from(gw),
+            std::net::Ipv4Addr::from(a.wrapping_add(5)),
+        );
+        let p = write(d.path(), "inventory.yaml", &text);
+        user_error_or_ok("Inventory::load", Inventory::load(&p))?;
+    }
+}

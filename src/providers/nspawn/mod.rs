@@ -86,9 +86,10 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         return Ok(());
     }
 
+    // the key first: a mistake in ssh.key is reported before minutes of image build
+    let pubkey = keys::ensure_lab_key(inv)?;
     let recipe = image::Recipe::from_host();
     let image = image::ensure(&recipe)?;
-    let pubkey = keys::ensure_lab_key(inv)?;
     preflight::claim(inv)?;
     network::ensure(inv)?;
     let nameservers = rootfs::host_nameservers();
