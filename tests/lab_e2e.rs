@@ -56,6 +56,12 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+    // the lab's files on the host are root's only
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&lab.lab_dir()), 0o700);
+    assert_eq!(mode(&lab.lab_dir().join("nodes/dns/console.log")), 0o600);
+    assert_eq!(mode(&lab.path(".labctl")), 0o700);
 
     // `up` on a running lab does nothing and says so
     let out = labctl(&inv, &["up"]);
@@ -120,9 +126,25 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
     );
     assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
 
-    // destroy leaves nothing, and is safe to run twice
+    // destroy leaves nothing (no process of the lab is left when it returns), and
+    // removes only labctl's own files: a link a project kept in .labctl/ goes, the
+    // folder it points to stays
+    let victim = tempfile::tempdir().unwrap();
+    std::fs::write(victim.path().join("precious"), "keep me").unwrap();
+    std::os::unix::fs::symlink(victim.path(), lab.path(".labctl/shared")).unwrap();
+    std::os::unix::fs::symlink(
+        victim.path().join("precious"),
+        lab.path(".labctl/precious-link"),
+    )
+    .unwrap();
     ok(&inv, &["destroy"]);
     lab.assert_gone();
+    assert_eq!(
+        std::fs::read_to_string(victim.path().join("precious")).unwrap(),
+        "keep me"
+    );
+    let perms = std::fs::read_dir(victim.path()).unwrap().count();
+    assert_eq!(perms, 1, "destroy reached through a link");
     ok(&inv, &["destroy"]);
     assert_eq!(states(&inv), "nodo1=absent nodo2=absent dns=absent");
 

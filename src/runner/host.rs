@@ -371,24 +371,28 @@ mod tests {
         }
     }
 
-    #[test]
-    fn gather_splits_output_per_task() {
+    /// A template task writing an empty file to `dest`, notifying `notify`.
+    fn template_task(dest: &str, notify: &[&str]) -> PreparedTask {
         use crate::ops::content::ManagedFile;
         use crate::ops::template::Template;
-        let mk = |d: &str| PreparedTask {
-            name: d.into(),
+        PreparedTask {
+            name: dest.into(),
             op: Box::new(Template(ManagedFile {
-                dest: d.into(),
+                dest: dest.into(),
                 content: vec![],
                 owner: None,
                 group: None,
                 mode: None,
                 secret: false,
             })),
-            notify: vec![],
+            notify: notify.iter().map(|n| n.to_string()).collect(),
             timeout: crate::transport::TASK_LIMIT,
-        };
-        let (a, b) = (mk("/a"), mk("/b"));
+        }
+    }
+
+    #[test]
+    fn gather_splits_output_per_task() {
+        let (a, b) = (template_task("/a", &[]), template_task("/b", &[]));
         let mut f = Fake { scripts: vec![] };
         let p = gather(&mut f, &[&a, &b]).unwrap();
         assert_eq!(f.scripts.len(), 1, "one round trip for the whole play");
@@ -417,22 +421,7 @@ mod tests {
                 })
             }
         }
-        use crate::ops::content::ManagedFile;
-        use crate::ops::template::Template;
-        let mk = |d: &str| PreparedTask {
-            name: d.into(),
-            op: Box::new(Template(ManagedFile {
-                dest: d.into(),
-                content: vec![],
-                owner: None,
-                group: None,
-                mode: None,
-                secret: false,
-            })),
-            notify: vec![],
-            timeout: crate::transport::TASK_LIMIT,
-        };
-        let (a, b) = (mk("/a"), mk("/b"));
+        let (a, b) = (template_task("/a", &[]), template_task("/b", &[]));
         let p = gather(&mut Liar, &[&a, &b]).unwrap();
         assert_eq!(p[1].out, "type=absent\n");
         assert!(p[0].out.contains("@@LABCTL-PROBE 1"));
