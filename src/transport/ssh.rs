@@ -196,19 +196,21 @@ impl Session {
 }
 
 /// The text sent to the root shell for one script: store it in a file (a
-/// here-document ended by a random line), check that it parses, run it under
+/// here-document ended by a random line; the shell makes its two temporary
+/// files once and removes them when it ends), check that it parses, run it under
 /// `timeout`, then print the end mark `END<rc> <stderr bytes> <ran|syntax|timeout>`
 /// and the stderr. Stdout goes straight to the channel.
 fn wrap(script: &str, end: &str, limit: Duration) -> String {
     let eof = format!("@@LABCTL-SCRIPT-{:016x}", rand::random::<u64>());
     let nl = if script.ends_with('\n') { "" } else { "\n" };
     format!(
-        "labctl_s=$(mktemp) && labctl_err=$(mktemp) && cat >\"$labctl_s\" <<'{eof}'\n{script}{nl}{eof}\n\
+        "[ -n \"$labctl_s\" ] || {{ labctl_s=$(mktemp) && labctl_err=$(mktemp) && trap 'rm -f \"$labctl_s\" \"$labctl_err\"' EXIT; }}\n\
+         cat >\"$labctl_s\" <<'{eof}'\n{script}{nl}{eof}\n\
          if sh -n \"$labctl_s\" 2>\"$labctl_err\"; then \
          timeout --verbose -k 5 {secs} sh \"$labctl_s\" </dev/null 2>\"$labctl_err\"; labctl_rc=$?; labctl_end=ran; \
          if [ \"$labctl_rc\" -ge 124 ] && grep -q '^timeout: sending signal' \"$labctl_err\"; then labctl_end=timeout; fi; \
          else labctl_rc=2; labctl_end=syntax; fi\n\
-         printf '\\n{end}%s %s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"; rm -f \"$labctl_s\" \"$labctl_err\"\n",
+         printf '\\n{end}%s %s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"\n",
         secs = limit.as_secs().max(1)
     )
 }
