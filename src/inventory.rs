@@ -191,15 +191,14 @@ pub struct Inventory {
 }
 
 /// A lab name: it names the bridge (`lab-NAME`, at most 15 characters), the
-/// nft table and, with `--` and the node's name, each container. No `--` and no
-/// trailing `-`, so `<lab>--<node>` names one lab's node only.
+/// nft table and, with `.` and the node's name, each container (a host name:
+/// no `-` at the end of a label).
 pub fn valid_lab_name(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 11
         && b[0].is_ascii_lowercase()
         && !s.ends_with('-')
-        && !s.contains("--")
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
@@ -378,13 +377,13 @@ impl Inventory {
             if !valid_node_name(name) {
                 user_bail!("{at}: node name {name:?} is not a valid host name\n  fix: use 1 to 63 letters, digits and `-`, not starting or ending with `-`");
             }
-            let machine = file.lab.value.len() + 2 + name.len();
+            let machine = file.lab.value.len() + 1 + name.len();
             if file.provider == ProviderKind::Nspawn && machine > MAX_MACHINE_NAME {
                 user_bail!(
-                    "{at}: node name `{name}` is too long for lab `{}`: its container is named `{}--{name}` ({machine} characters; systemd accepts {MAX_MACHINE_NAME})\n  fix: use a node name of at most {} characters",
+                    "{at}: node name `{name}` is too long for lab `{}`: its container is named `{}.{name}` ({machine} characters; systemd accepts {MAX_MACHINE_NAME})\n  fix: use a node name of at most {} characters",
                     file.lab.value,
                     file.lab.value,
-                    MAX_MACHINE_NAME - 2 - file.lab.value.len()
+                    MAX_MACHINE_NAME - 1 - file.lab.value.len()
                 );
             }
             if name == "all" {
@@ -520,10 +519,11 @@ impl Inventory {
         self.dir.join(".labctl")
     }
 
-    /// The container (machine) name of node `node`: `<lab>--<node>`, one lab's
-    /// node only (lab names hold no `--` and end with no `-`).
+    /// The container (machine) name of node `node`: `<lab>.<node>`, one lab's
+    /// node only (neither name holds a `.`). It also names the node's veth on
+    /// the host, `vb-<lab>.<node>` (systemd-nspawn hashes names past 15 characters).
     pub fn machine_name(lab: &str, node: &str) -> String {
-        format!("{lab}--{node}")
+        format!("{lab}.{node}")
     }
 
     /// The bridge of an nspawn lab: `lab-<name>` (at most 15 characters).

@@ -116,7 +116,7 @@ fn assert_all_gone(lab: &Lab) {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("vb-{}-", lab.lab)))
+        .filter(|n| n.starts_with(&format!("vb-{}", lab.lab)))
         .collect();
     assert!(veths.is_empty(), "veths left: {veths:?}");
     assert!(!lab.path(".labctl").exists(), "project state .labctl/ left");
@@ -148,9 +148,9 @@ fn host<'a>(recap: &'a serde_json::Value, h: &str) -> &'a serde_json::Value {
     &recap["hosts"][h]
 }
 
-/// The host side of a node's veth (`vb-<lab>-<node>`), a port of the lab bridge.
+/// The host side of a node's veth (`vb-<lab>.<node>`), a port of the lab bridge.
 fn host_veth(lab: &Lab, node: &str) -> String {
-    let name = format!("vb-{}-{node}", lab.lab);
+    let name = format!("vb-{}.{node}", lab.lab);
     let ports: Vec<String> = std::fs::read_dir(format!("/sys/class/net/lab-{}/brif", lab.lab))
         .unwrap()
         .flatten()

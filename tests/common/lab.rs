@@ -189,6 +189,35 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.labctl(&["destroy"]);
+        if !self.labctl(&["destroy"]).status.success() {
+            // a test that failed may leave a labctl of its own running (holding the
+            // lab's lock): end it, by its PID and only if this test started it
+            self.kill_own_lock_holder();
+            self.labctl(&["destroy"]);
+        }
+    }
+}
+
+impl Lab {
+    fn kill_own_lock_holder(&self) {
+        let holder = std::fs::read_to_string(self.path(".labctl/lock")).unwrap_or_default();
+        let Some(pid) = holder
+            .lines()
+            .find_map(|l| l.strip_prefix("pid="))
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        else {
+            return;
+        };
+        let parent = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rsplit_once(") ")
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(String::from))
+            });
+        if parent.as_deref() == Some(&std::process::id().to_string()) {
+            // SAFETY: kill(2) on a child process of this test
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
     }
 }

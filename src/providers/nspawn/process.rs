@@ -85,7 +85,7 @@ pub fn find_init(nspawn: u32) -> Option<u32> {
     None
 }
 
-/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>--<node>`.
+/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>.<node>`.
 const TAG: &str = "LABCTL_MACHINE";
 
 /// Container inits of this node found by their `LABCTL_MACHINE` tag, also
