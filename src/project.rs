@@ -63,21 +63,64 @@ pub fn resolve_inside(
         return Err(refuse("is an absolute path"));
     }
     let joined = base.join(rel);
-    let root = project
-        .canonicalize()
-        .unwrap_or_else(|_| normalize(project));
+    let root = real_path(project);
     if !normalize(&joined).starts_with(normalize(project)) {
         return Err(refuse("leaves the project folder"));
     }
-    match joined.canonicalize() {
-        Ok(real) if real.starts_with(&root) => Ok(real),
-        Ok(real) => Err(refuse(&format!(
+    // where the kernel would really go: `link/..` is the parent of the link's
+    // target, not the folder holding the link
+    let real = real_path(&joined);
+    if real.starts_with(&root) {
+        Ok(real)
+    } else {
+        Err(refuse(&format!(
             "is a link to {}, outside the project",
             real.display()
-        ))),
-        // missing: the caller says so in its own words
-        Err(_) => Ok(normalize(&joined)),
+        )))
     }
+}
+
+/// `path` resolved the way the kernel resolves it — links followed one part at
+/// a time, `..` taken after the link before it — also when its last parts do
+/// not exist (those are kept as written). At most 40 links, as Linux allows.
+pub fn real_path(path: &Path) -> PathBuf {
+    use std::collections::VecDeque;
+    use std::ffi::OsString;
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut todo: VecDeque<OsString> = abs
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut out = PathBuf::from("/");
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            out.pop();
+            continue;
+        }
+        let next = out.join(&part);
+        match std::fs::read_link(&next) {
+            Ok(target) if links < 40 => {
+                links += 1;
+                if target.is_absolute() {
+                    out = PathBuf::from("/");
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(n) => todo.push_front(n.to_os_string()),
+                        Component::ParentDir => todo.push_front(OsString::from("..")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => out = next,
+        }
+    }
+    out
 }
 
 /// Refuse a state folder that is a symlink or not a folder: labctl writes keys
@@ -248,6 +291,11 @@ mod tests {
         assert!(abs.to_string().contains("absolute"), "{abs}");
         let link = resolve_inside(p, &base, "l.yaml", "s:1:1").unwrap_err();
         assert!(link.to_string().contains("outside the project"), "{link}");
+        // found by the fuzz test: lexically inside, but through a link to /etc
+        std::os::unix::fs::symlink("/etc", base.join("etc")).unwrap();
+        let e = resolve_inside(p, &base, "etc/.x/../.x/.x/../..", "s").unwrap_err();
+        assert!(e.to_string().contains("outside the project"), "{e}");
+        assert!(resolve_inside(p, &base, "etc/passwd", "s").is_err());
     }
 
     #[test]
