@@ -4,6 +4,8 @@
 //! → run ([`runner`] over [`transport`]) → recap. [`providers`] create and remove the
 //! nodes; [`verify`] proves a scenario works.
 
+pub mod adhoc;
+pub mod catalog;
 pub mod cli;
 pub mod error;
 pub mod interrupt;
@@ -16,6 +18,7 @@ pub mod providers;
 pub mod redact;
 pub mod runner;
 pub mod scenario;
+pub mod suggest;
 pub mod templates;
 pub mod transport;
 pub mod verify;

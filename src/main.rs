@@ -1,3 +1,4 @@
 fn main() {
+    labctl::cli::default_sigpipe();
     std::process::exit(labctl::cli::main());
 }

@@ -225,8 +225,9 @@ fn load_plays(
                 crate::project::resolve_inside(project, base, imp, &format!("{at}: import"))?;
             if !target.is_file() {
                 user_bail!(
-                    "{at}: import: {} does not exist\n  fix: write the path relative to the folder of {}",
+                    "{at}: import: {} does not exist{}\n  fix: write the path relative to the folder of {}",
                     target.display(),
+                    crate::suggest::file_hint(&target),
                     path.display()
                 );
             }
@@ -267,9 +268,10 @@ fn load_plays(
                 if !handlers.contains_key(n) {
                     let known: Vec<&str> = handlers.keys().map(String::as_str).collect();
                     user_bail!(
-                        "{}: task `{}` notifies `{n}`, which is not a handler of this play\n  fix: add `{n}:` under the play's `handlers:` (known: {})",
+                        "{}: task `{}` notifies `{n}`, which is not a handler of this play{}\n  fix: add `{n}:` under the play's `handlers:` (known: {})",
                         task.at,
                         task.name,
+                        crate::suggest::hint(n, &known),
                         if known.is_empty() { "none".to_string() } else { known.join(", ") }
                     );
                 }
@@ -293,8 +295,16 @@ impl Scenario {
     /// inventory's): every file it imports lies inside that folder.
     pub fn load(path: &Path, project: &Path) -> anyhow::Result<Scenario> {
         if !path.exists() {
+            if let Some(meant) = crate::suggest::file(path) {
+                user_bail!(
+                    "{}: no such scenario file (did you mean `{}`?)\n  fix: give `{}`",
+                    path.display(),
+                    meant.display(),
+                    meant.display()
+                );
+            }
             user_bail!(
-                "{}: no such scenario file\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/",
+                "{}: no such scenario file\n  fix: give the path of a scenario, e.g. `labctl configure scenario.yaml` or one under scenarios/ (`labctl scenarios` lists them)",
                 path.display()
             );
         }

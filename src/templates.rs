@@ -95,8 +95,9 @@ impl Templates {
         )?;
         if !path.is_file() {
             return Err(user(format!(
-                "{at}: template `{name}` not found (looked for {})\n  fix: create the file or correct `src:` (relative to templates/)",
-                path.display()
+                "{at}: template `{name}` not found (looked for {}){}\n  fix: create the file or correct `src:` (relative to templates/)",
+                path.display(),
+                crate::suggest::file_hint(&path)
             )));
         }
         let fail = |e: minijinja::Error| template_error(&e, at, &self.dir);

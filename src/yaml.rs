@@ -15,10 +15,18 @@ pub fn load<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
         } else {
             "give the path of a readable YAML file"
         };
-        user(format!(
-            "{}: cannot read this {what} file: {e}\n  fix: {fix}",
-            path.display()
-        ))
+        match crate::suggest::file(path) {
+            Some(meant) if e.kind() == std::io::ErrorKind::NotFound => user(format!(
+                "{}: cannot read this {what} file: {e} (did you mean `{}`?)\n  fix: give `{}`",
+                path.display(),
+                meant.display(),
+                meant.display()
+            )),
+            _ => user(format!(
+                "{}: cannot read this {what} file: {e}\n  fix: {fix}",
+                path.display()
+            )),
+        }
     })?;
     parse(&text, path)
 }
@@ -78,6 +86,13 @@ fn explain(msg: &str) -> (String, String) {
             .trim_start_matches("one of ")
             .trim_start_matches("a ")
             .to_string();
+        let names = listed(&allowed);
+        if let Some(meant) = crate::suggest::closest(key.trim_matches('`'), &names) {
+            return (
+                format!("unknown field {key} (did you mean `{meant}`?)"),
+                format!("rename {key} to `{meant}`; allowed here: {allowed}"),
+            );
+        }
         return (
             format!("unknown field {key}"),
             if allowed.is_empty() {
@@ -89,9 +104,16 @@ fn explain(msg: &str) -> (String, String) {
     }
     if let Some(rest) = msg.strip_prefix("unknown variant ") {
         let (value, allowed) = rest.split_once(", expected ").unwrap_or((rest, ""));
+        let allowed = allowed.trim_start_matches("one of ");
+        if let Some(meant) = crate::suggest::closest(value.trim_matches('`'), &listed(allowed)) {
+            return (
+                format!("unknown value {value} (did you mean `{meant}`?)"),
+                format!("write `{meant}`; allowed here: {allowed}"),
+            );
+        }
         return (
             format!("unknown value {value}"),
-            format!("use one of: {}", allowed.trim_start_matches("one of ")),
+            format!("use one of: {allowed}"),
         );
     }
     if let Some(field) = msg.strip_prefix("missing field ") {
@@ -135,6 +157,16 @@ fn explain(msg: &str) -> (String, String) {
         "correct the YAML at that place (indent with spaces; close brackets, braces and quotes)"
     };
     (msg.to_string(), fix.to_string())
+}
+
+/// The names of a serde "expected" list (`a, b` or `` `a`, `b` `` or `a or b`).
+fn listed(allowed: &str) -> Vec<String> {
+    allowed
+        .split([',', ' '])
+        .map(|w| w.trim().trim_matches('`'))
+        .filter(|w| !w.is_empty() && *w != "or")
+        .map(str::to_string)
+        .collect()
 }
 
 /// `file:line:col` for a spanned value, for messages about valid YAML with a wrong value.

@@ -45,6 +45,8 @@ pub struct ConfigureArgs {
 
 pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // the lab key and pinned host keys are root's (provider nspawn)
+    super::need_root(&inv)?;
     let scenario = Scenario::load(&a.scenario, &inv.dir)?;
     if scenario.plays.is_empty() {
         crate::user_bail!(

@@ -41,6 +41,7 @@ pub struct FailArgs {
 
 pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    super::need_root(&inv)?;
     if a.force {
         // a power cut, like `labctl fail`: no lab lock
         crate::providers::halt(&inv, &a.nodes, true)?;
@@ -59,6 +60,7 @@ pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
 /// `destroy` of the containers.
 pub fn run_fail(a: FailArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    super::need_root(&inv)?;
     crate::providers::fail(&inv, &a.nodes)?;
     Ok(0)
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 pub mod configure;
 pub mod destroy;
+pub mod exec;
 pub mod halt;
+pub mod scenarios;
+pub mod show;
 pub mod ssh;
 pub mod status;
 pub mod up;
@@ -26,7 +29,11 @@ Examples:
   labctl configure scenario.yaml         # bind9, apache2, corosync/pacemaker, idempotently
   labctl configure scenario.yaml --check --diff   # what would change, without changing it
   labctl verify                          # DNS answers, HTTP answers, the VIP fails over
-  labctl ssh nodo1 -- ip -br addr        # run one command on a node
+  labctl scenarios                       # the scenarios of this project, with what each does
+  labctl show scenarios/03-haproxy.yaml  # its plays, tasks and checks, without running it
+  labctl ssh nodo1 ip -br addr           # run one command on a node
+  labctl exec all -- hostname            # one command on every node, output per node
+  labctl up --fresh nodo2                # rebuild one node from the image
   labctl destroy                         # remove everything the lab created
 
 Exit codes: 0 success, 1 a host or check failed, 2 bad input (files, flags, keys).";
@@ -71,6 +78,9 @@ pub enum Command {
     SshConfig(ssh::SshConfigArgs),
     Configure(configure::ConfigureArgs),
     Verify(verify::VerifyArgs),
+    Exec(exec::ExecArgs),
+    Scenarios(scenarios::ScenariosArgs),
+    Show(show::ShowArgs),
 }
 
 /// Parse the command line, run, print the error if any; returns the exit code.
@@ -86,6 +96,9 @@ pub fn main() -> i32 {
         Command::SshConfig(a) => ssh::run_config(a, &cli.global),
         Command::Configure(a) => configure::run(a, &cli.global),
         Command::Verify(a) => verify::run(a, &cli.global),
+        Command::Exec(a) => exec::run(a, &cli.global),
+        Command::Scenarios(a) => scenarios::run(a, &cli.global),
+        Command::Show(a) => show::run(a, &cli.global),
     };
     match res {
         Ok(code) => code,
@@ -107,6 +120,53 @@ pub fn format_error(e: &anyhow::Error) -> String {
         }
     }
     s
+}
+
+/// Let a closed stdout or stderr end labctl quietly, like any Unix tool
+/// (`labctl configure scenario.yaml --check --diff | head -3`): the default
+/// SIGPIPE action ends the process at the first write to a pipe nobody reads
+/// (the shell reports 141), where Rust's ignored SIGPIPE would turn that
+/// write into a `println!` panic (exit 101). This covers every print of every
+/// thread. The sockets labctl writes to are unaffected: std's TCP and libssh2
+/// send with MSG_NOSIGNAL, so a node that goes away is still an error.
+pub fn default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The command as the user typed it after `labctl`, for a fix that repeats it
+/// (`sudo labctl configure scenario.yaml`).
+pub fn typed_command() -> String {
+    std::env::args()
+        .skip(1)
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@+".contains(c))
+            {
+                a
+            } else {
+                crate::ops::q(&a)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Refuse at once, before anything else, a command that needs root on this
+/// lab (see [`crate::providers::require_root`]).
+pub fn need_root(inv: &crate::inventory::Inventory) -> anyhow::Result<()> {
+    crate::providers::require_root(inv, &typed_command())
+}
+
+/// The project folder: the inventory's (`templates/`, `scenarios/`, `.labctl/` live there).
+pub fn project_dir(g: &Global) -> PathBuf {
+    match g.inventory.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
 }
 
 /// Load the inventory named by `-i`.

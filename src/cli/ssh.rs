@@ -11,17 +11,25 @@ use std::os::unix::process::CommandExt;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Runs the system `ssh` with the lab key, the lab's known-hosts file and strict host key
-checking (no ~/.ssh/config). The exit code is the remote command's.
+checking (no ~/.ssh/config). The exit code is the remote command's. Words after the node
+are the command (as with `vagrant ssh -c`); `--` is needed only before a command whose own
+options labctl would otherwise take (e.g. `-v`, `-i`). For one command on several nodes:
+`labctl exec`.
 
 Examples:
   labctl ssh nodo1
-  labctl ssh dns -- hostname
-  labctl ssh nodo1 -- sudo crm status")]
+  labctl ssh dns hostname
+  labctl ssh nodo1 sudo crm_mon -1        # the cluster's state, once
+  labctl ssh nodo2 -- ip -br addr")]
 pub struct SshArgs {
     /// The node.
     pub node: String,
-    /// A command to run instead of a shell (after `--`).
-    #[arg(last = true)]
+    /// A command to run instead of a shell (`--` before it is optional).
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<String>,
 }
 
@@ -38,18 +46,8 @@ pub struct SshConfigArgs {}
 
 pub fn run(a: SshArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
-    let Some(node) = inv.node(&a.node) else {
-        user_bail!(
-            "{}: no node named `{}`\n  fix: use one of: {}",
-            inv.path.display(),
-            a.node,
-            inv.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-    };
+    super::need_root(&inv)?;
+    let node = crate::providers::select(&inv, std::slice::from_ref(&a.node))?[0];
     crate::lab::ensure_safe_target(&inv, node.address)?;
     if inv.provider == crate::inventory::ProviderKind::Nspawn {
         let (state, _) = crate::providers::nspawn::node_state(&inv, &node.name);

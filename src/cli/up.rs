@@ -13,19 +13,31 @@ systemd-nspawn on the bridge lab-<lab>. `up` returns when every node answers SSH
 lab it does nothing; after `halt` it boots the same nodes with their files kept.
 Provider ssh: checks that every node accepts the lab key and shows its pinned host key.
 
+`--fresh` rebuilds the named nodes from the image (their files are lost, their new host keys
+are pinned); the other nodes keep running untouched.
+
 Examples:
   labctl up             # every node of ./inventory.yaml
   labctl up nodo1       # boot (or create) one node
+  labctl up --fresh nodo2   # rebuild nodo2 from the image, leave nodo1 and dns alone
   labctl -i lab2/inventory.yaml up")]
 pub struct UpArgs {
+    /// Rebuild the nodes from the image first (like `labctl destroy NODE` then `labctl up NODE`).
+    #[arg(long)]
+    pub fresh: bool,
     /// Nodes to bring up (default: all).
     pub nodes: Vec<String>,
 }
 
 pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    super::need_root(&inv)?;
     // one command changes a lab at a time (see crate::lock)
-    let _lock = crate::lock::LabLock::acquire(&inv, &format!("up {}", a.nodes.join(" ")))?;
-    crate::providers::up(&inv, &a.nodes)?;
+    let _lock = crate::lock::LabLock::acquire(&inv, &super::typed_command())?;
+    if a.fresh {
+        crate::providers::up_fresh(&inv, &a.nodes)?;
+    } else {
+        crate::providers::up(&inv, &a.nodes)?;
+    }
     Ok(0)
 }

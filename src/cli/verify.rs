@@ -51,6 +51,11 @@ pub struct VerifyArgs {
 
 pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
+    // listing a named scenario's checks reads no lab state; everything else
+    // reads root's .labctl/ (the last scenario, the lab key) or cuts power
+    if !(a.list && a.scenario.is_some()) {
+        super::need_root(&inv)?;
+    }
     let path = match a.scenario {
         Some(p) => p,
         None => last_scenario(&inv)?,

@@ -73,6 +73,8 @@ pub trait Provider {
     fn halt(&self, inv: &Inventory, nodes: &[&Node], force: bool) -> anyhow::Result<()>;
     /// Remove everything the lab created.
     fn destroy(&self, inv: &Inventory) -> anyhow::Result<()>;
+    /// Remove `nodes` only (the next `up` rebuilds them); the rest of the lab stays.
+    fn destroy_nodes(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()>;
 }
 
 /// The provider the inventory names.
@@ -97,8 +99,9 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
                 }
             }
             None => user_bail!(
-                "{}: no node named `{n}`\n  fix: use one of: {}",
+                "{}: no node named `{n}`{}\n  fix: use one of: {}",
                 inv.path.display(),
+                crate::suggest::hint(n, inv.nodes.iter().map(|n| &n.name)),
                 inv.nodes
                     .iter()
                     .map(|n| n.name.as_str())
@@ -108,6 +111,18 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
         }
     }
     Ok(out)
+}
+
+/// Refuse, before anything else, a command that needs root on this lab: for
+/// provider nspawn every command that touches the nodes or reads `.labctl/`
+/// (the lab key, pinned host keys, the last scenario: root's, mode 0700). The
+/// ssh provider's files are the user's own. `typed` is the command as typed
+/// (`configure scenario.yaml`), for the fix.
+pub fn require_root(inv: &Inventory, typed: &str) -> anyhow::Result<()> {
+    match inv.provider {
+        ProviderKind::Nspawn => nspawn::preflight::root(typed),
+        ProviderKind::Ssh => Ok(()),
+    }
 }
 
 /// `labctl up [NODE…]`: create and boot nodes, return when all answer SSH.
@@ -139,6 +154,24 @@ pub fn fail(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
 /// `labctl destroy`.
 pub fn destroy(inv: &Inventory) -> anyhow::Result<()> {
     for_inventory(inv).destroy(inv)
+}
+
+/// `labctl destroy NODE…`: remove these nodes only; the rest of the lab stays.
+pub fn destroy_nodes(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+    if names.is_empty() {
+        user_bail!("name the nodes to destroy\n  fix: e.g. `labctl destroy nodo1`, or `labctl destroy` for the whole lab");
+    }
+    let nodes = select(inv, names)?;
+    for_inventory(inv).destroy_nodes(inv, &nodes)
+}
+
+/// `labctl up --fresh [NODE…]`: rebuild nodes from the image (their files
+/// are lost), leaving the other nodes untouched; every node when none is named.
+pub fn up_fresh(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+    let nodes = select(inv, names)?;
+    let p = for_inventory(inv);
+    p.destroy_nodes(inv, &nodes)?;
+    p.up(inv, &nodes)
 }
 
 /// Whether `node` answers SSH now (TCP connect and an `SSH-` banner within

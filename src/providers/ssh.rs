@@ -121,6 +121,10 @@ impl Provider for SshHosts {
         )
     }
 
+    fn destroy_nodes(&self, inv: &Inventory, _nodes: &[&Node]) -> anyhow::Result<()> {
+        self.destroy(inv)
+    }
+
     fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
         user_bail!(
             "lab `{}` uses provider ssh: labctl does not destroy nodes it did not create\n  fix: remove the machines with the tool that made them; labctl keeps its hands off",

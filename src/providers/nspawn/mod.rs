@@ -224,10 +224,41 @@ pub fn fail_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     Ok(state)
 }
 
-fn parallel<'a>(
+/// What `halt`/`fail` did to one node, from its state before.
+fn halt_line(before: NodeState, force: bool, took: Duration) -> String {
+    match before {
+        NodeState::Running if force => {
+            format!("power cut (PID namespace killed) in {}", super::secs(took))
+        }
+        NodeState::Running => format!("powered off in {}", super::secs(took)),
+        NodeState::Absent => "absent (never created)".to_string(),
+        _ => "already stopped".to_string(),
+    }
+}
+
+/// The last line of `halt`/`fail`: what really happened, from the nodes' states before.
+fn halt_summary(lab: &str, befores: &[NodeState], force: bool, took: Duration) -> String {
+    let running = befores.iter().filter(|s| **s == NodeState::Running).count();
+    let verb = if force { "power cut" } else { "halted" };
+    if running > 0 {
+        return format!("{verb} {running} node(s) in {}", super::secs(took));
+    }
+    let what = if force {
+        "nothing to cut"
+    } else {
+        "nothing to halt"
+    };
+    if befores.iter().all(|s| *s == NodeState::Absent) {
+        format!("{what}: lab `{lab}` has no node created (`labctl up` creates them)")
+    } else {
+        format!("{what}: no node of lab `{lab}` is running")
+    }
+}
+
+fn parallel<'a, T: Send>(
     nodes: &[&'a Node],
-    f: &(dyn Fn(&Node) -> anyhow::Result<String> + Sync),
-) -> Vec<(&'a Node, anyhow::Result<String>)> {
+    f: &(dyn Fn(&Node) -> anyhow::Result<T> + Sync),
+) -> Vec<(&'a Node, anyhow::Result<T>)> {
     std::thread::scope(|s| {
         let hs: Vec<_> = nodes.iter().map(|n| (*n, s.spawn(move || f(n)))).collect();
         hs.into_iter()
@@ -281,22 +312,16 @@ impl Provider for Nspawn {
             } else {
                 halt_node(inv, &n.name)?
             };
-            Ok(match before {
-                NodeState::Running if force => {
-                    format!(
-                        "power cut (PID namespace killed) in {}",
-                        super::secs(t.elapsed())
-                    )
-                }
-                NodeState::Running => format!("powered off in {}", super::secs(t.elapsed())),
-                NodeState::Absent => "absent (never created)".to_string(),
-                _ => "already stopped".to_string(),
-            })
+            Ok((before, t.elapsed()))
         });
         let mut errors = Vec::new();
+        let mut befores = Vec::new();
         for (n, r) in results {
             match r {
-                Ok(msg) => eprintln!("{}: {msg}", n.name),
+                Ok((before, took)) => {
+                    eprintln!("{}: {}", n.name, halt_line(before, force, took));
+                    befores.push(before);
+                }
                 Err(e) => errors.push(format!("{}: {e:#}", n.name)),
             }
         }
@@ -304,12 +329,14 @@ impl Provider for Nspawn {
             anyhow::bail!("{}", errors.join("\n"));
         }
         eprintln!(
-            "{} {} node(s) in {}",
-            if force { "failed" } else { "halted" },
-            nodes.len(),
-            super::secs(start.elapsed())
+            "{}",
+            halt_summary(&inv.lab, &befores, force, start.elapsed())
         );
         Ok(())
+    }
+
+    fn destroy_nodes(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+        destroy_nodes(inv, nodes)
     }
 
     fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
@@ -379,6 +406,53 @@ impl Provider for Nspawn {
     }
 }
 
+/// Remove `nodes` and only them: each one's processes are killed, its
+/// overlays unmounted, its downloaded packages kept in the pool and its folder
+/// removed, so the next `up` rebuilds it from the image; the other nodes, the
+/// bridge and the lab's state stay. The removed nodes' host keys are unpinned
+/// (the rebuilt node gets a new key, pinned by `up`).
+pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+    checks(inv, "destroy")?;
+    let _lock = paths::lock_lab(inv)?;
+    for n in nodes {
+        let t = Instant::now();
+        let np = NodePaths::new(&inv.lab, &n.name);
+        if !np.dir.exists() {
+            eprintln!("{}: absent (never created)", n.name);
+            continue;
+        }
+        let pid = process::find_nspawn(&np);
+        if pid.is_some() || !process::inits(&np, None).is_empty() {
+            process::kill(&np, pid)?;
+        }
+        rootfs::unmount_node(&np)?;
+        let kept = rootfs::harvest_debs(&np);
+        let left = rootfs::mounts_under(&np.dir);
+        if !left.is_empty() {
+            anyhow::bail!(
+                "refusing to delete {}: still mounted: {}",
+                np.dir.display(),
+                left.iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        discard(&np.dir)?;
+        let _ = std::fs::remove_dir(
+            std::path::Path::new("/run/systemd/nspawn/propagate").join(&np.machine),
+        );
+        eprintln!(
+            "{}: destroyed in {} ({kept} downloaded package(s) kept in the pool); `labctl up {}` rebuilds it from the image",
+            n.name,
+            super::secs(t.elapsed()),
+            n.name
+        );
+    }
+    keys::pin_host_keys(inv)?;
+    Ok(())
+}
+
 /// Remove a lab folder: renamed at once into `/var/lib/labctl/trash/` (so
 /// the lab's name is free immediately), then deleted by a detached `rm -rf
 /// --one-file-system` (deleting a few hundred MB of node files takes tens of
@@ -445,4 +519,37 @@ fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
         user_key && (p == inv.ssh.key || p == pubkey)
     };
     crate::project::remove_state_dir(&sd, &keep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn halt_says_what_really_happened() {
+        use NodeState::*;
+        let t = Duration::from_millis(1500);
+        assert_eq!(
+            halt_summary("ha", &[Absent, Absent, Absent], false, t),
+            "nothing to halt: lab `ha` has no node created (`labctl up` creates them)"
+        );
+        assert_eq!(
+            halt_summary("ha", &[Stopped, Absent], false, t),
+            "nothing to halt: no node of lab `ha` is running"
+        );
+        assert_eq!(
+            halt_summary("ha", &[Running, Stopped], false, t),
+            "halted 1 node(s) in 1.5 s"
+        );
+        assert_eq!(
+            halt_summary("ha", &[Running], true, t),
+            "power cut 1 node(s) in 1.5 s"
+        );
+        assert!(halt_summary("ha", &[Stopped], true, t).starts_with("nothing to cut"));
+        assert_eq!(
+            halt_line(Running, true, t),
+            "power cut (PID namespace killed) in 1.5 s"
+        );
+        assert_eq!(halt_line(Absent, false, t), "absent (never created)");
+    }
 }

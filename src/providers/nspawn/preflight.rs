@@ -7,15 +7,21 @@ use crate::inventory::Inventory;
 use crate::user_bail;
 use std::path::{Path, PathBuf};
 
-/// Refuse unless running as root.
+/// Refuse unless running as root. `what` is the command as typed (`up`,
+/// `configure scenario.yaml`), so the fix can be copied.
 pub fn root(what: &str) -> anyhow::Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !is_root() {
         user_bail!(
-            "`labctl {what}` with provider nspawn needs root: it creates a bridge, an nft table, mounts and containers\n  fix: run it as root, e.g. `sudo labctl {what}`"
+            "`labctl {what}` with provider nspawn needs root: the lab's containers, bridge, nft table and mounts, and its key and state in .labctl/, belong to root\n  fix: run it as root: `sudo labctl {what}`"
         );
     }
     Ok(())
+}
+
+/// Whether labctl runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
 }
 
 fn in_path(tool: &str) -> bool {
