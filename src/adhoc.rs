@@ -4,11 +4,11 @@
 //! check. Returns each node's output; the CLI prints it grouped per node.
 
 use crate::inventory::{Inventory, Node};
-use crate::runner::redact::Redactor;
+use crate::redact::Redactor;
 use crate::transport::{ssh::Session, Remote};
 use crate::user_bail;
 use serde::Serialize;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the command did on one node.
 #[derive(Debug, Clone, Serialize)]
@@ -67,13 +67,15 @@ fn redactor(inv: &Inventory) -> Redactor {
     r
 }
 
-/// Run `command` (a shell line, as root) on `nodes` in parallel. Every node
-/// is checked to be this lab's, locally reachable, before any is contacted.
+/// Run `command` (a shell line, as root) on `nodes` in parallel, each stopped
+/// (with all it started) after `limit`. Every node is checked to be this
+/// lab's, locally reachable, before any is contacted.
 pub fn run(
     inv: &Inventory,
     nodes: &[&Node],
     command: &str,
     insecure: bool,
+    limit: Duration,
 ) -> anyhow::Result<Vec<NodeOutput>> {
     if command.trim().is_empty() {
         user_bail!(
@@ -85,12 +87,13 @@ pub fn run(
         crate::lab::ensure_safe_target(inv, n.address)?;
     }
     let secrets = redactor(inv);
+    crate::redact::remember(&secrets);
     let one = |n: &Node| -> NodeOutput {
         let t0 = Instant::now();
         let target = crate::runner::target(inv, n, insecure);
         let res = Session::connect(&target)
             .map_err(anyhow::Error::new)
-            .and_then(|mut s| s.run(command));
+            .and_then(|mut s| s.run(command, limit));
         let mask = |s: &str| secrets.redact(s);
         match res {
             Ok(o) => NodeOutput {

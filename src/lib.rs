@@ -18,6 +18,7 @@ pub mod providers;
 pub mod redact;
 pub mod runner;
 pub mod scenario;
+pub mod serial;
 pub mod suggest;
 pub mod templates;
 pub mod transport;

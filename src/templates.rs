@@ -7,10 +7,12 @@
 
 use crate::error::user;
 use crate::inventory::{Inventory, Node};
+use crate::serial::ZoneSerials;
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::{de::DeserializeOwned, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The template environment of a project (`templates/` beside the inventory).
 pub struct Templates {
@@ -38,10 +40,17 @@ fn capped(out: String, place: &str, at: &str) -> anyhow::Result<String> {
 }
 
 impl Templates {
-    /// The templates of the project `project` in its folder `dir` (`templates/`).
-    /// A template, or a template it includes, resolves inside the project after
-    /// following links, or is refused.
+    /// The templates of the project `project` in its folder `dir` (`templates/`),
+    /// with zone serials kept in memory only.
     pub fn new(project: &Path, dir: &Path) -> Templates {
+        Templates::with_zone_serials(project, dir, ZoneSerials::in_memory())
+    }
+
+    /// The templates of the project `project` in its folder `dir` (`templates/`),
+    /// whose `zone_serial` filter keeps the project's serials (see
+    /// [`crate::serial`]). A template, or a template it includes, resolves
+    /// inside the project after following links, or is refused.
+    pub fn with_zone_serials(project: &Path, dir: &Path, serials: ZoneSerials) -> Templates {
         let mut env = Environment::new();
         let (root, base) = (project.to_path_buf(), dir.to_path_buf());
         env.set_loader(
@@ -77,7 +86,13 @@ impl Templates {
         env.add_filter("reverse_ptr", reverse_ptr);
         env.add_filter("last_octet", last_octet);
         env.add_filter("reverse_zone", reverse_zone);
-        env.add_filter("zone_serial", zone_serial);
+        let serials = Arc::new(serials);
+        env.add_filter(
+            "zone_serial",
+            move |state: &minijinja::State, records: String, zone: Option<String>| {
+                zone_serial(&serials, state, &records, zone)
+            },
+        );
         Templates {
             env,
             project: project.to_path_buf(),
@@ -229,13 +244,26 @@ fn reverse_zone(subnet: String) -> String {
     format!("{}.in-addr.arpa", p.join("."))
 }
 
-/// A zone serial that changes only when the zone's records change: derived
-/// from a hash of the text it filters (a 9-digit number, always valid).
-fn zone_serial(records: String) -> u64 {
-    use sha2::{Digest, Sha256};
-    let h = Sha256::digest(records.as_bytes());
-    let n = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-    100_000_000 + n % 900_000_000
+/// `{{ records | zone_serial(zone) }}`: a zone serial that stays the same
+/// while the records (the text it filters) do not change and only ever
+/// increases when they do ([`crate::serial`]). Serials are kept per host and
+/// zone (`zone`, by default the template's name).
+fn zone_serial(
+    serials: &ZoneSerials,
+    state: &minijinja::State,
+    records: &str,
+    zone: Option<String>,
+) -> Result<u32, minijinja::Error> {
+    let host = state
+        .lookup("inventory_hostname")
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    let zone = zone.unwrap_or_else(|| state.name().to_string());
+    serials
+        .serial(&format!("{host}/{zone}"), records)
+        .map_err(|e| {
+            minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{e:#}"))
+        })
 }
 
 fn node_fact(n: &Node) -> Value {

@@ -345,7 +345,7 @@ fn the_seed_files_are_valid() {
     let d = project();
     let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
     let s = Scenario::load(&write(d.path(), "scenario.yaml", SCENARIO), d.path()).unwrap();
-    let plans = prepare(&inv, &s, None, &mut Redactor::new()).unwrap();
+    let plans = prepare(&inv, &s, None, &mut Redactor::new(), true).unwrap();
     assert_eq!(plans.len(), 3);
 }
 
@@ -365,7 +365,7 @@ proptest! {
         if let Ok(s) = &loaded {
             // planning renders every task for every host, before any host is touched
             let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
-            user_error_or_ok("prepare", prepare(&inv, s, None, &mut Redactor::new()))?;
+            user_error_or_ok("prepare", prepare(&inv, s, None, &mut Redactor::new(), true))?;
         }
         user_error_or_ok("Scenario::load", loaded)?;
     }

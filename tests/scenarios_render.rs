@@ -4,16 +4,22 @@
 use labctl::inventory::Inventory;
 use labctl::ops::OpArgs;
 use labctl::scenario::Scenario;
+use labctl::serial::ZoneSerials;
 use labctl::templates::{host_vars, Templates};
 use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Render every template task of `scenario` for every host: (host, dest) → content.
 fn render_all(scenario: &str) -> BTreeMap<(String, String), String> {
+    render_with(scenario, ZoneSerials::in_memory())
+}
+
+/// [`render_all`] with the zone serials of a project state folder.
+fn render_with(scenario: &str, serials: ZoneSerials) -> BTreeMap<(String, String), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let inv = Inventory::load(&root.join("inventory.yaml")).unwrap();
     let sc = Scenario::load(&root.join(scenario), root).unwrap();
-    let t = Templates::new(root, &root.join("templates"));
+    let t = Templates::with_zone_serials(root, &root.join("templates"), serials);
     let facts = labctl::templates::Facts::of(&inv);
     let mut out = BTreeMap::new();
     for play in &sc.plays {
@@ -76,23 +82,64 @@ fn round_robin_zone_has_both_web_nodes() {
 }
 
 #[test]
-fn zone_serial_changes_only_with_the_records() {
-    let serial = |z: &str| {
+fn zone_serial_changes_only_with_the_records_and_only_increases() {
+    let serial = |z: &str| -> u32 {
         z.lines()
             .find(|l| l.contains("; serial"))
             .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
             .trim()
-            .to_string()
+            .parse()
+            .unwrap()
     };
-    let a = render_all("scenarios/01-dns-round-robin.yaml");
-    let b = render_all("scenarios/01-dns-round-robin.yaml");
-    let c = render_all("scenarios/04-ip-failover.yaml");
-    let k = (
+    // one project, its state kept between runs (each run opens it afresh)
+    let state = tempfile::tempdir().unwrap();
+    let run = |s: &str| render_with(s, ZoneSerials::open(state.path(), true));
+    let zone = (
         "dns".to_string(),
         "/var/cache/bind/db.example.com".to_string(),
     );
-    assert_eq!(serial(&a[&k]), serial(&b[&k]));
-    assert_ne!(serial(&a[&k]), serial(&c[&k]));
+    let rev = (
+        "dns".to_string(),
+        "/var/cache/bind/db.1.1.10.in-addr.arpa".to_string(),
+    );
+    let a = run("scenarios/01-dns-round-robin.yaml");
+    let b = run("scenarios/01-dns-round-robin.yaml");
+    // the same records: the same serial (a second configure changes nothing)
+    assert_eq!(a[&zone], b[&zone]);
+    assert_eq!(serial(&a[&rev]), serial(&b[&rev]));
+    // switching scenarios 01 → 04 → 01 → 03: the serial only goes up
+    let mut last = serial(&a[&zone]);
+    for s in [
+        "scenarios/04-ip-failover.yaml",
+        "scenarios/01-dns-round-robin.yaml",
+        "scenarios/03-haproxy.yaml",
+        "scenarios/01-dns-round-robin.yaml",
+    ] {
+        let now = serial(&run(s)[&zone]);
+        assert!(now > last, "{s}: serial {now} after {last}");
+        last = now;
+    }
+    // above every serial of the old hash-based scheme (nine digits)
+    assert!(last > 999_999_999, "{last}");
+    // the reverse zone's records are the same in every scenario: its serial stays
+    assert_eq!(
+        serial(&run("scenarios/04-ip-failover.yaml")[&rev]),
+        serial(&a[&rev])
+    );
+    // a preview (--check) does not record its serial: the next real run of the
+    // same records as before keeps the serial it had
+    let before = serial(&run("scenarios/01-dns-round-robin.yaml")[&zone]);
+    let _ = render_with(
+        "scenarios/04-ip-failover.yaml",
+        ZoneSerials::open(state.path(), false),
+    );
+    assert_eq!(
+        serial(&run("scenarios/01-dns-round-robin.yaml")[&zone]),
+        before
+    );
 }
 
 #[test]

@@ -16,7 +16,8 @@ Examples:
   labctl exec all -- hostname
   labctl exec nodos -- systemctl is-active apache2
   labctl exec nodo1,dns -- 'ip -br addr | grep host0'
-  labctl exec all --json -- uptime     # {\"nodes\": [{\"node\", \"rc\", \"stdout\", \"stderr\", \"ms\"}]}")]
+  labctl exec all --json -- uptime     # {\"nodes\": [{\"node\", \"rc\", \"stdout\", \"stderr\", \"ms\"}]}
+  labctl exec dns --timeout 5 -- 'dig @127.0.0.1 www.example.com +short' ")]
 pub struct ExecArgs {
     /// Where: a node, a group, `all`, or several joined by `,`.
     #[arg(value_name = "TARGET")]
@@ -24,6 +25,9 @@ pub struct ExecArgs {
     /// The command (a shell line; after `--`).
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
+    /// Stop the command (and all it started) on a node after this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = crate::transport::TASK_LIMIT.as_secs())]
+    pub timeout: u64,
     /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
     pub insecure: bool,
@@ -33,7 +37,8 @@ pub fn run(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
     super::need_root(&inv)?;
     let nodes = crate::adhoc::targets(&inv, &a.target)?;
-    let results = crate::adhoc::run(&inv, &nodes, &a.command.join(" "), a.insecure)?;
+    let limit = std::time::Duration::from_secs(a.timeout.max(1));
+    let results = crate::adhoc::run(&inv, &nodes, &a.command.join(" "), a.insecure, limit)?;
     let all_ok = results.iter().all(|r| r.ok());
     if g.json {
         println!("{}", serde_json::json!({ "nodes": results, "ok": all_ok }));

@@ -85,7 +85,13 @@ pub fn target(inv: &Inventory, node: &Node, insecure: bool) -> Target {
 /// (exit 2) before any host is touched; host failures are in the recap.
 pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Result<Recap> {
     let mut redactor = crate::redact::Redactor::new();
-    let plans = prepare::prepare(inv, scenario, opts.limit.as_deref(), &mut redactor)?;
+    let plans = prepare::prepare(
+        inv,
+        scenario,
+        opts.limit.as_deref(),
+        &mut redactor,
+        opts.check,
+    )?;
     if plans.is_empty() {
         return Ok(Recap::default());
     }

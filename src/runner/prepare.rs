@@ -44,8 +44,14 @@ pub fn prepare(
     scenario: &Scenario,
     limit: Option<&str>,
     redactor: &mut Redactor,
+    check: bool,
 ) -> anyhow::Result<Vec<HostPlan>> {
-    let templates = Templates::new(&inv.dir, &inv.dir.join("templates"));
+    // zone serials are the project's; a preview (`check`) never records one
+    let templates = Templates::with_zone_serials(
+        &inv.dir,
+        &inv.dir.join("templates"),
+        crate::serial::ZoneSerials::open(&inv.state_dir(), !check),
+    );
     let facts = Facts::of(inv);
     let limited: Option<Vec<String>> = match limit {
         None => None,
