@@ -39,15 +39,12 @@ pub fn targets<'a>(inv: &'a Inventory, target: &str) -> anyhow::Result<Vec<&'a N
             inv.path.display(),
             inv.known_patterns()
         ),
-        Err(w) => {
-            let known = inv.known_patterns();
-            let names: Vec<&str> = known.split(", ").collect();
-            user_bail!(
-                "`{w}` is neither a node nor a group of {}{}\n  fix: use one of: {known}",
-                inv.path.display(),
-                crate::suggest::hint(&w, &names)
-            )
-        }
+        Err(w) => user_bail!(
+            "`{w}` is neither a node nor a group of {}{}\n  fix: use one of: {}",
+            inv.path.display(),
+            crate::suggest::hint(&w, inv.known_patterns().split(", ")),
+            inv.known_patterns()
+        ),
     }
 }
 

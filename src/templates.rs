@@ -112,7 +112,12 @@ impl Templates {
             return Err(user(format!(
                 "{at}: template `{name}` not found (looked for {}){}\n  fix: create the file or correct `src:` (relative to templates/)",
                 path.display(),
-                crate::suggest::file_hint(&path)
+                crate::suggest::file(&path)
+                    .map(|p| format!(
+                        " (did you mean `src: {}`?)",
+                        p.strip_prefix(&self.dir).unwrap_or(&p).display()
+                    ))
+                    .unwrap_or_default()
             )));
         }
         let fail = |e: minijinja::Error| template_error(&e, at, &self.dir);

@@ -58,8 +58,9 @@ pub fn prepare(
         Some(l) => match inv.select(l) {
             Ok(v) => Some(v.into_iter().map(|n| n.name.clone()).collect()),
             Err(w) => user_bail!(
-                "--limit: `{w}` is neither a node nor a group of {}\n  fix: use one of: {}",
+                "--limit: `{w}` is neither a node nor a group of {}{}\n  fix: use one of: {}",
                 inv.path.display(),
+                crate::suggest::hint(&w, inv.known_patterns().split(", ")),
                 inv.known_patterns()
             ),
         },
@@ -74,9 +75,10 @@ pub fn prepare(
             match inv.select(pattern) {
                 Ok(v) => nodes.extend(v),
                 Err(w) => user_bail!(
-                    "{}: hosts: `{w}` is neither a node nor a group of {}\n  fix: use one of: {}",
+                    "{}: hosts: `{w}` is neither a node nor a group of {}{}\n  fix: use one of: {}",
                     play.at,
                     inv.path.display(),
+                    crate::suggest::hint(&w, inv.known_patterns().split(", ")),
                     inv.known_patterns()
                 ),
             }
