@@ -180,3 +180,61 @@ pub fn not_implemented(what: &str) -> anyhow::Result<i32> {
         "`labctl {what}` is not implemented yet in this version of labctl"
     )))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ssh_command(args: &[&str]) -> (Vec<String>, u8) {
+        let cli = Cli::try_parse_from(args).unwrap();
+        match cli.command {
+            Command::Ssh(a) => (a.command, cli.global.verbose),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn ssh_takes_a_command_with_or_without_double_dash() {
+        let v = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(ssh_command(&["labctl", "ssh", "nodo1"]).0, v(&[]));
+        assert_eq!(
+            ssh_command(&["labctl", "ssh", "nodo1", "hostname"]).0,
+            v(&["hostname"])
+        );
+        assert_eq!(
+            ssh_command(&["labctl", "ssh", "nodo1", "ls", "-la"]).0,
+            v(&["ls", "-la"])
+        );
+        assert_eq!(
+            ssh_command(&["labctl", "ssh", "nodo1", "--", "ls", "-v"]).0,
+            v(&["ls", "-v"])
+        );
+        // an option after the command belongs to the command
+        assert_eq!(
+            ssh_command(&["labctl", "ssh", "nodo1", "ls", "-v"]),
+            (v(&["ls", "-v"]), 0)
+        );
+        // labctl's own options go before the node
+        assert_eq!(
+            ssh_command(&["labctl", "-v", "ssh", "nodo1", "ls"]),
+            (v(&["ls"]), 1)
+        );
+        assert_eq!(
+            ssh_command(&["labctl", "ssh", "-v", "nodo1", "ls"]),
+            (v(&["ls"]), 1)
+        );
+    }
+
+    #[test]
+    fn exec_needs_a_command_after_double_dash() {
+        assert!(Cli::try_parse_from(["labctl", "exec", "all"]).is_err());
+        let cli = Cli::try_parse_from(["labctl", "exec", "all", "--", "ls", "-la"]).unwrap();
+        match cli.command {
+            Command::Exec(a) => assert_eq!(
+                (a.target.as_str(), a.command.join(" ")),
+                ("all", "ls -la".into())
+            ),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+}

@@ -11,9 +11,9 @@ use std::os::unix::process::CommandExt;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Runs the system `ssh` with the lab key, the lab's known-hosts file and strict host key
-checking (no ~/.ssh/config). The exit code is the remote command's. Words after the node
-are the command (as with `vagrant ssh -c`); `--` is needed only before a command whose own
-options labctl would otherwise take (e.g. `-v`, `-i`). For one command on several nodes:
+checking (no ~/.ssh/config). The exit code is the remote command's. Every word after the node
+is the command, its options too (as with `vagrant ssh -c`); `--` before it is optional.
+labctl's own options (`-i`, `-v`) go before the node. For one command on several nodes:
 `labctl exec`.
 
 Examples:
