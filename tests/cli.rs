@@ -120,6 +120,9 @@ fn nspawn_project() -> tempfile::TempDir {
         .replace("10.1.1.", "10.1.41.");
     std::fs::write(d.path().join("inventory.yaml"), inv).unwrap();
     std::fs::copy(root.join("scenario.yaml"), d.path().join("scenario.yaml")).unwrap();
+    for sub in ["scenarios", "templates"] {
+        common::lab::copy_dir(&root.join(sub), &d.path().join(sub));
+    }
     d
 }
 
@@ -171,14 +174,12 @@ fn root_only_commands_say_so_first_to_a_normal_user() {
         }
     }
     // what needs no root works as a normal user
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenario.yaml");
-    let shipped = shipped.to_str().unwrap();
     for args in [
         &["status"][..],
         &["ssh-config"],
         &["scenarios"],
-        &["show", shipped],
-        &["verify", shipped, "--list"],
+        &["show", "scenarios/01-dns-round-robin.yaml"],
+        &["verify", "scenario.yaml", "--list"],
     ] {
         let o = as_nobody(d.path(), args);
         if !o.status.success() {
@@ -198,7 +199,7 @@ fn scenarios_lists_shipped_and_local_scenarios_with_their_description() {
     let p = project(1);
     p.write(
         "scenarios/01-first.yaml",
-        "name: first\ndescription: >\n  The first\n  one.\nplays: []\n",
+        "name: first\ndescription: >\n  The first\n  one.\nplays: [{hosts: web, tasks: []}]\n",
     );
     p.write("scenarios/02-broken.yaml", "name: [\n");
     p.write("notes.yaml", "just: data\n");
