@@ -57,6 +57,7 @@ fn a_closed_stdout_never_panics() {
         &["configure", "scenario.yaml", "--check", "--diff"],
         &["configure", "scenario.yaml", "--check", "--json"],
         &["verify", "scenario.yaml", "--list"],
+        &["verify", "scenario.yaml"],
         &["scenarios"],
         &["scenarios", "--json"],
         &["show", "scenario.yaml"],

@@ -124,3 +124,47 @@ fn exec_ssh_and_rebuilding_one_node_leave_the_others_untouched() {
     lab.ok(&["destroy"]);
     lab.assert_gone();
 }
+
+/// The zone serial on the DNS node (its forward zone file).
+fn serial(lab: &Lab) -> u64 {
+    let out = lab.ok(&[
+        "exec",
+        "dns",
+        "--",
+        "awk '/; serial/ {print $1}' /var/cache/bind/db.example.com",
+    ]);
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no serial in: {out}"))
+}
+
+#[test]
+fn the_zone_serial_only_increases_across_scenario_switches() {
+    let _one = one_at_a_time();
+    let lab = Lab::new("tcli", "10.1.41");
+    lab.ok(&["up", "dns"]);
+    let configure =
+        |s: &str| -> serde_json::Value { lab.json(&["configure", s, "--limit", "dns", "--json"]) };
+    let rr = "scenarios/01-dns-round-robin.yaml";
+    configure(rr);
+    let s1 = serial(&lab);
+    // the same records again: nothing changes, the serial stays
+    assert_eq!(configure(rr)["changed"], 0);
+    assert_eq!(serial(&lab), s1);
+    // 01 → 04 → 01: the serial goes up at each switch, never down
+    let j = configure("scenario.yaml");
+    assert!(j["changed"].as_u64() > Some(0), "{j}");
+    let s4 = serial(&lab);
+    assert!(s4 > s1, "{s1} → {s4}");
+    configure(rr);
+    let s1b = serial(&lab);
+    assert!(s1b > s4, "{s4} → {s1b}");
+    assert_eq!(configure(rr)["changed"], 0);
+    // a preview of a switch moves nothing
+    lab.ok(&["configure", "scenario.yaml", "--limit", "dns", "--check"]);
+    assert_eq!(configure(rr)["changed"], 0);
+    assert_eq!(serial(&lab), s1b);
+    lab.ok(&["destroy"]);
+    lab.assert_gone();
+}
