@@ -17,7 +17,7 @@ Examples:
   labctl exec nodos -- systemctl is-active apache2
   labctl exec nodo1,dns -- 'ip -br addr | grep host0'
   labctl exec all --json -- uptime     # {\"nodes\": [{\"node\", \"rc\", \"stdout\", \"stderr\", \"ms\"}]}
-  labctl exec dns --timeout 5 -- 'dig @127.0.0.1 www.example.com +short' ")]
+  labctl exec dns --timeout 5 -- systemctl is-active named")]
 pub struct ExecArgs {
     /// Where: a node, a group, `all`, or several joined by `,`.
     #[arg(value_name = "TARGET")]
