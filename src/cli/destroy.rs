@@ -3,7 +3,7 @@
 use super::Global;
 use clap::Args;
 
-/// Stop and remove every node, the bridge, the nft table and the lab state (or only the nodes named).
+/// Remove the lab (nodes, bridge, nft table, state), or only the nodes named.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Removes, for provider nspawn: the nodes' processes (only those of this lab), their overlays

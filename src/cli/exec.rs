@@ -3,7 +3,7 @@
 use super::Global;
 use clap::Args;
 
-/// Run one shell command on a node, a group or all nodes in parallel; output grouped per node.
+/// Run one shell command on many nodes at once (like `ansible all -a`), output per node.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 The command runs as root (through the lab user's sudo) over the same SSH connection as

@@ -3,7 +3,7 @@
 use super::Global;
 use clap::Args;
 
-/// List the scenarios of this project (scenarios/*.yaml and local ones) with their description.
+/// List the scenarios of this project (shipped and local) with their description.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Lists the shipped scenarios (scenarios/*.yaml in the project folder, the folder of the
