@@ -8,6 +8,13 @@
 //! `apt-get update` runs only when the package lists are older than
 //! `cache_valid_time` seconds (default 3600) or a package is unknown to apt.
 //! Every `package` task of a play is merged into one apt run at the first one.
+//!
+//! A dpkg run cut off in the middle (a power cut, a killed labctl) is finished
+//! first (`dpkg --configure -a`, then `apt-get -f install`): the probe sees it
+//! cheaply (files in `/var/lib/dpkg/updates/`, packages left unpacked or
+//! half-configured in dpkg's status file), so a converged node still reads as
+//! ok. An apt/dpkg lock held by another process is waited for, up to
+//! [`LOCK_WAIT_SECS`], with a message naming that process.
 
 use super::{q, Change, Op, Plan, PrepareCtx, Probe};
 use crate::yaml::OneOrMany;
@@ -141,11 +148,45 @@ impl Package {
     }
 }
 
+/// How long a change waits for an apt/dpkg lock held by another process.
+pub const LOCK_WAIT_SECS: u64 = 300;
+
+/// dpkg states a cut-off run leaves behind (`Status:` lines of /var/lib/dpkg/status).
+const UNFINISHED: &str =
+    "half-installed|unpacked|half-configured|triggers-awaited|triggers-pending";
+
+/// Shell that waits (bounded) until no other process holds an apt/dpkg lock,
+/// saying once who holds it; fails with the holder named after the bound.
+fn wait_for_lock() -> String {
+    format!(
+        r#"labctl_holders() {{ find /proc/[0-9]*/fd -maxdepth 1 -lname '/var/lib/dpkg/lock*' 2>/dev/null | while read -r f; do p=${{f#/proc/}}; p=${{p%%/*}}; [ "$p" != "$$" ] && echo "$p ($(cat /proc/$p/comm 2>/dev/null))"; done | sort -u | tr '\n' ' '; }}
+labctl_i=0
+while h=$(labctl_holders); [ -n "$h" ]; do
+  if [ $labctl_i -eq 0 ]; then echo "labctl: waiting (up to {LOCK_WAIT_SECS} s) for the apt/dpkg lock held by process $h"; fi
+  if [ $labctl_i -ge {LOCK_WAIT_SECS} ]; then echo "labctl: the apt/dpkg lock is still held by process $h after {LOCK_WAIT_SECS} s; wait for it to finish (or stop it) and run configure again" >&2; exit 75; fi
+  labctl_i=$((labctl_i+1)); sleep 1
+done
+"#
+    )
+}
+
+/// Shell that finishes a dpkg run cut off in the middle, if there is one.
+fn finish_interrupted() -> String {
+    format!(
+        r#"if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || grep -qE '^Status: [a-z]+ [a-z]+ ({UNFINISHED})$' /var/lib/dpkg/status; then
+  echo "labctl: finishing an interrupted dpkg run (dpkg --configure -a)"
+  dpkg --force-confdef --force-confold --configure -a 2>&1
+  apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold 2>&1
+fi
+"#
+    )
+}
+
 impl Op for Package {
     fn probe(&self) -> String {
         let names: Vec<String> = self.names.iter().map(|n| q(n)).collect();
         format!(
-            "dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null\necho \"age=$(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0) ))\"\n",
+            "dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null\necho \"age=$(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0) ))\"\necho \"unfinished=$(ls -A /var/lib/dpkg/updates 2>/dev/null | wc -l) $(grep -cE '^Status: [a-z]+ [a-z]+ ({UNFINISHED})$' /var/lib/dpkg/status 2>/dev/null)\"\n",
             names.join(" ")
         )
     }
@@ -153,6 +194,7 @@ impl Op for Package {
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
         let mut installed = Vec::new();
         let mut age = u64::MAX;
+        let mut unfinished = false;
         for line in state.out.lines() {
             if let Some(rest) = line.strip_prefix("pkg=") {
                 let mut it = rest.split_whitespace();
@@ -163,6 +205,8 @@ impl Op for Package {
                 }
             } else if let Some(a) = line.strip_prefix("age=") {
                 age = a.trim().parse().unwrap_or(u64::MAX);
+            } else if let Some(u) = line.strip_prefix("unfinished=") {
+                unfinished = u.split_whitespace().any(|n| n != "0");
             }
         }
         let (todo, verb): (Vec<&String>, &str) = match self.state {
@@ -181,32 +225,46 @@ impl Op for Package {
                 "remove",
             ),
         };
-        if todo.is_empty() {
+        if todo.is_empty() && !unfinished {
             return Ok(Plan::Ok);
         }
         let list: Vec<String> = todo.iter().map(|n| q(n)).collect();
         let list = list.join(" ");
-        let script = match self.state {
-            State::Present => {
-                let stale = age > self.cache_valid_time;
-                format!(
-                    "set -e\nexport DEBIAN_FRONTEND=noninteractive\nif {} || ! apt-cache show {list} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {list} 2>&1\n",
-                    if stale { "true" } else { "false" },
-                    if self.install_recommends { "" } else { "--no-install-recommends" }
-                )
-            }
-            State::Absent => format!(
-                "set -e\nexport DEBIAN_FRONTEND=noninteractive\napt-get remove -y -q {list} 2>&1\n"
-            ),
-        };
-        Ok(Plan::Change(Change {
-            what: format!(
+        let mut script = format!(
+            "set -e\nexport DEBIAN_FRONTEND=noninteractive\n{}{}",
+            wait_for_lock(),
+            finish_interrupted()
+        );
+        // apt waits for the lock too, should another run take it in between
+        let lock = format!("-o DPkg::Lock::Timeout={LOCK_WAIT_SECS}");
+        if !todo.is_empty() {
+            script += &match self.state {
+                State::Present => {
+                    let stale = age > self.cache_valid_time;
+                    format!(
+                        "if {} || ! apt-cache show {list} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {lock} {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {list} 2>&1\n",
+                        if stale { "true" } else { "false" },
+                        if self.install_recommends { "" } else { "--no-install-recommends" }
+                    )
+                }
+                State::Absent => format!("apt-get remove -y -q {lock} {list} 2>&1\n"),
+            };
+        }
+        let mut what: Vec<String> = Vec::new();
+        if unfinished {
+            what.push("finish an interrupted dpkg run".into());
+        }
+        if !todo.is_empty() {
+            what.push(format!(
                 "{verb} {}",
                 todo.iter()
                     .map(|s| s.as_str())
                     .collect::<Vec<_>>()
                     .join(" ")
-            ),
+            ));
+        }
+        Ok(Plan::Change(Change {
+            what: what.join(", then "),
             script,
             diff: None,
         }))
@@ -250,5 +308,70 @@ mod tests {
             .unwrap(),
             Plan::Ok
         ));
+    }
+
+    #[test]
+    fn an_interrupted_dpkg_run_is_finished_first_and_a_clean_node_stays_ok() {
+        let p = Package {
+            names: vec!["apache2".into()],
+            state: State::Present,
+            cache_valid_time: 3600,
+            install_recommends: false,
+        };
+        let plan = |out: &str| {
+            p.plan(&Probe {
+                out: out.into(),
+                rc: 0,
+            })
+            .unwrap()
+        };
+        // converged and clean: nothing to do
+        assert!(matches!(
+            plan("pkg=apache2 ii \nage=10\nunfinished=0 0\n"),
+            Plan::Ok
+        ));
+        // installed, but another package was left half-configured by a power cut
+        let Plan::Change(c) = plan("pkg=apache2 ii \nage=10\nunfinished=0 2\n") else {
+            panic!()
+        };
+        assert_eq!(c.what, "finish an interrupted dpkg run");
+        assert!(c
+            .script
+            .contains("dpkg --force-confdef --force-confold --configure -a"));
+        assert!(!c.script.contains("apt-get install -y"), "{}", c.script);
+        // left unpacked (iU) with a journal in updates/: finish, then install
+        let Plan::Change(c) = plan("pkg=apache2 iU \nage=10\nunfinished=1 1\n") else {
+            panic!()
+        };
+        assert_eq!(
+            c.what,
+            "finish an interrupted dpkg run, then install apache2"
+        );
+        let fin = c.script.find("--configure -a").unwrap();
+        let inst = c.script.find("apt-get install").unwrap();
+        assert!(fin < inst, "{}", c.script);
+        // the lock held by another process is waited for, bounded
+        assert!(c
+            .script
+            .contains("waiting (up to 300 s) for the apt/dpkg lock"));
+        assert!(c.script.contains("DPkg::Lock::Timeout=300"));
+        let syntax = std::process::Command::new("sh")
+            .args(["-n", "-c", &c.script])
+            .output()
+            .unwrap();
+        assert!(syntax.status.success(), "{syntax:?}");
+    }
+
+    #[test]
+    fn the_probe_reads_the_unfinished_state_without_running_dpkg() {
+        let p = Package {
+            names: vec!["bind9".into()],
+            state: State::Present,
+            cache_valid_time: 3600,
+            install_recommends: false,
+        };
+        let probe = p.probe();
+        assert!(probe.contains("/var/lib/dpkg/updates"), "{probe}");
+        assert!(!probe.contains("dpkg --audit") && !probe.contains("--configure"));
     }
 }

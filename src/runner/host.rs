@@ -275,10 +275,18 @@ impl<'a> HostRun<'a> {
                         }
                         return Err(msg);
                     }
-                    // -vv: what the change printed
+                    // -vv: what the change printed; else only labctl's own notes
+                    // (e.g. a wait for the apt lock, an interrupted dpkg run finished)
                     let printed = format!("{}{}", out.stdout, out.stderr);
+                    let notes: Vec<&str> = printed
+                        .lines()
+                        .filter(|l| l.starts_with("labctl: "))
+                        .collect();
                     if self.opts.verbose >= 2 && !printed.trim().is_empty() {
                         let text = diff.take().unwrap_or_default() + printed.trim_end();
+                        diff = Some(text);
+                    } else if !notes.is_empty() {
+                        let text = diff.take().unwrap_or_default() + &notes.join("\n");
                         diff = Some(text);
                     }
                 }
