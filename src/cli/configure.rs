@@ -65,6 +65,7 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
         )?)
     };
     crate::interrupt::install()?;
+    switching_note(&inv, &scenario, g.json);
     let opts = Options {
         check: a.check,
         diff: a.diff,
@@ -87,6 +88,20 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
         remember_scenario(&inv, &a.scenario);
     }
     Ok(if recap.success() { 0 } else { 1 })
+}
+
+/// When the lab last ran another scenario, list what that one left on the nodes.
+fn switching_note(inv: &crate::inventory::Inventory, scenario: &Scenario, json: bool) {
+    let Ok(last) = std::fs::read_to_string(inv.state_dir().join("last-scenario")) else {
+        return;
+    };
+    if let Some(note) = runner::leftovers::note(inv, std::path::Path::new(last.trim()), scenario) {
+        if json {
+            eprintln!("{note}");
+        } else {
+            println!("{note}");
+        }
+    }
 }
 
 /// `labctl verify` with no argument uses the scenario last applied.

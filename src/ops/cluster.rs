@@ -15,16 +15,38 @@
 //! ```
 //!
 //! Applied once per cluster, from the first member, after every member is
-//! online (the probe waits up to `wait` seconds for that). Each element is
+//! online (the wait is read in rounds of a few seconds, up to `wait` seconds;
+//! a member the run knows to be unreachable ends it at once). Each element is
 //! compared with its live XML; only what differs is created or replaced, so an
 //! unchanged cluster changes and restarts nothing, and a changed parameter
-//! touches only its resource. Elements not declared are left alone.
+//! touches only its resource.
+//!
+//! The operation owns the cluster's configuration: resources, constraints,
+//! properties and defaults the scenario does not declare (say, another
+//! scenario's) are removed. The removal happens in maintenance mode and
+//! forgets the removed resources' history, so the cluster leaves their
+//! services as they are (the scenario's own tasks say whether they run).
 
 use super::{q, Op, Plan, PrepareCtx, Probe};
 use base64::Engine;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long one round of the members' wait lasts on the node.
+const WAIT_ROUND: Duration = Duration::from_secs(5);
+
+/// Properties pacemaker keeps itself (or an operator's switch): never removed.
+const OWN_PROPERTIES: &[&str] = &[
+    "have-watchdog",
+    "dc-version",
+    "cluster-infrastructure",
+    "cluster-name",
+    "last-lrm-refresh",
+    "maintenance-mode",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -188,6 +210,8 @@ impl Args {
             leader,
             args: self,
             elements,
+            unreachable: ctx.unreachable.clone(),
+            deadline: Mutex::new(None),
         }))
     }
 
@@ -362,6 +386,52 @@ pub struct Cluster {
     leader: bool,
     args: Args,
     elements: Vec<Element>,
+    /// The hosts this run found unreachable.
+    unreachable: crate::runner::reach::Unreachable,
+    /// When the wait for the members ends (set by the first probe).
+    deadline: Mutex<Option<Instant>>,
+}
+
+impl Cluster {
+    fn wait_secs(&self) -> u64 {
+        self.args.wait.unwrap_or(180)
+    }
+
+    /// The end of the members' wait, which starts with the first probe.
+    fn deadline(&self) -> Instant {
+        let mut d = self.deadline.lock().unwrap_or_else(|e| e.into_inner());
+        *d.get_or_insert_with(|| Instant::now() + Duration::from_secs(self.wait_secs()))
+    }
+
+    /// The live nvpairs of `section` not declared in `wanted` (and not pacemaker's own).
+    fn undeclared_attrs(
+        doc: &roxmltree::Document,
+        section: &str,
+        wanted: &IndexMap<String, String>,
+    ) -> Vec<String> {
+        let Some(sec) = doc.descendants().find(|n| n.has_tag_name(section)) else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = Vec::new();
+        for set in sec.children().filter(|n| n.is_element()) {
+            // crm_attribute's own set for properties; any set for defaults
+            if section == "crm_config" && set.attribute("id") != Some("cib-bootstrap-options") {
+                continue;
+            }
+            for nv in set.children().filter(|n| n.has_tag_name("nvpair")) {
+                let Some(name) = nv.attribute("name") else {
+                    continue;
+                };
+                if !wanted.contains_key(name)
+                    && !OWN_PROPERTIES.contains(&name)
+                    && !out.iter().any(|o| o == name)
+                {
+                    out.push(name.to_string());
+                }
+            }
+        }
+        out
+    }
 }
 
 impl Op for Cluster {
@@ -369,9 +439,17 @@ impl Op for Cluster {
         if !self.leader {
             return String::new();
         }
-        let wait_tenths = self.args.wait.unwrap_or(180) * 5;
+        // one round of the wait (a few seconds): the runner reads again while
+        // the deadline allows, so a member lost meanwhile ends the wait; a member
+        // already known to be unreachable gets one look, no wait
+        let left = self.deadline().saturating_duration_since(Instant::now());
+        let rounds = if self.unreachable.first_of(&self.members).is_some() {
+            1
+        } else {
+            (left.min(WAIT_ROUND).as_millis() / 200).max(1)
+        };
         let mut s = String::from("ok=no\ni=0\nwhile [ $i -lt ");
-        s += &format!("{wait_tenths} ]; do\n  m=$(crm_mon -1 --output-as=xml 2>/dev/null)\n  if echo \"$m\" | grep -q '<current_dc present=\"true\"'");
+        s += &format!("{rounds} ]; do\n  m=$(crm_mon -1 --output-as=xml 2>/dev/null)\n  if echo \"$m\" | grep -q '<current_dc present=\"true\"'");
         for n in &self.members {
             s += &format!(" && echo \"$m\" | grep -q '<node name=\"{n}\"[^>]* online=\"true\"'");
         }
@@ -387,10 +465,19 @@ impl Op for Cluster {
         }
         let s: BTreeMap<String, String> = super::kv_lines(&state.out);
         if s.get("online").map(String::as_str) != Some("yes") {
+            if let Some(m) = self.unreachable.first_of(&self.members) {
+                anyhow::bail!(
+                    "member {m} is unreachable in this run; the cluster is configured once every member ({}) is online\n  fix: bring {m} back (`labctl up {m}`) and run configure again",
+                    self.members.join(", ")
+                );
+            }
+            if Instant::now() < self.deadline() {
+                return Ok(Plan::Wait("waiting for every member to be online".into()));
+            }
             anyhow::bail!(
                 "the cluster members ({}) were not all online within {} s (crm_mon); check corosync.conf, the authkey and that corosync and pacemaker run on every member",
                 self.members.join(", "),
-                self.args.wait.unwrap_or(180)
+                self.wait_secs()
             );
         }
         let cib = s
@@ -441,6 +528,52 @@ impl Op for Cluster {
                 "cibadmin {verb} --scope {} --xml-pipe <<'{eof}'\n{}\n{eof}\n",
                 e.scope, e.xml
             );
+        }
+        // what the scenario no longer declares (another scenario's), removed
+        let mut removal = String::new();
+        for (kind, map) in [
+            ("crm_config", &self.args.properties),
+            ("rsc_defaults", &self.args.resource_defaults),
+            ("op_defaults", &self.args.op_defaults),
+        ] {
+            for k in Self::undeclared_attrs(&doc, kind, map) {
+                what.push(format!("remove {k}"));
+                removal += &format!("crm_attribute --type {kind} --name {} --delete\n", q(&k));
+            }
+        }
+        let mut removed_resources = false;
+        // constraints first: they name the resources
+        for scope in ["constraints", "resources"] {
+            let Some(sec) = doc.descendants().find(|n| {
+                n.has_tag_name(scope) && n.parent().is_some_and(|p| p.has_tag_name("configuration"))
+            }) else {
+                continue;
+            };
+            for el in sec.children().filter(|n| n.is_element()) {
+                let Some(id) = el.attribute("id") else {
+                    continue;
+                };
+                if self.elements.iter().any(|e| e.id == id) {
+                    continue;
+                }
+                removed_resources |= scope == "resources";
+                what.push(format!("remove {id}"));
+                removal += &format!(
+                    "cibadmin --delete --scope {scope} --xml-text {}\n",
+                    q(&format!("<{} id=\"{}\"/>", el.tag_name().name(), x(id)))
+                );
+            }
+        }
+        if !removal.is_empty() {
+            // in maintenance mode nothing is stopped or started; the removed
+            // resources' history is forgotten before it ends, so their services
+            // stay as they are
+            script += "crm_attribute --type crm_config --name maintenance-mode --update true\n";
+            script += &removal;
+            if removed_resources {
+                script += "crm_resource --refresh >/dev/null\ncrm_resource --wait --timeout=60s >/dev/null 2>&1 || true\n";
+            }
+            script += "crm_attribute --type crm_config --name maintenance-mode --delete\n";
         }
         // return when the cluster has carried the change out (resources started)
         script += "crm_resource --wait --timeout=120s >/dev/null 2>&1 || true\n";
@@ -507,6 +640,8 @@ mod tests {
             leader: true,
             args,
             elements,
+            unreachable: crate::runner::reach::Unreachable::new(),
+            deadline: Mutex::new(None),
         }
     }
 
@@ -560,5 +695,69 @@ mod tests {
             c.what,
             "stonith-enabled=false, resource-stickiness=100, create VirtualIP"
         );
+    }
+
+    #[test]
+    fn what_the_scenario_no_longer_declares_is_removed_in_maintenance_mode() {
+        // a 05 cluster (WebServer, its constraints, one more property) seen by 04
+        let cib = CIB
+            .replace(
+                "</resources>",
+                r#"<primitive id="WebServer" class="systemd" type="apache2"/></resources>"#,
+            )
+            .replace(
+                "<constraints/>",
+                r#"<constraints><rsc_colocation id="web-with-ip" rsc="WebServer" with-rsc="VirtualIP" score="INFINITY"/><rsc_order id="ip-then-web" first="VirtualIP" then="WebServer"/></constraints>"#,
+            )
+            .replace(
+                "</cluster_property_set>",
+                r#"<nvpair id="cib-bootstrap-options-dc-version" name="dc-version" value="2.1.5"/><nvpair id="cib-bootstrap-options-x" name="symmetric-cluster" value="false"/></cluster_property_set>"#,
+            );
+        let Plan::Change(c) = cluster("10.1.1.100").plan(&probe_out(&cib)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            c.what,
+            "remove symmetric-cluster, remove web-with-ip, remove ip-then-web, remove WebServer"
+        );
+        let on = c.script.find("maintenance-mode --update true").unwrap();
+        let col = c
+            .script
+            .find("<rsc_colocation id=\"web-with-ip\"/>")
+            .unwrap();
+        let web = c.script.find("<primitive id=\"WebServer\"/>").unwrap();
+        let off = c.script.find("maintenance-mode --delete").unwrap();
+        assert!(on < col && col < web && web < off, "{}", c.script);
+        assert!(c.script.contains("crm_resource --refresh"));
+        assert!(
+            !c.script.contains("dc-version"),
+            "pacemaker's own properties stay"
+        );
+    }
+
+    #[test]
+    fn a_member_known_unreachable_ends_the_wait_at_once() {
+        let c = cluster("10.1.1.100");
+        let offline = Probe {
+            out: "online=no\ncib=\n".into(),
+            rc: 0,
+        };
+        // members not online yet: read again (a round of a few seconds)
+        assert!(c.probe().contains("while [ $i -lt 25 ]"), "{}", c.probe());
+        assert!(matches!(c.plan(&offline).unwrap(), Plan::Wait(_)));
+        // nodo2 lost in this run: one look, and a message naming it
+        c.unreachable.mark("nodo2");
+        assert!(c.probe().contains("while [ $i -lt 1 ]"), "{}", c.probe());
+        let e = c.plan(&offline).unwrap_err().to_string();
+        assert!(
+            e.starts_with("member nodo2 is unreachable in this run"),
+            "{e}"
+        );
+        assert!(!e.contains("corosync.conf"), "{e}");
+        // past the deadline with every member reachable: the configuration is blamed
+        let c = cluster("10.1.1.100");
+        *c.deadline.lock().unwrap() = Some(Instant::now());
+        let e = c.plan(&offline).unwrap_err().to_string();
+        assert!(e.contains("were not all online within 180 s"), "{e}");
     }
 }

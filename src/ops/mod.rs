@@ -50,6 +50,8 @@ pub struct PrepareCtx<'a> {
     pub at: &'a str,
     /// Values that must never be shown.
     pub secrets: &'a std::sync::Mutex<crate::redact::Redactor>,
+    /// The hosts this run finds unreachable (filled in while it runs).
+    pub unreachable: &'a crate::runner::reach::Unreachable,
 }
 
 /// The state a probe printed.
@@ -85,6 +87,9 @@ pub struct Change {
 pub enum Plan {
     Ok,
     Change(Change),
+    /// The state is not there yet (other hosts are still on their way): read
+    /// it again. The operation bounds the wait itself.
+    Wait(String),
 }
 
 impl Plan {

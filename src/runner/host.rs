@@ -34,6 +34,8 @@ pub struct HostRun<'a> {
     pub stopped: bool,
     /// The connection broke: nothing more can run on this host.
     lost: bool,
+    /// Where the run's hosts tell each other which of them are unreachable.
+    unreachable: super::reach::Unreachable,
 }
 
 /// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
@@ -108,7 +110,13 @@ impl<'a> HostRun<'a> {
             total,
             stopped: false,
             lost: false,
+            unreachable: super::reach::Unreachable::new(),
         }
+    }
+
+    /// Tell the run's other hosts when this one becomes unreachable (through `u`).
+    pub fn share_unreachable(&mut self, u: super::reach::Unreachable) {
+        self.unreachable = u;
     }
 
     /// Run one play's tasks, then the handlers they notified. A failure stops the host.
@@ -240,6 +248,7 @@ impl<'a> HostRun<'a> {
     fn task_failed(&mut self, task: &str, msg: String) {
         if self.lost {
             self.recap.unreachable = true;
+            self.unreachable.mark(&self.host);
             self.event(task, Status::Unreachable, msg, None);
         } else {
             self.recap.failed += 1;
@@ -247,14 +256,19 @@ impl<'a> HostRun<'a> {
         }
     }
 
-    /// Plan and apply one task. Returns Ok(changed) or Err(message) for a failed task.
-    fn run_task(&mut self, t: &PreparedTask, probe: &Probe) -> Result<bool, String> {
+    /// Plan and apply one task. Returns Ok(Some(changed)), Ok(None) when its
+    /// state must be read again ([`Plan::Wait`]), or Err(message) for a failed task.
+    fn run_task(&mut self, t: &PreparedTask, probe: &Probe) -> Result<Option<bool>, String> {
         let plan = t.op.plan(probe).map_err(|e| crate::cli::format_error(&e))?;
         match plan {
             Plan::Ok => {
                 self.recap.ok += 1;
                 self.event(&t.name, Status::Ok, String::new(), None);
-                Ok(false)
+                Ok(Some(false))
+            }
+            Plan::Wait(why) => {
+                self.progress(&format!("{} ({why})", t.name));
+                Ok(None)
             }
             Plan::Change(c) => {
                 let mut diff = self.diff_text(&c);
@@ -292,7 +306,7 @@ impl<'a> HostRun<'a> {
                 }
                 self.recap.changed += 1;
                 self.event(&t.name, Status::Changed, c.what, diff);
-                Ok(true)
+                Ok(Some(true))
             }
         }
     }
@@ -309,25 +323,38 @@ impl<'a> HostRun<'a> {
                 return true;
             }
             self.progress(&t.name);
-            if probes.is_none() || (probe_per_task() && i > base) {
-                let upto = if probe_per_task() { i + 1 } else { tasks.len() };
-                match gather(self.remote.as_mut(), &tasks[i..upto]) {
-                    Ok(p) => {
-                        probes = Some(p);
-                        base = i;
-                    }
-                    Err(e) => {
-                        self.lost |= crate::transport::is_connection_lost(&e);
-                        self.task_failed(&t.name, format!("{e:#}"));
-                        return true;
+            let res = loop {
+                if probes.is_none() || (probe_per_task() && i > base) {
+                    let upto = if probe_per_task() { i + 1 } else { tasks.len() };
+                    match gather(self.remote.as_mut(), &tasks[i..upto]) {
+                        Ok(p) => {
+                            probes = Some(p);
+                            base = i;
+                        }
+                        Err(e) => {
+                            self.lost |= crate::transport::is_connection_lost(&e);
+                            self.task_failed(&t.name, format!("{e:#}"));
+                            return true;
+                        }
                     }
                 }
-            }
-            let probe = probes
-                .as_ref()
-                .map(|p| p[i - base].clone())
-                .unwrap_or_default();
-            let res = self.run_task(t, &probe);
+                let probe = probes
+                    .as_ref()
+                    .map(|p| p[i - base].clone())
+                    .unwrap_or_default();
+                match self.run_task(t, &probe) {
+                    // not there yet (the op bounds the wait): read the state again
+                    Ok(None) => {
+                        probes = None;
+                        if crate::interrupt::interrupted() {
+                            self.recap.interrupted = true;
+                            return true;
+                        }
+                    }
+                    Ok(Some(changed)) => break Ok(changed),
+                    Err(msg) => break Err(msg),
+                }
+            };
             self.done += 1;
             match res {
                 Ok(true) => {

@@ -4,7 +4,9 @@
 //! per host in parallel → [`report::Recap`].
 
 pub mod host;
+pub mod leftovers;
 pub mod prepare;
+pub mod reach;
 pub mod report;
 
 use crate::inventory::{Inventory, Node};
@@ -85,12 +87,14 @@ pub fn target(inv: &Inventory, node: &Node, insecure: bool) -> Target {
 /// (exit 2) before any host is touched; host failures are in the recap.
 pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Result<Recap> {
     let mut redactor = crate::redact::Redactor::new();
-    let plans = prepare::prepare(
+    let unreachable = reach::Unreachable::new();
+    let plans = prepare::prepare_run(
         inv,
         scenario,
         opts.limit.as_deref(),
         &mut redactor,
         opts.check,
+        &unreachable,
     )?;
     if plans.is_empty() {
         return Ok(Recap::default());
@@ -138,15 +142,12 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
         match Session::connect(&t) {
             Ok(sess) => {
                 let total = slot.plan.plays.iter().map(|p| p.tasks.len()).sum();
-                slot.run = Some(host::HostRun::new(
-                    &name,
-                    Box::new(sess),
-                    opts,
-                    tx.clone(),
-                    total,
-                ));
+                let mut run = host::HostRun::new(&name, Box::new(sess), opts, tx.clone(), total);
+                run.share_unreachable(unreachable.clone());
+                slot.run = Some(run);
             }
             Err(e) => {
+                unreachable.mark(&name);
                 let _ = tx.send(Event::Task {
                     host: name,
                     task: "connect".into(),

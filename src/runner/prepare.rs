@@ -2,6 +2,7 @@
 //! the host's variables. Runs before any host is touched, so an undefined
 //! variable or a missing template fails the whole run early (exit 2).
 
+use super::reach::Unreachable;
 use crate::inventory::{Inventory, Node};
 use crate::ops::{Op, PrepareCtx};
 use crate::redact::Redactor;
@@ -45,6 +46,18 @@ pub fn prepare(
     limit: Option<&str>,
     redactor: &mut Redactor,
     check: bool,
+) -> anyhow::Result<Vec<HostPlan>> {
+    prepare_run(inv, scenario, limit, redactor, check, &Unreachable::new())
+}
+
+/// [`prepare`] for a run whose hosts share what they learn in `unreachable`.
+pub fn prepare_run(
+    inv: &Inventory,
+    scenario: &Scenario,
+    limit: Option<&str>,
+    redactor: &mut Redactor,
+    check: bool,
+    unreachable: &Unreachable,
 ) -> anyhow::Result<Vec<HostPlan>> {
     // zone serials are the project's; a preview (`check`) never records one
     let templates = Templates::with_zone_serials(
@@ -100,6 +113,7 @@ pub fn prepare(
                     project_dir: &inv.dir,
                     at: &t.at,
                     secrets: &secrets,
+                    unreachable,
                 };
                 Ok(PreparedTask {
                     name: t.name.clone(),
