@@ -212,6 +212,7 @@ impl Args {
             elements,
             unreachable: ctx.unreachable.clone(),
             deadline: Mutex::new(None),
+            check: ctx.check,
         }))
     }
 
@@ -390,6 +391,8 @@ pub struct Cluster {
     unreachable: crate::runner::reach::Unreachable,
     /// When the wait for the members ends (set by the first probe).
     deadline: Mutex<Option<Instant>>,
+    /// `--check`: nothing changes, so the members' state is read once, not waited for.
+    check: bool,
 }
 
 impl Cluster {
@@ -443,7 +446,7 @@ impl Op for Cluster {
         // the deadline allows, so a member lost meanwhile ends the wait; a member
         // already known to be unreachable gets one look, no wait
         let left = self.deadline().saturating_duration_since(Instant::now());
-        let rounds = if self.unreachable.first_of(&self.members).is_some() {
+        let rounds = if self.check || self.unreachable.first_of(&self.members).is_some() {
             1
         } else {
             (left.min(WAIT_ROUND).as_millis() / 200).max(1)
@@ -464,7 +467,29 @@ impl Op for Cluster {
             return Ok(Plan::Ok);
         }
         let s: BTreeMap<String, String> = super::kv_lines(&state.out);
-        if s.get("online").map(String::as_str) != Some("yes") {
+        let cib = s
+            .get("cib")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
+        let online = s.get("online").map(String::as_str) == Some("yes");
+        if !online && self.check {
+            // --check on members still to be set up: compare with what can be read
+            // (nothing yet on fresh nodes) and say when it would happen
+            let cib = if roxmltree::Document::parse(&cib).is_ok() {
+                cib
+            } else {
+                "<cib><configuration/></cib>".to_string()
+            };
+            let (what, _) = self.changes(&cib)?;
+            let what = if what.is_empty() {
+                vec!["wait for every member to be online".to_string()]
+            } else {
+                vec![format!("once every member is online: {}", what.join(", "))]
+            };
+            return Ok(Plan::of(what, String::new()));
+        }
+        if !online {
             if let Some(m) = self.unreachable.first_of(&self.members) {
                 anyhow::bail!(
                     "member {m} is unreachable in this run; the cluster is configured once every member ({}) is online\n  fix: bring {m} back (`labctl up {m}`) and run configure again",
@@ -480,12 +505,15 @@ impl Op for Cluster {
                 self.wait_secs()
             );
         }
-        let cib = s
-            .get("cib")
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default();
-        let doc = roxmltree::Document::parse(&cib)
+        let (what, script) = self.changes(&cib)?;
+        Ok(Plan::of(what, script))
+    }
+}
+
+impl Cluster {
+    /// What differs between the live CIB and the wanted configuration, and the script that fixes it.
+    fn changes(&self, cib: &str) -> anyhow::Result<(Vec<String>, String)> {
+        let doc = roxmltree::Document::parse(cib)
             .map_err(|e| anyhow::anyhow!("cannot read the CIB (cibadmin --query): {e}"))?;
         let mut what = Vec::new();
         let mut script = String::from("set -e\n");
@@ -577,7 +605,7 @@ impl Op for Cluster {
         }
         // return when the cluster has carried the change out (resources started)
         script += "crm_resource --wait --timeout=120s >/dev/null 2>&1 || true\n";
-        Ok(Plan::of(what, script))
+        Ok((what, script))
     }
 }
 
@@ -642,6 +670,7 @@ mod tests {
             elements,
             unreachable: crate::runner::reach::Unreachable::new(),
             deadline: Mutex::new(None),
+            check: false,
         }
     }
 
@@ -650,6 +679,7 @@ mod tests {
         Probe {
             out: format!("online=yes\ncib={b}\n"),
             rc: 0,
+            ..Default::default()
         }
     }
 
@@ -741,6 +771,7 @@ mod tests {
         let offline = Probe {
             out: "online=no\ncib=\n".into(),
             rc: 0,
+            ..Default::default()
         };
         // members not online yet: read again (a round of a few seconds)
         assert!(c.probe().contains("while [ $i -lt 25 ]"), "{}", c.probe());

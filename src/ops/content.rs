@@ -179,6 +179,7 @@ mod tests {
             .plan(&Probe {
                 out: "type=absent\n".into(),
                 rc: 0,
+                ..Default::default()
             })
             .unwrap();
         let Plan::Change(c) = p else {
@@ -195,13 +196,21 @@ mod tests {
         assert!(matches!(
             mf().plan(&Probe {
                 out: out.clone(),
-                rc: 0
+                rc: 0,
+                ..Default::default()
             })
             .unwrap(),
             Plan::Ok
         ));
         let out = out.replace("mode=640", "mode=644");
-        let Plan::Change(c) = mf().plan(&Probe { out, rc: 0 }).unwrap() else {
+        let Plan::Change(c) = mf()
+            .plan(&Probe {
+                out,
+                rc: 0,
+                ..Default::default()
+            })
+            .unwrap()
+        else {
             panic!()
         };
         assert_eq!(c.what, "mode 644 → 640");

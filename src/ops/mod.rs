@@ -52,6 +52,8 @@ pub struct PrepareCtx<'a> {
     pub secrets: &'a std::sync::Mutex<crate::redact::Redactor>,
     /// The hosts this run finds unreachable (filled in while it runs).
     pub unreachable: &'a crate::runner::reach::Unreachable,
+    /// `--check`: nothing will change, so no operation waits for a change to happen.
+    pub check: bool,
 }
 
 /// The state a probe printed.
@@ -59,6 +61,36 @@ pub struct PrepareCtx<'a> {
 pub struct Probe {
     pub out: String,
     pub rc: i32,
+    /// With `--check`: what earlier tasks of this run would have changed on the host.
+    pub earlier: Earlier,
+}
+
+/// With `--check` nothing changes, so a task's probe cannot see what earlier
+/// tasks would have done (a package installed, a file written): the runner
+/// tells the plan instead, so it can report "start apache2, after installing it".
+#[derive(Debug, Clone, Default)]
+pub struct Earlier {
+    /// Packages earlier tasks would install.
+    pub packages: Vec<String>,
+    /// Files earlier tasks would write.
+    pub files: Vec<String>,
+    /// How many earlier tasks would change something.
+    pub changes: usize,
+}
+
+impl Earlier {
+    /// "after installing it" (`unit` is one of the packages) or "after installing a, b".
+    pub fn after_installing(&self, unit: &str) -> Option<String> {
+        if self.packages.is_empty() {
+            return None;
+        }
+        let base = unit.strip_suffix(".service").unwrap_or(unit);
+        Some(if self.packages.iter().any(|p| p == base) {
+            "after installing it".into()
+        } else {
+            format!("after installing {}", self.packages.join(", "))
+        })
+    }
 }
 
 /// A file diff the runner may show with `--diff` (it fetches the old content only then).

@@ -292,6 +292,7 @@ mod tests {
             .plan(&Probe {
                 out: out.into(),
                 rc: 0,
+                ..Default::default()
             })
             .unwrap()
         else {
@@ -303,7 +304,8 @@ mod tests {
         assert!(matches!(
             p.plan(&Probe {
                 out: out.into(),
-                rc: 0
+                rc: 0,
+                ..Default::default()
             })
             .unwrap(),
             Plan::Ok
@@ -322,6 +324,7 @@ mod tests {
             p.plan(&Probe {
                 out: out.into(),
                 rc: 0,
+                ..Default::default()
             })
             .unwrap()
         };

@@ -45,7 +45,7 @@ impl Args {
 }
 
 #[derive(Debug)]
-pub struct Service(Args);
+pub struct Service(pub Args);
 
 impl Op for Service {
     fn probe(&self) -> String {
@@ -60,6 +60,25 @@ impl Op for Service {
         let name = &self.0.name;
         let n = q(name);
         if s.get("LoadState").map(String::as_str) != Some("loaded") {
+            // --check: the package that brings the unit would be installed first
+            if let Some(after) = state.earlier.after_installing(name) {
+                let mut what: Vec<&str> = match self.0.state {
+                    Some(State::Started) => vec!["start"],
+                    Some(State::Restarted) => vec!["restart"],
+                    Some(State::Reloaded) => vec!["reload"],
+                    Some(State::Stopped) | None => vec![],
+                };
+                if self.0.enabled == Some(true) {
+                    what.push("enable");
+                }
+                if !what.is_empty() {
+                    return Ok(Plan::of(
+                        vec![format!("{}, {after}", what.join(", "))],
+                        String::new(),
+                    ));
+                }
+                return Ok(Plan::Ok);
+            }
             anyhow::bail!(
                 "systemd unit `{name}` not found on the node (LoadState={})\n  fix: install its package in an earlier task, or correct the unit name",
                 s.get("LoadState").map(String::as_str).unwrap_or("unknown")

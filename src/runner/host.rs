@@ -36,6 +36,8 @@ pub struct HostRun<'a> {
     lost: bool,
     /// Where the run's hosts tell each other which of them are unreachable.
     unreachable: super::reach::Unreachable,
+    /// `--check`: what earlier tasks would have changed (their probes cannot see it).
+    would: crate::ops::Earlier,
 }
 
 /// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
@@ -111,6 +113,7 @@ impl<'a> HostRun<'a> {
             stopped: false,
             lost: false,
             unreachable: super::reach::Unreachable::new(),
+            would: crate::ops::Earlier::default(),
         }
     }
 
@@ -259,7 +262,12 @@ impl<'a> HostRun<'a> {
     /// Plan and apply one task. Returns Ok(Some(changed)), Ok(None) when its
     /// state must be read again ([`Plan::Wait`]), or Err(message) for a failed task.
     fn run_task(&mut self, t: &PreparedTask, probe: &Probe) -> Result<Option<bool>, String> {
-        let plan = t.op.plan(probe).map_err(|e| crate::cli::format_error(&e))?;
+        let plan = if self.opts.check {
+            self.plan_in_check(t, probe)
+        } else {
+            t.op.plan(probe)
+        };
+        let plan = plan.map_err(|e| crate::cli::format_error(&e))?;
         match plan {
             Plan::Ok => {
                 self.recap.ok += 1;
@@ -309,6 +317,44 @@ impl<'a> HostRun<'a> {
                 Ok(Some(true))
             }
         }
+    }
+
+    /// `--check`: plan with what earlier tasks would have changed, and remember
+    /// what this one would. A task that cannot be planned on the node as it is
+    /// now, while earlier tasks would change it, is reported as depending on them
+    /// (not as failed): the preview goes on to show the whole run.
+    fn plan_in_check(&mut self, t: &PreparedTask, probe: &Probe) -> anyhow::Result<Plan> {
+        let mut probe = probe.clone();
+        probe.earlier = self.would.clone();
+        let plan = match t.op.plan(&probe) {
+            Err(e) if self.would.changes > 0 && crate::error::exit_code(&e) != 2 => {
+                let first = format!("{e:#}");
+                let first = first.lines().next().unwrap_or_default().to_string();
+                Plan::of(
+                    vec![format!(
+                        "depends on earlier changes (on the node as it is now: {first})"
+                    )],
+                    String::new(),
+                )
+            }
+            other => other?,
+        };
+        if let Plan::Change(c) = &plan {
+            self.would.changes += 1;
+            if let Some(p) = t.op.as_package() {
+                if p.state == crate::ops::package::State::Present {
+                    for n in &p.names {
+                        if !self.would.packages.contains(n) {
+                            self.would.packages.push(n.clone());
+                        }
+                    }
+                }
+            }
+            if let Some(d) = &c.diff {
+                self.would.files.push(d.path.clone());
+            }
+        }
+        Ok(plan)
     }
 
     /// Run a list of tasks in order; state is re-read after each change.
@@ -526,6 +572,64 @@ mod tests {
         assert!(
             events[2].2.contains("notified handlers not run: /h"),
             "{events:?}"
+        );
+    }
+
+    #[test]
+    fn check_on_a_fresh_node_reports_what_depends_on_an_earlier_change_and_goes_on() {
+        use crate::ops::package::{Package, State as PkgState};
+        use crate::ops::service::{Args as SvcArgs, Service, State as SvcState};
+        let pkg = PreparedTask {
+            name: "package apache2".into(),
+            op: Box::new(Package {
+                names: vec!["apache2".into()],
+                state: PkgState::Present,
+                cache_valid_time: 3600,
+                install_recommends: false,
+            }),
+            notify: vec![],
+        };
+        let svc = PreparedTask {
+            name: "service apache2".into(),
+            op: Box::new(Service(SvcArgs {
+                name: "apache2".into(),
+                state: Some(SvcState::Started),
+                enabled: Some(true),
+            })),
+            notify: vec![],
+        };
+        let play = PreparedPlay {
+            index: 0,
+            name: "web".into(),
+            tasks: vec![pkg, svc],
+            handlers: indexmap::IndexMap::new(),
+        };
+        let opts = Options {
+            check: true,
+            ..Options::default()
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        // the fake node knows no package and no unit
+        let mut run = HostRun::new("n1", Box::new(Fake { scripts: vec![] }), &opts, tx, 2);
+        run.run_play(&play);
+        assert!(!run.stopped, "{:?}", run.recap);
+        assert_eq!(
+            (run.recap.changed, run.recap.failed),
+            (2, 0),
+            "{:?}",
+            run.recap
+        );
+        drop(run);
+        let whats: Vec<String> = rx
+            .try_iter()
+            .filter_map(|e| match e {
+                Event::Task { what, .. } => Some(what),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            whats,
+            ["install apache2", "start, enable, after installing it"]
         );
     }
 }

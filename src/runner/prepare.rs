@@ -50,7 +50,8 @@ pub fn prepare(
     prepare_run(inv, scenario, limit, redactor, check, &Unreachable::new())
 }
 
-/// [`prepare`] for a run whose hosts share what they learn in `unreachable`.
+/// [`prepare`] for a run whose hosts share what they learn in `unreachable`
+/// (`check`: a `--check` run).
 pub fn prepare_run(
     inv: &Inventory,
     scenario: &Scenario,
@@ -114,6 +115,7 @@ pub fn prepare_run(
                     at: &t.at,
                     secrets: &secrets,
                     unreachable,
+                    check,
                 };
                 Ok(PreparedTask {
                     name: t.name.clone(),
