@@ -38,6 +38,8 @@ pub struct HostRun<'a> {
     unreachable: super::reach::Unreachable,
     /// `--check`: what earlier tasks would have changed (their probes cannot see it).
     would: crate::ops::Earlier,
+    /// The reporter was told this host is done.
+    finished: bool,
 }
 
 /// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
@@ -114,6 +116,7 @@ impl<'a> HostRun<'a> {
             lost: false,
             unreachable: super::reach::Unreachable::new(),
             would: crate::ops::Earlier::default(),
+            finished: false,
         }
     }
 
@@ -182,11 +185,22 @@ impl<'a> HostRun<'a> {
         self.event("stopped by Ctrl-C", Status::Interrupted, what, None);
     }
 
-    /// Tell the reporter this host is finished.
-    pub fn finish(&self) {
+    /// Tell the reporter this host is finished (once).
+    pub fn finish(&mut self) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
         let _ = self.tx.send(Event::Done {
             host: self.host.clone(),
             recap: self.recap.clone(),
+        });
+    }
+
+    /// Tell the reporter no task runs on this host for now, and why.
+    pub fn idle(&self, why: &str) {
+        let _ = self.tx.send(Event::Idle {
+            host: self.host.clone(),
+            why: why.to_string(),
         });
     }
 

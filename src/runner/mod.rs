@@ -108,8 +108,13 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
     let mut reporter = Reporter::new(&hosts, opts.verbose, opts.json, opts.check, redactor);
     let (tx, rx) = mpsc::channel::<Event>();
     let printer = std::thread::spawn(move || {
-        for ev in rx {
-            reporter.handle(ev);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(ev) => reporter.handle(ev),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            reporter.tick();
         }
         reporter.finish();
     });
@@ -182,12 +187,25 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
             .filter(|s| s.run.as_ref().is_some_and(|r| !r.stopped))
             .filter(|s| s.plan.plays.iter().any(|p| p.index == idx))
             .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        let _ = tx.send(Event::Play {
+            name: scenario.plays[idx].name.clone(),
+            hosts: todo.iter().map(|s| s.plan.node.name.clone()).collect(),
+        });
         parallel_refs(&mut todo, opts.jobs, |slot| {
             if let (Some(run), Some(play)) = (
                 slot.run.as_mut(),
                 slot.plan.plays.iter().find(|p| p.index == idx),
             ) {
                 run.run_play(play);
+                // a host with nothing more to do is done now, not at the run's end
+                if run.stopped || !slot.plan.plays.iter().any(|p| p.index > idx) {
+                    run.finish();
+                } else {
+                    run.idle("waiting for the other hosts to finish the play");
+                }
             }
         });
         lap(&format!(
@@ -200,7 +218,7 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
     let mut recap = Recap::default();
     for slot in slots {
         match slot.run {
-            Some(run) => {
+            Some(mut run) => {
                 run.finish();
                 recap.add(&slot.plan.node.name, run.recap.clone());
             }

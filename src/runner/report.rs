@@ -1,12 +1,22 @@
 //! What the user sees while a run goes on and at its end: one line per task
 //! result (changed and failed always, ok with `-v`), one progress bar per host on
 //! a terminal, and the recap. Every text passes through the [`Redactor`].
+//!
+//! On a terminal a host's bar shows what it is doing right now (a task, waiting
+//! for the other hosts, done). Off a terminal (a log file, CI) every line starts
+//! with the time, each play prints a header, and while nothing else is printed a
+//! `still running: TASK on HOST (N s)` line comes every [`HEARTBEAT`], so a log
+//! never goes quiet for longer than that.
 
 use super::host::HostRecap;
 use crate::redact::Redactor;
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+/// Off a terminal, the longest quiet time before a `still running` line.
+pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -46,6 +56,16 @@ pub enum Event {
         total: usize,
         task: String,
     },
+    /// A play starts on these hosts.
+    Play {
+        name: String,
+        hosts: Vec<String>,
+    },
+    /// The host waits (for the other hosts to finish a play): no task runs on it.
+    Idle {
+        host: String,
+        why: String,
+    },
     Done {
         host: String,
         recap: HostRecap,
@@ -59,6 +79,10 @@ pub struct Reporter {
     redactor: Redactor,
     bars: Option<(MultiProgress, IndexMap<String, ProgressBar>)>,
     check: bool,
+    /// What each busy host runs, and since when.
+    busy: IndexMap<String, (String, Instant)>,
+    /// When the last line was printed (off a terminal: the heartbeat's clock).
+    last_line: Instant,
 }
 
 impl Reporter {
@@ -86,18 +110,54 @@ impl Reporter {
         } else {
             None
         };
+        let now = Instant::now();
         Reporter {
             verbose,
             json,
             redactor,
             bars,
             check,
+            busy: hosts
+                .iter()
+                .map(|h| (h.clone(), ("connecting".to_string(), now)))
+                .collect(),
+            last_line: now,
         }
     }
 
-    /// A line for the user: stdout in text mode, stderr with `--json` (stdout holds only JSON).
-    fn line(&self, s: &str) {
+    /// Called between events (at least every second): off a terminal, a
+    /// `still running` line per busy host once the log has been quiet for [`HEARTBEAT`].
+    pub fn tick(&mut self) {
+        if self.bars.is_some() || self.last_line.elapsed() < HEARTBEAT {
+            return;
+        }
+        let lines: Vec<String> = self
+            .busy
+            .iter()
+            .map(|(h, (task, since))| {
+                format!(
+                    "still running: {task} on {h} ({} s)",
+                    since.elapsed().as_secs()
+                )
+            })
+            .collect();
+        for l in &lines {
+            self.line(l);
+        }
+        // nothing busy (between phases): the clock restarts all the same
+        self.last_line = Instant::now();
+    }
+
+    /// A line for the user: stdout in text mode, stderr with `--json` (stdout
+    /// holds only JSON); off a terminal it starts with the time (UTC).
+    fn line(&mut self, s: &str) {
+        self.last_line = Instant::now();
         let s = self.redactor.redact(s);
+        let s = if self.bars.is_none() {
+            format!("{} {s}", clock())
+        } else {
+            s
+        };
         match &self.bars {
             Some((mp, _)) if !self.json => mp.suspend(|| println!("{s}")),
             Some((mp, _)) => mp.suspend(|| eprintln!("{s}")),
@@ -145,21 +205,38 @@ impl Reporter {
                     self.line(d.trim_end());
                 }
             }
+            Event::Play { name, hosts } => {
+                self.line(&format!("PLAY [{name}] on {}", hosts.join(", ")));
+            }
+            Event::Idle { host, why } => {
+                self.busy.shift_remove(&host);
+                if let Some((_, m)) = &self.bars {
+                    if let Some(pb) = m.get(&host) {
+                        pb.set_message(why);
+                    }
+                }
+            }
             Event::Progress {
                 host,
                 done,
                 total,
                 task,
             } => {
+                let task = self.redactor.redact(&task);
+                if self.busy.get(&host).map(|(t, _)| t) != Some(&task) {
+                    self.busy
+                        .insert(host.clone(), (task.clone(), Instant::now()));
+                }
                 if let Some((_, m)) = &self.bars {
                     if let Some(pb) = m.get(&host) {
                         pb.set_length(total as u64);
                         pb.set_position(done as u64);
-                        pb.set_message(self.redactor.redact(&task));
+                        pb.set_message(task);
                     }
                 }
             }
             Event::Done { host, recap } => {
+                self.busy.shift_remove(&host);
                 if let Some((_, m)) = &self.bars {
                     if let Some(pb) = m.get(&host) {
                         let msg = if recap.interrupted {
@@ -183,6 +260,16 @@ impl Reporter {
             let _ = mp.clear();
         }
     }
+}
+
+/// The time of day (UTC), `HH:MM:SS`, for lines off a terminal.
+fn clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 86_400;
+    format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
 /// The recap of a whole run.
