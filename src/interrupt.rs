@@ -4,10 +4,12 @@
 //! (the runner checks [`interrupted`] before each one), the scripts already
 //! running on nodes finish, the recap so far is printed, and labctl exits with
 //! [`EXIT_CODE`] (130, as shells report a SIGINT). A second SIGINT stops labctl at
-//! once; a remote script then either was sent whole and completes on the node, or
-//! was cut off and never starts (the transport wraps every script in one compound
-//! command that `sh` reads whole before running it). Managed files are written to
-//! a temp file and renamed, so they are always either old or new.
+//! once, and the nodes stop what it started there: a script cut off in sending
+//! never starts (the transport wraps every script in one compound command that
+//! `sh` reads whole before running it), and one already running is stopped by
+//! the node's root shell watchdog once the SSH connection is gone (see
+//! `transport::ssh`). Managed files are written to a temp file (removed when
+//! the write is stopped) and renamed, so they are always either old or new.
 //!
 //! Host worker threads block SIGINT ([`block_in_this_thread`]) so the signal lands
 //! on the main thread and never interrupts a blocking SSH read.

@@ -15,6 +15,7 @@
 
 mod common;
 use common::lab::{Lab, LABS};
+use common::processes;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -492,6 +493,254 @@ fn destroy_after_up_was_killed_removes_everything_and_the_next_up_works() {
         assert_eq!(state(&lab, n), "running", "{n}");
         assert_eq!(lab.ok(&["ssh", n, "--", "hostname"]).trim(), n);
     }
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+}
+
+// ---- issue 18: faults in the middle of a first converge, on labs `tflt*` ----
+
+/// The seconds of the day of an off-terminal line (`HH:MM:SS …`).
+fn stamp(line: &str) -> Option<u32> {
+    let t = line.get(..8)?;
+    let p: Vec<u32> = t
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    (p.len() == 3 && line.as_bytes().get(8) == Some(&b' ')).then(|| p[0] * 3600 + p[1] * 60 + p[2])
+}
+
+/// The stamped lines of an off-terminal run's stdout, as (seconds, text).
+fn stamped(out: &str) -> Vec<(u32, &str)> {
+    out.lines()
+        .filter_map(|l| stamp(l).map(|s| (s, &l[9..])))
+        .collect()
+}
+
+/// The longest quiet time between two stamped lines (a day boundary counts as 0).
+fn longest_gap(lines: &[(u32, &str)]) -> u32 {
+    lines
+        .windows(2)
+        .map(|w| w[1].0.saturating_sub(w[0].0))
+        .max()
+        .unwrap_or(0)
+}
+
+/// The live CIB, read on `node`.
+fn cib(lab: &Lab, node: &str) -> String {
+    lab.ok(&["ssh", node, "--", "sudo", "cibadmin", "--query"])
+}
+
+/// A teacher's first converge, broken on purpose, on one lab:
+/// 1. `--check` on fresh nodes previews the whole run (every play, the cluster
+///    too) with exit 0;
+/// 2. the first `configure`, its output piped to a file: nodo2 loses power while
+///    dpkg unpacks its packages. The log never goes quiet for longer than the
+///    heartbeat, and nodo1's cluster task ends at once, naming nodo2 (it used to
+///    wait 180 s and blame corosync.conf);
+/// 3. `up nodo2`, then `configure` converges it with no manual step (dpkg
+///    finished by the package operation), and a rerun changes nothing;
+/// 4. 05 then 04: 05's WebServer and its constraints leave the cluster, apache
+///    keeps serving, and a rerun of 04 changes nothing.
+#[test]
+fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
+    let _one = common::lab::one_at_a_time();
+    let lab = Lab::new("tflt1", "10.1.42");
+    lab.ok(&["up"]);
+
+    // 1. the preview of a first converge
+    let t = Instant::now();
+    let check = lab.labctl(&["configure", "scenario.yaml", "--check"]);
+    let out = text(&check.stdout);
+    eprintln!(
+        "FIGURE[tflt1]: --check on fresh nodes took {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(check.status.code(), Some(0), "{out}{}", text(&check.stderr));
+    for want in [
+        "PLAY [cluster resources] on nodo1, nodo2",
+        "would change: [nodo1] service apache2 (start, enable, after installing it)",
+        "would change: [nodo1] service corosync (start, enable, after installing it)",
+        "would change: [nodo1] cluster nodos (once every member is online: ",
+        "create VirtualIP",
+        "would change: [dns] service named (start, enable, after installing bind9)",
+    ] {
+        assert!(out.contains(want), "--check shows `{want}`:\n{out}");
+    }
+    assert!(!out.contains("failed: ["), "{out}");
+
+    // 2. the power cut during dpkg's work on nodo2, with the log piped
+    let t0 = Instant::now();
+    let run = spawn(&lab, &["configure", "scenario.yaml"]);
+    let updates = node_file(&lab, "nodo2", "/var/lib/dpkg/updates");
+    eventually("dpkg unpacks on nodo2", Duration::from_secs(300), || {
+        std::fs::read_dir(&updates).is_ok_and(|mut d| d.next().is_some())
+    });
+    let f = lab.labctl(&["fail", "nodo2"]);
+    assert!(f.status.success(), "{}", text(&f.stderr));
+    eprintln!(
+        "FIGURE[tflt1]: power cut of nodo2 {:.1} s into the first converge",
+        t0.elapsed().as_secs_f64()
+    );
+    let done = run.wait_with_output().unwrap();
+    let (out, err) = (text(&done.stdout), text(&done.stderr));
+    eprintln!(
+        "FIGURE[tflt1]: the first converge ended after {:.1} s\n--- stdout\n{out}--- stderr\n{err}",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(done.status.code(), Some(1), "exit code");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines = stamped(&out);
+    assert!(
+        lines.len() > 10,
+        "every line off a terminal has the time:\n{out}"
+    );
+    let gap = longest_gap(&lines);
+    eprintln!("FIGURE[tflt1]: longest quiet time in the log {gap} s");
+    assert!(
+        gap <= 12,
+        "the log was quiet for {gap} s (heartbeat 10 s):\n{out}"
+    );
+    assert!(
+        lines.iter().any(|(_, l)| l.starts_with("still running: ")),
+        "a first converge has long tasks, so heartbeats:\n{out}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(_, l)| l.starts_with("unreachable: [nodo2]")),
+        "{out}"
+    );
+    let header = lines
+        .iter()
+        .find(|(_, l)| l.starts_with("PLAY [cluster resources]"))
+        .unwrap_or_else(|| panic!("the cluster play starts on nodo1:\n{out}"));
+    let (at, msg) = lines
+        .iter()
+        .find(|(_, l)| l.starts_with("failed: [nodo1] cluster"))
+        .unwrap_or_else(|| panic!("nodo1's cluster task fails:\n{out}"));
+    assert!(
+        msg.contains("member nodo2 is unreachable in this run") && !msg.contains("corosync.conf"),
+        "{msg}"
+    );
+    eprintln!(
+        "FIGURE[tflt1]: nodo1's cluster wait ended {} s after its play began",
+        at - header.0
+    );
+    assert!(
+        at - header.0 < 60,
+        "the wait ended at once, not after 180 s:\n{out}"
+    );
+
+    // 3. power back on: configure finishes dpkg's work by itself
+    lab.ok(&["up", "nodo2"]);
+    let again = lab.labctl(&["configure", "scenario.yaml", "-v"]);
+    let out = text(&again.stdout);
+    assert_eq!(again.status.code(), Some(0), "{out}{}", text(&again.stderr));
+    assert!(
+        out.contains("changed: [nodo2] package apache2 (finish an interrupted dpkg run, then install apache2)")
+            || out.contains("changed: [nodo2] package apache2 (finish an interrupted dpkg run)"),
+        "{out}"
+    );
+    let third = lab.json(&["configure", "scenario.yaml", "--json"]);
+    assert_eq!(third["changed"], 0, "{third}");
+    assert_eq!(third["failed"], 0, "{third}");
+
+    // 4. switching scenarios: 05, then 04
+    let s05 = lab.json(&[
+        "configure",
+        "scenarios/05-ip-failover-apache.yaml",
+        "--json",
+    ]);
+    assert_eq!(s05["failed"], 0, "{s05}");
+    assert!(cib(&lab, "nodo1").contains("id=\"WebServer\""));
+    let check = lab.ok(&["configure", "scenario.yaml", "--check"]);
+    assert!(
+        check.contains("remove WebServer"),
+        "--check shows the removal first:\n{check}"
+    );
+    let back = lab.ok(&["configure", "scenario.yaml"]);
+    assert!(
+        back.contains("remove web-with-ip, remove ip-then-web, remove WebServer"),
+        "{back}"
+    );
+    let live = cib(&lab, "nodo1");
+    for id in ["WebServer", "web-with-ip", "ip-then-web"] {
+        assert!(
+            !live.contains(&format!("id=\"{id}\"")),
+            "{id} left:\n{live}"
+        );
+    }
+    assert!(!live.contains("maintenance-mode"), "{live}");
+    let rerun = lab.json(&["configure", "scenario.yaml", "--json"]);
+    assert_eq!(rerun["changed"], 0, "{rerun}");
+    lab.ok(&["verify", "scenario.yaml", "--skip", "failover"]);
+    lab.ok(&["destroy"]);
+    assert_all_gone(&lab);
+}
+
+/// A second Ctrl-C stops labctl at once, and the nodes stop what it started
+/// there (it used to leave `apt-get install` running, and a rerun then failed
+/// on the dpkg lock).
+#[test]
+fn ctrl_c_twice_leaves_no_labctl_started_process_on_the_nodes() {
+    let _one = common::lab::one_at_a_time();
+    let lab = Lab::new("tflt2", "10.1.43");
+    lab.ok(&["up"]);
+    // a duration of this test's own, to find its processes and no others
+    let secs = format!("600.{}", std::process::id());
+    std::fs::write(
+        lab.path("long.yaml"),
+        format!(
+            "name: long\nplays:\n  - hosts: all\n    tasks:\n      - command: \"touch /var/tmp/tflt-started; sleep {secs}\"\n"
+        ),
+    )
+    .unwrap();
+    let run = spawn(&lab, &["configure", "long.yaml"]);
+    eventually(
+        "every node runs the long command",
+        Duration::from_secs(60),
+        || {
+            ["nodo1", "nodo2", "dns"]
+                .iter()
+                .all(|n| node_file(&lab, n, "/var/tmp/tflt-started").exists())
+                && processes(&["sleep", &secs]).len() == 3
+        },
+    );
+    // two Ctrl-C, the second once labctl has seen the first (two signals sent
+    // at once may arrive as one)
+    let mut run = run;
+    let (tx, rx) = mpsc::channel::<String>();
+    let err = run.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let pid = run.id() as libc::pid_t;
+    let ctrl_c = || {
+        // SAFETY: kill(2) on the PID of our own child process.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    };
+    ctrl_c();
+    let seen = rx
+        .iter()
+        .find(|l| l.contains("interrupted: no new task starts"));
+    assert!(seen.is_some(), "labctl says it was interrupted");
+    ctrl_c();
+    let t = Instant::now();
+    let o = run.wait_with_output().unwrap();
+    let _ = reader.join();
+    let rest: Vec<String> = rx.try_iter().collect();
+    assert_eq!(o.status.code(), Some(130), "{}", rest.join("\n"));
+    eventually(
+        "no process labctl started is left on the nodes",
+        Duration::from_secs(30),
+        || processes(&["sleep", &secs]).is_empty(),
+    );
+    eprintln!(
+        "FIGURE[tflt2]: the nodes stopped labctl's commands {:.1} s after it exited",
+        t.elapsed().as_secs_f64()
+    );
     lab.ok(&["destroy"]);
     assert_all_gone(&lab);
 }

@@ -9,7 +9,7 @@
 //! "Slow" tasks here wait for a file the test creates, so nothing depends on timing.
 
 mod common;
-use common::{stderr, stdout, Project};
+use common::{processes, stderr, stdout, Project};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -276,7 +276,7 @@ fn ctrl_c_twice_during_a_large_write_leaves_the_old_file_or_the_new_one() {
             stderr(&o)
         );
         assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
-        // a script sent whole completes on the node; one cut off never starts
+        // a script cut off never starts; one stopped on the node removes its temp file
         eventually("no temp file is left on the node", || {
             temp_files(&p.path("root/n1")).is_empty()
         });
@@ -287,4 +287,40 @@ fn ctrl_c_twice_during_a_large_write_leaves_the_old_file_or_the_new_one() {
             now.len()
         );
     }
+}
+
+#[test]
+fn ctrl_c_twice_stops_what_labctl_started_on_the_nodes() {
+    let p = Project::new(2);
+    // a duration of this test's own, to find its processes and no others
+    let secs = format!("600.{}", std::process::id());
+    p.write(
+        "s.yaml",
+        &format!(
+            "plays:\n  - hosts: web\n    tasks:\n      - command: \"touch {{{{ root }}}}/started; sleep {secs}\"\n"
+        ),
+    );
+    let mut child = spawn(&p, &["configure", "s.yaml"]);
+    eventually("both nodes run the long command", || {
+        p.path("root/n1/started").exists()
+            && p.path("root/n2/started").exists()
+            && processes(&["sleep", &secs]).len() == 2
+    });
+    // the second Ctrl-C once labctl has seen the first (two signals sent at
+    // once may arrive as one)
+    interrupt(&child);
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("interrupted: no new task starts") {
+        line.clear();
+        let n = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(n > 0, "labctl says it was interrupted");
+    }
+    interrupt(&child);
+    let o = finish(child);
+    assert_eq!(o.status.code(), Some(130), "{:?}", o.status);
+    // the SSH connections are gone: the nodes stop what labctl started there
+    eventually("no command labctl started is left running", || {
+        processes(&["sleep", &secs]).is_empty()
+    });
 }

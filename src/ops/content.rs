@@ -121,7 +121,7 @@ impl ManagedFile {
             body.push('\n');
         }
         let mut s = format!(
-            "set -e\nf={}\nd=$(dirname \"$f\")\nmkdir -p \"$d\"\ntmp=$(mktemp \"$d/.labctl.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\nbase64 -d > \"$tmp\" <<'LABCTL_EOF'\n{body}LABCTL_EOF\n",
+            "set -e\nf={}\nd=$(dirname \"$f\")\nmkdir -p \"$d\"\ntmp=$(mktemp \"$d/.labctl.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 143' HUP INT TERM\nbase64 -d > \"$tmp\" <<'LABCTL_EOF'\n{body}LABCTL_EOF\n",
             q(&self.dest)
         );
         if exists {
@@ -164,6 +164,7 @@ mod tests {
             .plan(&Probe {
                 out: "type=absent\n".into(),
                 rc: 0,
+                ..Default::default()
             })
             .unwrap()
         else {

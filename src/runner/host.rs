@@ -602,6 +602,7 @@ mod tests {
                 install_recommends: false,
             }),
             notify: vec![],
+            timeout: crate::transport::TASK_LIMIT,
         };
         let svc = PreparedTask {
             name: "service apache2".into(),
@@ -611,6 +612,7 @@ mod tests {
                 enabled: Some(true),
             })),
             notify: vec![],
+            timeout: crate::transport::TASK_LIMIT,
         };
         let play = PreparedPlay {
             index: 0,

@@ -122,6 +122,7 @@ impl Session {
             } else {
                 "sh -s"
             })?;
+            ch.write_all(die_with_the_connection().as_bytes())?;
             self.shell = Some(ch);
         }
         // the session waits a little longer than the script may run
@@ -213,6 +214,35 @@ fn wrap(script: &str, end: &str, limit: Duration) -> String {
          printf '\\n{end}%s %s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"\n",
         secs = limit.as_secs().max(1)
     )
+}
+
+/// The first lines the root shell runs: a watchdog that stops everything this
+/// shell started (its scripts, apt-get, dpkg…) once the SSH connection is gone,
+/// be it labctl stopped by a second Ctrl-C, killed, or its host gone. sshd starts
+/// each session's commands in a session (`setsid`) of their own; when the sshd
+/// process serving this one exits, the watchdog sends SIGTERM to every process
+/// of that session (`timeout` puts each script in a process group of its own,
+/// so the session, not the group, is what holds them all), then SIGKILL two
+/// seconds later (a cut-off dpkg run is finished by the next `configure`, see
+/// [`crate::ops::package`]). Found no sshd above the shell: no watchdog. It
+/// holds none of the channel's streams, so a shell that ends still closes the
+/// channel at once; it costs nothing per script.
+fn die_with_the_connection() -> &'static str {
+    r#"labctl_p=$PPID
+while [ "${labctl_p:-0}" -gt 1 ] && [ "$(cat /proc/$labctl_p/comm 2>/dev/null)" != sshd ]; do
+  labctl_p=$(sed -n 's/^[0-9]* (.*) [A-Za-z] \([0-9]*\) .*/\1/p' /proc/$labctl_p/stat 2>/dev/null)
+done
+labctl_sid=$(sed -n 's/^[0-9]* (.*) [A-Za-z] [0-9]* [0-9]* \([0-9]*\) .*/\1/p' /proc/$$/stat 2>/dev/null)
+if [ "${labctl_p:-0}" -gt 1 ] && [ "${labctl_sid:-0}" -gt 1 ]; then
+  ( trap '' TERM; tail --pid="$labctl_p" -f /dev/null; exec sh -c 'S=$0
+    k() { for f in /proc/[0-9]*/stat; do
+      read -r l <"$f" 2>/dev/null || continue; set -- ${l##*") "}
+      p=${f#/proc/}; p=${p%/stat}
+      [ "$4" = "$S" ] && [ "$p" != "$$" ] && kill -"$K" "$p" 2>/dev/null
+    done; }
+    K=TERM; k; sleep 2; K=KILL; k' "$labctl_sid" ) </dev/null >/dev/null 2>&1 &
+fi
+"#
 }
 
 /// Where `needle` first occurs in `hay`.
@@ -372,5 +402,39 @@ mod tests {
             (out.trim(), f[0].as_str(), f[2].as_str()),
             ("$(x) `y`", "3", "ran")
         );
+    }
+
+    #[test]
+    fn the_watchdog_walks_up_from_each_process_to_its_parent() {
+        // one step of the walk, from a shell whose parent is this test process
+        let step = die_with_the_connection()
+            .lines()
+            .find(|l| l.contains("sed -n"))
+            .expect("the walk reads each parent from /proc/PID/stat")
+            .trim();
+        let script = format!("labctl_p=$$\n{step}\necho \"$labctl_p\"\n");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            std::process::id().to_string()
+        );
+    }
+
+    #[test]
+    fn the_watchdog_knows_the_session_it_stops() {
+        let line = die_with_the_connection()
+            .lines()
+            .find(|l| l.starts_with("labctl_sid="))
+            .expect("the watchdog reads its session from /proc/$$/stat");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("{line}\necho \"$labctl_sid\"\n")])
+            .output()
+            .unwrap();
+        // SAFETY: getsid(0) only reads the calling process's session id.
+        let sid = unsafe { libc::getsid(0) };
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), sid.to_string());
     }
 }

@@ -165,3 +165,16 @@ pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
 }
+
+/// The PIDs of processes on this machine (lab nodes' included: they share its
+/// kernel) whose command line is exactly `words`.
+pub fn processes(words: &[&str]) -> Vec<String> {
+    let want: String = words.iter().map(|w| format!("{w}\0")).collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
