@@ -7,9 +7,15 @@
 //!   `ssh`) with a message saying how to re-pin; `destroy` + `up` re-pins
 //!   recreated nodes without any manual step;
 //! - `labctl up` killed with SIGKILL in the middle: `destroy` still removes
-//!   everything, and the next `up` works.
+//!   everything, and the next `up` works;
+//! - (issue 18) a first converge of `scenario.yaml`: `--check` previews it all;
+//!   a power cut while dpkg works, with the log piped (no long quiet time, the
+//!   cluster wait ends at once), then `up` + `configure` converges with no manual
+//!   step; 05 → 04 leaves no 05 resource; a double Ctrl-C leaves no process
+//!   labctl started on the nodes.
 //!
-//! Labs `flt*` on 10.1.6.0/24 only. Needs root (CI runs as root). Waits have
+//! Labs `flt*` on 10.1.6.0/24, `tflt*` on 10.1.42.0/24 and 10.1.43.0/24 (those
+//! take the machine-wide lab-test lock). Needs root (CI runs as root). Waits have
 //! generous deadlines and wait for events (files, lines), never for a duration;
 //! durations are printed as FIGURE lines, not asserted.
 
