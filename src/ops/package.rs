@@ -159,7 +159,7 @@ const UNFINISHED: &str =
 /// saying once who holds it; fails with the holder named after the bound.
 fn wait_for_lock() -> String {
     format!(
-        r#"labctl_holders() {{ find /proc/[0-9]*/fd -maxdepth 1 -lname '/var/lib/dpkg/lock*' 2>/dev/null | while read -r f; do p=${{f#/proc/}}; p=${{p%%/*}}; [ "$p" != "$$" ] && echo "$p ($(cat /proc/$p/comm 2>/dev/null))"; done | sort -u | tr '\n' ' '; }}
+        r#"labctl_holders() {{ find /proc/[0-9]*/fd -maxdepth 1 \( -lname '/var/lib/dpkg/lock*' -o -lname /var/lib/apt/lists/lock -o -lname /var/cache/apt/archives/lock \) 2>/dev/null | while read -r f; do p=${{f#/proc/}}; p=${{p%%/*}}; [ "$p" != "$$" ] && echo "$p ($(cat /proc/$p/comm 2>/dev/null))"; done | sort -u | tr '\n' ' '; }}
 labctl_i=0
 while h=$(labctl_holders); [ -n "$h" ]; do
   if [ $labctl_i -eq 0 ]; then echo "labctl: waiting (up to {LOCK_WAIT_SECS} s) for the apt/dpkg lock held by process $h"; fi
