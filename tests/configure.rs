@@ -291,3 +291,45 @@ fn a_command_that_cannot_parse_is_refused_before_any_host_is_touched() {
         assert!(!p.path("root/n1/etc").exists(), "a host was touched");
     }
 }
+
+/// The seconds of the day of an off-terminal line (`HH:MM:SS …`).
+fn stamp(line: &str) -> Option<u32> {
+    let p: Vec<u32> = line
+        .get(..8)?
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    (p.len() == 3).then(|| p[0] * 3600 + p[1] * 60 + p[2])
+}
+
+#[test]
+fn off_a_terminal_every_line_has_the_time_and_a_long_task_gets_heartbeats() {
+    let p = Project::new(1);
+    p.write(
+        "s.yaml",
+        "plays:\n  - name: slow\n    hosts: web\n    tasks:\n      - name: long step\n        command: \"sleep 23\"\n",
+    );
+    let o = p.labctl(&["configure", "s.yaml"]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let body: Vec<&str> = out.lines().take_while(|l| *l != "RECAP").collect();
+    let stamps: Vec<u32> = body
+        .iter()
+        .map(|l| stamp(l).unwrap_or_else(|| panic!("no time: {l}\n{out}")))
+        .collect();
+    assert!(body[0].ends_with(" PLAY [slow] on n1"), "{out}");
+    let beats: Vec<&&str> = body
+        .iter()
+        .filter(|l| l[9..].starts_with("still running: long step on n1 ("))
+        .collect();
+    assert!(
+        beats.len() >= 2,
+        "a 23 s task, a heartbeat every 10 s:\n{out}"
+    );
+    let gap = stamps
+        .windows(2)
+        .map(|w| w[1].saturating_sub(w[0]))
+        .max()
+        .unwrap_or(0);
+    assert!(gap <= 12, "quiet for {gap} s:\n{out}");
+}

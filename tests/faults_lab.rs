@@ -607,10 +607,6 @@ fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
         "the log was quiet for {gap} s (heartbeat 10 s):\n{out}"
     );
     assert!(
-        lines.iter().any(|(_, l)| l.starts_with("still running: ")),
-        "a first converge has long tasks, so heartbeats:\n{out}"
-    );
-    assert!(
         lines
             .iter()
             .any(|(_, l)| l.starts_with("unreachable: [nodo2]")),

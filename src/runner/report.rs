@@ -175,6 +175,10 @@ impl Reporter {
                 what,
                 diff,
             } => {
+                // a host that failed or was lost runs nothing more
+                if matches!(status, Status::Failed | Status::Unreachable) {
+                    self.busy.shift_remove(&host);
+                }
                 if status == Status::Ok && self.verbose == 0 {
                     return;
                 }
