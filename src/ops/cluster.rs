@@ -490,9 +490,14 @@ impl Op for Cluster {
             return Ok(Plan::of(what, String::new()));
         }
         if !online {
-            if let Some(m) = self.unreachable.first_of(&self.members) {
+            if let Some((m, why)) = self.unreachable.first_with_why(&self.members) {
+                let fix = if why.contains("unreachable") {
+                    format!("bring {m} back (`labctl up {m}`) and run configure again")
+                } else {
+                    format!("fix {m}'s failed task (above) and run configure again")
+                };
                 anyhow::bail!(
-                    "member {m} is unreachable in this run; the cluster is configured once every member ({}) is online\n  fix: bring {m} back (`labctl up {m}`) and run configure again",
+                    "member {m} {why}; the cluster is configured once every member ({}) is online\n  fix: {fix}",
                     self.members.join(", ")
                 );
             }

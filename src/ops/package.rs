@@ -10,7 +10,8 @@
 //! Every `package` task of a play is merged into one apt run at the first one.
 //!
 //! A dpkg run cut off in the middle (a power cut, a killed labctl) is finished
-//! first (`dpkg --configure -a`, then `apt-get -f install`): the probe sees it
+//! first (`dpkg --configure -a`, packages cut off while unpacking unpacked
+//! again with `apt-get install --reinstall`, then `apt-get -f install`): the probe sees it
 //! cheaply (files in `/var/lib/dpkg/updates/`, packages left unpacked or
 //! half-configured in dpkg's status file), so a converged node still reads as
 //! ok. An apt/dpkg lock held by another process is waited for, up to
@@ -175,7 +176,10 @@ fn finish_interrupted() -> String {
     format!(
         r#"if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || grep -qE '^Status: [a-z]+ [a-z]+ ({UNFINISHED})$' /var/lib/dpkg/status; then
   echo "labctl: finishing an interrupted dpkg run (dpkg --configure -a)"
-  dpkg --force-confdef --force-confold --configure -a 2>&1
+  dpkg --force-confdef --force-confold --configure -a 2>&1 || true
+  # a package cut off while unpacking (half-installed, reinstall required) is unpacked again
+  labctl_again=$(dpkg-query -W -f='${{db:Status-Abbrev}} ${{binary:Package}}\n' 2>/dev/null | awk 'substr($1,2,1) == "H" || substr($1,3,1) == "R" {{print $2}}')
+  if [ -n "$labctl_again" ]; then apt-get install --reinstall -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $labctl_again 2>&1; fi
   apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold 2>&1
 fi
 "#

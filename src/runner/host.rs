@@ -269,6 +269,7 @@ impl<'a> HostRun<'a> {
             self.event(task, Status::Unreachable, msg, None);
         } else {
             self.recap.failed += 1;
+            self.unreachable.mark_stopped(&self.host);
             self.event(task, Status::Failed, msg, None);
         }
     }
