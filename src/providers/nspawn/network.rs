@@ -13,24 +13,12 @@ pub fn nft_table(lab: &str) -> String {
 }
 
 /// Run a command; its stderr becomes the error.
-fn run(cmd: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
-    let mut c = Command::new(cmd);
-    c.args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        });
-    let mut child = c
-        .spawn()
+fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
         .map_err(|e| anyhow::anyhow!("cannot run `{cmd}`: {e}"))?;
-    if let (Some(text), Some(mut i)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        i.write_all(text.as_bytes())?;
-    }
-    let out = child.wait_with_output()?;
     if !out.status.success() {
         anyhow::bail!(
             "`{cmd} {}` failed: {}",
@@ -48,7 +36,7 @@ pub fn link_exists(name: &str) -> bool {
 
 /// Whether the lab's nft table exists.
 pub fn nft_table_exists(lab: &str) -> bool {
-    run("nft", &["list", "tables", "ip"], None)
+    run("nft", &["list", "tables", "ip"])
         .map(|s| {
             s.lines()
                 .any(|l| l.trim() == format!("table ip {}", nft_table(lab)))
@@ -63,16 +51,16 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
     };
     let br = inv.bridge_name();
     if !link_exists(&br) {
-        run("ip", &["link", "add", "name", &br, "type", "bridge"], None)?;
+        run("ip", &["link", "add", "name", &br, "type", "bridge"])?;
     }
     let cidr = format!("{}/{}", net.gateway, net.subnet.prefix);
     let has = crate::lab::local_addrs()?
         .iter()
         .any(|a| a.iface == br && a.addr == net.gateway);
     if !has {
-        run("ip", &["addr", "add", &cidr, "dev", &br], None)?;
+        run("ip", &["addr", "add", &cidr, "dev", &br])?;
     }
-    run("ip", &["link", "set", &br, "up"], None)?;
+    run("ip", &["link", "set", &br, "up"])?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| anyhow::anyhow!("cannot enable IPv4 forwarding: {e}"))?;
     let t = nft_table(&inv.lab);
@@ -81,7 +69,12 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
         lab = inv.lab,
         sub = net.subnet
     );
-    run("nft", &["-f", "-"], Some(&rules)).map_err(|e| {
+    // from a file of the lab's own folder, not a pipe: labctl never writes to
+    // a pipe whose reader may be gone (SIGPIPE ends labctl quietly)
+    let file = super::paths::lab_dir(&inv.lab).join("nftables.conf");
+    std::fs::write(&file, rules)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
+    run("nft", &["-f", &file.to_string_lossy()]).map_err(|e| {
         anyhow::anyhow!("{e}\n  fix: check that nftables works here (`nft list tables`)")
     })?;
     Ok(())
@@ -91,14 +84,10 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
 pub fn remove(inv: &Inventory) -> anyhow::Result<()> {
     let br = inv.bridge_name();
     if link_exists(&br) {
-        run("ip", &["link", "del", &br], None)?;
+        run("ip", &["link", "del", &br])?;
     }
     if nft_table_exists(&inv.lab) {
-        run(
-            "nft",
-            &["delete", "table", "ip", &nft_table(&inv.lab)],
-            None,
-        )?;
+        run("nft", &["delete", "table", "ip", &nft_table(&inv.lab)])?;
     }
     Ok(())
 }
