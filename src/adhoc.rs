@@ -87,7 +87,7 @@ pub fn run(
     crate::redact::remember(&secrets);
     let one = |n: &Node| -> NodeOutput {
         let t0 = Instant::now();
-        let target = crate::runner::target(inv, n, insecure);
+        let target = crate::transport::ssh::Target::for_node(inv, n, insecure);
         let res = Session::connect(&target)
             .map_err(anyhow::Error::new)
             .and_then(|mut s| s.run(command, limit));

@@ -70,7 +70,7 @@ impl LabLock {
             // An empty file is a lock changing hands: its holder has just taken
             // it and not yet written its name, or is releasing it (it forgets
             // its name first). Both last a moment, like a holder that is gone.
-            let gone = crate::ops::kv_lines(&holder)
+            let gone = crate::text::kv_lines(&holder)
                 .get("pid")
                 .and_then(|p| p.parse::<i32>().ok())
                 .is_some_and(|pid| !process_alive(pid));
@@ -116,7 +116,7 @@ fn process_alive(pid: i32) -> bool {
 
 /// The refusal: who holds the lab, and what to do.
 fn busy_message(lab: &str, path: &Path, holder: &str) -> String {
-    let kv = crate::ops::kv_lines(holder);
+    let kv = crate::text::kv_lines(holder);
     let who = match (kv.get("pid"), kv.get("command")) {
         (Some(pid), Some(cmd)) => format!("`{cmd}` (pid {pid}) is changing it"),
         (Some(pid), None) => format!("another labctl command (pid {pid}) is changing it"),

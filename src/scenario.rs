@@ -177,7 +177,7 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
     let name = t.value.name.clone().unwrap_or_else(|| op.summary());
     let timeout = match &t.value.timeout {
         None => None,
-        Some(v) => match crate::verify::Dur::parse(v) {
+        Some(v) => match crate::duration::Dur::parse(v) {
             Ok(d) if d.0 >= std::time::Duration::from_secs(1) => Some(d.0),
             Ok(_) => user_bail!(
                 "{at}: {what}: timeout `{v}` is shorter than a second\n  fix: e.g. timeout: 30s"

@@ -103,23 +103,13 @@ pub fn main() -> i32 {
     match res {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", crate::redact::mask(&format_error(&e)));
+            eprintln!(
+                "error: {}",
+                crate::redact::mask(&crate::error::format_error(&e))
+            );
             crate::error::exit_code(&e)
         }
     }
-}
-
-/// One message: the error and its causes, without a backtrace.
-pub fn format_error(e: &anyhow::Error) -> String {
-    let mut s = e.to_string();
-    for cause in e.chain().skip(1) {
-        let c = cause.to_string();
-        if !s.contains(&c) {
-            s.push_str(": ");
-            s.push_str(&c);
-        }
-    }
-    s
 }
 
 /// Let a closed stdout or stderr end labctl quietly, like any Unix tool
@@ -148,7 +138,7 @@ pub fn typed_command() -> String {
             {
                 a
             } else {
-                crate::ops::q(&a)
+                crate::shell::quote(&a)
             }
         })
         .collect::<Vec<_>>()

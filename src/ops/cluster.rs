@@ -27,7 +27,8 @@
 //! forgets the removed resources' history, so the cluster leaves their
 //! services as they are (the scenario's own tasks say whether they run).
 
-use super::{q, Op, Plan, PrepareCtx, Probe};
+use super::{Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
 use base64::Engine;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -388,7 +389,7 @@ pub struct Cluster {
     args: Args,
     elements: Vec<Element>,
     /// The hosts this run found unreachable.
-    unreachable: crate::runner::reach::Unreachable,
+    unreachable: crate::reach::Unreachable,
     /// When the wait for the members ends (set by the first probe).
     deadline: Mutex<Option<Instant>>,
     /// `--check`: nothing changes, so the members' state is read once, not waited for.
@@ -466,7 +467,7 @@ impl Op for Cluster {
         if !self.leader {
             return Ok(Plan::Ok);
         }
-        let s: BTreeMap<String, String> = super::kv_lines(&state.out);
+        let s: BTreeMap<String, String> = crate::text::kv_lines(&state.out);
         let cib = s
             .get("cib")
             .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
@@ -673,7 +674,7 @@ mod tests {
             leader: true,
             args,
             elements,
-            unreachable: crate::runner::reach::Unreachable::new(),
+            unreachable: crate::reach::Unreachable::new(),
             deadline: Mutex::new(None),
             check: false,
         }

@@ -6,7 +6,8 @@
 //! - command: "touch /tmp/x"          # no guard: runs (and reports changed) every time
 //! ```
 
-use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,7 +82,7 @@ impl Op for Command {
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
-        let s = super::kv_lines(&state.out);
+        let s = crate::text::kv_lines(&state.out);
         if s.contains_key("creates") || s.contains_key("unless") {
             return Ok(Plan::Ok);
         }

@@ -4,7 +4,9 @@
 //! Apply: written atomically (temp file in the same folder, then rename), so a
 //! managed file is always either old or new, never partial.
 
-use super::{kv_lines, norm_mode, q, Change, DiffReq, Plan, Probe};
+use super::{norm_mode, Change, DiffReq, Plan, Probe};
+use crate::shell::quote as q;
+use crate::text::kv_lines;
 use base64::Engine;
 use sha2::{Digest, Sha256};
 

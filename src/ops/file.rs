@@ -6,7 +6,9 @@
 //! - file: {path: /etc/alternatives/x, state: link, src: /usr/bin/y}
 //! ```
 
-use super::{kv_lines, norm_mode, q, valid_mode, Op, Plan, PrepareCtx, Probe};
+use super::{norm_mode, valid_mode, Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
+use crate::text::kv_lines;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

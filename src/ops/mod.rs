@@ -51,7 +51,7 @@ pub struct PrepareCtx<'a> {
     /// Values that must never be shown.
     pub secrets: &'a std::sync::Mutex<crate::redact::Redactor>,
     /// The hosts this run finds unreachable (filled in while it runs).
-    pub unreachable: &'a crate::runner::reach::Unreachable,
+    pub unreachable: &'a crate::reach::Unreachable,
     /// `--check`: nothing will change, so no operation waits for a change to happen.
     pub check: bool,
 }
@@ -267,11 +267,6 @@ pub fn check_shell(text: &str, what: &str, at: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Quote a string for POSIX sh.
-pub fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
 /// Check an octal mode such as `0644` or `644`.
 pub fn valid_mode(m: &str) -> bool {
     (3..=4).contains(&m.len()) && m.bytes().all(|c| (b'0'..=b'7').contains(&c))
@@ -285,14 +280,6 @@ pub fn norm_mode(m: &str) -> String {
     } else {
         t.to_string()
     }
-}
-
-/// `key=value` lines (systemctl show, our probes) into a map.
-pub fn kv_lines(s: &str) -> std::collections::BTreeMap<String, String> {
-    s.lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
 }
 
 /// Deserialize a struct that may also be written as a bare string (its main field).
@@ -330,12 +317,6 @@ macro_rules! string_or_struct {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(q("a b"), "'a b'");
-        assert_eq!(q("it's"), r"'it'\''s'");
-    }
 
     #[test]
     fn modes() {

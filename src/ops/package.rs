@@ -17,7 +17,8 @@
 //! ok. An apt/dpkg lock held by another process is waited for, up to
 //! [`LOCK_WAIT_SECS`], with a message naming that process.
 
-use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
 use crate::yaml::OneOrMany;
 use serde::{Deserialize, Serialize};
 

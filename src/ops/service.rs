@@ -6,7 +6,9 @@
 //!   restart bind9: {service: {name: named, state: restarted}}
 //! ```
 
-use super::{kv_lines, q, Op, Plan, PrepareCtx, Probe};
+use super::{Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
+use crate::text::kv_lines;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

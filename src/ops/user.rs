@@ -8,7 +8,8 @@
 //! `password:` is hashed by labctl (SHA-512 crypt); an existing hash that already
 //! matches the password is kept, so re-runs change nothing.
 
-use super::{q, Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Plan, PrepareCtx, Probe};
+use crate::shell::quote as q;
 use serde::{Deserialize, Serialize};
 use sha_crypt::{PasswordHashRef, PasswordHasher, PasswordVerifier, ShaCrypt};
 
@@ -104,7 +105,7 @@ impl Op for User {
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
-        let s = super::kv_lines(&state.out);
+        let s = crate::text::kv_lines(&state.out);
         let a = &self.0;
         let n = q(&a.name);
         let exists = s.contains_key("exists");

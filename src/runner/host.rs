@@ -35,7 +35,7 @@ pub struct HostRun<'a> {
     /// The connection broke: nothing more can run on this host.
     lost: bool,
     /// Where the run's hosts tell each other which of them are unreachable.
-    unreachable: super::reach::Unreachable,
+    unreachable: crate::reach::Unreachable,
     /// `--check`: what earlier tasks would have changed (their probes cannot see it).
     would: crate::ops::Earlier,
     /// The reporter was told this host is done.
@@ -114,14 +114,14 @@ impl<'a> HostRun<'a> {
             total,
             stopped: false,
             lost: false,
-            unreachable: super::reach::Unreachable::new(),
+            unreachable: crate::reach::Unreachable::new(),
             would: crate::ops::Earlier::default(),
             finished: false,
         }
     }
 
     /// Tell the run's other hosts when this one becomes unreachable (through `u`).
-    pub fn share_unreachable(&mut self, u: super::reach::Unreachable) {
+    pub fn share_unreachable(&mut self, u: crate::reach::Unreachable) {
         self.unreachable = u;
     }
 
@@ -236,7 +236,7 @@ impl<'a> HostRun<'a> {
         }
         let old = if d.exists {
             match self.remote.run(
-                &format!("cat -- {}", crate::ops::q(&d.path)),
+                &format!("cat -- {}", crate::shell::quote(&d.path)),
                 crate::transport::PROBE_LIMIT,
             ) {
                 Ok(o) if o.rc == 0 => o.stdout,
@@ -282,7 +282,7 @@ impl<'a> HostRun<'a> {
         } else {
             t.op.plan(probe)
         };
-        let plan = plan.map_err(|e| crate::cli::format_error(&e))?;
+        let plan = plan.map_err(|e| crate::error::format_error(&e))?;
         match plan {
             Plan::Ok => {
                 self.recap.ok += 1;

@@ -6,15 +6,15 @@
 pub mod host;
 pub mod leftovers;
 pub mod prepare;
-pub mod reach;
+
 pub mod report;
 
-use crate::inventory::{Inventory, Node};
+use crate::inventory::Inventory;
 use crate::scenario::Scenario;
 use crate::transport::ssh::{check_key, ConnectError, Session, Target};
 use report::{Event, Recap, Reporter, Status};
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
@@ -70,24 +70,11 @@ fn parallel_refs<T: Send>(items: &mut Vec<&mut T>, jobs: usize, f: impl Fn(&mut 
     });
 }
 
-/// The SSH target of a node.
-pub fn target(inv: &Inventory, node: &Node, insecure: bool) -> Target {
-    Target {
-        name: node.name.clone(),
-        addr: SocketAddr::new(node.address.into(), node.port),
-        user: inv.ssh.user.clone(),
-        key: inv.ssh.key.clone(),
-        known_hosts: inv.ssh.known_hosts.clone(),
-        insecure,
-        connect_timeout: Duration::from_secs(inv.ssh.connect_timeout_secs),
-    }
-}
-
 /// Converge `scenario` on the inventory's nodes. Input mistakes are errors
 /// (exit 2) before any host is touched; host failures are in the recap.
 pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Result<Recap> {
     let mut redactor = crate::redact::Redactor::new();
-    let unreachable = reach::Unreachable::new();
+    let unreachable = crate::reach::Unreachable::new();
     let plans = prepare::prepare_run(
         inv,
         scenario,
@@ -143,7 +130,7 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
             slot.recap.interrupted = true;
             return;
         }
-        let t = target(inv, &slot.plan.node, opts.insecure);
+        let t = Target::for_node(inv, &slot.plan.node, opts.insecure);
         match Session::connect(&t) {
             Ok(sess) => {
                 let total = slot.plan.plays.iter().map(|p| p.tasks.len()).sum();

@@ -2,9 +2,9 @@
 //! the host's variables. Runs before any host is touched, so an undefined
 //! variable or a missing template fails the whole run early (exit 2).
 
-use super::reach::Unreachable;
 use crate::inventory::{Inventory, Node};
 use crate::ops::{Op, PrepareCtx};
+use crate::reach::Unreachable;
 use crate::redact::Redactor;
 use crate::scenario::{Scenario, Task};
 use crate::templates::{host_vars, Facts, Templates};

@@ -22,6 +22,25 @@ pub struct Target {
     pub connect_timeout: Duration,
 }
 
+impl Target {
+    /// How to reach `node` of `inv` (`insecure`: skip the host key check).
+    pub fn for_node(
+        inv: &crate::inventory::Inventory,
+        node: &crate::inventory::Node,
+        insecure: bool,
+    ) -> Target {
+        Target {
+            name: node.name.clone(),
+            addr: SocketAddr::new(node.address.into(), node.port),
+            user: inv.ssh.user.clone(),
+            key: inv.ssh.key.clone(),
+            known_hosts: inv.ssh.known_hosts.clone(),
+            insecure,
+            connect_timeout: Duration::from_secs(inv.ssh.connect_timeout_secs),
+        }
+    }
+}
+
 /// Why a connection failed: unreachable (network, auth) or refused on purpose (host key).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

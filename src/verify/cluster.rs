@@ -276,7 +276,10 @@ pub(crate) fn crm_status_in(
     let out = remote(sess, CRM_MON)?;
     let text = out.stdout.trim();
     if out.rc == 127 {
-        return Err(format!("{name}: {}", super::last_lines(&out.stderr, 2)));
+        return Err(format!(
+            "{name}: {}",
+            crate::text::last_lines(&out.stderr, 2)
+        ));
     }
     if out.rc == 124 {
         return Err(format!("{name}: crm_mon did not answer within 20 s"));
@@ -292,7 +295,7 @@ pub(crate) fn crm_status_in(
         None => Err(format!(
             "crm_mon on {name} failed (exit code {}): {}",
             out.rc,
-            super::last_lines(&format!("{}{}", out.stderr, out.stdout), 3)
+            crate::text::last_lines(&format!("{}{}", out.stderr, out.stdout), 3)
         )),
     }
 }

@@ -13,7 +13,8 @@
 //! with random order and two records, 10 queries all starting with the same
 //! one happen 0.2% of the time).
 
-use super::{Dur, Host, Outcome, PrepareCtx};
+use super::{Host, Outcome, PrepareCtx};
+use crate::duration::Dur;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
 use serde::{Deserialize, Serialize};

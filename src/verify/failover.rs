@@ -17,7 +17,8 @@
 //! (`rejoin: false` skips this).
 
 use super::http::{get, Url};
-use super::{cluster, human_ms, node_list, Ctx, Dur, Outcome, PrepareCtx};
+use super::{cluster, node_list, Ctx, Outcome, PrepareCtx};
+use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::mpsc;

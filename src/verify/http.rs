@@ -13,7 +13,8 @@
 //! served it: `nodes:` expects every listed node to answer at least once over
 //! `requests:` requests; `same_node: true` expects one node to answer them all.
 
-use super::{dns, node_list, Dur, Host, Outcome, PrepareCtx};
+use super::{dns, node_list, Host, Outcome, PrepareCtx};
+use crate::duration::Dur;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use serde::{Deserialize, Serialize};
@@ -514,7 +515,7 @@ impl Plan {
             seen.push_str(&format!(
                 " ({rounds} rounds of {} over {})",
                 self.requests,
-                super::human_ms(took.as_millis() as u64)
+                crate::duration::human_ms(took.as_millis() as u64)
             ));
         }
         let missing: Vec<&str> = self
@@ -527,7 +528,7 @@ impl Plan {
             return Outcome::fail(format!(
                 "{} never answered over {sent} requests in {} ({seen})",
                 missing.join(", "),
-                super::human_ms(took.as_millis() as u64)
+                crate::duration::human_ms(took.as_millis() as u64)
             ));
         }
         if self.same_node {

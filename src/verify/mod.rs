@@ -175,70 +175,6 @@ impl From<CheckSpec> for CheckFile {
     }
 }
 
-/// A duration as written in a scenario: `2s`, `500ms`, `1.5s`, `2m`, or a bare
-/// number of seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dur(pub Duration);
-
-impl Dur {
-    /// Parse `2s`, `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
-    pub fn parse(s: &str) -> Result<Dur, String> {
-        let t = s.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(t.len());
-        let (num, unit) = t.split_at(split);
-        let bad = || format!("`{s}` is not a duration; write it like 2s, 500ms, 1.5s or 2m");
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let secs = match unit.trim() {
-            "" | "s" | "sec" | "secs" => n,
-            "ms" => n / 1000.0,
-            "m" | "min" => n * 60.0,
-            "h" => n * 3600.0,
-            _ => return Err(bad()),
-        };
-        if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
-            return Err(format!("duration `{s}` is out of range (0 to 24h)"));
-        }
-        Ok(Dur(Duration::from_secs_f64(secs)))
-    }
-
-    pub fn ms(self) -> u64 {
-        self.0.as_millis() as u64
-    }
-}
-
-impl Serialize for Dur {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{}ms", self.0.as_millis()))
-    }
-}
-
-impl<'de> Deserialize<'de> for Dur {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
-        struct V;
-        impl serde::de::Visitor<'_> for V {
-            type Value = Dur;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a duration such as 2s, 500ms or 1m")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
-                Dur::parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
-                Dur::parse(&v.to_string()).map_err(E::custom)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Results
 // ---------------------------------------------------------------------------
@@ -726,7 +662,7 @@ impl Ctx {
             }
         }
         crate::lab::ensure_safe_target(&self.inv, addr)
-            .map_err(|e| crate::cli::format_error(&e))?;
+            .map_err(|e| crate::error::format_error(&e))?;
         if let Ok(mut s) = self.safe.lock() {
             s.insert(addr);
         }
@@ -743,8 +679,8 @@ impl Ctx {
     /// Open an SSH session to `node` (after the safety check).
     pub fn ssh(&self, node: &Node) -> Result<Session, String> {
         self.ensure_safe(node.address)?;
-        check_key(&self.inv.ssh.key).map_err(|e| crate::cli::format_error(&e))?;
-        let t = crate::runner::target(&self.inv, node, self.insecure);
+        check_key(&self.inv.ssh.key).map_err(|e| crate::error::format_error(&e))?;
+        let t = crate::transport::ssh::Target::for_node(&self.inv, node, self.insecure);
         Session::connect(&t).map_err(|e| match e {
             ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m,
         })
@@ -772,7 +708,7 @@ impl Ctx {
                 } else {
                     crate::providers::fail(&self.inv, &names)
                 };
-                r.map_err(|e| format!("`labctl {verb} {node}`: {}", crate::cli::format_error(&e)))
+                r.map_err(|e| format!("`labctl {verb} {node}`: {}", crate::error::format_error(&e)))
             }
         }
     }
@@ -828,7 +764,7 @@ pub(crate) fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<Stri
         None => Err(format!("timed out after {} s", limit.as_secs())),
         Some(st) if st.success() => Ok(stdout),
         Some(st) => {
-            let msg = last_lines(&format!("{stderr}{stdout}"), 3);
+            let msg = crate::text::last_lines(&format!("{stderr}{stdout}"), 3);
             Err(format!(
                 "exit code {}: {msg}",
                 st.code().map(|c| c.to_string()).unwrap_or("signal".into())
@@ -837,17 +773,10 @@ pub(crate) fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<Stri
     }
 }
 
-/// The last `n` non-empty lines of `s`, joined with ` / `.
-pub(crate) fn last_lines(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let start = lines.len().saturating_sub(n);
-    lines[start..].join(" / ")
-}
-
 /// Run a script as root over SSH (scripts bound their own commands with `timeout`).
 pub(crate) fn remote(sess: &mut Session, script: &str) -> Result<Output, String> {
     sess.run(script, crate::transport::PROBE_LIMIT)
-        .map_err(|e| format!("{}: {}", sess.target.name, crate::cli::format_error(&e)))
+        .map_err(|e| format!("{}: {}", sess.target.name, crate::error::format_error(&e)))
 }
 
 /// The node of the inventory an HTTP body names (`info.txt` holds the node's name).
@@ -860,17 +789,6 @@ pub(crate) fn node_in_body<'a>(inv: &'a Inventory, body: &str) -> Option<&'a str
                 .find(|n| n.name == w)
                 .map(|n| n.name.as_str())
         })
-}
-
-/// `1432` → `1.4 s`; `230` → `230 ms`.
-pub(crate) fn human_ms(ms: u64) -> String {
-    if ms >= 10_000 || (ms >= 1000 && ms.is_multiple_of(1000)) {
-        format!("{} s", ms / 1000)
-    } else if ms >= 1000 {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    } else {
-        format!("{ms} ms")
-    }
 }
 
 /// `names` as written in a scenario, checked to be inventory nodes.
@@ -906,19 +824,6 @@ mod tests {
 
     fn parse(yaml: &str) -> anyhow::Result<Vec<CheckSpec>> {
         crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(Dur::parse("2s").unwrap().ms(), 2000);
-        assert_eq!(Dur::parse("500ms").unwrap().ms(), 500);
-        assert_eq!(Dur::parse("1.5s").unwrap().ms(), 1500);
-        assert_eq!(Dur::parse("2m").unwrap().ms(), 120_000);
-        assert_eq!(Dur::parse("3").unwrap().ms(), 3000);
-        assert!(Dur::parse("fast").is_err());
-        assert!(Dur::parse("2 parsecs").is_err());
-        assert!(Dur::parse("").is_err());
-        assert!(Dur::parse("99999999h").is_err());
     }
 
     #[test]

@@ -21,7 +21,8 @@
 //! up NODE` and wait until the node answers SSH again; the node must not have
 //! answered SSH while it was down (else the power cut did not happen).
 
-use super::{human_ms, Ctx, Dur, Outcome, Plan as CheckPlan, PrepareCtx};
+use super::{Ctx, Outcome, Plan as CheckPlan, PrepareCtx};
+use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -22,7 +22,8 @@
 //! crash; note that a unit with `Restart=` may then be restarted by systemd).
 
 use super::failover::{poll, VipTarget};
-use super::{cluster, human_ms, remote, Ctx, Dur, Outcome, PrepareCtx};
+use super::{cluster, remote, Ctx, Outcome, PrepareCtx};
+use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -174,7 +175,7 @@ fi"
                 return Outcome::fail(format!(
                     "stopping {} on {active} failed: {}",
                     self.service,
-                    super::last_lines(&format!("{}{}", o.stderr, o.stdout), 2)
+                    crate::text::last_lines(&format!("{}{}", o.stderr, o.stdout), 2)
                 ))
                 .with_ms(None)
             }

@@ -1,0 +1,98 @@
+//! Durations as people write them in a scenario (`2s`, `500ms`, `1.5s`, `2m`)
+//! and as labctl prints them (`1.4 s`, `230 ms`).
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// A duration as written in a scenario: `2s`, `500ms`, `1.5s`, `2m`, or a bare
+/// number of seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    /// Parse `2s`, `500ms`, `1.5s`, `2m`, `1h` or a bare number of seconds.
+    pub fn parse(s: &str) -> Result<Dur, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let bad = || format!("`{s}` is not a duration; write it like 2s, 500ms, 1.5s or 2m");
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        let secs = match unit.trim() {
+            "" | "s" | "sec" | "secs" => n,
+            "ms" => n / 1000.0,
+            "m" | "min" => n * 60.0,
+            "h" => n * 3600.0,
+            _ => return Err(bad()),
+        };
+        if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
+            return Err(format!("duration `{s}` is out of range (0 to 24h)"));
+        }
+        Ok(Dur(Duration::from_secs_f64(secs)))
+    }
+
+    pub fn ms(self) -> u64 {
+        self.0.as_millis() as u64
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", self.0.as_millis()))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Dur;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a duration such as 2s, 500ms or 1m")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Dur, E> {
+                Dur::parse(v).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Dur, E> {
+                Dur::parse(&v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `1432` → `1.4 s`; `230` → `230 ms`.
+pub fn human_ms(ms: u64) -> String {
+    if ms >= 10_000 || (ms >= 1000 && ms.is_multiple_of(1000)) {
+        format!("{} s", ms / 1000)
+    } else if ms >= 1000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(Dur::parse("2s").unwrap().ms(), 2000);
+        assert_eq!(Dur::parse("500ms").unwrap().ms(), 500);
+        assert_eq!(Dur::parse("1.5s").unwrap().ms(), 1500);
+        assert_eq!(Dur::parse("2m").unwrap().ms(), 120_000);
+        assert_eq!(Dur::parse("3").unwrap().ms(), 3000);
+        assert!(Dur::parse("fast").is_err());
+        assert!(Dur::parse("2 parsecs").is_err());
+        assert!(Dur::parse("").is_err());
+        assert!(Dur::parse("99999999h").is_err());
+    }
+}
