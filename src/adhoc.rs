@@ -90,7 +90,7 @@ pub fn run(
         let target = crate::transport::ssh::Target::for_node(inv, n, insecure);
         let res = Session::connect(&target)
             .map_err(anyhow::Error::new)
-            .and_then(|mut s| s.run(command, limit));
+            .and_then(|mut s| s.run(&crate::shell::Script::user_shell(command), limit));
         let mask = |s: &str| secrets.redact(s);
         match res {
             Ok(o) => NodeOutput {

@@ -37,6 +37,47 @@ impl Script {
         Script(s.to_string())
     }
 
+    /// Shell a person wrote as shell: a `command:` task's `cmd:` and `unless:`
+    /// (refused at load when `sh -n` cannot parse them, see `ops::check_shell`)
+    /// and `labctl exec`'s command. The only way a text from outside the
+    /// program becomes shell.
+    pub fn user_shell(text: &str) -> Script {
+        Script(text.to_string())
+    }
+
+    /// `data` as the here-document of a `base64 -d` (`sh!("base64 -d > f {}",
+    /// Script::base64_heredoc(data))`): the body holds only the base64 alphabet,
+    /// so it can never end the here-document early.
+    pub fn base64_heredoc(data: &[u8]) -> Script {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(data);
+        let mut s = String::with_capacity(b64.len() + b64.len() / 76 + 32);
+        s.push_str("<<'LABCTL_EOF'\n");
+        for chunk in b64.as_bytes().chunks(76) {
+            s.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            s.push('\n');
+        }
+        s.push_str("LABCTL_EOF");
+        Script(s)
+    }
+
+    /// `text` as a here-document (`sh!("cat > f {}", Script::heredoc(text))`),
+    /// its end line a random tag that no line of `text` is.
+    pub fn heredoc(text: &str) -> Script {
+        let tag = loop {
+            let t = format!("LABCTL_{:016x}", rand::random::<u64>());
+            if !text.lines().any(|l| l == t) {
+                break t;
+            }
+        };
+        let nl = if text.ends_with('\n') || text.is_empty() {
+            ""
+        } else {
+            "\n"
+        };
+        Script(format!("<<'{tag}'\n{text}{nl}{tag}"))
+    }
+
     /// Built by [`sh!`](crate::sh); not for direct use.
     #[doc(hidden)]
     pub fn from_checked_format(s: String) -> Script {
@@ -266,6 +307,30 @@ mod tests {
         let mut t = Script::new();
         t.line("a").line(crate::sh!("b {}", 1u32)).push(" c");
         assert_eq!(t.as_str(), "a\nb '1' c");
+    }
+
+    #[test]
+    fn base64_heredoc_carries_any_bytes() {
+        let data: Vec<u8> = (0..=255u8).chain(*b"\nLABCTL_EOF\n'$(x)`").collect();
+        let s = crate::sh!("base64 -d {}", Script::base64_heredoc(&data));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(s.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, data);
+    }
+
+    #[test]
+    fn heredoc_carries_text_as_is() {
+        let text = "a 'b' \"c\" $(d) `e`\nLABCTL_x\n\\ \t";
+        let s = crate::sh!("cat {}", Script::heredoc(text));
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(s.as_str())
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{text}\n"));
     }
 
     #[test]

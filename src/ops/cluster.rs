@@ -28,7 +28,8 @@
 //! services as they are (the scenario's own tasks say whether they run).
 
 use super::{Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use base64::Engine;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
@@ -439,9 +440,9 @@ impl Cluster {
 }
 
 impl Op for Cluster {
-    fn probe(&self) -> String {
+    fn probe(&self) -> Script {
         if !self.leader {
-            return String::new();
+            return Script::new();
         }
         // one round of the wait (a few seconds): the runner reads again while
         // the deadline allows, so a member lost meanwhile ends the wait; a member
@@ -452,14 +453,19 @@ impl Op for Cluster {
         } else {
             (left.min(WAIT_ROUND).as_millis() / 200).max(1)
         };
-        let mut s = String::from("ok=no\ni=0\nwhile [ $i -lt ");
-        s += &format!("{rounds} ]; do\n  m=$(crm_mon -1 --output-as=xml 2>/dev/null)\n  if echo \"$m\" | grep -q '<current_dc present=\"true\"'");
+        let mut s = sh!(
+            "ok=no\ni=0\nwhile [ $i -lt {} ]; do\n  m=$(crm_mon -1 --output-as=xml 2>/dev/null)\n  if echo \"$m\" | grep -q '<current_dc present=\"true\"'",
+            rounds as u64
+        );
         for n in &self.members {
-            s += &format!(" && echo \"$m\" | grep -q '<node name=\"{n}\"[^>]* online=\"true\"'");
+            s.push(sh!(
+                " && echo \"$m\" | grep -q {}",
+                format!("<node name=\"{n}\"[^>]* online=\"true\"")
+            ));
         }
-        s += "; then ok=yes; break; fi\n  i=$((i+1)); sleep 0.2\ndone\necho \"online=$ok\"\n";
+        s.push("; then ok=yes; break; fi\n  i=$((i+1)); sleep 0.2\ndone\necho \"online=$ok\"");
         // the whole CIB in one call; compared locally
-        s += "echo \"cib=$(cibadmin --query 2>/dev/null | base64 -w0)\"\n";
+        s.line("echo \"cib=$(cibadmin --query 2>/dev/null | base64 -w0)\"");
         s
     }
 
@@ -488,7 +494,7 @@ impl Op for Cluster {
             } else {
                 vec![format!("once every member is online: {}", what.join(", "))]
             };
-            return Ok(Plan::of(what, String::new()));
+            return Ok(Plan::of(what, Script::new()));
         }
         if !online {
             if let Some((m, why)) = self.unreachable.first_with_why(&self.members) {
@@ -518,11 +524,11 @@ impl Op for Cluster {
 
 impl Cluster {
     /// What differs between the live CIB and the wanted configuration, and the script that fixes it.
-    fn changes(&self, cib: &str) -> anyhow::Result<(Vec<String>, String)> {
+    fn changes(&self, cib: &str) -> anyhow::Result<(Vec<String>, Script)> {
         let doc = roxmltree::Document::parse(cib)
             .map_err(|e| anyhow::anyhow!("cannot read the CIB (cibadmin --query): {e}"))?;
         let mut what = Vec::new();
-        let mut script = String::from("set -e\n");
+        let mut script = Script::lit("set -e");
         for (kind, map) in [
             ("crm_config", &self.args.properties),
             ("rsc_defaults", &self.args.resource_defaults),
@@ -531,11 +537,12 @@ impl Cluster {
             for (k, v) in map {
                 if live_attr(&doc, kind, k).as_deref() != Some(v.as_str()) {
                     what.push(format!("{k}={v}"));
-                    script += &format!(
-                        "crm_attribute --type {kind} --name {} --update {}\n",
-                        q(k),
-                        q(v)
-                    );
+                    script.line(sh!(
+                        "crm_attribute --type {} --name {} --update {}",
+                        kind,
+                        k,
+                        v
+                    ));
                 }
             }
         }
@@ -557,14 +564,15 @@ impl Cluster {
             what.push(format!("{word} {}", e.id));
             // the XML on stdin, not the command line: resource parameters
             // never show in the node's process list
-            let eof = format!("LABCTL_CIB_{:016x}", rand::random::<u64>());
-            script += &format!(
-                "cibadmin {verb} --scope {} --xml-pipe <<'{eof}'\n{}\n{eof}\n",
-                e.scope, e.xml
-            );
+            script.line(sh!(
+                "cibadmin {} --scope {} --xml-pipe {}",
+                Script::lit(verb),
+                e.scope,
+                Script::heredoc(&e.xml)
+            ));
         }
         // what the scenario no longer declares (another scenario's), removed
-        let mut removal = String::new();
+        let mut removal = Script::new();
         for (kind, map) in [
             ("crm_config", &self.args.properties),
             ("rsc_defaults", &self.args.resource_defaults),
@@ -572,7 +580,7 @@ impl Cluster {
         ] {
             for k in Self::undeclared_attrs(&doc, kind, map) {
                 what.push(format!("remove {k}"));
-                removal += &format!("crm_attribute --type {kind} --name {} --delete\n", q(&k));
+                removal.line(sh!("crm_attribute --type {} --name {} --delete", kind, k));
             }
         }
         let mut removed_resources = false;
@@ -592,25 +600,26 @@ impl Cluster {
                 }
                 removed_resources |= scope == "resources";
                 what.push(format!("remove {id}"));
-                removal += &format!(
-                    "cibadmin --delete --scope {scope} --xml-text {}\n",
-                    q(&format!("<{} id=\"{}\"/>", el.tag_name().name(), x(id)))
-                );
+                removal.line(sh!(
+                    "cibadmin --delete --scope {} --xml-text {}",
+                    scope,
+                    format!("<{} id=\"{}\"/>", el.tag_name().name(), x(id))
+                ));
             }
         }
         if !removal.is_empty() {
             // in maintenance mode nothing is stopped or started; the removed
             // resources' history is forgotten before it ends, so their services
             // stay as they are
-            script += "crm_attribute --type crm_config --name maintenance-mode --update true\n";
-            script += &removal;
+            script.line("crm_attribute --type crm_config --name maintenance-mode --update true");
+            script.line(removal);
             if removed_resources {
-                script += "crm_resource --refresh >/dev/null\ncrm_resource --wait --timeout=60s >/dev/null 2>&1 || true\n";
+                script.line("crm_resource --refresh >/dev/null\ncrm_resource --wait --timeout=60s >/dev/null 2>&1 || true");
             }
-            script += "crm_attribute --type crm_config --name maintenance-mode --delete\n";
+            script.line("crm_attribute --type crm_config --name maintenance-mode --delete");
         }
         // return when the cluster has carried the change out (resources started)
-        script += "crm_resource --wait --timeout=120s >/dev/null 2>&1 || true\n";
+        script.line("crm_resource --wait --timeout=120s >/dev/null 2>&1 || true");
         Ok((what, script))
     }
 }
@@ -719,8 +728,10 @@ mod tests {
         };
         assert_eq!(c.what, "update VirtualIP");
         assert!(
-            c.script.contains("cibadmin --replace --scope resources")
-                && !c.script.contains("crm_attribute")
+            c.script
+                .as_str()
+                .contains("cibadmin --replace --scope 'resources'")
+                && !c.script.as_str().contains("crm_attribute")
         );
         let empty =
             r#"<cib><configuration><crm_config/><resources/><constraints/></configuration></cib>"#;
@@ -756,17 +767,26 @@ mod tests {
             c.what,
             "remove symmetric-cluster, remove web-with-ip, remove ip-then-web, remove WebServer"
         );
-        let on = c.script.find("maintenance-mode --update true").unwrap();
+        let on = c
+            .script
+            .as_str()
+            .find("maintenance-mode --update true")
+            .unwrap();
         let col = c
             .script
+            .as_str()
             .find("<rsc_colocation id=\"web-with-ip\"/>")
             .unwrap();
-        let web = c.script.find("<primitive id=\"WebServer\"/>").unwrap();
-        let off = c.script.find("maintenance-mode --delete").unwrap();
+        let web = c
+            .script
+            .as_str()
+            .find("<primitive id=\"WebServer\"/>")
+            .unwrap();
+        let off = c.script.as_str().find("maintenance-mode --delete").unwrap();
         assert!(on < col && col < web && web < off, "{}", c.script);
-        assert!(c.script.contains("crm_resource --refresh"));
+        assert!(c.script.as_str().contains("crm_resource --refresh"));
         assert!(
-            !c.script.contains("dc-version"),
+            !c.script.as_str().contains("dc-version"),
             "pacemaker's own properties stay"
         );
     }
@@ -780,11 +800,11 @@ mod tests {
             ..Default::default()
         };
         // members not online yet: read again (a round of a few seconds)
-        assert!(c.probe().contains("while [ $i -lt 25 ]"), "{}", c.probe());
+        assert!(c.probe().as_str().contains("while [ $i -lt '25' ]"), "{}", c.probe());
         assert!(matches!(c.plan(&offline).unwrap(), Plan::Wait(_)));
         // nodo2 lost in this run: one look, and a message naming it
         c.unreachable.mark("nodo2");
-        assert!(c.probe().contains("while [ $i -lt 1 ]"), "{}", c.probe());
+        assert!(c.probe().as_str().contains("while [ $i -lt '1' ]"), "{}", c.probe());
         let e = c.plan(&offline).unwrap_err().to_string();
         assert!(
             e.starts_with("member nodo2 is unreachable in this run"),

@@ -7,7 +7,8 @@
 //! ```
 
 use super::{Change, Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,15 +71,19 @@ impl Args {
 pub struct Command(ArgsMap);
 
 impl Op for Command {
-    fn probe(&self) -> String {
-        let mut s = String::new();
+    fn probe(&self) -> Script {
+        let mut s = Script::new();
         if let Some(c) = &self.0.creates {
-            s += &format!("[ -e {} ] && echo creates=yes\n", q(c));
+            s.line(sh!("[ -e {} ] && echo creates=yes", c));
         }
         if let Some(u) = &self.0.unless {
-            s += &format!("( {u} ) >/dev/null 2>&1 && echo unless=yes\n");
+            s.line(sh!(
+                "( {} ) >/dev/null 2>&1 && echo unless=yes",
+                Script::user_shell(u)
+            ));
         }
-        s + "true\n"
+        s.line("true");
+        s
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
@@ -86,12 +91,11 @@ impl Op for Command {
         if s.contains_key("creates") || s.contains_key("unless") {
             return Ok(Plan::Ok);
         }
-        let mut script = String::new();
+        let mut script = Script::new();
         if let Some(d) = &self.0.chdir {
-            script += &format!("cd {} || exit 1\n", q(d));
+            script.line(sh!("cd {} || exit 1", d));
         }
-        script += &self.0.cmd;
-        script.push('\n');
+        script.line(Script::user_shell(&self.0.cmd));
         Ok(Plan::Change(Change {
             what: "run".into(),
             script,

@@ -5,9 +5,9 @@
 //! managed file is always either old or new, never partial.
 
 use super::{norm_mode, Change, DiffReq, Plan, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use crate::text::kv_lines;
-use base64::Engine;
 use sha2::{Digest, Sha256};
 
 #[derive(Debug, Clone)]
@@ -22,10 +22,10 @@ pub struct ManagedFile {
 }
 
 impl ManagedFile {
-    pub fn probe(&self) -> String {
-        format!(
-            "f={}\nif [ -L \"$f\" ]; then echo type=link\nelif [ -f \"$f\" ]; then echo type=file; stat -c 'owner=%U\ngroup=%G\nmode=%a' \"$f\"; echo \"sha=$(sha256sum < \"$f\" | cut -d' ' -f1)\"\nelif [ -e \"$f\" ]; then echo type=other\nelse echo type=absent; fi\n",
-            q(&self.dest)
+    pub fn probe(&self) -> Script {
+        sh!(
+            "f={}\nif [ -L \"$f\" ]; then echo type=link\nelif [ -f \"$f\" ]; then echo type=file; stat -c 'owner=%U\ngroup=%G\nmode=%a' \"$f\"; echo \"sha=$(sha256sum < \"$f\" | cut -d' ' -f1)\"\nelif [ -e \"$f\" ]; then echo type=other\nelse echo type=absent; fi",
+            self.dest
         )
     }
 
@@ -87,7 +87,7 @@ impl ManagedFile {
         let script = if content_differs {
             self.write_script(exists)
         } else {
-            self.attr_script(&q(&self.dest))
+            self.attr_script(sh!("{}", self.dest))
         };
         Ok(Plan::Change(Change {
             what: what.join(", "),
@@ -101,41 +101,37 @@ impl ManagedFile {
         }))
     }
 
-    fn attr_script(&self, target: &str) -> String {
-        let mut s = String::new();
+    /// Owner, group and mode of `target` (a quoted path, or `"$tmp"`).
+    fn attr_script(&self, target: Script) -> Script {
+        let mut s = Script::new();
         match (&self.owner, &self.group) {
-            (Some(o), Some(g)) => s += &format!("chown {}:{} {target}\n", q(o), q(g)),
-            (Some(o), None) => s += &format!("chown {} {target}\n", q(o)),
-            (None, Some(g)) => s += &format!("chgrp {} {target}\n", q(g)),
-            (None, None) => {}
-        }
+            (Some(o), Some(g)) => s.line(sh!("chown {}:{} {}", o, g, target)),
+            (Some(o), None) => s.line(sh!("chown {} {}", o, target)),
+            (None, Some(g)) => s.line(sh!("chgrp {} {}", g, target)),
+            (None, None) => &mut s,
+        };
         if let Some(m) = &self.mode {
-            s += &format!("chmod {} {target}\n", q(m));
+            s.line(sh!("chmod {} {}", m, target));
         }
         s
     }
 
-    fn write_script(&self, exists: bool) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.content);
-        let mut body = String::with_capacity(b64.len() + b64.len() / 76 + 1);
-        for chunk in b64.as_bytes().chunks(76) {
-            body.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-            body.push('\n');
-        }
-        let mut s = format!(
-            "set -e\nf={}\nd=$(dirname \"$f\")\nmkdir -p \"$d\"\ntmp=$(mktemp \"$d/.labctl.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 143' HUP INT TERM\nbase64 -d > \"$tmp\" <<'LABCTL_EOF'\n{body}LABCTL_EOF\n",
-            q(&self.dest)
+    fn write_script(&self, exists: bool) -> Script {
+        let mut s = sh!(
+            "set -e\nf={}\nd=$(dirname \"$f\")\nmkdir -p \"$d\"\ntmp=$(mktemp \"$d/.labctl.XXXXXX\")\ntrap 'rm -f \"$tmp\"' EXIT\ntrap 'exit 143' HUP INT TERM\nbase64 -d > \"$tmp\" {}",
+            self.dest,
+            Script::base64_heredoc(&self.content)
         );
         if exists {
-            s += "chmod --reference=\"$f\" \"$tmp\"\nchown --reference=\"$f\" \"$tmp\"\n";
+            s.line("chmod --reference=\"$f\" \"$tmp\"\nchown --reference=\"$f\" \"$tmp\"");
         } else if self.secret {
             // a file holding a secret is root's only unless `mode:` says otherwise
-            s += "chmod 0600 \"$tmp\"\n";
+            s.line("chmod 0600 \"$tmp\"");
         } else {
-            s += "chmod 0644 \"$tmp\"\n";
+            s.line("chmod 0644 \"$tmp\"");
         }
-        s += &self.attr_script("\"$tmp\"");
-        s += "mv -f \"$tmp\" \"$f\"\ntrap - EXIT\n";
+        s.line(self.attr_script(Script::lit("\"$tmp\"")));
+        s.line("mv -f \"$tmp\" \"$f\"\ntrap - EXIT");
         s
     }
 }
@@ -172,8 +168,12 @@ mod tests {
         else {
             panic!()
         };
-        assert!(c.script.contains("chmod 0600 \"$tmp\""), "{}", c.script);
-        assert!(!c.script.contains("0644"));
+        assert!(
+            c.script.as_str().contains("chmod 0600 \"$tmp\""),
+            "{}",
+            c.script
+        );
+        assert!(!c.script.as_str().contains("0644"));
     }
 
     #[test]
@@ -189,7 +189,7 @@ mod tests {
             panic!("expected change")
         };
         assert_eq!(c.what, "create");
-        assert!(c.script.contains("mv -f \"$tmp\" \"$f\""));
+        assert!(c.script.as_str().contains("mv -f \"$tmp\" \"$f\""));
     }
 
     #[test]
@@ -217,6 +217,6 @@ mod tests {
             panic!()
         };
         assert_eq!(c.what, "mode 644 → 640");
-        assert!(!c.script.contains("base64") && c.diff.is_none());
+        assert!(!c.script.as_str().contains("base64") && c.diff.is_none());
     }
 }

@@ -131,7 +131,7 @@ fn generated(ctx: &PrepareCtx, name: &str, size: usize) -> anyhow::Result<Vec<u8
 pub struct Copy(pub ManagedFile);
 
 impl Op for Copy {
-    fn probe(&self) -> String {
+    fn probe(&self) -> crate::shell::Script {
         self.0.probe()
     }
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {

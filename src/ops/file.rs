@@ -7,7 +7,8 @@
 //! ```
 
 use super::{norm_mode, valid_mode, Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use crate::text::kv_lines;
 use serde::{Deserialize, Serialize};
 
@@ -71,56 +72,56 @@ impl File {
         &self,
         s: &std::collections::BTreeMap<String, String>,
         what: &mut Vec<String>,
-        script: &mut String,
+        script: &mut Script,
     ) {
         let a = &self.0;
-        let p = q(&a.path);
+        let p = &a.path;
         if let Some(o) = &a.owner {
             if s.get("owner") != Some(o) {
                 what.push(format!("owner → {o}"));
-                *script += &format!("chown {} {p}\n", q(o));
+                script.line(sh!("chown {} {}", o, p));
             }
         }
         if let Some(g) = &a.group {
             if s.get("group") != Some(g) {
                 what.push(format!("group → {g}"));
-                *script += &format!("chgrp {} {p}\n", q(g));
+                script.line(sh!("chgrp {} {}", g, p));
             }
         }
         if let Some(m) = &a.mode {
             if s.get("mode").map(|x| norm_mode(x)) != Some(norm_mode(m)) {
                 what.push(format!("mode → {}", norm_mode(m)));
-                *script += &format!("chmod {} {p}\n", q(m));
+                script.line(sh!("chmod {} {}", m, p));
             }
         }
     }
 }
 
 impl Op for File {
-    fn probe(&self) -> String {
-        format!(
-            "f={}\nif [ -L \"$f\" ]; then echo type=link; echo \"target=$(readlink \"$f\")\"\nelif [ -d \"$f\" ]; then echo type=directory\nelif [ -e \"$f\" ]; then echo type=file\nelse echo type=absent; fi\n[ -e \"$f\" ] && stat -c 'owner=%U\ngroup=%G\nmode=%a' \"$f\"\ntrue\n",
-            q(&self.0.path)
+    fn probe(&self) -> Script {
+        sh!(
+            "f={}\nif [ -L \"$f\" ]; then echo type=link; echo \"target=$(readlink \"$f\")\"\nelif [ -d \"$f\" ]; then echo type=directory\nelif [ -e \"$f\" ]; then echo type=file\nelse echo type=absent; fi\n[ -e \"$f\" ] && stat -c 'owner=%U\ngroup=%G\nmode=%a' \"$f\"\ntrue",
+            self.0.path
         )
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
         let s = kv_lines(&state.out);
         let ty = s.get("type").map(String::as_str).unwrap_or("absent");
-        let p = q(&self.0.path);
+        let p = &self.0.path;
         let mut what = Vec::new();
-        let mut script = String::from("set -e\n");
+        let mut script = Script::lit("set -e");
         match self.0.state {
             State::Absent => {
                 if ty != "absent" {
                     what.push(format!("remove {ty}"));
-                    script += &format!("rm -rf -- {p}\n");
+                    script.line(sh!("rm -rf -- {}", p));
                 }
             }
             State::Directory => {
                 if ty == "absent" {
                     what.push("create directory".into());
-                    script += &format!("mkdir -p -- {p}\n");
+                    script.line(sh!("mkdir -p -- {}", p));
                     let none = Default::default();
                     self.attrs(&none, &mut what, &mut script);
                 } else if ty != "directory" {
@@ -139,7 +140,7 @@ impl Op for File {
                 }
                 if ty != "link" || s.get("target") != Some(&target) {
                     what.push(format!("link → {target}"));
-                    script += &format!("ln -sfn -- {} {p}\n", q(&target));
+                    script.line(sh!("ln -sfn -- {} {}", target, p));
                 }
             }
             State::File => {

@@ -11,6 +11,7 @@
 //! 4. The runner applies the change (unless `--check`), notifies handlers, and
 //!    re-reads state for the remaining tasks only after something changed.
 
+use crate::shell::Script;
 use crate::templates::Templates;
 use minijinja::Value;
 use serde::{Deserialize, Serialize};
@@ -110,7 +111,7 @@ pub struct Change {
     /// What differs, for the user: `content, mode 0600 → 0644`.
     pub what: String,
     /// The shell script (run as root with `sh`) that makes the change.
-    pub script: String,
+    pub script: Script,
     pub diff: Option<DiffReq>,
 }
 
@@ -127,7 +128,7 @@ pub enum Plan {
 impl Plan {
     /// `Ok` when nothing differs, else a change described by `what` (joined
     /// with `, `) and made by `script`.
-    pub fn of(what: Vec<String>, script: String) -> Plan {
+    pub fn of(what: Vec<String>, script: Script) -> Plan {
         if what.is_empty() {
             return Plan::Ok;
         }
@@ -143,7 +144,7 @@ impl Plan {
 pub trait Op: Send + Sync + std::fmt::Debug {
     /// Shell that prints the current state (empty: nothing to read). It runs as root
     /// inside the play's gather script with stdin closed and stderr discarded.
-    fn probe(&self) -> String;
+    fn probe(&self) -> Script;
     /// Compare and decide. An `Err` fails the task with that message.
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan>;
     /// Packages this op installs, so the runner can merge a play's installs into one apt run.

@@ -18,7 +18,8 @@
 //! [`LOCK_WAIT_SECS`], with a message naming that process.
 
 use super::{Change, Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use crate::yaml::OneOrMany;
 use serde::{Deserialize, Serialize};
 
@@ -159,41 +160,48 @@ const UNFINISHED: &str =
 
 /// Shell that waits (bounded) until no other process holds an apt/dpkg lock,
 /// saying once who holds it; fails with the holder named after the bound.
-fn wait_for_lock() -> String {
-    format!(
-        r#"labctl_holders() {{ find /proc/[0-9]*/fd -maxdepth 1 \( -lname '/var/lib/dpkg/lock*' -o -lname /var/lib/apt/lists/lock -o -lname /var/cache/apt/archives/lock \) 2>/dev/null | while read -r f; do p=${{f#/proc/}}; p=${{p%%/*}}; [ "$p" != "$$" ] && echo "$p ($(cat /proc/$p/comm 2>/dev/null))"; done | sort -u | tr '\n' ' '; }}
+fn wait_for_lock() -> Script {
+    let mut s = sh!("labctl_wait={}", LOCK_WAIT_SECS);
+    s.line(
+        r#"labctl_holders() { find /proc/[0-9]*/fd -maxdepth 1 \( -lname '/var/lib/dpkg/lock*' -o -lname /var/lib/apt/lists/lock -o -lname /var/cache/apt/archives/lock \) 2>/dev/null | while read -r f; do p=${f#/proc/}; p=${p%%/*}; [ "$p" != "$$" ] && echo "$p ($(cat /proc/$p/comm 2>/dev/null))"; done | sort -u | tr '\n' ' '; }
 labctl_i=0
 while h=$(labctl_holders); [ -n "$h" ]; do
-  if [ $labctl_i -eq 0 ]; then echo "labctl: waiting (up to {LOCK_WAIT_SECS} s) for the apt/dpkg lock held by process $h"; fi
-  if [ $labctl_i -ge {LOCK_WAIT_SECS} ]; then echo "labctl: the apt/dpkg lock is still held by process $h after {LOCK_WAIT_SECS} s; wait for it to finish (or stop it) and run configure again" >&2; exit 75; fi
+  if [ $labctl_i -eq 0 ]; then echo "labctl: waiting (up to $labctl_wait s) for the apt/dpkg lock held by process $h"; fi
+  if [ $labctl_i -ge $labctl_wait ]; then echo "labctl: the apt/dpkg lock is still held by process $h after $labctl_wait s; wait for it to finish (or stop it) and run configure again" >&2; exit 75; fi
   labctl_i=$((labctl_i+1)); sleep 1
-done
-"#
-    )
+done"#,
+    );
+    s
+}
+
+/// `labctl_unfinished=…`: the dpkg states of [`UNFINISHED`], for `grep -E`.
+fn unfinished_states() -> Script {
+    sh!("labctl_unfinished={}", UNFINISHED)
 }
 
 /// Shell that finishes a dpkg run cut off in the middle, if there is one.
-fn finish_interrupted() -> String {
-    format!(
-        r#"if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || grep -qE '^Status: [a-z]+ [a-z]+ ({UNFINISHED})$' /var/lib/dpkg/status; then
+fn finish_interrupted() -> Script {
+    let mut s = unfinished_states();
+    s.line(
+        r#"if [ -n "$(ls -A /var/lib/dpkg/updates 2>/dev/null)" ] || grep -qE "^Status: [a-z]+ [a-z]+ ($labctl_unfinished)\$" /var/lib/dpkg/status; then
   echo "labctl: finishing an interrupted dpkg run (dpkg --configure -a)"
   dpkg --force-confdef --force-confold --configure -a 2>&1 || true
   # a package cut off while unpacking (half-installed, reinstall required) is unpacked again
-  labctl_again=$(dpkg-query -W -f='${{db:Status-Abbrev}} ${{binary:Package}}\n' 2>/dev/null | awk 'substr($1,2,1) == "H" || substr($1,3,1) == "R" {{print $2}}')
+  labctl_again=$(dpkg-query -W -f='${db:Status-Abbrev} ${binary:Package}\n' 2>/dev/null | awk 'substr($1,2,1) == "H" || substr($1,3,1) == "R" {print $2}')
   if [ -n "$labctl_again" ]; then apt-get install --reinstall -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold $labctl_again 2>&1; fi
   apt-get -f install -y -q -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold 2>&1
-fi
-"#
-    )
+fi"#,
+    );
+    s
 }
 
 impl Op for Package {
-    fn probe(&self) -> String {
-        let names: Vec<String> = self.names.iter().map(|n| q(n)).collect();
-        format!(
-            "dpkg-query -W -f='pkg=${{Package}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null\necho \"age=$(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0) ))\"\necho \"unfinished=$(ls -A /var/lib/dpkg/updates 2>/dev/null | wc -l) $(grep -cE '^Status: [a-z]+ [a-z]+ ({UNFINISHED})$' /var/lib/dpkg/status 2>/dev/null)\"\n",
-            names.join(" ")
-        )
+    fn probe(&self) -> Script {
+        let mut s = Script::lit("dpkg-query -W -f='pkg=${Package} ${db:Status-Abbrev}\\n' --");
+        s.args(&self.names).push(" 2>/dev/null");
+        s.line(unfinished_states());
+        s.line("echo \"age=$(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists 2>/dev/null || echo 0) ))\"\necho \"unfinished=$(ls -A /var/lib/dpkg/updates 2>/dev/null | wc -l) $(grep -cE \"^Status: [a-z]+ [a-z]+ ($labctl_unfinished)\\$\" /var/lib/dpkg/status 2>/dev/null)\"");
+        s
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
@@ -233,27 +241,27 @@ impl Op for Package {
         if todo.is_empty() && !unfinished {
             return Ok(Plan::Ok);
         }
-        let list: Vec<String> = todo.iter().map(|n| q(n)).collect();
-        let list = list.join(" ");
-        let mut script = format!(
-            "set -e\nexport DEBIAN_FRONTEND=noninteractive\n{}{}",
-            wait_for_lock(),
-            finish_interrupted()
-        );
+        let mut list = Script::new();
+        list.args(&todo);
+        let mut script = Script::lit("set -e\nexport DEBIAN_FRONTEND=noninteractive");
+        script.line(wait_for_lock()).line(finish_interrupted());
         // apt waits for the lock too, should another run take it in between
-        let lock = format!("-o DPkg::Lock::Timeout={LOCK_WAIT_SECS}");
+        let lock = sh!("-o DPkg::Lock::Timeout={}", LOCK_WAIT_SECS);
         if !todo.is_empty() {
-            script += &match self.state {
+            script.line(match self.state {
                 State::Present => {
                     let stale = age > self.cache_valid_time;
-                    format!(
-                        "if {} || ! apt-cache show {list} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {lock} {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold {list} 2>&1\n",
-                        if stale { "true" } else { "false" },
-                        if self.install_recommends { "" } else { "--no-install-recommends" }
+                    sh!(
+                        "if {} || ! apt-cache show --{} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {} {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --{} 2>&1",
+                        Script::lit(if stale { "true" } else { "false" }),
+                        list,
+                        lock,
+                        Script::lit(if self.install_recommends { "" } else { "--no-install-recommends" }),
+                        list
                     )
                 }
-                State::Absent => format!("apt-get remove -y -q {lock} {list} 2>&1\n"),
-            };
+                State::Absent => sh!("apt-get remove -y -q {} --{} 2>&1", lock, list),
+            });
         }
         let mut what: Vec<String> = Vec::new();
         if unfinished {
@@ -304,7 +312,7 @@ mod tests {
             panic!()
         };
         assert_eq!(c.what, "install dnsutils");
-        assert!(c.script.contains("if false ||"));
+        assert!(c.script.as_str().contains("if false ||"));
         let out = "pkg=bind9 ii \npkg=dnsutils ii \nage=99999\n";
         assert!(matches!(
             p.plan(&Probe {
@@ -345,8 +353,13 @@ mod tests {
         assert_eq!(c.what, "finish an interrupted dpkg run");
         assert!(c
             .script
+            .as_str()
             .contains("dpkg --force-confdef --force-confold --configure -a"));
-        assert!(!c.script.contains("apt-get install -y"), "{}", c.script);
+        assert!(
+            !c.script.as_str().contains("apt-get install -y"),
+            "{}",
+            c.script
+        );
         // left unpacked (iU) with a journal in updates/: finish, then install
         let Plan::Change(c) = plan("pkg=apache2 iU \nage=10\nunfinished=1 1\n") else {
             panic!()
@@ -355,16 +368,18 @@ mod tests {
             c.what,
             "finish an interrupted dpkg run, then install apache2"
         );
-        let fin = c.script.find("--configure -a").unwrap();
-        let inst = c.script.find("apt-get install").unwrap();
+        let fin = c.script.as_str().find("--configure -a").unwrap();
+        let inst = c.script.as_str().find("apt-get install").unwrap();
         assert!(fin < inst, "{}", c.script);
         // the lock held by another process is waited for, bounded
         assert!(c
             .script
-            .contains("waiting (up to 300 s) for the apt/dpkg lock"));
-        assert!(c.script.contains("DPkg::Lock::Timeout=300"));
+            .as_str()
+            .contains("waiting (up to $labctl_wait s) for the apt/dpkg lock"));
+        assert!(c.script.as_str().contains("labctl_wait='300'"));
+        assert!(c.script.as_str().contains("DPkg::Lock::Timeout='300'"));
         let syntax = std::process::Command::new("sh")
-            .args(["-n", "-c", &c.script])
+            .args(["-n", "-c", c.script.as_str()])
             .output()
             .unwrap();
         assert!(syntax.status.success(), "{syntax:?}");
@@ -378,7 +393,7 @@ mod tests {
             cache_valid_time: 3600,
             install_recommends: false,
         };
-        let probe = p.probe();
+        let probe = p.probe().into_string();
         assert!(probe.contains("/var/lib/dpkg/updates"), "{probe}");
         assert!(!probe.contains("dpkg --audit") && !probe.contains("--configure"));
     }

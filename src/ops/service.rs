@@ -7,7 +7,8 @@
 //! ```
 
 use super::{Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use crate::text::kv_lines;
 use serde::{Deserialize, Serialize};
 
@@ -50,17 +51,16 @@ impl Args {
 pub struct Service(pub Args);
 
 impl Op for Service {
-    fn probe(&self) -> String {
-        format!(
-            "systemctl show -p LoadState -p ActiveState -p UnitFileState -- {}\n",
-            q(&self.0.name)
+    fn probe(&self) -> Script {
+        sh!(
+            "systemctl show -p LoadState -p ActiveState -p UnitFileState -- {}",
+            self.0.name
         )
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
         let s = kv_lines(&state.out);
         let name = &self.0.name;
-        let n = q(name);
         if s.get("LoadState").map(String::as_str) != Some("loaded") {
             // --check: the package that brings the unit would be installed first
             if let Some(after) = state.earlier.after_installing(name) {
@@ -76,7 +76,7 @@ impl Op for Service {
                 if !what.is_empty() {
                     return Ok(Plan::of(
                         vec![format!("{}, {after}", what.join(", "))],
-                        String::new(),
+                        Script::new(),
                     ));
                 }
                 return Ok(Plan::Ok);
@@ -88,23 +88,23 @@ impl Op for Service {
         }
         let active = s.get("ActiveState").map(String::as_str) == Some("active");
         let mut what = Vec::new();
-        let mut script = String::from("set -e\n");
+        let mut script = Script::lit("set -e");
         match self.0.state {
             Some(State::Started) if !active => {
                 what.push("start".to_string());
-                script += &retry_on_cgroup_race("start", &n);
+                script.line(retry_on_cgroup_race("start", name));
             }
             Some(State::Stopped) if active => {
                 what.push("stop".to_string());
-                script += &format!("systemctl stop -- {n}\n");
+                script.line(sh!("systemctl stop -- {}", name));
             }
             Some(State::Restarted) => {
                 what.push("restart".to_string());
-                script += &retry_on_cgroup_race("restart", &n);
+                script.line(retry_on_cgroup_race("restart", name));
             }
             Some(State::Reloaded) => {
                 what.push("reload".to_string());
-                script += &retry_on_cgroup_race("reload-or-restart", &n);
+                script.line(retry_on_cgroup_race("reload-or-restart", name));
             }
             _ => {}
         }
@@ -116,10 +116,10 @@ impl Op for Service {
             );
             if want && !is_enabled {
                 what.push("enable".to_string());
-                script += &format!("systemctl enable -- {n} 2>&1\n");
+                script.line(sh!("systemctl enable -- {} 2>&1", name));
             } else if !want && ufs == "enabled" {
                 what.push("disable".to_string());
-                script += &format!("systemctl disable -- {n} 2>&1\n");
+                script.line(sh!("systemctl disable -- {} 2>&1", name));
             }
         }
         Ok(Plan::of(what, script))
@@ -130,9 +130,11 @@ impl Op for Service {
 /// failed with status 219/CGROUP: in an nspawn node a service started right
 /// after it stopped (a restart, or a start after a failed start) now and then
 /// finds systemd still removing its old cgroup. Any other failure fails at once.
-fn retry_on_cgroup_race(verb: &str, unit: &str) -> String {
-    format!(
-        "systemctl {verb} -- {unit} || {{ [ \"$(systemctl show -p ExecMainStatus --value -- {unit})\" = 219 ] && sleep 1 && systemctl reset-failed -- {unit} && systemctl {verb} -- {unit}; }}\n"
+fn retry_on_cgroup_race(verb: &'static str, unit: &str) -> Script {
+    let verb = Script::lit(verb);
+    sh!(
+        "systemctl {} -- {} || {{ [ \"$(systemctl show -p ExecMainStatus --value -- {})\" = 219 ] && sleep 1 && systemctl reset-failed -- {} && systemctl {} -- {}; }}",
+        verb, unit, unit, unit, verb, unit
     )
 }
 
@@ -140,7 +142,7 @@ fn retry_on_cgroup_race(verb: &str, unit: &str) -> String {
 mod tests {
     #[test]
     fn retries_only_after_a_cgroup_race() {
-        let s = super::retry_on_cgroup_race("restart", "'apache2'");
+        let s = super::retry_on_cgroup_race("restart", "apache2").into_string();
         assert!(s.starts_with("systemctl restart -- 'apache2' || {"), "{s}");
         assert!(
             s.contains("ExecMainStatus --value -- 'apache2')\" = 219 ]"),

@@ -61,7 +61,7 @@ pub fn check_file_args(dest: &str, mode: Option<&str>) -> Result<(), String> {
 pub struct Template(pub ManagedFile);
 
 impl Op for Template {
-    fn probe(&self) -> String {
+    fn probe(&self) -> crate::shell::Script {
         self.0.probe()
     }
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {

@@ -9,7 +9,8 @@
 //! matches the password is kept, so re-runs change nothing.
 
 use super::{Change, Op, Plan, PrepareCtx, Probe};
-use crate::shell::quote as q;
+use crate::sh;
+use crate::shell::Script;
 use serde::{Deserialize, Serialize};
 use sha_crypt::{PasswordHashRef, PasswordHasher, PasswordVerifier, ShaCrypt};
 
@@ -97,25 +98,26 @@ fn password_matches(pw: &str, hash: &str) -> bool {
 }
 
 impl Op for User {
-    fn probe(&self) -> String {
-        let n = q(&self.0.name);
-        format!(
-            "if e=$(getent passwd {n}); then echo exists=yes; echo \"shell=$(echo \"$e\" | cut -d: -f7)\"; echo \"groups=$(id -nG {n})\"; echo \"hash=$(getent shadow {n} | cut -d: -f2)\"; fi\ntrue\n"
+    fn probe(&self) -> Script {
+        let n = &self.0.name;
+        sh!(
+            "if e=$(getent passwd {}); then echo exists=yes; echo \"shell=$(echo \"$e\" | cut -d: -f7)\"; echo \"groups=$(id -nG {})\"; echo \"hash=$(getent shadow {} | cut -d: -f2)\"; fi\ntrue",
+            n, n, n
         )
     }
 
     fn plan(&self, state: &Probe) -> anyhow::Result<Plan> {
         let s = crate::text::kv_lines(&state.out);
         let a = &self.0;
-        let n = q(&a.name);
+        let n = &a.name;
         let exists = s.contains_key("exists");
         let mut what = Vec::new();
-        let mut script = String::from("set -e\n");
+        let mut script = Script::lit("set -e");
         if a.state == State::Absent {
             if exists {
                 return Ok(Plan::Change(Change {
                     what: "remove".into(),
-                    script: format!("userdel -r {n} 2>&1 || userdel {n}\n"),
+                    script: sh!("userdel -r {} 2>&1 || userdel {}", n, n),
                     diff: None,
                 }));
             }
@@ -132,28 +134,29 @@ impl Op for User {
             .collect();
         if !exists {
             what.push("create".to_string());
-            let mut cmd = String::from("useradd -m");
+            let mut cmd = Script::lit("useradd -m");
             if a.system {
-                cmd += " --system";
+                cmd.push(" --system");
             }
-            if let Some(sh) = &a.shell {
-                cmd += &format!(" -s {}", q(sh));
+            if let Some(shell) = &a.shell {
+                cmd.push(sh!(" -s {}", shell));
             }
             if !a.groups.is_empty() {
-                cmd += &format!(" -G {}", q(&a.groups.join(",")));
+                cmd.push(sh!(" -G {}", a.groups.join(",")));
             }
-            script += &format!("{cmd} {n}\n");
+            cmd.args([n]);
+            script.line(cmd);
         } else {
-            if let Some(sh) = &a.shell {
-                if s.get("shell") != Some(sh) {
-                    what.push(format!("shell → {sh}"));
-                    script += &format!("usermod -s {} {n}\n", q(sh));
+            if let Some(shell) = &a.shell {
+                if s.get("shell") != Some(shell) {
+                    what.push(format!("shell → {shell}"));
+                    script.line(sh!("usermod -s {} {}", shell, n));
                 }
             }
             if !missing.is_empty() {
                 let m: Vec<&str> = missing.iter().map(|g| g.as_str()).collect();
                 what.push(format!("groups + {}", m.join(",")));
-                script += &format!("usermod -a -G {} {n}\n", q(&m.join(",")));
+                script.line(sh!("usermod -a -G {} {}", m.join(","), n));
             }
         }
         let current = s.get("hash").map(String::as_str).unwrap_or("");
@@ -164,7 +167,7 @@ impl Op for User {
         };
         if let Some(h) = new_hash {
             what.push("password".to_string());
-            script += &format!("echo {} | chpasswd -e\n", q(&format!("{}:{h}", a.name)));
+            script.line(sh!("echo {} | chpasswd -e", format!("{}:{h}", a.name)));
         }
         Ok(Plan::of(what, script))
     }

@@ -6,6 +6,8 @@ use super::prepare::{PreparedPlay, PreparedTask};
 use super::report::{Event, Status};
 use super::Options;
 use crate::ops::{Change, Plan, Probe};
+use crate::sh;
+use crate::shell::Script;
 use crate::transport::Remote;
 use std::sync::mpsc::Sender;
 
@@ -56,13 +58,18 @@ fn probe_per_task() -> bool {
 /// another task's state.
 fn gather(remote: &mut dyn Remote, tasks: &[&PreparedTask]) -> anyhow::Result<Vec<Probe>> {
     let mark = format!("@@LABCTL-PROBE-{:016x} ", rand::random::<u64>());
-    let mut script = String::new();
+    let mut script = Script::new();
     for (i, t) in tasks.iter().enumerate() {
         let p = t.op.probe();
         if p.is_empty() {
             continue;
         }
-        script += &format!("echo '{mark}{i}'\n( {p}\n) 2>/dev/null\necho \"{mark}rc=$?\"\n");
+        script.line(sh!(
+            "echo {}\n( {}\n) 2>/dev/null\necho {}\"$?\"",
+            format!("{mark}{i}"),
+            p,
+            format!("{mark}rc=")
+        ));
     }
     let mut probes = vec![Probe::default(); tasks.len()];
     if script.is_empty() {
@@ -235,10 +242,10 @@ impl<'a> HostRun<'a> {
             ));
         }
         let old = if d.exists {
-            match self.remote.run(
-                &format!("cat -- {}", crate::shell::quote(&d.path)),
-                crate::transport::PROBE_LIMIT,
-            ) {
+            match self
+                .remote
+                .run(&sh!("cat -- {}", d.path), crate::transport::PROBE_LIMIT)
+            {
                 Ok(o) if o.rc == 0 => o.stdout,
                 _ => String::new(),
             }
@@ -349,7 +356,7 @@ impl<'a> HostRun<'a> {
                     vec![format!(
                         "depends on earlier changes (on the node as it is now: {first})"
                     )],
-                    String::new(),
+                    Script::new(),
                 )
             }
             other => other?,
@@ -448,7 +455,12 @@ mod tests {
         scripts: Vec<String>,
     }
     impl Remote for Fake {
-        fn run(&mut self, script: &str, _limit: std::time::Duration) -> anyhow::Result<Output> {
+        fn run(
+            &mut self,
+            script: &Script,
+            _limit: std::time::Duration,
+        ) -> anyhow::Result<Output> {
+            let script = script.as_str();
             self.scripts.push(script.to_string());
             let mut out = String::new();
             for line in script.lines() {
@@ -501,7 +513,12 @@ mod tests {
         // a probe whose output holds a fixed marker line claims nothing
         struct Liar;
         impl Remote for Liar {
-            fn run(&mut self, script: &str, _l: std::time::Duration) -> anyhow::Result<Output> {
+            fn run(
+            &mut self,
+            script: &Script,
+            _l: std::time::Duration,
+        ) -> anyhow::Result<Output> {
+            let script = script.as_str();
                 let mark = script
                     .lines()
                     .find_map(|l| l.strip_prefix("echo '"))
@@ -528,12 +545,17 @@ mod tests {
         calls: usize,
     }
     impl Remote for Dying {
-        fn run(&mut self, script: &str, limit: std::time::Duration) -> anyhow::Result<Output> {
+        fn run(
+            &mut self,
+            script: &Script,
+            limit: std::time::Duration,
+        ) -> anyhow::Result<Output> {
+            let script = script.as_str();
             self.calls += 1;
             if self.calls > 2 {
                 return Err(crate::transport::ConnectionLost("Timed out".into()).into());
             }
-            Fake { scripts: vec![] }.run(script, limit)
+            Fake { scripts: vec![] }.run(&Script::user_shell(script), limit)
         }
     }
 

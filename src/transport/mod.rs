@@ -7,6 +7,7 @@
 
 pub mod ssh;
 
+use crate::shell::Script;
 use std::time::Duration;
 
 /// What a remote script printed and how it exited.
@@ -28,7 +29,7 @@ pub trait Remote: Send {
     /// script that does not parse runs not at all (exit 2); one that runs past
     /// `limit` is stopped with all it started (exit 124 or more). A broken
     /// connection is an error holding [`ConnectionLost`].
-    fn run(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output>;
+    fn run(&mut self, script: &Script, limit: Duration) -> anyhow::Result<Output>;
 }
 
 /// The connection to a node broke in the middle of a run (the node lost power,

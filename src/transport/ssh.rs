@@ -3,6 +3,8 @@
 
 use super::{Output, Remote};
 use crate::error::user;
+use crate::sh;
+use crate::shell::Script;
 use ssh2::{CheckResult, KnownHostFileKind};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -133,7 +135,7 @@ impl Session {
     /// stderr's length and how the script ended, and the stderr. When the shell
     /// itself ends (sudo refused), its output and exit status are the result and
     /// the next run opens a new one.
-    fn run_in_shell(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output> {
+    fn run_in_shell(&mut self, script: &Script, limit: Duration) -> anyhow::Result<Output> {
         if self.shell.is_none() {
             let mut ch = self.sess.channel_session()?;
             ch.exec(if self.become_root {
@@ -150,7 +152,7 @@ impl Session {
         let ch = self.shell.as_mut().expect("opened above");
         let end = format!("@@LABCTL-END-{:016x} ", rand::random::<u64>());
         let wrapped = wrap(script, &end, limit);
-        ch.write_all(wrapped.as_bytes())?;
+        ch.write_all(wrapped.as_str().as_bytes())?;
         ch.flush()?;
         let mut buf: Vec<u8> = Vec::new();
         let mut chunk = [0u8; 32 * 1024];
@@ -220,19 +222,28 @@ impl Session {
 /// files once and removes them when it ends), check that it parses, run it under
 /// `timeout`, then print the end mark `END<rc> <stderr bytes> <ran|syntax|timeout>`
 /// and the stderr. Stdout goes straight to the channel.
-fn wrap(script: &str, end: &str, limit: Duration) -> String {
-    let eof = format!("@@LABCTL-SCRIPT-{:016x}", rand::random::<u64>());
-    let nl = if script.ends_with('\n') { "" } else { "\n" };
-    format!(
-        "[ -n \"$labctl_s\" ] || {{ labctl_s=$(mktemp) && labctl_err=$(mktemp) && trap 'rm -f \"$labctl_s\" \"$labctl_err\"' EXIT; }}\n\
-         cat >\"$labctl_s\" <<'{eof}'\n{script}{nl}{eof}\n\
-         if sh -n \"$labctl_s\" 2>\"$labctl_err\"; then \
-         timeout --verbose -k 5 {secs} sh \"$labctl_s\" </dev/null 2>\"$labctl_err\"; labctl_rc=$?; labctl_end=ran; \
+fn wrap(script: &Script, end: &str, limit: Duration) -> Script {
+    let mut s = Script::lit(
+        "[ -n \"$labctl_s\" ] || { labctl_s=$(mktemp) && labctl_err=$(mktemp) && trap 'rm -f \"$labctl_s\" \"$labctl_err\"' EXIT; }",
+    );
+    s.line(sh!(
+        "cat >\"$labctl_s\" {}",
+        Script::heredoc(script.as_str())
+    ));
+    s.line(sh!(
+        "if sh -n \"$labctl_s\" 2>\"$labctl_err\"; then \
+         timeout --verbose -k 5 {} sh \"$labctl_s\" </dev/null 2>\"$labctl_err\"; labctl_rc=$?; labctl_end=ran; \
          if [ \"$labctl_rc\" -ge 124 ] && grep -q '^timeout: sending signal' \"$labctl_err\"; then labctl_end=timeout; fi; \
-         else labctl_rc=2; labctl_end=syntax; fi\n\
-         printf '\\n{end}%s %s %s\\n' \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"\n",
-        secs = limit.as_secs().max(1)
-    )
+         else labctl_rc=2; labctl_end=syntax; fi",
+        limit.as_secs().max(1)
+    ));
+    s.line(sh!(
+        "printf '\\n%s%s %s %s\\n' {} \"$labctl_rc\" \"$(wc -c <\"$labctl_err\")\" \"$labctl_end\"; cat \"$labctl_err\"",
+        end
+    ));
+    // the root shell runs a line once its newline arrives
+    s.push("\n");
+    s
 }
 
 /// The first lines the root shell runs: a watchdog that stops everything this
@@ -270,7 +281,7 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 impl Remote for Session {
-    fn run(&mut self, script: &str, limit: Duration) -> anyhow::Result<Output> {
+    fn run(&mut self, script: &Script, limit: Duration) -> anyhow::Result<Output> {
         let out = self.run_in_shell(script, limit).map_err(|e| {
             self.shell = None;
             anyhow::Error::new(super::ConnectionLost(format!("{e:#}")))
@@ -376,7 +387,7 @@ mod tests {
         let end = "@@LABCTL-END-test ";
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(wrap(script, end, limit))
+            .arg(wrap(&Script::user_shell(script), end, limit).as_str())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -410,8 +421,7 @@ mod tests {
 
     #[test]
     fn no_line_of_the_script_ends_its_here_document() {
-        let script =
-            "echo a\nLABCTL_EOF\n@@LABCTL-SCRIPT-0000000000000000\necho '$(x) `y`'\nexit 3";
+        let script = "echo a\nLABCTL_EOF\nLABCTL_0000000000000000\necho '$(x) `y`'\nexit 3";
         let (out, f) = run_wrapped(script, Duration::from_secs(30));
         // the look-alike end lines are plain (failing) commands of the script
         assert_eq!(f[0], "3", "{out}");

@@ -775,8 +775,11 @@ pub(crate) fn run_with_timeout(mut cmd: Command, limit: Duration) -> Result<Stri
 
 /// Run a script as root over SSH (scripts bound their own commands with `timeout`).
 pub(crate) fn remote(sess: &mut Session, script: &str) -> Result<Output, String> {
-    sess.run(script, crate::transport::PROBE_LIMIT)
-        .map_err(|e| format!("{}: {}", sess.target.name, crate::error::format_error(&e)))
+    sess.run(
+        &crate::shell::Script::from_checked_format(script.to_string()),
+        crate::transport::PROBE_LIMIT,
+    )
+    .map_err(|e| format!("{}: {}", sess.target.name, crate::error::format_error(&e)))
 }
 
 /// The node of the inventory an HTTP body names (`info.txt` holds the node's name).

@@ -11,6 +11,7 @@
 
 use super::paths::{self, NodePaths};
 use crate::inventory::{Inventory, Node};
+use crate::sh;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -229,21 +230,21 @@ fn configure(
     } else {
         format!("/home/{user}")
     };
-    let script = format!(
-        "set -e\n\
-         if [ {user} != root ] && ! id -u {user} >/dev/null 2>&1; then useradd --create-home --shell /bin/bash {user}; fi\n\
-         install -d -m 700 -o {user} -g $(id -gn {user}) {home}/.ssh\n\
-         printf '%s\\n' \"$LABCTL_PUBKEY\" > {home}/.ssh/authorized_keys\n\
-         chown {user}:$(id -gn {user}) {home}/.ssh/authorized_keys\n\
-         chmod 600 {home}/.ssh/authorized_keys\n\
-         if [ {user} != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {user} > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi\n\
-         mkdir -p /var/lib/systemd/linger && touch /var/lib/systemd/linger/{user}\n"
+    let mut script = sh!("set -e\nu={}\nh={}", user, home);
+    script.line(
+        r#"if [ "$u" != root ] && ! id -u "$u" >/dev/null 2>&1; then useradd --create-home --shell /bin/bash -- "$u"; fi
+install -d -m 700 -o "$u" -g "$(id -gn "$u")" "$h/.ssh"
+printf '%s\n' "$LABCTL_PUBKEY" > "$h/.ssh/authorized_keys"
+chown "$u:$(id -gn "$u")" "$h/.ssh/authorized_keys"
+chmod 600 "$h/.ssh/authorized_keys"
+if [ "$u" != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi
+mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$u""#,
     );
     // (linger: the user's systemd manager starts at boot, not inside the first
     // SSH session, which made labctl's first remote command ~100 ms slower)
     let out = Command::new("chroot")
         .arg(root)
-        .args(["/bin/sh", "-c", &script])
+        .args(["/bin/sh", "-c", script.as_str()])
         .env("LABCTL_PUBKEY", lab_pubkey.trim())
         .stdin(Stdio::null())
         .output()
