@@ -17,7 +17,7 @@
 //!   - dns: {server: dns, name: "www.{{ domain }}", expect: [10.1.1.101, 10.1.1.102]}
 //! ```
 
-use crate::ops::OpArgs;
+use crate::ops::{OpArgs, TaskFile};
 use crate::user_bail;
 use crate::yaml::{self, OneOrMany};
 use indexmap::IndexMap;
@@ -27,62 +27,17 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// A task as written: one operation plus `name` and `notify`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskFile {
-    pub name: Option<String>,
-    #[serde(default)]
-    pub notify: OneOrMany,
-    /// How long the task's change may run (`30s`, `10m`; default 10m).
-    pub timeout: Option<String>,
-    pub package: Option<crate::ops::package::Args>,
-    pub template: Option<crate::ops::template::Args>,
-    pub copy: Option<crate::ops::copy::Args>,
-    pub file: Option<crate::ops::file::Args>,
-    pub service: Option<crate::ops::service::Args>,
-    pub user: Option<crate::ops::user::Args>,
-    pub command: Option<crate::ops::command::Args>,
-    pub cluster: Option<crate::ops::cluster::Args>,
-}
-
-impl TaskFile {
-    /// The one operation this task names.
-    fn op(&self) -> Result<OpArgs, String> {
-        let mut found: Vec<OpArgs> = Vec::new();
-        if let Some(a) = &self.package {
-            found.push(OpArgs::Package(a.clone()));
-        }
-        if let Some(a) = &self.template {
-            found.push(OpArgs::Template(a.clone()));
-        }
-        if let Some(a) = &self.copy {
-            found.push(OpArgs::Copy(a.clone()));
-        }
-        if let Some(a) = &self.file {
-            found.push(OpArgs::File(a.clone()));
-        }
-        if let Some(a) = &self.service {
-            found.push(OpArgs::Service(a.clone()));
-        }
-        if let Some(a) = &self.user {
-            found.push(OpArgs::User(a.clone()));
-        }
-        if let Some(a) = &self.command {
-            found.push(OpArgs::Command(a.clone()));
-        }
-        if let Some(a) = &self.cluster {
-            found.push(OpArgs::Cluster(a.clone()));
-        }
-        match found.len() {
-            1 => Ok(found.remove(0)),
-            0 => Err(format!("names no operation\n  fix: add one of: {}", OpArgs::NAMES.join(", "))),
-            _ => Err(format!(
-                "names {} operations ({}); a task does exactly one thing\n  fix: split it into one task per operation",
-                found.len(),
-                found.iter().map(|o| o.kind()).collect::<Vec<_>>().join(", ")
-            )),
-        }
+/// The one operation `task` names.
+fn one_op(task: &TaskFile) -> Result<OpArgs, String> {
+    let mut found = task.ops();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(format!("names no operation\n  fix: add one of: {}", OpArgs::NAMES.join(", "))),
+        _ => Err(format!(
+            "names {} operations ({}); a task does exactly one thing\n  fix: split it into one task per operation",
+            found.len(),
+            found.iter().map(|o| o.kind()).collect::<Vec<_>>().join(", ")
+        )),
     }
 }
 
@@ -161,9 +116,7 @@ pub struct Scenario {
 
 fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<Task> {
     let at = yaml::at(path, &t.referenced);
-    let op = t
-        .value
-        .op()
+    let op = one_op(&t.value)
         .and_then(|op| op.validate().map(|_| op))
         .map_err(|m| {
             // every input error carries a fix; a message without one gets a pointer

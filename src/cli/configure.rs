@@ -41,6 +41,13 @@ pub struct ConfigureArgs {
     /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
     pub insecure: bool,
+    /// Read each task's state in a round trip of its own, as Ansible does (for
+    /// scripts/bench: what one round trip per play saves).
+    #[arg(long, hide = true)]
+    pub probe_per_task: bool,
+    /// Print when each phase of the run ends (for scripts/bench).
+    #[arg(long, hide = true)]
+    pub timing: bool,
 }
 
 pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
@@ -71,15 +78,17 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
         diff: a.diff,
         limit: a.limit,
         jobs: a.jobs,
-        verbose: g.verbose,
-        json: g.json,
         insecure: a.insecure,
+        change_output: g.verbose >= 2,
+        probe_per_task: a.probe_per_task,
+        timing: a.timing,
     };
-    let recap = runner::run(&inv, &scenario, &opts)?;
+    let reporter = super::report::Reporter::new(g.verbose, g.json);
+    let recap = runner::run(&inv, &scenario, &opts, Box::new(reporter))?;
     if g.json {
-        println!("{}", recap.json());
+        println!("{}", super::report::recap_json(&recap));
     } else {
-        print!("{}", recap.text());
+        print!("{}", super::report::recap_text(&recap));
     }
     if crate::interrupt::interrupted() {
         return Ok(crate::interrupt::EXIT_CODE);

@@ -8,6 +8,7 @@ pub mod destroy;
 pub mod exec;
 pub mod halt;
 pub mod scenarios;
+pub mod report;
 pub mod show;
 pub mod ssh;
 pub mod status;

@@ -27,7 +27,7 @@
 //! forgets the removed resources' history, so the cluster leaves their
 //! services as they are (the scenario's own tasks say whether they run).
 
-use super::{Op, Plan, PrepareCtx, Probe};
+use super::{Op, Operation, Plan, PrepareCtx, Probe};
 use crate::sh;
 use crate::shell::Script;
 use base64::Engine;
@@ -133,8 +133,12 @@ struct Element {
     xml: String,
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("cluster {}", self.members.0.join(","))
+    }
+
+    fn validate(&self) -> Result<(), String> {
         for r in &self.resources {
             let parts = r.agent.split(':').count();
             if !(2..=3).contains(&parts) {
@@ -158,7 +162,7 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         // members: group names are resolved through the `groups` fact
         let groups = ctx.vars.get_attr("groups").ok();
         let mut members: Vec<String> = Vec::new();
@@ -218,6 +222,9 @@ impl Args {
         }))
     }
 
+}
+
+impl Args {
     fn elements(&self) -> Vec<Element> {
         let mut v = Vec::new();
         for r in &self.resources {

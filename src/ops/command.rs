@@ -6,7 +6,7 @@
 //! - command: "touch /tmp/x"          # no guard: runs (and reports changed) every time
 //! ```
 
-use super::{Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Operation, Plan, PrepareCtx, Probe};
 use crate::sh;
 use crate::shell::Script;
 use serde::{Deserialize, Serialize};
@@ -50,20 +50,24 @@ impl From<ArgsMap> for Args {
 }
 crate::string_or_struct!(Args, ArgsMap, cmd);
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("command {}", self.cmd)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.cmd.trim().is_empty() {
             return Err("command has an empty `cmd:`\n  fix: write the shell command to run, e.g. command: \"systemctl daemon-reload\"".into());
         }
         Ok(())
     }
 
-    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Command> {
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         super::check_shell(&self.0.cmd, "command: cmd", ctx.at)?;
         if let Some(u) = &self.0.unless {
             super::check_shell(u, "command: unless", ctx.at)?;
         }
-        Ok(Command(self.0))
+        Ok(Box::new(Command(self.0)))
     }
 }
 

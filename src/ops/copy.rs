@@ -12,7 +12,7 @@
 
 use super::content::ManagedFile;
 use super::template::check_file_args;
-use super::{Op, Plan, PrepareCtx, Probe};
+use super::{Op, Operation, Plan, PrepareCtx, Probe};
 use crate::error::user;
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +35,12 @@ pub struct Args {
     pub secret: bool,
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("copy {}", self.dest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         let sources = [
             self.src.is_some(),
             self.content.is_some(),
@@ -67,7 +71,7 @@ impl Args {
         check_file_args(&self.dest, self.mode.as_deref())
     }
 
-    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Copy> {
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         let content = match (&self.src, &self.content) {
             _ if self.generate.is_some() => generated(
                 ctx,
@@ -93,14 +97,14 @@ impl Args {
             (None, None) => Vec::new(),
         };
         let secret = self.secret || self.generate.is_some() || ctx.holds_secret(&content);
-        Ok(Copy(ManagedFile {
+        Ok(Box::new(Copy(ManagedFile {
             dest: self.dest,
             content,
             owner: self.owner,
             group: self.group,
             mode: self.mode,
             secret,
-        }))
+        })))
     }
 }
 

@@ -6,7 +6,7 @@
 //! - file: {path: /etc/alternatives/x, state: link, src: /usr/bin/y}
 //! ```
 
-use super::{norm_mode, valid_mode, Op, Plan, PrepareCtx, Probe};
+use super::{Op, Operation, Plan, PrepareCtx, Probe, norm_mode, valid_mode};
 use crate::sh;
 use crate::shell::Script;
 use crate::text::kv_lines;
@@ -36,8 +36,12 @@ pub struct Args {
     pub mode: Option<String>,
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("file {}", self.path)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if !self.path.starts_with('/') && !self.path.starts_with("{{") {
             return Err(format!(
                 "path `{}` is not absolute\n  fix: write the full path on the node, e.g. /etc/{}",
@@ -59,8 +63,8 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<File> {
-        Ok(File(self))
+    fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+        Ok(Box::new(File(self)))
     }
 }
 

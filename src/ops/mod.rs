@@ -17,27 +17,107 @@ use minijinja::Value;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-pub mod cluster;
-pub mod command;
-pub mod content;
-pub mod copy;
-pub mod file;
-pub mod package;
-pub mod service;
-pub mod template;
-pub mod user;
+/// An operation's arguments, as written in a task: what each operation file
+/// gives the registry ([`operations!`]).
+pub trait Operation: Sized {
+    /// A short description used when the task has no `name:`.
+    fn summary(&self) -> String;
+    /// Checks that need no variables (states, modes).
+    fn validate(&self) -> Result<(), String>;
+    /// Build the operation for one host, from arguments whose variables are
+    /// filled in; input mistakes are [`crate::error::UserError`]s.
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>>;
+}
 
-/// The arguments of one task's operation, as written in the scenario.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum OpArgs {
-    Package(package::Args),
-    Template(template::Args),
-    Copy(copy::Args),
-    File(file::Args),
-    Service(service::Args),
-    User(user::Args),
-    Command(command::Args),
-    Cluster(cluster::Args),
+/// The registry: from one list of `key => Variant`, the operation modules,
+/// [`OpArgs`] (one variant each) and [`TaskFile`] (a task as written: its
+/// common keys and one optional key per operation, so serde's derive reads
+/// it with exact positions and refuses unknown keys).
+macro_rules! operations {
+    ($($key:ident => $variant:ident),* $(,)?) => {
+        $(pub mod $key;)*
+
+        /// The arguments of one task's operation, as written in the scenario.
+        #[derive(Debug, Clone, Serialize, Deserialize)]
+        pub enum OpArgs {
+            $($variant($key::Args),)*
+        }
+
+        impl OpArgs {
+            /// Every operation's name, as written in a task.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($key)),*];
+
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(OpArgs::$variant(_) => stringify!($key),)*
+                }
+            }
+
+            fn args(&self) -> &dyn DynOperation {
+                match self {
+                    $(OpArgs::$variant(a) => a,)*
+                }
+            }
+
+            fn into_prepared(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+                match self {
+                    $(OpArgs::$variant(a) => a.prepare(ctx),)*
+                }
+            }
+        }
+
+        /// A task as written: `name`, `notify`, `timeout` and one operation.
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct TaskFile {
+            pub name: Option<String>,
+            #[serde(default)]
+            pub notify: crate::yaml::OneOrMany,
+            /// How long the task's change may run (`30s`, `10m`; default 10m).
+            pub timeout: Option<String>,
+            $(pub $key: Option<$key::Args>,)*
+        }
+
+        impl TaskFile {
+            /// The operations this task names (one, unless it is a mistake).
+            pub fn ops(&self) -> Vec<OpArgs> {
+                let mut found = Vec::new();
+                $(if let Some(a) = &self.$key {
+                    found.push(OpArgs::$variant(a.clone()));
+                })*
+                found
+            }
+        }
+    };
+}
+
+// Each operation is a file `ops/KEY.rs` whose `Args` implements [`Operation`].
+operations! {
+    package => Package,
+    template => Template,
+    copy => Copy,
+    file => File,
+    service => Service,
+    user => User,
+    command => Command,
+    cluster => Cluster,
+}
+
+pub mod content;
+
+/// [`Operation`] without its by-value `prepare`, for `&dyn` use.
+trait DynOperation {
+    fn summary(&self) -> String;
+    fn validate(&self) -> Result<(), String>;
+}
+
+impl<T: Operation> DynOperation for T {
+    fn summary(&self) -> String {
+        Operation::summary(self)
+    }
+    fn validate(&self) -> Result<(), String> {
+        Operation::validate(self)
+    }
 }
 
 /// What the runner knows while preparing a host's tasks.
@@ -167,50 +247,14 @@ impl PrepareCtx<'_> {
 }
 
 impl OpArgs {
-    /// Every operation's name, as written in a task.
-    pub const NAMES: &'static [&'static str] = &[
-        "package", "template", "copy", "file", "service", "user", "command", "cluster",
-    ];
-
-    pub fn kind(&self) -> &'static str {
-        match self {
-            OpArgs::Package(_) => "package",
-            OpArgs::Template(_) => "template",
-            OpArgs::Copy(_) => "copy",
-            OpArgs::File(_) => "file",
-            OpArgs::Service(_) => "service",
-            OpArgs::User(_) => "user",
-            OpArgs::Command(_) => "command",
-            OpArgs::Cluster(_) => "cluster",
-        }
-    }
-
     /// Checks that need no variables (states, modes).
     pub fn validate(&self) -> Result<(), String> {
-        match self {
-            OpArgs::Package(a) => a.validate(),
-            OpArgs::Template(a) => a.validate(),
-            OpArgs::Copy(a) => a.validate(),
-            OpArgs::File(a) => a.validate(),
-            OpArgs::Service(a) => a.validate(),
-            OpArgs::User(a) => a.validate(),
-            OpArgs::Command(a) => a.validate(),
-            OpArgs::Cluster(a) => a.validate(),
-        }
+        self.args().validate()
     }
 
     /// A short description used when the task has no `name:`.
     pub fn summary(&self) -> String {
-        match self {
-            OpArgs::Package(a) => format!("package {}", a.names().join(" ")),
-            OpArgs::Template(a) => format!("template {}", a.dest),
-            OpArgs::Copy(a) => format!("copy {}", a.dest),
-            OpArgs::File(a) => format!("file {}", a.path),
-            OpArgs::Service(a) => format!("service {}", a.name),
-            OpArgs::User(a) => format!("user {}", a.name),
-            OpArgs::Command(a) => format!("command {}", a.cmd),
-            OpArgs::Cluster(a) => format!("cluster {}", a.members.0.join(",")),
-        }
+        self.args().summary()
     }
 
     /// Render the arguments for one host and build the operation.
@@ -224,16 +268,7 @@ impl OpArgs {
                 rendered.kind()
             ))
         })?;
-        Ok(match rendered {
-            OpArgs::Package(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::Template(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::Copy(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::File(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::Service(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::User(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::Command(a) => Box::new(a.prepare(ctx)?),
-            OpArgs::Cluster(a) => a.prepare(ctx)?,
-        })
+        rendered.into_prepared(ctx)
     }
 }
 

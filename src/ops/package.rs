@@ -17,7 +17,7 @@
 //! ok. An apt/dpkg lock held by another process is waited for, up to
 //! [`LOCK_WAIT_SECS`], with a message naming that process.
 
-use super::{Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Operation, Plan, PrepareCtx, Probe};
 use crate::sh;
 use crate::shell::Script;
 use crate::yaml::OneOrMany;
@@ -98,8 +98,14 @@ impl Args {
     pub fn names(&self) -> &[String] {
         &self.0.name.0
     }
+}
 
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("package {}", self.names().join(" "))
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.names().is_empty() {
             return Err(
                 "package lists no package\n  fix: name at least one, e.g. package: [apache2]"
@@ -116,13 +122,13 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Package> {
-        Ok(Package {
+    fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+        Ok(Box::new(Package {
             names: self.0.name.0,
             state: self.0.state,
             cache_valid_time: self.0.cache_valid_time.unwrap_or(3600),
             install_recommends: self.0.install_recommends,
-        })
+        }))
     }
 }
 

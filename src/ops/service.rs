@@ -6,7 +6,7 @@
 //!   restart bind9: {service: {name: named, state: restarted}}
 //! ```
 
-use super::{Op, Plan, PrepareCtx, Probe};
+use super::{Op, Operation, Plan, PrepareCtx, Probe};
 use crate::sh;
 use crate::shell::Script;
 use crate::text::kv_lines;
@@ -31,8 +31,12 @@ pub struct Args {
     pub enabled: Option<bool>,
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("service {}", self.name)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.state.is_none() && self.enabled.is_none() {
             return Err(format!(
                 "service {} says neither `state:` nor `enabled:`\n  fix: e.g. {{name: {}, state: started, enabled: true}}",
@@ -42,8 +46,8 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Service> {
-        Ok(Service(self))
+    fn prepare(self, _ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
+        Ok(Box::new(Service(self)))
     }
 }
 

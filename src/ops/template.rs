@@ -5,7 +5,7 @@
 //! ```
 
 use super::content::ManagedFile;
-use super::{valid_mode, Op, Plan, PrepareCtx, Probe};
+use super::{Op, Operation, Plan, PrepareCtx, Probe, valid_mode};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -23,22 +23,26 @@ pub struct Args {
     pub secret: bool,
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("template {}", self.dest)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         check_file_args(&self.dest, self.mode.as_deref())
     }
 
-    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Template> {
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         let content = ctx.templates.render_file(&self.src, ctx.vars, ctx.at)?;
         let secret = self.secret || ctx.holds_secret(content.as_bytes());
-        Ok(Template(ManagedFile {
+        Ok(Box::new(Template(ManagedFile {
             dest: self.dest,
             content: content.into_bytes(),
             owner: self.owner,
             group: self.group,
             mode: self.mode,
             secret,
-        }))
+        })))
     }
 }
 

@@ -8,7 +8,7 @@
 //! `password:` is hashed by labctl (SHA-512 crypt); an existing hash that already
 //! matches the password is kept, so re-runs change nothing.
 
-use super::{Change, Op, Plan, PrepareCtx, Probe};
+use super::{Change, Op, Operation, Plan, PrepareCtx, Probe};
 use crate::sh;
 use crate::shell::Script;
 use serde::{Deserialize, Serialize};
@@ -49,8 +49,12 @@ impl std::fmt::Debug for Args {
     }
 }
 
-impl Args {
-    pub fn validate(&self) -> Result<(), String> {
+impl Operation for Args {
+    fn summary(&self) -> String {
+        format!("user {}", self.name)
+    }
+
+    fn validate(&self) -> Result<(), String> {
         if self.password.is_some() && self.password_hash.is_some() {
             return Err(
                 "give either `password:` or `password_hash:`, not both\n  fix: remove one of them"
@@ -68,14 +72,14 @@ impl Args {
         Ok(())
     }
 
-    pub fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<User> {
+    fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>> {
         // a password is a secret whatever its variable's name
         if let Ok(mut r) = ctx.secrets.lock() {
             for v in self.password.iter().chain(self.password_hash.iter()) {
                 r.add(v);
             }
         }
-        Ok(User(self))
+        Ok(Box::new(User(self)))
     }
 }
 

@@ -3,7 +3,7 @@
 //! end of the play (also when a later task failed, so no notified restart is lost).
 
 use super::prepare::{PreparedPlay, PreparedTask};
-use super::report::{Event, Status};
+use super::events::{Event, Status};
 use super::Options;
 use crate::ops::{Change, Plan, Probe};
 use crate::sh;
@@ -44,13 +44,6 @@ pub struct HostRun<'a> {
     finished: bool,
 }
 
-/// `LABCTL_PROBE_PER_TASK=1`: read each task's state in a round trip of its
-/// own, as Ansible does, instead of one per play. Only for `scripts/bench`, to
-/// measure what the batched gather saves; the results are the same.
-fn probe_per_task() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var_os("LABCTL_PROBE_PER_TASK").is_some_and(|v| v == "1"))
-}
 
 /// Join the probes of `tasks` into one script and split its output per task.
 /// The probes' outputs are told apart by a marker line that is new for every
@@ -326,7 +319,7 @@ impl<'a> HostRun<'a> {
                         .lines()
                         .filter(|l| l.starts_with("labctl: "))
                         .collect();
-                    if self.opts.verbose >= 2 && !printed.trim().is_empty() {
+                    if self.opts.change_output && !printed.trim().is_empty() {
                         let text = diff.take().unwrap_or_default() + printed.trim_end();
                         diff = Some(text);
                     } else if !notes.is_empty() {
@@ -392,8 +385,8 @@ impl<'a> HostRun<'a> {
             }
             self.progress(&t.name);
             let res = loop {
-                if probes.is_none() || (probe_per_task() && i > base) {
-                    let upto = if probe_per_task() { i + 1 } else { tasks.len() };
+                if probes.is_none() || (self.opts.probe_per_task && i > base) {
+                    let upto = if self.opts.probe_per_task { i + 1 } else { tasks.len() };
                     match gather(self.remote.as_mut(), &tasks[i..upto]) {
                         Ok(p) => {
                             probes = Some(p);

@@ -1,18 +1,19 @@
 //! The runner: one worker per host (at most `-j` at once), one SSH session each.
 //!
 //! load → [`prepare`] (render everything, fail early) → connect → [`host::converge`]
-//! per host in parallel → [`report::Recap`].
+//! per host in parallel → [`Recap`]. What happens on the way goes to an
+//! [`Observer`] as [`Event`]s (the CLI prints them).
 
 pub mod host;
 pub mod leftovers;
 pub mod prepare;
 
-pub mod report;
+pub mod events;
 
 use crate::inventory::Inventory;
 use crate::scenario::Scenario;
 use crate::transport::ssh::{check_key, ConnectError, Session, Target};
-use report::{Event, Recap, Reporter, Status};
+pub use events::{Event, Observer, Quiet, Recap, Status};
 use std::collections::VecDeque;
 
 use std::sync::{mpsc, Mutex};
@@ -29,10 +30,17 @@ pub struct Options {
     pub limit: Option<String>,
     /// Hosts converged at once (0: all).
     pub jobs: usize,
-    pub verbose: u8,
-    pub json: bool,
     /// Skip host key checks (existing hosts you trust).
     pub insecure: bool,
+    /// A changed task's event carries all that its change printed (`-vv`),
+    /// not only labctl's own notes.
+    pub change_output: bool,
+    /// Read each task's state in a round trip of its own, as Ansible does,
+    /// instead of one per play (for `scripts/bench`: what the batched gather
+    /// saves; the results are the same).
+    pub probe_per_task: bool,
+    /// Send [`Event::Timing`] at the end of each phase (for benchmarks).
+    pub timing: bool,
 }
 
 /// A host of the run: what it will do, its run once connected.
@@ -72,7 +80,12 @@ fn parallel_refs<T: Send>(items: &mut Vec<&mut T>, jobs: usize, f: impl Fn(&mut 
 
 /// Converge `scenario` on the inventory's nodes. Input mistakes are errors
 /// (exit 2) before any host is touched; host failures are in the recap.
-pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Result<Recap> {
+pub fn run(
+    inv: &Inventory,
+    scenario: &Scenario,
+    opts: &Options,
+    mut observer: Box<dyn Observer>,
+) -> anyhow::Result<Recap> {
     let mut redactor = crate::redact::Redactor::new();
     let unreachable = crate::reach::Unreachable::new();
     let plans = prepare::prepare_run(
@@ -92,26 +105,30 @@ pub fn run(inv: &Inventory, scenario: &Scenario, opts: &Options) -> anyhow::Resu
     }
 
     let hosts: Vec<String> = plans.iter().map(|p| p.node.name.clone()).collect();
-    let mut reporter = Reporter::new(&hosts, opts.verbose, opts.json, opts.check, redactor);
     let (tx, rx) = mpsc::channel::<Event>();
+    let _ = tx.send(Event::Start {
+        hosts,
+        check: opts.check,
+    });
     let printer = std::thread::spawn(move || {
         loop {
             match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(ev) => reporter.handle(ev),
+                Ok(ev) => observer.event(ev.masked(&redactor)),
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
-            reporter.tick();
+            observer.tick();
         }
-        reporter.finish();
+        observer.finish();
     });
 
-    // LABCTL_TIMING=1: how long each phase took, on stderr (for benchmarks)
-    let timing = std::env::var_os("LABCTL_TIMING").is_some();
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
-        if timing {
-            eprintln!("timing: {what} at {} ms", t0.elapsed().as_millis());
+        if opts.timing {
+            let _ = tx.send(Event::Timing {
+                what: what.to_string(),
+                ms: t0.elapsed().as_millis(),
+            });
         }
     };
 

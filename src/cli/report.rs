@@ -1,6 +1,6 @@
 //! What the user sees while a run goes on and at its end: one line per task
 //! result (changed and failed always, ok with `-v`), one progress bar per host on
-//! a terminal, and the recap. Every text passes through the [`Redactor`].
+//! a terminal, and the recap. The runner masks every text before it comes here.
 //!
 //! On a terminal a host's bar shows what it is doing right now (a task, waiting
 //! for the other hosts, done). Off a terminal (a log file, CI) every line starts
@@ -8,8 +8,7 @@
 //! `still running: TASK on HOST (N s)` line comes every [`HEARTBEAT`], so a log
 //! never goes quiet for longer than that.
 
-use super::host::HostRecap;
-use crate::redact::Redactor;
+use crate::runner::{Event, Observer, Recap, Status};
 use indexmap::IndexMap;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -18,65 +17,10 @@ use std::time::{Duration, Instant};
 /// Off a terminal, the longest quiet time before a `still running` line.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Ok,
-    Changed,
-    Failed,
-    Unreachable,
-    /// The run stopped on Ctrl-C before this host's work was done.
-    Interrupted,
-}
-
-impl Status {
-    fn word(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Changed => "changed",
-            Status::Failed => "failed",
-            Status::Unreachable => "unreachable",
-            Status::Interrupted => "interrupted",
-        }
-    }
-}
-
-/// What host workers tell the reporter.
-#[derive(Debug)]
-pub enum Event {
-    Task {
-        host: String,
-        task: String,
-        status: Status,
-        what: String,
-        diff: Option<String>,
-    },
-    Progress {
-        host: String,
-        done: usize,
-        total: usize,
-        task: String,
-    },
-    /// A play starts on these hosts.
-    Play {
-        name: String,
-        hosts: Vec<String>,
-    },
-    /// The host waits (for the other hosts to finish a play): no task runs on it.
-    Idle {
-        host: String,
-        why: String,
-    },
-    Done {
-        host: String,
-        recap: HostRecap,
-    },
-}
-
 /// Prints events as they come.
 pub struct Reporter {
     verbose: u8,
     json: bool,
-    redactor: Redactor,
     bars: Option<(MultiProgress, IndexMap<String, ProgressBar>)>,
     check: bool,
     /// What each busy host runs, and since when.
@@ -86,14 +30,22 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    pub fn new(
-        hosts: &[String],
-        verbose: u8,
-        json: bool,
-        check: bool,
-        redactor: Redactor,
-    ) -> Reporter {
-        let bars = if std::io::stderr().is_terminal() {
+    /// `verbose`: also the ok tasks; `json`: lines go to stderr (stdout holds the JSON).
+    pub fn new(verbose: u8, json: bool) -> Reporter {
+        Reporter {
+            verbose,
+            json,
+            bars: None,
+            check: false,
+            busy: IndexMap::new(),
+            last_line: Instant::now(),
+        }
+    }
+
+    /// The run's hosts are known: a bar each on a terminal.
+    fn start(&mut self, hosts: &[String], check: bool) {
+        self.check = check;
+        if std::io::stderr().is_terminal() {
             let mp = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
             let style = ProgressStyle::with_template("{prefix:>12} [{pos}/{len}] {wide_msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -106,28 +58,19 @@ impl Reporter {
                 pb.set_message("connecting");
                 m.insert(h.clone(), pb);
             }
-            Some((mp, m))
-        } else {
-            None
-        };
-        let now = Instant::now();
-        Reporter {
-            verbose,
-            json,
-            redactor,
-            bars,
-            check,
-            busy: hosts
-                .iter()
-                .map(|h| (h.clone(), ("connecting".to_string(), now)))
-                .collect(),
-            last_line: now,
+            self.bars = Some((mp, m));
         }
+        let now = Instant::now();
+        self.busy = hosts
+            .iter()
+            .map(|h| (h.clone(), ("connecting".to_string(), now)))
+            .collect();
+        self.last_line = now;
     }
 
     /// Called between events (at least every second): off a terminal, a
     /// `still running` line per busy host once the log has been quiet for [`HEARTBEAT`].
-    pub fn tick(&mut self) {
+    fn heartbeat(&mut self) {
         if self.bars.is_some() || self.last_line.elapsed() < HEARTBEAT {
             return;
         }
@@ -152,11 +95,10 @@ impl Reporter {
     /// holds only JSON); off a terminal it starts with the time (UTC).
     fn line(&mut self, s: &str) {
         self.last_line = Instant::now();
-        let s = self.redactor.redact(s);
         let s = if self.bars.is_none() {
             format!("{} {s}", clock())
         } else {
-            s
+            s.to_string()
         };
         match &self.bars {
             Some((mp, _)) if !self.json => mp.suspend(|| println!("{s}")),
@@ -166,8 +108,11 @@ impl Reporter {
         }
     }
 
-    pub fn handle(&mut self, ev: Event) {
+    fn handle(&mut self, ev: Event) {
         match ev {
+            Event::Start { hosts, check } => self.start(&hosts, check),
+            // the times of a run's phases, for benchmarks
+            Event::Timing { what, ms } => eprintln!("timing: {what} at {ms} ms"),
             Event::Task {
                 host,
                 task,
@@ -226,7 +171,6 @@ impl Reporter {
                 total,
                 task,
             } => {
-                let task = self.redactor.redact(&task);
                 if self.busy.get(&host).map(|(t, _)| t) != Some(&task) {
                     self.busy
                         .insert(host.clone(), (task.clone(), Instant::now()));
@@ -259,7 +203,18 @@ impl Reporter {
         }
     }
 
-    pub fn finish(&mut self) {
+}
+
+impl Observer for Reporter {
+    fn event(&mut self, ev: Event) {
+        self.handle(ev);
+    }
+
+    fn tick(&mut self) {
+        self.heartbeat();
+    }
+
+    fn finish(&mut self) {
         if let Some((mp, _)) = self.bars.take() {
             let _ = mp.clear();
         }
@@ -276,52 +231,31 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-/// The recap of a whole run.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Recap {
-    pub hosts: IndexMap<String, HostRecap>,
-    pub changed: u32,
-    pub failed: u32,
-    /// The run stopped on Ctrl-C: the recap covers only what ran before.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub interrupted: bool,
+
+/// The recap as text (`RECAP` and a line per host).
+pub fn recap_text(recap: &Recap) -> String {
+    let width = recap.hosts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
+    let mut s = String::from(if recap.interrupted {
+        "RECAP (interrupted by Ctrl-C: only what ran before it)\n"
+    } else {
+        "RECAP\n"
+    });
+    for (h, r) in &recap.hosts {
+        s += &format!(
+            "{h:<width$}  ok={:<3} changed={:<3} failed={:<3} unreachable={}\n",
+            r.ok,
+            r.changed,
+            r.failed,
+            u8::from(r.unreachable)
+        );
+        if r.interrupted {
+            s.insert_str(s.len() - 1, "  interrupted");
+        }
+    }
+    s
 }
 
-impl Recap {
-    pub fn add(&mut self, host: &str, r: HostRecap) {
-        self.changed += r.changed;
-        self.failed += r.failed + u32::from(r.unreachable);
-        self.interrupted |= r.interrupted;
-        self.hosts.insert(host.to_string(), r);
-    }
-
-    pub fn success(&self) -> bool {
-        self.failed == 0
-    }
-
-    pub fn text(&self) -> String {
-        let width = self.hosts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
-        let mut s = String::from(if self.interrupted {
-            "RECAP (interrupted by Ctrl-C: only what ran before it)\n"
-        } else {
-            "RECAP\n"
-        });
-        for (h, r) in &self.hosts {
-            s += &format!(
-                "{h:<width$}  ok={:<3} changed={:<3} failed={:<3} unreachable={}\n",
-                r.ok,
-                r.changed,
-                r.failed,
-                u8::from(r.unreachable)
-            );
-            if r.interrupted {
-                s.insert_str(s.len() - 1, "  interrupted");
-            }
-        }
-        s
-    }
-
-    pub fn json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".into())
-    }
+/// The recap as `--json` prints it.
+pub fn recap_json(recap: &Recap) -> String {
+    serde_json::to_string_pretty(recap).unwrap_or_else(|_| "{}".into())
 }
