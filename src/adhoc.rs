@@ -79,7 +79,7 @@ pub fn run(
             "no command given\n  fix: put it after `--`, e.g. `labctl exec all -- hostname`"
         );
     }
-    crate::transport::ssh::check_key(&inv.ssh.key)?;
+    crate::transport::ssh::check_key(inv)?;
     for n in nodes {
         crate::lab::ensure_safe_target(inv, n.address)?;
     }

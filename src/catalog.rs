@@ -35,10 +35,14 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// Whether a top-level YAML file is meant as a scenario (it has `plays:`).
+/// Whether a top-level YAML file is meant as a scenario (it has `plays:`,
+/// or is another scenario by `import:`).
 fn looks_like_scenario(p: &Path) -> bool {
     std::fs::read_to_string(p)
-        .map(|t| t.lines().any(|l| l.starts_with("plays:")))
+        .map(|t| {
+            t.lines()
+                .any(|l| l.starts_with("plays:") || l.starts_with("import:"))
+        })
         .unwrap_or(false)
 }
 

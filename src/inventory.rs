@@ -265,6 +265,13 @@ pub fn subnet_problem(subnet: &Subnet, nodes: usize) -> Option<String> {
     None
 }
 impl Inventory {
+    /// Whether labctl owns the lab key: the default one, or one the inventory
+    /// names inside the project's `.labctl/` (made by `up`, removed by `destroy`).
+    /// A key elsewhere is the user's: never made, never removed.
+    pub fn key_is_managed(&self) -> bool {
+        crate::project::owned(&self.state_dir(), &self.ssh.key)
+    }
+
     /// Load and validate `path`. Every problem is a user error naming file, line and fix.
     pub fn load(path: &Path) -> anyhow::Result<Inventory> {
         let file: InventoryFile = yaml::load(path, "inventory")?;

@@ -14,6 +14,7 @@ pub mod inventory;
 pub mod lab;
 pub mod lock;
 pub mod ops;
+pub mod progress;
 pub mod project;
 pub mod providers;
 pub mod reach;

@@ -71,6 +71,8 @@ struct PlayFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ScenarioFile {
+    /// The whole scenario is another file (relative to this file's folder).
+    import: Option<Spanned<String>>,
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
@@ -261,7 +263,42 @@ impl Scenario {
                 path.display()
             );
         }
+        Scenario::load_file(path, project, 0)
+    }
+
+    fn load_file(path: &Path, project: &Path, depth: usize) -> anyhow::Result<Scenario> {
         let file: ScenarioFile = yaml::load(path, "scenario")?;
+        if let Some(imp) = &file.import {
+            let at = yaml::at(path, &imp.referenced);
+            if file.name.is_some()
+                || file.description.is_some()
+                || !file.vars.is_empty()
+                || !file.secrets.is_empty()
+                || !file.plays.is_empty()
+                || !file.verify.is_empty()
+            {
+                user_bail!("{at}: a scenario with `import:` has no other keys (it is the imported scenario)\n  fix: put the other keys in {}, or remove `import:`", imp.value);
+            }
+            if depth >= 8 {
+                user_bail!("{at}: imports nested more than 8 deep (a loop?)\n  fix: check the `import:` chain");
+            }
+            let base = path.parent().unwrap_or(Path::new("."));
+            let target = crate::project::resolve_inside(
+                project,
+                base,
+                &imp.value,
+                &format!("{at}: import"),
+            )?;
+            if !target.is_file() {
+                user_bail!(
+                    "{at}: import: {} does not exist{}\n  fix: write the path relative to the folder of {}",
+                    target.display(),
+                    crate::suggest::file_hint(&target),
+                    path.display()
+                );
+            }
+            return Scenario::load_file(&target, project, depth + 1);
+        }
         let mut plays = Vec::new();
         load_plays(path, project, &file.plays, &mut plays, 0)?;
         if plays.is_empty() && file.verify.is_empty() {

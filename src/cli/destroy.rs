@@ -29,9 +29,9 @@ pub fn run(a: DestroyArgs, g: &Global) -> anyhow::Result<i32> {
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &super::typed_command())?;
     if a.nodes.is_empty() {
-        crate::providers::destroy(&inv)?;
+        crate::providers::destroy(&inv, &super::progress::Draw::new())?;
     } else {
-        crate::providers::destroy_nodes(&inv, &a.nodes)?;
+        crate::providers::destroy_nodes(&inv, &a.nodes, &super::progress::Draw::new())?;
     }
     Ok(0)
 }

@@ -44,12 +44,12 @@ pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
     super::need_root(&inv)?;
     if a.force {
         // a power cut, like `labctl fail`: no lab lock
-        crate::providers::halt(&inv, &a.nodes, true)?;
+        crate::providers::halt(&inv, &a.nodes, true, &super::progress::Draw::new())?;
         return Ok(0);
     }
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &format!("halt {}", a.nodes.join(" ")))?;
-    crate::providers::halt(&inv, &a.nodes, false)?;
+    crate::providers::halt(&inv, &a.nodes, false, &super::progress::Draw::new())?;
     Ok(0)
 }
 
@@ -61,6 +61,6 @@ pub fn run(a: HaltArgs, g: &Global) -> anyhow::Result<i32> {
 pub fn run_fail(a: FailArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
     super::need_root(&inv)?;
-    crate::providers::fail(&inv, &a.nodes)?;
+    crate::providers::fail(&inv, &a.nodes, &super::progress::Draw::new())?;
     Ok(0)
 }

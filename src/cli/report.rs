@@ -202,7 +202,6 @@ impl Reporter {
             }
         }
     }
-
 }
 
 impl Observer for Reporter {
@@ -231,10 +230,15 @@ fn clock() -> String {
     format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
 }
 
-
 /// The recap as text (`RECAP` and a line per host).
 pub fn recap_text(recap: &Recap) -> String {
-    let width = recap.hosts.keys().map(|h| h.len()).max().unwrap_or(4).max(4);
+    let width = recap
+        .hosts
+        .keys()
+        .map(|h| h.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     let mut s = String::from(if recap.interrupted {
         "RECAP (interrupted by Ctrl-C: only what ran before it)\n"
     } else {

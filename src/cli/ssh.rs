@@ -3,7 +3,6 @@
 
 use super::Global;
 use crate::providers::sshcmd;
-use crate::user_bail;
 use clap::Args;
 use std::os::unix::process::CommandExt;
 
@@ -49,18 +48,8 @@ pub fn run(a: SshArgs, g: &Global) -> anyhow::Result<i32> {
     super::need_root(&inv)?;
     let node = crate::providers::select(&inv, std::slice::from_ref(&a.node))?[0];
     crate::lab::ensure_safe_target(&inv, node.address)?;
-    if inv.provider == crate::inventory::ProviderKind::Nspawn {
-        let (state, _) = crate::providers::nspawn::node_state(&inv, &node.name);
-        if state != crate::providers::NodeState::Running {
-            user_bail!(
-                "node {} is {}\n  fix: `labctl up {}`",
-                node.name,
-                state.as_str(),
-                node.name
-            );
-        }
-    }
-    sshcmd::check_key(&inv)?;
+    crate::providers::for_inventory(&inv).check_running(&inv, node)?;
+    crate::transport::ssh::check_key(&inv)?;
     sshcmd::check_known_hosts(&inv)?;
     let mut cmd = sshcmd::base_command(&inv, node);
     cmd.args(["-o", "LogLevel=ERROR"]);

@@ -35,9 +35,9 @@ pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &super::typed_command())?;
     if a.fresh {
-        crate::providers::up_fresh(&inv, &a.nodes)?;
+        crate::providers::up_fresh(&inv, &a.nodes, &super::progress::Draw::new())?;
     } else {
-        crate::providers::up(&inv, &a.nodes)?;
+        crate::providers::up(&inv, &a.nodes, &super::progress::Draw::new())?;
     }
     Ok(0)
 }

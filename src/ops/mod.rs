@@ -101,6 +101,7 @@ operations! {
     user => User,
     command => Command,
     cluster => Cluster,
+    line => Line,
 }
 
 pub mod content;

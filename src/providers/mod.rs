@@ -19,6 +19,7 @@ pub mod ssh;
 pub mod sshcmd;
 
 use crate::inventory::{Inventory, Node, ProviderKind};
+use crate::progress::Progress;
 use crate::user_bail;
 use serde::Serialize;
 use std::time::Duration;
@@ -66,15 +67,31 @@ pub trait Provider {
     /// The name used in `inventory.yaml`.
     fn name(&self) -> &'static str;
     /// Create (if needed) and boot `nodes`, and return once each answers SSH.
-    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()>;
+    fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()>;
     /// Each node's state, in inventory order.
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>>;
     /// Power `nodes` off: cleanly, or (`force`) by cutting the power at once.
-    fn halt(&self, inv: &Inventory, nodes: &[&Node], force: bool) -> anyhow::Result<()>;
+    fn halt(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        force: bool,
+        p: &dyn Progress,
+    ) -> anyhow::Result<()>;
     /// Remove everything the lab created.
-    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()>;
+    fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()>;
+    /// Refuse, with the fix, to connect to a node the provider knows is not
+    /// running (the default: nothing known, connecting will tell).
+    fn check_running(&self, _inv: &Inventory, _node: &Node) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Remove `nodes` only (the next `up` rebuilds them); the rest of the lab stays.
-    fn destroy_nodes(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()>;
+    fn destroy_nodes(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        p: &dyn Progress,
+    ) -> anyhow::Result<()>;
 }
 
 /// The provider the inventory names.
@@ -126,9 +143,9 @@ pub fn require_root(inv: &Inventory, typed: &str) -> anyhow::Result<()> {
 }
 
 /// `labctl up [NODE…]`: create and boot nodes, return when all answer SSH.
-pub fn up(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+pub fn up(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::Result<()> {
     let nodes = select(inv, names)?;
-    for_inventory(inv).up(inv, &nodes)
+    for_inventory(inv).up(inv, &nodes, p)
 }
 
 /// `labctl status`: every node's state.
@@ -137,41 +154,46 @@ pub fn status(inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
 }
 
 /// `labctl halt [--force] [NODE…]`.
-pub fn halt(inv: &Inventory, names: &[String], force: bool) -> anyhow::Result<()> {
+pub fn halt(
+    inv: &Inventory,
+    names: &[String],
+    force: bool,
+    p: &dyn Progress,
+) -> anyhow::Result<()> {
     let nodes = select(inv, names)?;
-    for_inventory(inv).halt(inv, &nodes, force)
+    for_inventory(inv).halt(inv, &nodes, force, p)
 }
 
 /// `labctl fail NODE…`: cut the power of nodes at once (their whole PID
 /// namespace is killed), as a failover test needs.
-pub fn fail(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+pub fn fail(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::Result<()> {
     if names.is_empty() {
         user_bail!("name the nodes to fail\n  fix: e.g. `labctl fail nodo1`");
     }
-    halt(inv, names, true)
+    halt(inv, names, true, p)
 }
 
 /// `labctl destroy`.
-pub fn destroy(inv: &Inventory) -> anyhow::Result<()> {
-    for_inventory(inv).destroy(inv)
+pub fn destroy(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
+    for_inventory(inv).destroy(inv, p)
 }
 
 /// `labctl destroy NODE…`: remove these nodes only; the rest of the lab stays.
-pub fn destroy_nodes(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+pub fn destroy_nodes(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::Result<()> {
     if names.is_empty() {
         user_bail!("name the nodes to destroy\n  fix: e.g. `labctl destroy nodo1`, or `labctl destroy` for the whole lab");
     }
     let nodes = select(inv, names)?;
-    for_inventory(inv).destroy_nodes(inv, &nodes)
+    for_inventory(inv).destroy_nodes(inv, &nodes, p)
 }
 
 /// `labctl up --fresh [NODE…]`: rebuild nodes from the image (their files
 /// are lost), leaving the other nodes untouched; every node when none is named.
-pub fn up_fresh(inv: &Inventory, names: &[String]) -> anyhow::Result<()> {
+pub fn up_fresh(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::Result<()> {
     let nodes = select(inv, names)?;
-    let p = for_inventory(inv);
-    p.destroy_nodes(inv, &nodes)?;
-    p.up(inv, &nodes)
+    let provider = for_inventory(inv);
+    provider.destroy_nodes(inv, &nodes, p)?;
+    provider.up(inv, &nodes, p)
 }
 
 /// Whether `node` answers SSH now (TCP connect and an `SSH-` banner within

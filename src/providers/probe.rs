@@ -1,13 +1,11 @@
 //! Waiting for nodes: "answers SSH" means a TCP connection to the node's SSH
 //! port gets an `SSH-2.0-…` banner. Several nodes are waited for in parallel,
-//! with one progress line per node (a spinner per node on a terminal, plain
-//! lines otherwise, so CI logs show progress too).
+//! each reporting to the caller's [`Progress`].
 
 use crate::inventory::Node;
-use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use std::io::{IsTerminal, Read};
+use crate::progress::Progress;
+use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Connect to `addr:port` and read the SSH banner's first line.
@@ -38,102 +36,6 @@ pub fn ssh_banner(addr: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Resu
     }
 }
 
-/// Per-node progress: spinners on a terminal, plain `node: message` lines otherwise.
-pub struct Progress {
-    multi: Option<MultiProgress>,
-    bars: Vec<(String, Option<ProgressBar>)>,
-    width: usize,
-    lock: Mutex<()>,
-}
-
-impl Progress {
-    /// One line per label.
-    pub fn new(labels: &[&str]) -> Progress {
-        let tty = std::io::stderr().is_terminal();
-        let multi = tty.then(MultiProgress::new);
-        let width = labels.iter().map(|l| l.len()).max().unwrap_or(0);
-        let style =
-            ProgressStyle::with_template(&format!("{{spinner}} {{prefix:{width}}}  {{msg}}"))
-                .unwrap_or_else(|_| ProgressStyle::default_spinner());
-        let bars = labels
-            .iter()
-            .map(|l| {
-                let bar = multi.as_ref().map(|m| {
-                    let b = m.add(ProgressBar::new_spinner());
-                    b.set_style(style.clone());
-                    b.set_prefix(l.to_string());
-                    b.enable_steady_tick(Duration::from_millis(120));
-                    b
-                });
-                (l.to_string(), bar)
-            })
-            .collect();
-        Progress {
-            multi,
-            bars,
-            width,
-            lock: Mutex::new(()),
-        }
-    }
-
-    fn bar(&self, label: &str) -> Option<&ProgressBar> {
-        self.bars
-            .iter()
-            .find(|(l, _)| l == label)
-            .and_then(|(_, b)| b.as_ref())
-    }
-
-    /// A new state for `label`.
-    pub fn set(&self, label: &str, msg: &str) {
-        match self.bar(label) {
-            Some(b) => b.set_message(msg.to_string()),
-            None => {
-                let _g = self.lock.lock();
-                eprintln!("{label}: {msg}");
-            }
-        }
-    }
-
-    /// The final state for `label`.
-    pub fn finish(&self, label: &str, msg: &str) {
-        match self.bar(label) {
-            Some(b) => {
-                b.set_style(
-                    ProgressStyle::with_template(&format!("  {{prefix:{}}}  {{msg}}", self.width))
-                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                );
-                b.finish_with_message(msg.to_string());
-            }
-            None => {
-                let _g = self.lock.lock();
-                eprintln!("{label}: {msg}");
-            }
-        }
-    }
-
-    /// Print a line above the spinners (or plainly).
-    pub fn println(&self, line: &str) {
-        match &self.multi {
-            Some(m) => {
-                let _ = m.println(line);
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl Drop for Progress {
-    fn drop(&mut self) {
-        for (_, b) in &self.bars {
-            if let Some(b) = b {
-                if !b.is_finished() {
-                    b.abandon();
-                }
-            }
-        }
-    }
-}
-
 /// Wait in parallel until every node answers SSH or `timeout` passes.
 /// Once a node shows its SSH banner, `login(node)` must succeed too (a node
 /// that is still booting shows the banner but refuses logins while
@@ -143,7 +45,7 @@ impl Drop for Progress {
 pub fn wait_ssh(
     nodes: &[&Node],
     timeout: Duration,
-    progress: &Progress,
+    progress: &dyn Progress,
     login: &(dyn Fn(&Node) -> Result<(), String> + Sync),
     alive: &(dyn Fn(&Node) -> anyhow::Result<()> + Sync),
 ) -> Vec<Result<Duration, anyhow::Error>> {

@@ -8,6 +8,7 @@
 
 use super::{probe, sshcmd, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
+use crate::progress::Progress;
 use crate::user_bail;
 use std::time::{Duration, Instant};
 
@@ -19,29 +20,28 @@ impl Provider for SshHosts {
         "ssh"
     }
 
-    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+    fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
         let start = Instant::now();
-        sshcmd::check_key(inv)?;
+        crate::transport::ssh::check_key(inv)?;
         sshcmd::check_known_hosts(inv)?;
         for n in nodes {
             crate::lab::ensure_safe_target(inv, n.address)?;
         }
         let labels: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
-        let progress = probe::Progress::new(&labels);
+        p.start(&labels);
         let results: Vec<Result<Duration, String>> = std::thread::scope(|s| {
             let hs: Vec<_> = nodes
                 .iter()
                 .map(|n| {
-                    let progress = &progress;
                     s.spawn(move || {
-                        progress.set(&n.name, &format!("checking {} with the lab key", n.address));
+                        p.set(&n.name, &format!("checking {} with the lab key", n.address));
                         let r = sshcmd::check_login(inv, n);
                         match &r {
-                            Ok(d) => progress.finish(
+                            Ok(d) => p.finish(
                                 &n.name,
                                 &format!("reachable, host key matches ({})", super::secs(*d)),
                             ),
-                            Err(_) => progress.finish(&n.name, "refused"),
+                            Err(_) => p.finish(&n.name, "refused"),
                         }
                         r
                     })
@@ -51,7 +51,6 @@ impl Provider for SshHosts {
                 .map(|h| h.join().unwrap_or_else(|_| Err("internal error".into())))
                 .collect()
         });
-        drop(progress);
         let failed: Vec<String> = nodes
             .iter()
             .zip(&results)
@@ -69,12 +68,12 @@ impl Provider for SshHosts {
                 failed.join("\n")
             );
         }
-        eprintln!(
+        p.line(&format!(
             "lab `{}` (provider ssh): {} node(s) reachable in {}",
             inv.lab,
             nodes.len(),
             super::secs(start.elapsed())
-        );
+        ));
         Ok(())
     }
 
@@ -113,7 +112,13 @@ impl Provider for SshHosts {
         })
     }
 
-    fn halt(&self, inv: &Inventory, _nodes: &[&Node], force: bool) -> anyhow::Result<()> {
+    fn halt(
+        &self,
+        inv: &Inventory,
+        _nodes: &[&Node],
+        force: bool,
+        _p: &dyn Progress,
+    ) -> anyhow::Result<()> {
         let what = if force { "fail (power cut)" } else { "halt" };
         user_bail!(
             "lab `{}` uses provider ssh: labctl does not {what} nodes it did not create\n  fix: power the machines off with their own tools (e.g. `labctl ssh NODE -- sudo poweroff`), or use provider nspawn",
@@ -121,11 +126,16 @@ impl Provider for SshHosts {
         )
     }
 
-    fn destroy_nodes(&self, inv: &Inventory, _nodes: &[&Node]) -> anyhow::Result<()> {
-        self.destroy(inv)
+    fn destroy_nodes(
+        &self,
+        inv: &Inventory,
+        _nodes: &[&Node],
+        p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        self.destroy(inv, p)
     }
 
-    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
+    fn destroy(&self, inv: &Inventory, _p: &dyn Progress) -> anyhow::Result<()> {
         user_bail!(
             "lab `{}` uses provider ssh: labctl does not destroy nodes it did not create\n  fix: remove the machines with the tool that made them; labctl keeps its hands off",
             inv.lab

@@ -6,41 +6,9 @@
 
 use crate::inventory::{Inventory, Node};
 use crate::user_bail;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
-
-/// Refuse a missing private key, or one that group or others can read.
-pub fn check_key(inv: &Inventory) -> anyhow::Result<()> {
-    let key = &inv.ssh.key;
-    let meta = match std::fs::metadata(key) {
-        Ok(m) => m,
-        Err(_)
-            if inv.provider == crate::inventory::ProviderKind::Nspawn
-                && crate::providers::nspawn::keys::key_is_managed(inv) =>
-        {
-            user_bail!(
-                "the lab key {} does not exist yet\n  fix: run `labctl up` first (it creates the key)",
-                key.display()
-            )
-        }
-        Err(e) => user_bail!(
-            "cannot read the lab's private key {}: {e}\n  fix: point `ssh.key` in {} at an existing private key",
-            key.display(),
-            inv.path.display()
-        ),
-    };
-    if meta.permissions().mode() & 0o077 != 0 {
-        user_bail!(
-            "the private key {} is readable by group or others (mode {:o}); ssh refuses such keys\n  fix: chmod 600 {}",
-            key.display(),
-            meta.permissions().mode() & 0o777,
-            key.display()
-        );
-    }
-    Ok(())
-}
 
 /// Refuse when the lab's known-hosts file is missing.
 pub fn check_known_hosts(inv: &Inventory) -> anyhow::Result<()> {
@@ -62,11 +30,10 @@ pub fn check_known_hosts(inv: &Inventory) -> anyhow::Result<()> {
 
 /// The known-hosts name of a node: `10.1.1.101`, or `[10.1.1.101]:2222`.
 pub fn known_hosts_name(node: &Node) -> String {
-    if node.port == 22 {
-        node.address.to_string()
-    } else {
-        format!("[{}]:{}", node.address, node.port)
-    }
+    crate::transport::ssh::known_hosts_name(std::net::SocketAddr::new(
+        node.address.into(),
+        node.port,
+    ))
 }
 
 /// `ssh` with the lab's options, up to (not including) the destination.
@@ -229,10 +196,10 @@ mod tests {
         std::fs::create_dir_all(d.path().join(".labctl")).unwrap();
         std::fs::write(&i.ssh.key, "x").unwrap();
         std::fs::set_permissions(&i.ssh.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-        let e = check_key(&i).unwrap_err();
+        let e = crate::transport::ssh::check_key(&i).unwrap_err();
         assert!(format!("{e}").contains("chmod 600"));
         assert_eq!(crate::error::exit_code(&e), 2);
         std::fs::set_permissions(&i.ssh.key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        check_key(&i).unwrap();
+        crate::transport::ssh::check_key(&i).unwrap();
     }
 }

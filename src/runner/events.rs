@@ -59,9 +59,15 @@ pub enum Event {
         recap: HostRecap,
     },
     /// The run's hosts are known (first event): `check` is `--check`.
-    Start { hosts: Vec<String>, check: bool },
+    Start {
+        hosts: Vec<String>,
+        check: bool,
+    },
     /// `--timing`: a phase of the run ended, `ms` after it started.
-    Timing { what: String, ms: u128 },
+    Timing {
+        what: String,
+        ms: u128,
+    },
 }
 
 impl Event {
@@ -120,7 +126,6 @@ pub struct Quiet;
 impl Observer for Quiet {
     fn event(&mut self, _ev: Event) {}
 }
-
 
 /// The recap of a whole run.
 #[derive(Debug, Clone, Default, serde::Serialize)]

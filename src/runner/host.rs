@@ -2,8 +2,8 @@
 //! trip, plan each task, apply what differs, notify handlers, flush them at the
 //! end of the play (also when a later task failed, so no notified restart is lost).
 
-use super::prepare::{PreparedPlay, PreparedTask};
 use super::events::{Event, Status};
+use super::prepare::{PreparedPlay, PreparedTask};
 use super::Options;
 use crate::ops::{Change, Plan, Probe};
 use crate::sh;
@@ -43,7 +43,6 @@ pub struct HostRun<'a> {
     /// The reporter was told this host is done.
     finished: bool,
 }
-
 
 /// Join the probes of `tasks` into one script and split its output per task.
 /// The probes' outputs are told apart by a marker line that is new for every
@@ -386,7 +385,11 @@ impl<'a> HostRun<'a> {
             self.progress(&t.name);
             let res = loop {
                 if probes.is_none() || (self.opts.probe_per_task && i > base) {
-                    let upto = if self.opts.probe_per_task { i + 1 } else { tasks.len() };
+                    let upto = if self.opts.probe_per_task {
+                        i + 1
+                    } else {
+                        tasks.len()
+                    };
                     match gather(self.remote.as_mut(), &tasks[i..upto]) {
                         Ok(p) => {
                             probes = Some(p);
@@ -448,11 +451,7 @@ mod tests {
         scripts: Vec<String>,
     }
     impl Remote for Fake {
-        fn run(
-            &mut self,
-            script: &Script,
-            _limit: std::time::Duration,
-        ) -> anyhow::Result<Output> {
+        fn run(&mut self, script: &Script, _limit: std::time::Duration) -> anyhow::Result<Output> {
             let script = script.as_str();
             self.scripts.push(script.to_string());
             let mut out = String::new();
@@ -506,12 +505,8 @@ mod tests {
         // a probe whose output holds a fixed marker line claims nothing
         struct Liar;
         impl Remote for Liar {
-            fn run(
-            &mut self,
-            script: &Script,
-            _l: std::time::Duration,
-        ) -> anyhow::Result<Output> {
-            let script = script.as_str();
+            fn run(&mut self, script: &Script, _l: std::time::Duration) -> anyhow::Result<Output> {
+                let script = script.as_str();
                 let mark = script
                     .lines()
                     .find_map(|l| l.strip_prefix("echo '"))
@@ -538,11 +533,7 @@ mod tests {
         calls: usize,
     }
     impl Remote for Dying {
-        fn run(
-            &mut self,
-            script: &Script,
-            limit: std::time::Duration,
-        ) -> anyhow::Result<Output> {
+        fn run(&mut self, script: &Script, limit: std::time::Duration) -> anyhow::Result<Output> {
             let script = script.as_str();
             self.calls += 1;
             if self.calls > 2 {

@@ -99,7 +99,7 @@ pub fn run(
     if plans.is_empty() {
         return Ok(Recap::default());
     }
-    check_key(&inv.ssh.key)?;
+    check_key(inv)?;
     for p in &plans {
         crate::lab::ensure_safe_target(inv, p.node.address)?;
     }

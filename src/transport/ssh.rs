@@ -2,13 +2,13 @@
 //! the lab's own known-hosts file, a connect timeout, one session per host.
 
 use super::{Output, Remote};
-use crate::error::user;
 use crate::sh;
 use crate::shell::Script;
+use crate::user_bail;
 use ssh2::{CheckResult, KnownHostFileKind};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// How to reach and trust one node.
@@ -52,23 +52,35 @@ pub enum ConnectError {
     HostKey(String),
 }
 
-/// Refuse a private key that is missing or readable by group or others (like OpenSSH does).
-pub fn check_key(key: &Path) -> anyhow::Result<()> {
+/// Refuse the lab's private key when it is missing or readable by group or
+/// others (like OpenSSH does), with the fix.
+pub fn check_key(inv: &crate::inventory::Inventory) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(key).map_err(|e| {
-        user(format!(
-            "private key {}: {e}\n  fix: run `labctl up` (it generates the lab key) or set `ssh: {{key: PATH}}` in the inventory",
-            key.display()
-        ))
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(user(format!(
-            "private key {} is readable by others (mode {:04o}); SSH refuses such keys\n  fix: chmod 600 {}",
+    let key = &inv.ssh.key;
+    let meta = match std::fs::metadata(key) {
+        Ok(m) => m,
+        Err(_)
+            if inv.provider == crate::inventory::ProviderKind::Nspawn
+                && inv.key_is_managed() =>
+        {
+            user_bail!(
+                "the lab key {} does not exist yet\n  fix: run `labctl up` first (it creates the key)",
+                key.display()
+            )
+        }
+        Err(e) => user_bail!(
+            "cannot read the lab's private key {}: {e}\n  fix: point `ssh.key` in {} at an existing private key",
             key.display(),
-            mode,
+            inv.path.display()
+        ),
+    };
+    if meta.permissions().mode() & 0o077 != 0 {
+        user_bail!(
+            "the private key {} is readable by others (mode {:04o}); ssh refuses such keys\n  fix: chmod 600 {}",
+            key.display(),
+            meta.permissions().mode() & 0o777,
             key.display()
-        )));
+        );
     }
     Ok(())
 }
@@ -300,7 +312,7 @@ impl Remote for Session {
 fn check_host_key(sess: &ssh2::Session, t: &Target) -> Result<(), ConnectError> {
     let fix_up = format!(
         "  fix: if the node was recreated or re-keyed on purpose, re-pin its key: `labctl up` (provider nspawn: it reads every node's key from the node's own files); for provider ssh: ssh-keygen -R {host} -f {kh} && ssh-keyscan -t ed25519 -p {port} {ip} >> {kh} (compare the fingerprint with the node's console first). Otherwise someone else answers at {ip}: do not connect",
-        host = host_for_known_hosts(t),
+        host = known_hosts_name(t.addr),
         kh = t.known_hosts.display(),
         port = t.addr.port(),
         ip = t.addr.ip(),
@@ -368,12 +380,12 @@ fn tcp_keepalive(tcp: &TcpStream) {
     set(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 15_000);
 }
 
-/// The host as written in known_hosts: `10.1.1.101` or `[127.0.0.1]:2222`.
-pub fn host_for_known_hosts(t: &Target) -> String {
-    if t.addr.port() == 22 {
-        t.addr.ip().to_string()
+/// The name of `addr` in a known-hosts file: `10.1.1.101`, or `[10.1.1.101]:2222`.
+pub fn known_hosts_name(addr: SocketAddr) -> String {
+    if addr.port() == 22 {
+        addr.ip().to_string()
     } else {
-        format!("[{}]:{}", t.addr.ip(), t.addr.port())
+        format!("[{}]:{}", addr.ip(), addr.port())
     }
 }
 

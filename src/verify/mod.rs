@@ -679,7 +679,7 @@ impl Ctx {
     /// Open an SSH session to `node` (after the safety check).
     pub fn ssh(&self, node: &Node) -> Result<Session, String> {
         self.ensure_safe(node.address)?;
-        check_key(&self.inv.ssh.key).map_err(|e| crate::error::format_error(&e))?;
+        check_key(&self.inv).map_err(|e| crate::error::format_error(&e))?;
         let t = crate::transport::ssh::Target::for_node(&self.inv, node, self.insecure);
         Session::connect(&t).map_err(|e| match e {
             ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m,
@@ -704,9 +704,9 @@ impl Ctx {
             None => {
                 let names = [node.to_string()];
                 let r = if up {
-                    crate::providers::up(&self.inv, &names)
+                    crate::providers::up(&self.inv, &names, &crate::progress::Silent)
                 } else {
-                    crate::providers::fail(&self.inv, &names)
+                    crate::providers::fail(&self.inv, &names, &crate::progress::Silent)
                 };
                 r.map_err(|e| format!("`labctl {verb} {node}`: {}", crate::error::format_error(&e)))
             }

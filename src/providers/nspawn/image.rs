@@ -13,6 +13,7 @@
 //! through the host's NAT); `LABCTL_MIRROR` overrides it.
 
 use super::paths;
+use crate::progress::Progress;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -222,59 +223,59 @@ fn http_proxy(conf: &[String]) -> Option<String> {
 }
 
 /// The image for `recipe`: reused when present, else built (with progress).
-pub fn ensure(recipe: &Recipe) -> anyhow::Result<PathBuf> {
+pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
     let images = paths::root().join("images");
     std::fs::create_dir_all(&images)?;
     let hash = recipe.hash();
     let dir = images.join(&hash);
     let marker = images.join(format!("{hash}.recipe"));
     if dir.join("etc/os-release").exists() && marker.exists() {
-        eprintln!("image: using cached {}", dir.display());
+        p.line(&format!("image: using cached {}", dir.display()));
         return Ok(dir);
     }
-    let _lock = paths::lock_file(&images.join(".lock"), "the image cache")?;
+    let _lock = paths::lock_file(&images.join(".lock"), "the image cache", p)?;
     if dir.join("etc/os-release").exists() && marker.exists() {
-        eprintln!(
+        p.line(&format!(
             "image: using {} (built by another labctl meanwhile)",
             dir.display()
-        );
+        ));
         return Ok(dir);
     }
     let start = Instant::now();
-    eprintln!(
+    p.line(&format!(
         "image: building Debian {} ({}) into {} — about a minute, once",
         recipe.suite,
         recipe.mirror,
         dir.display()
-    );
+    ));
     let tmp = images.join(format!(".build-{hash}"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
     let log_path = images.join(format!("{hash}.log"));
-    debootstrap(recipe, &tmp, &log_path, start)?;
-    eprintln!(
+    debootstrap(recipe, &tmp, &log_path, start, p)?;
+    p.line(&format!(
         "image: [{:5.1}s] configuring",
         start.elapsed().as_secs_f64()
-    );
+    ));
     post_install(recipe, &tmp)?;
     if dir.exists() {
         std::fs::remove_dir_all(&dir)?;
     }
     std::fs::rename(&tmp, &dir)?;
     std::fs::write(&marker, recipe.text())?;
-    prune_unused(&images, &hash);
-    eprintln!(
+    prune_unused(&images, &hash, p);
+    p.line(&format!(
         "image: built {} in {}",
         dir.display(),
         super::super::secs(start.elapsed())
-    );
+    ));
     Ok(dir)
 }
 
 /// Remove images of older recipes that no running node uses (an overlay
 /// whose lower layer is the image keeps it).
-fn prune_unused(images: &Path, keep: &str) {
+fn prune_unused(images: &Path, keep: &str, p: &dyn Progress) {
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
     let Ok(rd) = std::fs::read_dir(images) else {
         return;
@@ -286,10 +287,10 @@ fn prune_unused(images: &Path, keep: &str) {
             && name != keep;
         let used = mounts.contains(&format!("lowerdir={}", e.path().display()));
         if is_image && !used {
-            eprintln!(
+            p.line(&format!(
                 "image: removing the unused older image {}",
                 e.path().display()
-            );
+            ));
             if std::fs::remove_dir_all(e.path()).is_ok() {
                 for ext in ["recipe", "log"] {
                     let _ = std::fs::remove_file(images.join(format!("{name}.{ext}")));
@@ -304,6 +305,7 @@ fn debootstrap(
     target: &Path,
     log_path: &Path,
     start: Instant,
+    p: &dyn Progress,
 ) -> anyhow::Result<()> {
     let mut cmd = Command::new("debootstrap");
     cmd.arg("--variant=minbase")
@@ -348,15 +350,18 @@ fn debootstrap(
             if per_package {
                 packages += 1;
                 if packages.is_multiple_of(100) {
-                    eprintln!(
+                    p.line(&format!(
                         "image: [{:5.1}s]   {} ({packages} steps)",
                         start.elapsed().as_secs_f64(),
                         text
-                    );
+                    ));
                 }
             } else if line.starts_with("I: ") || line.starts_with("W: ") || line.starts_with("E: ")
             {
-                eprintln!("image: [{:5.1}s] {text}", start.elapsed().as_secs_f64());
+                p.line(&format!(
+                    "image: [{:5.1}s] {text}",
+                    start.elapsed().as_secs_f64()
+                ));
             }
         }
     }

@@ -4,23 +4,17 @@
 
 use super::paths::NodePaths;
 use crate::inventory::Inventory;
+use crate::progress::Progress;
 use crate::providers::sshcmd;
 use crate::user_bail;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-/// Whether labctl owns the lab key: the default one, or one the inventory
-/// names inside the project's `.labctl/` (made by `up`, removed by `destroy`).
-/// A key elsewhere is the user's: never made, never removed.
-pub fn key_is_managed(inv: &Inventory) -> bool {
-    crate::project::owned(&inv.state_dir(), &inv.ssh.key)
-}
-
 /// Make the lab key pair if needed; return the public key line.
-pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
+pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<String> {
     let key = &inv.ssh.key;
     if !key.exists() {
-        if !key_is_managed(inv) {
+        if !inv.key_is_managed() {
             user_bail!(
                 "{}: ssh.key {} does not exist\n  fix: point ssh.key at an existing private key, or remove ssh.key and `labctl up` makes one",
                 inv.path.display(),
@@ -48,9 +42,9 @@ pub fn ensure_lab_key(inv: &Inventory) -> anyhow::Result<String> {
             );
         }
         std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
-        eprintln!("made the lab key {}", key.display());
+        p.line(&format!("made the lab key {}", key.display()));
     }
-    sshcmd::check_key(inv)?;
+    crate::transport::ssh::check_key(inv)?;
     let pubp = {
         let mut s = key.as_os_str().to_owned();
         s.push(".pub");

@@ -23,6 +23,7 @@ pub mod rootfs;
 
 use super::{probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
+use crate::progress::Progress;
 use paths::NodePaths;
 use std::time::{Duration, Instant};
 
@@ -60,10 +61,10 @@ fn checks(inv: &Inventory, what: &str) -> anyhow::Result<()> {
 
 /// Create and boot `nodes` (already running ones are left alone) and wait
 /// until every one answers SSH. Prints one progress line per node.
-pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
     let start = Instant::now();
     checks(inv, "up")?;
-    let _lock = paths::lock_lab(inv)?;
+    let _lock = paths::lock_lab(inv, p)?;
     preflight::subnet_free(inv)?;
 
     let todo: Vec<&Node> = nodes
@@ -73,8 +74,8 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         .collect();
     let bridge_ok = crate::lab::bridge_holds_gateway(inv)? && network::nft_table_exists(&inv.lab);
     if todo.is_empty() && bridge_ok {
-        repin(inv)?;
-        eprintln!(
+        repin(inv, p)?;
+        p.line(&format!(
             "lab `{}` is already up: {} running; nothing to do",
             inv.lab,
             nodes
@@ -82,33 +83,34 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
                 .map(|n| n.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        );
+        ));
         return Ok(());
     }
 
     // the key first: a mistake in ssh.key is reported before minutes of image build
-    let pubkey = keys::ensure_lab_key(inv)?;
+    let pubkey = keys::ensure_lab_key(inv, p)?;
     let recipe = image::Recipe::from_host();
-    let image = image::ensure(&recipe)?;
+    let image = image::ensure(&recipe, p)?;
     preflight::claim(inv)?;
     network::ensure(inv)?;
     let nameservers = rootfs::host_nameservers();
     if nameservers.is_empty() {
-        eprintln!("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
+        p.line("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
     }
 
     if todo.is_empty() {
-        repin(inv)?;
-        eprintln!(
+        repin(inv, p)?;
+        p.line(&format!(
             "lab `{}`: bridge {} and nft table {} restored; every node was already running",
             inv.lab,
             inv.bridge_name(),
             network::nft_table(&inv.lab)
-        );
+        ));
         return Ok(());
     }
     let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
-    let progress = probe::Progress::new(&labels);
+    p.start(&labels);
+    let progress = p;
     for n in &todo {
         let np = NodePaths::new(&inv.lab, &n.name);
         let state = node_state(inv, &n.name).0;
@@ -124,7 +126,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         rootfs::unmount_node(&np)?;
         rootfs::prepare(inv, n, &image, &pubkey, &nameservers)?;
     }
-    repin(inv)?;
+    repin(inv, p)?;
     let t_boot = Instant::now();
     for n in &todo {
         let np = NodePaths::new(&inv.lab, &n.name);
@@ -149,8 +151,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         Ok(())
     };
     let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
-    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, &progress, &login, &alive);
-    drop(progress);
+    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, progress, &login, &alive);
     let mut errors = Vec::new();
     for (n, r) in todo.iter().zip(results) {
         if let Err(e) = r {
@@ -176,25 +177,25 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
             errors.join("\n")
         );
     }
-    eprintln!(
+    p.line(&format!(
         "lab `{}` up: {} node(s) answer SSH; boot took {}, `up` took {}",
         inv.lab,
         todo.len(),
         super::secs(t_boot.elapsed()),
         super::secs(start.elapsed())
-    );
+    ));
     Ok(())
 }
 
 /// Pin every node's host key, read from its own files (`up` does this each
 /// time, so a node whose key changed is re-pinned by `labctl up`, the fix the
 /// host key refusal names), and say which pins changed.
-fn repin(inv: &Inventory) -> anyhow::Result<()> {
+fn repin(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
     for name in keys::pin_host_keys(inv)? {
-        eprintln!(
+        p.line(&format!(
             "{name}: its host key changed on the node; re-pinned the new key (read from the node's files) in {}",
             inv.ssh.known_hosts.display()
-        );
+        ));
     }
     Ok(())
 }
@@ -279,8 +280,21 @@ impl Provider for Nspawn {
         "nspawn"
     }
 
-    fn up(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
-        up_nodes(inv, nodes)
+    fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
+        let (state, _) = node_state(inv, &node.name);
+        if state != NodeState::Running {
+            crate::user_bail!(
+                "node {} is {}\n  fix: `labctl up {}`",
+                node.name,
+                state.as_str(),
+                node.name
+            );
+        }
+        Ok(())
+    }
+
+    fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
+        up_nodes(inv, nodes, p)
     }
 
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
@@ -301,9 +315,15 @@ impl Provider for Nspawn {
             .collect())
     }
 
-    fn halt(&self, inv: &Inventory, nodes: &[&Node], force: bool) -> anyhow::Result<()> {
+    fn halt(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        force: bool,
+        p: &dyn Progress,
+    ) -> anyhow::Result<()> {
         checks(inv, if force { "fail" } else { "halt" })?;
-        let _lock = paths::lock_lab(inv)?;
+        let _lock = paths::lock_lab(inv, p)?;
         let start = Instant::now();
         let results = parallel(nodes, &|n: &Node| {
             let t = Instant::now();
@@ -319,7 +339,7 @@ impl Provider for Nspawn {
         for (n, r) in results {
             match r {
                 Ok((before, took)) => {
-                    eprintln!("{}: {}", n.name, halt_line(before, force, took));
+                    p.line(&format!("{}: {}", n.name, halt_line(before, force, took)));
                     befores.push(before);
                 }
                 Err(e) => errors.push(format!("{}: {e:#}", n.name)),
@@ -328,20 +348,22 @@ impl Provider for Nspawn {
         if !errors.is_empty() {
             anyhow::bail!("{}", errors.join("\n"));
         }
-        eprintln!(
-            "{}",
-            halt_summary(&inv.lab, &befores, force, start.elapsed())
-        );
+        p.line(&halt_summary(&inv.lab, &befores, force, start.elapsed()));
         Ok(())
     }
 
-    fn destroy_nodes(&self, inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
-        destroy_nodes(inv, nodes)
+    fn destroy_nodes(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        destroy_nodes(inv, nodes, p)
     }
 
-    fn destroy(&self, inv: &Inventory) -> anyhow::Result<()> {
+    fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
         checks(inv, "destroy")?;
-        let _lock = paths::lock_lab(inv)?;
+        let _lock = paths::lock_lab(inv, p)?;
         let start = Instant::now();
         let lab_dir = paths::lab_dir(&inv.lab);
         // every node the lab ever created, in the inventory or not
@@ -363,7 +385,7 @@ impl Provider for Nspawn {
             let pid = process::find_nspawn(&np);
             if pid.is_some() || !process::inits(&np, None).is_empty() {
                 process::kill(&np, pid)?;
-                eprintln!("{name}: power cut");
+                p.line(&format!("{name}: power cut"));
             }
             rootfs::unmount_node(&np)?;
             harvested += rootfs::harvest_debs(&np);
@@ -373,10 +395,10 @@ impl Provider for Nspawn {
             );
         }
         if harvested > 0 {
-            eprintln!(
+            p.line(&format!(
                 "kept {harvested} downloaded package(s) in {}",
                 paths::apt_pool().display()
-            );
+            ));
         }
         // destroy returns when nothing of the lab runs any more
         process::wait_lab_gone(&lab_dir, Duration::from_secs(5), Duration::from_secs(15))?;
@@ -396,12 +418,12 @@ impl Provider for Nspawn {
             discard(&lab_dir)?;
         }
         remove_project_state(inv)?;
-        eprintln!(
+        p.line(&format!(
             "lab `{}` destroyed in {} (the image cache in {} is kept)",
             inv.lab,
             super::secs(start.elapsed()),
             paths::root().join("images").display()
-        );
+        ));
         Ok(())
     }
 }
@@ -411,14 +433,14 @@ impl Provider for Nspawn {
 /// removed, so the next `up` rebuilds it from the image; the other nodes, the
 /// bridge and the lab's state stay. The removed nodes' host keys are unpinned
 /// (the rebuilt node gets a new key, pinned by `up`).
-pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
+pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
     checks(inv, "destroy")?;
-    let _lock = paths::lock_lab(inv)?;
+    let _lock = paths::lock_lab(inv, p)?;
     for n in nodes {
         let t = Instant::now();
         let np = NodePaths::new(&inv.lab, &n.name);
         if !np.dir.exists() {
-            eprintln!("{}: absent (never created)", n.name);
+            p.line(&format!("{}: absent (never created)", n.name));
             continue;
         }
         let pid = process::find_nspawn(&np);
@@ -442,12 +464,12 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node]) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir(
             std::path::Path::new("/run/systemd/nspawn/propagate").join(&np.machine),
         );
-        eprintln!(
+        p.line(&format!(
             "{}: destroyed in {} ({kept} downloaded package(s) kept in the pool); `labctl up {}` rebuilds it from the image",
             n.name,
             super::secs(t.elapsed()),
             n.name
-        );
+        ));
     }
     keys::pin_host_keys(inv)?;
     Ok(())
@@ -484,11 +506,13 @@ fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
-    // SAFETY: setsid is async-signal-safe.
+    // SAFETY: setsid and close_range are async-signal-safe (the detached rm
+    // holds none of labctl's descriptors).
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(|| {
             libc::setsid();
+            process::no_inherited_fds();
             Ok(())
         });
     }
@@ -508,7 +532,7 @@ fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
 /// inside it is removed, never followed.
 fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
     let sd = inv.state_dir();
-    let user_key = !keys::key_is_managed(inv);
+    let user_key = !inv.key_is_managed();
     let pubkey = {
         let mut s = inv.ssh.key.as_os_str().to_owned();
         s.push(".pub");

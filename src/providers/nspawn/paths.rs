@@ -13,6 +13,7 @@
 //! `LABCTL_ROOT` moves `/var/lib/labctl` elsewhere.
 
 use crate::inventory::Inventory;
+use crate::progress::Progress;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
@@ -94,7 +95,7 @@ impl NodePaths {
 pub struct Lock(#[allow(dead_code)] std::fs::File);
 
 /// Take an exclusive lock on `path`, saying so when it has to wait.
-pub fn lock_file(path: &Path, what: &str) -> anyhow::Result<Lock> {
+pub fn lock_file(path: &Path, what: &str, p: &dyn Progress) -> anyhow::Result<Lock> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
     }
@@ -106,10 +107,10 @@ pub fn lock_file(path: &Path, what: &str) -> anyhow::Result<Lock> {
         .map_err(|e| anyhow::anyhow!("cannot open lock {}: {e}", path.display()))?;
     // SAFETY: flock on a file descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        eprintln!(
+        p.line(&format!(
             "waiting for another labctl working on {what} ({})",
             path.display()
-        );
+        ));
         // SAFETY: as above.
         if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
             anyhow::bail!(
@@ -123,9 +124,10 @@ pub fn lock_file(path: &Path, what: &str) -> anyhow::Result<Lock> {
 }
 
 /// Hold the lab's lock (one labctl changing a lab at a time).
-pub fn lock_lab(inv: &Inventory) -> anyhow::Result<Lock> {
+pub fn lock_lab(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<Lock> {
     lock_file(
         &root().join("locks").join(format!("{}.lock", inv.lab)),
         &format!("lab `{}`", inv.lab),
+        p,
     )
 }

@@ -177,11 +177,15 @@ pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
         .stdin(Stdio::null())
         .stdout(console.try_clone()?)
         .stderr(console);
-    // SAFETY: setsid is async-signal-safe; the child gets its own session so
-    // a Ctrl-C on labctl's terminal does not reach the node.
+    // SAFETY: setsid and close_range are async-signal-safe. The child gets
+    // its own session, so a Ctrl-C on labctl's terminal does not reach the
+    // node, and none of the descriptors labctl inherited (say, the lock of
+    // `flock LOCK labctl up`): a node lives on after labctl and must not hold
+    // its caller's files open.
     unsafe {
         cmd.pre_exec(|| {
             libc::setsid();
+            no_inherited_fds();
             Ok(())
         });
     }
@@ -195,6 +199,22 @@ pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
         let _ = child.wait();
     });
     Ok(pid)
+}
+
+/// Mark every descriptor above stderr close-on-exec (in a child between fork
+/// and exec): the program run gets stdin, stdout and stderr only. Where the
+/// kernel lacks `close_range` (before 5.11) nothing changes.
+pub fn no_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 4;
+    // SAFETY: close_range only changes this process's descriptor flags.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3 as libc::c_uint,
+            libc::c_uint::MAX,
+            CLOSE_RANGE_CLOEXEC,
+        );
+    }
 }
 
 /// Wait (up to `timeout`) for the container's init and record it.
