@@ -136,6 +136,17 @@ fn busy_message(lab: &str, path: &Path, holder: &str) -> String {
 mod tests {
     use super::*;
 
+    /// `held` is let go 300 ms from now: a second acquire waits for it and gets the lock.
+    fn released_soon_is_waited_for(held: LabLock, state: &Path) {
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let got = LabLock::acquire_at(state, "ha", "destroy");
+        releaser.join().unwrap();
+        assert!(got.is_ok(), "{:?}", got.err());
+    }
+
     #[test]
     fn a_lock_left_for_a_moment_by_a_dead_holder_is_waited_for() {
         let d = tempfile::tempdir().unwrap();
@@ -150,13 +161,7 @@ mod tests {
             format!("pid={dead_pid}\ncommand=labctl up\n"),
         )
         .unwrap();
-        let releaser = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            drop(held);
-        });
-        let got = LabLock::acquire_at(&state, "ha", "destroy");
-        releaser.join().unwrap();
-        assert!(got.is_ok(), "{:?}", got.err());
+        released_soon_is_waited_for(held, &state);
     }
 
     #[test]
@@ -167,13 +172,7 @@ mod tests {
         let state = d.path().join(".labctl");
         let held = LabLock::acquire_at(&state, "ha", "up").unwrap();
         held.file.set_len(0).unwrap();
-        let releaser = std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(300));
-            drop(held);
-        });
-        let got = LabLock::acquire_at(&state, "ha", "destroy");
-        releaser.join().unwrap();
-        assert!(got.is_ok(), "{:?}", got.err());
+        released_soon_is_waited_for(held, &state);
     }
 
     #[test]

@@ -151,6 +151,22 @@ fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<T
     })
 }
 
+/// The file an `import:` of `path` (written at `at`) names: inside the
+/// project folder `project`, and existing.
+fn import_target(path: &Path, project: &Path, imp: &str, at: &str) -> anyhow::Result<PathBuf> {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let target = crate::project::resolve_inside(project, base, imp, &format!("{at}: import"))?;
+    if !target.is_file() {
+        user_bail!(
+            "{at}: import: {} does not exist{}\n  fix: write the path relative to the folder of {}",
+            target.display(),
+            crate::suggest::file_hint(&target),
+            path.display()
+        );
+    }
+    Ok(target)
+}
+
 /// Turn the plays of `path` into [`Play`]s, following `import:` (at most 8
 /// deep, each inside the project folder `project`).
 fn load_plays(
@@ -175,17 +191,7 @@ fn load_plays(
             if depth >= 8 {
                 user_bail!("{at}: imports nested more than 8 deep (a loop?)\n  fix: check the `import:` chain");
             }
-            let base = path.parent().unwrap_or(Path::new("."));
-            let target =
-                crate::project::resolve_inside(project, base, imp, &format!("{at}: import"))?;
-            if !target.is_file() {
-                user_bail!(
-                    "{at}: import: {} does not exist{}\n  fix: write the path relative to the folder of {}",
-                    target.display(),
-                    crate::suggest::file_hint(&target),
-                    path.display()
-                );
-            }
+            let target = import_target(path, project, imp, &at)?;
             let sub: Vec<Spanned<PlayFile>> = yaml::load(&target, "imported plays")?;
             load_plays(&target, project, &sub, plays, depth + 1)?;
             continue;
@@ -282,21 +288,7 @@ impl Scenario {
             if depth >= 8 {
                 user_bail!("{at}: imports nested more than 8 deep (a loop?)\n  fix: check the `import:` chain");
             }
-            let base = path.parent().unwrap_or(Path::new("."));
-            let target = crate::project::resolve_inside(
-                project,
-                base,
-                &imp.value,
-                &format!("{at}: import"),
-            )?;
-            if !target.is_file() {
-                user_bail!(
-                    "{at}: import: {} does not exist{}\n  fix: write the path relative to the folder of {}",
-                    target.display(),
-                    crate::suggest::file_hint(&target),
-                    path.display()
-                );
-            }
+            let target = import_target(path, project, &imp.value, &at)?;
             return Scenario::load_file(&target, project, depth + 1);
         }
         let mut plays = Vec::new();

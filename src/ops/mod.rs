@@ -106,6 +106,16 @@ operations! {
 
 pub mod content;
 
+/// Whether a thing (a package, a user, a line) should be there: `state:` of
+/// several operations.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Presence {
+    #[default]
+    Present,
+    Absent,
+}
+
 /// [`Operation`] without its by-value `prepare`, for `&dyn` use.
 trait DynOperation {
     fn summary(&self) -> String;
