@@ -177,12 +177,7 @@ pub fn outline(scenario: &Scenario, inv: Option<&Inventory>) -> anyhow::Result<O
         .collect();
     let checks = match inv {
         Some(inv) => {
-            let opts = crate::verify::VerifyOptions {
-                insecure: false,
-                skip: Vec::new(),
-                progress: false,
-                labctl: None,
-            };
+            let opts = crate::verify::VerifyOptions::default();
             if scenario.verify.is_empty() {
                 Vec::new()
             } else {

@@ -2,10 +2,11 @@
 //!
 //! Data flows one way: load ([`inventory`], [`scenario`]) → plan ([`templates`], [`ops`])
 //! → run ([`runner`] over [`transport`]) → recap. [`providers`] create and remove the
-//! nodes; [`verify`] proves a scenario works.
+//! nodes; [`verify`] proves a scenario works by running its [`checks`].
 
 pub mod adhoc;
 pub mod catalog;
+pub mod checks;
 pub mod cli;
 pub mod duration;
 pub mod error;

@@ -83,7 +83,7 @@ struct ScenarioFile {
     #[serde(default)]
     plays: Vec<Spanned<PlayFile>>,
     #[serde(default)]
-    verify: Vec<Spanned<crate::verify::CheckSpec>>,
+    verify: Vec<Spanned<crate::checks::CheckSpec>>,
 }
 
 /// One play: a host pattern, its variables, tasks and handlers.
@@ -101,7 +101,7 @@ pub struct Play {
 #[derive(Debug, Clone)]
 pub struct Check {
     pub at: String,
-    pub spec: crate::verify::CheckSpec,
+    pub spec: crate::checks::CheckSpec,
 }
 
 /// A loaded scenario.

@@ -17,7 +17,7 @@
 mod common;
 
 use common::lab::one_at_a_time;
-use labctl::verify::cluster::{parse_crm_mon, CrmStatus};
+use labctl::checks::cluster::{parse_crm_mon, CrmStatus};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 

@@ -694,10 +694,7 @@ fn the_library_entry_point_runs_checks() {
     let s = lab.scenario(dns.port, web.port, "");
     let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
     let scenario = labctl::scenario::Scenario::load(Path::new(&s), &inv.dir).unwrap();
-    let opts = labctl::verify::VerifyOptions {
-        labctl: Some(PathBuf::from(env!("CARGO_BIN_EXE_labctl"))),
-        ..Default::default()
-    };
+    let opts = labctl::verify::VerifyOptions::default();
     let r = labctl::verify::run_checks(&inv, &scenario, &opts).unwrap();
     assert!(r.passed(), "{}", r.text());
     assert_eq!(r.checks.len(), 3);
@@ -763,24 +760,37 @@ impl Drop for FlipWeb {
     }
 }
 
-/// A stand-in for `labctl` that logs `fail`/`up` calls and "cuts the power" by
-/// creating `cut`; `fail` exits with `fail_rc`.
-fn fake_labctl(dir: &Path, fail_rc: i32) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let p = dir.join("fake-labctl");
-    std::fs::write(
-        &p,
-        format!(
-            "#!/bin/sh\n# called as: -i INVENTORY fail|up NODE\necho \"$3 $4\" >> '{d}/calls'\nif [ \"$3\" = fail ]; then\n  [ {fail_rc} -eq 0 ] || {{ echo 'power switch broken' >&2; exit {fail_rc}; }}\n  touch '{d}/cut'\nfi\n",
-            d = dir.display()
-        ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-    p
+/// A power switch that logs `fail`/`up` calls and "cuts the power" by
+/// creating `cut`; `fail` fails when `broken`.
+struct FakePower {
+    cut: PathBuf,
+    broken: bool,
+    calls: std::sync::Mutex<String>,
 }
 
-fn run_failover(within: &str, fail_rc: i32) -> (labctl::verify::VerifyReport, String) {
+impl labctl::verify::Power for FakePower {
+    fn switch(
+        &self,
+        _inv: &labctl::inventory::Inventory,
+        node: &str,
+        on: bool,
+    ) -> Result<(), String> {
+        let verb = if on { "up" } else { "fail" };
+        self.calls
+            .lock()
+            .unwrap()
+            .push_str(&format!("{verb} {node}\n"));
+        if !on {
+            if self.broken {
+                return Err("power switch broken".into());
+            }
+            std::fs::write(&self.cut, "").map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+fn run_failover(within: &str, broken: bool) -> (labctl::verify::VerifyReport, String) {
     let lab = Lab::new();
     let web = FlipWeb::start(lab.path("cut"), Duration::from_millis(400));
     std::fs::write(
@@ -793,18 +803,20 @@ fn run_failover(within: &str, fail_rc: i32) -> (labctl::verify::VerifyReport, St
     .unwrap();
     let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
     let scenario = labctl::scenario::Scenario::load(&lab.path("s.yaml"), &inv.dir).unwrap();
-    let opts = labctl::verify::VerifyOptions {
-        labctl: Some(fake_labctl(lab.dir.path(), fail_rc)),
-        ..Default::default()
+    let power = FakePower {
+        cut: lab.path("cut"),
+        broken,
+        calls: Default::default(),
     };
-    let r = labctl::verify::run_checks(&inv, &scenario, &opts).unwrap();
-    let calls = std::fs::read_to_string(lab.path("calls")).unwrap_or_default();
+    let opts = labctl::verify::VerifyOptions::default();
+    let r = labctl::verify::run_checks_with(&inv, &scenario, &opts, &power, &|_| {}).unwrap();
+    let calls = power.calls.lock().unwrap().clone();
     (r, calls)
 }
 
 #[test]
 fn failover_is_timed_and_the_node_brought_back() {
-    let (r, calls) = run_failover("2s", 0);
+    let (r, calls) = run_failover("2s", false);
     let c = &r.checks[0];
     assert!(c.passed, "{}", r.text());
     let ms = r.failover_ms.expect("a failover time");
@@ -821,7 +833,7 @@ fn failover_is_timed_and_the_node_brought_back() {
 
 #[test]
 fn a_slow_failover_fails_with_its_time() {
-    let (r, calls) = run_failover("100ms", 0);
+    let (r, calls) = run_failover("100ms", false);
     let c = &r.checks[0];
     assert!(!c.passed);
     assert!(
@@ -838,7 +850,7 @@ fn a_slow_failover_fails_with_its_time() {
 
 #[test]
 fn a_power_cut_that_fails_is_reported_and_the_node_brought_back() {
-    let (r, calls) = run_failover("2s", 3);
+    let (r, calls) = run_failover("2s", true);
     let c = &r.checks[0];
     assert!(!c.passed);
     assert!(

@@ -4,7 +4,7 @@ use super::Global;
 use crate::redact::mask;
 use crate::scenario::Scenario;
 use crate::user_bail;
-use crate::verify::{self, VerifyOptions};
+use crate::verify::{self, Event, ProviderPower, VerifyOptions};
 use clap::Args;
 use std::path::PathBuf;
 
@@ -64,10 +64,9 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
     let opts = VerifyOptions {
         insecure: a.insecure,
         skip: a.skip,
-        progress: !g.json || g.verbose > 0,
-        labctl: None,
     };
     let json = g.json;
+    let progress = !json || g.verbose > 0;
     if a.list {
         let checks = verify::list_checks(&inv, &scenario, &opts)?;
         if json {
@@ -83,10 +82,11 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    let report = verify::run_checks_with(&inv, &scenario, &opts, &mut |r| {
-        if !json {
-            println!("{}", mask(&r.line()));
-        }
+    let report = verify::run_checks_with(&inv, &scenario, &opts, &ProviderPower, &|e| match e {
+        Event::Progress(msg) if progress => eprintln!("  .. {}", mask(msg)),
+        Event::Progress(_) => {}
+        Event::Done(r) if !json => println!("{}", mask(&r.line())),
+        Event::Done(_) => {}
     })?;
     if json {
         println!("{}", mask(&report.json().to_string()));

@@ -22,7 +22,9 @@
 //! crash; note that a unit with `Restart=` may then be restarted by systemd).
 
 use super::failover::{poll, VipTarget};
-use super::{cluster, remote, Ctx, Outcome, PrepareCtx};
+use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
+use crate::sh;
+use crate::shell::Script;
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
@@ -76,8 +78,14 @@ fn shell_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'))
 }
 
+impl Prepare for Spec {
+    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
+        Ok(Box::new(self.plan(ctx)?))
+    }
+}
+
 impl Spec {
-    pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let service = self.service.trim().trim_end_matches(".service").to_string();
         if !shell_safe(&service) {
             return Err(ctx.err(format!(
@@ -115,8 +123,8 @@ impl Spec {
 /// After the stop, the URL must fail within this long, or the stop did nothing.
 const MUST_FAIL_WITHIN: Duration = Duration::from_secs(3);
 
-impl Plan {
-    pub(crate) fn summary(&self) -> String {
+impl Check for Plan {
+    fn summary(&self) -> String {
         format!(
             "service_recovery {} on {} within {}",
             self.service,
@@ -125,34 +133,11 @@ impl Plan {
         )
     }
 
-    fn poll_limit(&self) -> Duration {
-        self.within + Duration::from_secs(30)
-    }
-
-    pub(crate) fn deadline(&self) -> Duration {
+    fn deadline(&self) -> Duration {
         Duration::from_secs(120) + self.poll_limit()
     }
 
-    /// The script that stops the service.
-    fn stop_script(&self) -> String {
-        let svc = &self.service;
-        match self.method {
-            Method::Stop => format!(
-                "if systemctl is-active --quiet '{svc}' 2>/dev/null; then
-  timeout 20 systemctl stop --no-block '{svc}' && echo 'systemctl stop {svc}'
-elif pkill -TERM -x '{svc}'; then
-  echo 'SIGTERM to the {svc} processes'
-else
-  echo '{svc} is not running here' >&2; exit 3
-fi"
-            ),
-            Method::Kill => format!(
-                "if pkill -KILL -x '{svc}'; then echo 'SIGKILL to the {svc} processes'; else echo '{svc} is not running here' >&2; exit 3; fi"
-            ),
-        }
-    }
-
-    pub(crate) fn run(&self, ctx: &Ctx) -> Outcome {
+    fn run(&self, ctx: &Ctx) -> Outcome {
         let active = match self.target.holder(ctx) {
             Ok(h) => h,
             Err(e) => return Outcome::fail(format!("before the stop: {e}")).with_ms(None),
@@ -169,7 +154,7 @@ fi"
             self.service
         ));
         let t0 = Instant::now();
-        let how = match remote(&mut sess, &self.stop_script()) {
+        let how = match ctx.remote(&mut sess, &self.stop_script()) {
             Ok(o) if o.rc == 0 => o.stdout.trim().to_string(),
             Ok(o) => {
                 return Outcome::fail(format!(
@@ -202,7 +187,7 @@ fi"
             },
         );
         let within_ms = self.within.as_millis() as u64;
-        let clean = self.cleanup(&mut sess);
+        let clean = self.cleanup(ctx, &mut sess);
         if stale {
             return Outcome::fail(format!(
                 "{} kept answering after `{how}` on {active}: nothing to recover (is {} what serves it?){clean}",
@@ -243,23 +228,61 @@ fi"
         }
     }
 
+}
+
+impl Plan {
+    fn poll_limit(&self) -> Duration {
+        self.within + Duration::from_secs(30)
+    }
+
+    /// The script that stops the service.
+    fn stop_script(&self) -> Script {
+        let svc = &self.service;
+        match self.method {
+            Method::Stop => sh!(
+                "if systemctl is-active --quiet {} 2>/dev/null; then
+  timeout 20 systemctl stop --no-block {} && echo {}
+elif pkill -TERM -x {}; then
+  echo {}
+else
+  echo {} >&2; exit 3
+fi",
+                svc,
+                svc,
+                format!("systemctl stop {svc}"),
+                svc,
+                format!("SIGTERM to the {svc} processes"),
+                format!("{svc} is not running here")
+            ),
+            Method::Kill => sh!(
+                "if pkill -KILL -x {}; then echo {}; else echo {} >&2; exit 3; fi",
+                svc,
+                format!("SIGKILL to the {svc} processes"),
+                format!("{svc} is not running here")
+            ),
+        }
+    }
+
     /// With `resource:`: clear pacemaker's record of the failure, then check
     /// the resource is started. `; ...` to append to the detail.
-    fn cleanup(&self, sess: &mut crate::transport::ssh::Session) -> String {
+    fn cleanup(&self, ctx: &Ctx, sess: &mut crate::transport::ssh::Session) -> String {
         let Some(r) = &self.resource else {
             return String::new();
         };
-        let script = format!(
-            "PATH=$PATH:/usr/sbin:/sbin; timeout 30 crm_resource --cleanup --resource '{r}' >/dev/null 2>&1; true"
+        let script = sh!(
+            "PATH=$PATH:/usr/sbin:/sbin; timeout 30 crm_resource --cleanup --resource {} >/dev/null 2>&1; true",
+            r
         );
-        if let Err(e) = remote(sess, &script) {
+        if let Err(e) = ctx.remote(sess, &script) {
             return format!("; but cleaning up {r} failed: {e}");
         }
         // after a cleanup pacemaker probes the resource again: give it a moment
         let mut last = String::new();
         for _ in 0..15 {
-            std::thread::sleep(Duration::from_secs(1));
-            match cluster::crm_status_in(sess) {
+            if !ctx.sleep(Duration::from_secs(1)) {
+                break;
+            }
+            match cluster::crm_status_in(ctx, sess) {
                 Ok(st) => match st.started_on(r) {
                     None => return format!("; but resource {r} does not exist"),
                     Some(w) if w.is_empty() => last = format!("resource {r} is not started"),
@@ -279,7 +302,7 @@ mod tests {
     fn prepare(yaml: &str) -> anyhow::Result<Plan> {
         let inv = super::super::test_inventory();
         let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        spec.prepare(&PrepareCtx {
+        spec.plan(&PrepareCtx {
             inv: &inv,
             at: "s.yaml:1:1",
         })
@@ -296,12 +319,13 @@ mod tests {
         assert_eq!(p.method, Method::Stop);
         assert!(p
             .stop_script()
+            .as_str()
             .contains("systemctl stop --no-block 'apache2'"));
         let p = prepare(
             "{service: apache2, url: \"http://10.1.1.100:8080/x\", within: 5s, method: kill}",
         )
         .unwrap();
-        assert!(p.stop_script().contains("pkill -KILL -x 'apache2'"));
+        assert!(p.stop_script().as_str().contains("pkill -KILL -x 'apache2'"));
         assert_eq!(p.target.addr.to_string(), "10.1.1.100");
         let e =
             prepare("{service: \"apache2; rm -rf /\", vip: 10.1.1.100, within: 30s}").unwrap_err();

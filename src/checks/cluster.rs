@@ -12,8 +12,9 @@
 //! (a group is started when all its members are). `together: true` expects all
 //! listed resources on one node (colocation).
 
-use super::{node_list, remote, Outcome, PrepareCtx};
+use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
 use crate::inventory::Node;
+use crate::shell::Script;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -36,34 +37,11 @@ pub struct Spec {
 }
 
 /// A resource that must be started, optionally on a given node.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a resource id, or {id: RESOURCE, on: NODE}")]
 pub enum ResourceSpec {
     Id(String),
     On(ResourceOn),
-}
-
-impl<'de> Deserialize<'de> for ResourceSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = ResourceSpec;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a resource id, or {id: RESOURCE, on: NODE}")
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ResourceSpec, E> {
-                Ok(ResourceSpec::Id(v.to_string()))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                m: A,
-            ) -> Result<ResourceSpec, A::Error> {
-                ResourceOn::deserialize(serde::de::value::MapAccessDeserializer::new(m))
-                    .map(ResourceSpec::On)
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 /// `{id: VirtualIP, on: nodo1}`.
@@ -88,9 +66,15 @@ pub struct Plan {
     pub together: bool,
 }
 
+impl Prepare for Spec {
+    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
+        Ok(Box::new(self.plan(ctx)?))
+    }
+}
+
 impl Spec {
-    pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
-        let nodes = node_list(ctx, "cluster: nodes", &self.nodes)?;
+    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+        let nodes = ctx.nodes("cluster: nodes", &self.nodes)?;
         let ask = match &self.on {
             Some(on) => vec![ctx.node("cluster: on", on)?],
             None if !nodes.is_empty() => nodes
@@ -128,8 +112,8 @@ impl Spec {
     }
 }
 
-impl Plan {
-    pub(crate) fn summary(&self) -> String {
+impl Check for Plan {
+    fn summary(&self) -> String {
         let mut parts = Vec::new();
         if !self.nodes.is_empty() {
             parts.push(self.nodes.join("+"));
@@ -146,11 +130,11 @@ impl Plan {
         format!("cluster {}", parts.join(" "))
     }
 
-    pub(crate) fn deadline(&self) -> Duration {
+    fn deadline(&self) -> Duration {
         Duration::from_secs(30 * self.ask.len() as u64 + 30) + SETTLE * 2
     }
 
-    pub(crate) fn run(&self, ctx: &super::Ctx) -> Outcome {
+    fn run(&self, ctx: &Ctx) -> Outcome {
         let mut errors = Vec::new();
         for node in &self.ask {
             let mut sess = match ctx.ssh(node) {
@@ -164,20 +148,25 @@ impl Plan {
             // Monitoring...) is not a verdict yet: wait a little for it to settle
             let until = Instant::now() + SETTLE;
             loop {
-                let st = match crm_status_in(&mut sess) {
+                let st = match crm_status_in(ctx, &mut sess) {
                     Ok(st) => st,
                     Err(e) => return Outcome::fail(e),
                 };
                 let out = self.judge(&st, &node.name);
-                if out.passed || Instant::now() >= until || !self.in_transition(&st) {
+                if out.passed
+                    || Instant::now() >= until
+                    || !self.in_transition(&st)
+                    || !ctx.sleep(Duration::from_secs(1))
+                {
                     return out;
                 }
-                std::thread::sleep(Duration::from_secs(1));
             }
         }
         Outcome::fail(errors.join("; "))
     }
+}
 
+impl Plan {
     /// Whether a listed resource is in the middle of an action, or not
     /// started yet without having failed (pacemaker starts resources a moment
     /// after they are defined, e.g. right after `configure`), or a listed
@@ -260,7 +249,7 @@ impl Plan {
 }
 
 /// The script that prints the cluster status as XML (pacemaker 2.x, then 1.x syntax).
-pub(crate) const CRM_MON: &str = "\
+const CRM_MON: &str = "\
 PATH=$PATH:/usr/sbin:/sbin
 if ! command -v crm_mon >/dev/null 2>&1; then echo 'crm_mon is not installed (package pacemaker)' >&2; exit 127; fi
 timeout 20 crm_mon -1 --output-as=xml
@@ -270,10 +259,11 @@ exit $rc";
 
 /// Run `crm_mon` in an open session and parse its XML.
 pub(crate) fn crm_status_in(
+    ctx: &Ctx,
     sess: &mut crate::transport::ssh::Session,
 ) -> Result<CrmStatus, String> {
     let name = sess.target.name.clone();
-    let out = remote(sess, CRM_MON)?;
+    let out = ctx.remote(sess, &Script::lit(CRM_MON))?;
     let text = out.stdout.trim();
     if out.rc == 127 {
         return Err(format!(

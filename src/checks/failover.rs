@@ -16,8 +16,8 @@
 //! failure) → `crm_mon` on the survivor until the holder is online again
 //! (`rejoin: false` skips this).
 
-use super::http::{get, Url};
-use super::{cluster, node_list, Ctx, Outcome, PrepareCtx};
+use super::http_client::{get, Url};
+use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -115,7 +115,7 @@ impl VipTarget {
         if !(200..300).contains(&r.status) {
             return Err(format!("{} answered status {}", self.addr, r.status));
         }
-        Ok(super::node_in_body(&ctx.inv, &r.body)
+        Ok(super::node_in_body(ctx.inv, &r.body)
             .unwrap_or("?")
             .to_string())
     }
@@ -124,8 +124,8 @@ impl VipTarget {
     pub(crate) fn holder(&self, ctx: &Ctx) -> Result<String, String> {
         let mut last = String::new();
         for i in 0..3 {
-            if i > 0 {
-                std::thread::sleep(Duration::from_millis(300));
+            if i > 0 && !ctx.sleep(Duration::from_millis(300)) {
+                break;
             }
             match self.probe(ctx, Duration::from_secs(1)) {
                 Ok(n) if n == "?" => {
@@ -150,7 +150,8 @@ pub(crate) struct Probe {
 }
 
 /// Poll `target` at 20 Hz (each request at most 300 ms, several in flight) from
-/// `t0` until `stop` says so or `until` passes; the probe that stopped it.
+/// `t0` until `stop` says so, `until` passes or the check is stopped; the
+/// probe that ended it.
 pub(crate) fn poll(
     ctx: &Ctx,
     target: &VipTarget,
@@ -164,7 +165,7 @@ pub(crate) fn poll(
     std::thread::scope(|s| {
         let mut next = Instant::now();
         let mut found = None;
-        'outer: while Instant::now() < until {
+        'outer: while Instant::now() < until && !ctx.stopped() {
             if Instant::now() >= next {
                 let tx = tx.clone();
                 s.spawn(move || {
@@ -213,12 +214,17 @@ pub struct Plan {
     pub rejoin_within: Duration,
 }
 
+impl Prepare for Spec {
+    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
+        Ok(Box::new(self.plan(ctx)?))
+    }
+}
+
 impl Spec {
-    pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let target =
             VipTarget::from_spec(ctx, "failover", self.vip.as_deref(), self.url.as_deref())?;
-        let members = node_list(
-            ctx,
+        let members = ctx.nodes(
             "failover: members",
             self.members.as_deref().unwrap_or_default(),
         )?;
@@ -254,8 +260,8 @@ const CUT_LIMIT: Duration = Duration::from_secs(60);
 /// How long booting a node again may take.
 const UP_LIMIT: Duration = Duration::from_secs(300);
 
-impl Plan {
-    pub(crate) fn summary(&self) -> String {
+impl Check for Plan {
+    fn summary(&self) -> String {
         format!(
             "failover {} within {}",
             self.target.label(),
@@ -263,15 +269,7 @@ impl Plan {
         )
     }
 
-    /// How long to keep polling after the cut: enough to measure a slow failover too.
-    fn poll_limit(&self) -> Duration {
-        (self.within * 3).clamp(
-            self.within + Duration::from_secs(10),
-            self.within + Duration::from_secs(60),
-        )
-    }
-
-    pub(crate) fn deadline(&self) -> Duration {
+    fn deadline(&self) -> Duration {
         Duration::from_secs(10)
             + SETTLE
             + Duration::from_secs(25)
@@ -282,7 +280,7 @@ impl Plan {
             + Duration::from_secs(60)
     }
 
-    pub(crate) fn run(&self, ctx: &Ctx) -> Outcome {
+    fn run(&self, ctx: &Ctx) -> Outcome {
         let holder = match self.target.holder(ctx) {
             Ok(h) => h,
             Err(e) => return Outcome::fail(format!("before the power cut: {e}")).with_ms(None),
@@ -303,7 +301,7 @@ impl Plan {
             self.target.label()
         ));
         let t0 = Instant::now();
-        if let Err(e) = ctx.power(&holder, false, CUT_LIMIT) {
+        if let Err(e) = ctx.power(&holder, false) {
             let back = self.restore(ctx, &holder, None);
             return Outcome::fail(format!("cannot cut the power of {holder}: {e}{back}"))
                 .with_ms(None);
@@ -377,6 +375,16 @@ impl Plan {
         out.failover_ms = ms;
         out
     }
+}
+
+impl Plan {
+    /// How long to keep polling after the cut: enough to measure a slow failover too.
+    fn poll_limit(&self) -> Duration {
+        (self.within * 3).clamp(
+            self.within + Duration::from_secs(10),
+            self.within + Duration::from_secs(60),
+        )
+    }
 
     /// Wait (up to [`SETTLE`]) until `crm_mon` on `holder` shows every member
     /// online and no resource starting, stopping, failed or with an action
@@ -394,7 +402,7 @@ impl Plan {
                 }
             }
             let s = sess.as_mut()?;
-            last = match cluster::crm_status_in(s) {
+            last = match cluster::crm_status_in(ctx, s) {
                 Ok(st) => {
                     let offline: Vec<&str> = self
                         .members
@@ -413,7 +421,7 @@ impl Plan {
                         .map(|r| r.id.as_str())
                         .collect();
                     if offline.is_empty() && busy.is_empty() {
-                        std::thread::sleep(Duration::from_secs(1));
+                        ctx.sleep(Duration::from_secs(1));
                         return None;
                     }
                     let mut why = Vec::new();
@@ -430,10 +438,9 @@ impl Plan {
                     e
                 }
             };
-            if Instant::now() >= until {
+            if Instant::now() >= until || !ctx.sleep(Duration::from_millis(500)) {
                 return Some(last);
             }
-            std::thread::sleep(Duration::from_millis(500));
         }
     }
 
@@ -442,7 +449,7 @@ impl Plan {
     fn restore(&self, ctx: &Ctx, holder: &str, survivor: Option<&str>) -> String {
         ctx.progress(&format!("failover: `labctl up {holder}`"));
         let t_up = Instant::now();
-        if let Err(e) = ctx.power(holder, true, UP_LIMIT) {
+        if let Err(e) = ctx.power(holder, true) {
             return format!("; but bringing {holder} back failed: {e}");
         }
         if !self.rejoin {
@@ -465,7 +472,7 @@ impl Plan {
         let until = Instant::now() + self.rejoin_within;
         let mut sess = None;
         let mut last = String::new();
-        while Instant::now() < until {
+        while Instant::now() < until && !ctx.stopped() {
             if sess.is_none() {
                 match ctx.ssh(&node) {
                     Ok(s) => sess = Some(s),
@@ -473,7 +480,7 @@ impl Plan {
                 }
             }
             if let Some(s) = sess.as_mut() {
-                match cluster::crm_status_in(s) {
+                match cluster::crm_status_in(ctx, s) {
                     Ok(st) if st.nodes.iter().any(|n| n.name == holder && n.online) => {
                         return format!(
                             "; back: {holder} online in the cluster again {} after `up`",
@@ -487,9 +494,7 @@ impl Plan {
                     }
                 }
             }
-            std::thread::sleep(
-                Duration::from_secs(2).min(until.saturating_duration_since(Instant::now())),
-            );
+            ctx.sleep(Duration::from_secs(2).min(until.saturating_duration_since(Instant::now())));
         }
         format!(
             "; but {holder} did not rejoin the cluster within {} ({last})",

@@ -21,7 +21,7 @@
 //! up NODE` and wait until the node answers SSH again; the node must not have
 //! answered SSH while it was down (else the power cut did not happen).
 
-use super::{Ctx, Outcome, Plan as CheckPlan, PrepareCtx};
+use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
@@ -43,12 +43,12 @@ pub struct Spec {
 }
 
 /// A prepared `node_down` check.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Plan {
     pub node: String,
     pub within: Duration,
     /// The nested checks: (name, plan).
-    pub(crate) checks: Vec<(String, CheckPlan)>,
+    pub(crate) checks: Vec<(String, Box<dyn Check>)>,
     pub back_within: Duration,
 }
 
@@ -61,12 +61,14 @@ const CUT_LIMIT: Duration = Duration::from_secs(60);
 /// How long booting the node again may take.
 const UP_LIMIT: Duration = Duration::from_secs(300);
 
+impl Prepare for Spec {
+    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
+        Ok(Box::new(self.plan(ctx)?))
+    }
+}
+
 impl Spec {
-    pub(crate) fn prepare(
-        &self,
-        ctx: &PrepareCtx,
-        render: &dyn Fn(&super::CheckSpec) -> anyhow::Result<super::Prepared>,
-    ) -> anyhow::Result<Plan> {
+    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let node = ctx.node("node_down: node", &self.node)?.name;
         if self.within.0.is_zero() || self.within.0 > Duration::from_secs(600) {
             return Err(ctx.err("node_down: `within:` must be more than 0 and at most 10m"));
@@ -84,7 +86,7 @@ impl Spec {
                     "node_down: a `{key}` check cannot be nested; only dns and http checks run while the node is down\n  fix: move it out of `checks:` (to the scenario's `verify:` list)"
                 )));
             }
-            let p = render(c)?;
+            let p = super::prepare_check(c, ctx)?;
             checks.push((p.name, p.plan));
         }
         let back_within = self
@@ -111,8 +113,8 @@ struct Attempt {
     result: Result<Vec<String>, String>,
 }
 
-impl Plan {
-    pub(crate) fn summary(&self) -> String {
+impl Check for Plan {
+    fn summary(&self) -> String {
         format!(
             "node_down {}: {} within {}",
             self.node,
@@ -125,21 +127,7 @@ impl Plan {
         )
     }
 
-    /// How long one attempt may take (its checks run one after the other).
-    fn attempt_limit(&self) -> Duration {
-        self.checks.iter().map(|(_, p)| p.deadline()).sum()
-    }
-
-    /// How long to keep trying after the cut: `within` and some more, so a
-    /// slow lab still gets its figure.
-    pub(crate) fn poll_limit(&self) -> Duration {
-        self.within
-            + self
-                .within
-                .clamp(Duration::from_secs(5), Duration::from_secs(30))
-    }
-
-    pub(crate) fn deadline(&self) -> Duration {
+    fn deadline(&self) -> Duration {
         Duration::from_secs(10)
             + CUT_LIMIT
             + self.poll_limit()
@@ -149,78 +137,7 @@ impl Plan {
             + Duration::from_secs(30)
     }
 
-    /// Run every nested check once, in order; stop at the first failure.
-    fn attempt(&self, ctx: &Ctx) -> Result<Vec<String>, String> {
-        let mut seen = Vec::new();
-        for (name, plan) in &self.checks {
-            let o = plan.run(ctx);
-            if !o.passed {
-                return Err(format!("{name}: {}", o.detail));
-            }
-            seen.push(format!("{name}: {}", o.detail));
-        }
-        Ok(seen)
-    }
-
-    /// Start an attempt every [`EVERY`] (at most [`IN_FLIGHT`] at once) from
-    /// `t0` until one passes or `until`; the first that passed, the number of
-    /// attempts, and the last failure.
-    fn poll(&self, ctx: &Ctx, t0: Instant, until: Instant) -> (Option<Attempt>, u32, String) {
-        let (tx, rx) = mpsc::channel::<Attempt>();
-        std::thread::scope(|s| {
-            let mut started = 0u32;
-            let mut running = 0usize;
-            let mut next = Instant::now();
-            let mut last_err = String::new();
-            let mut last_n = 0u32;
-            let mut found = None;
-            while Instant::now() < until {
-                let now = Instant::now();
-                if now >= next && running < IN_FLIGHT {
-                    started += 1;
-                    running += 1;
-                    let n = started;
-                    let tx = tx.clone();
-                    s.spawn(move || {
-                        let result = self.attempt(ctx);
-                        let _ = tx.send(Attempt {
-                            n,
-                            at: t0.elapsed(),
-                            result,
-                        });
-                    });
-                    // at most one attempt per tick, also when this loop ran late
-                    next = (next + EVERY).max(now);
-                }
-                let wait = next
-                    .min(until)
-                    .saturating_duration_since(Instant::now())
-                    .max(Duration::from_millis(5));
-                match rx.recv_timeout(wait) {
-                    Ok(a) => {
-                        running -= 1;
-                        match a.result {
-                            Ok(_) => {
-                                found = Some(a);
-                                break;
-                            }
-                            Err(ref e) if a.n >= last_n => {
-                                // keep the failure of the latest attempt
-                                last_n = a.n;
-                                last_err = e.clone();
-                            }
-                            Err(_) => {}
-                        }
-                    }
-                    Err(_) => continue,
-                }
-            }
-            (found, started, last_err)
-            // the scope waits for attempts still running (each bounded by its checks)
-        })
-    }
-
-    pub(crate) fn run(&self, ctx: &Ctx) -> Outcome {
+    fn run(&self, ctx: &Ctx) -> Outcome {
         let node = match ctx.inv.node(&self.node) {
             Some(n) => n.clone(),
             None => return Outcome::fail(format!("{} is not in the inventory", self.node)),
@@ -237,7 +154,7 @@ impl Plan {
         }
         ctx.progress(&format!("node_down: cutting the power of {}", self.node));
         let t0 = Instant::now();
-        if let Err(e) = ctx.power(&self.node, false, CUT_LIMIT) {
+        if let Err(e) = ctx.power(&self.node, false) {
             let back = self.restore(ctx, &node);
             return Outcome::fail(format!("cannot cut the power of {}: {e}{back}", self.node))
                 .with_ms(None);
@@ -293,11 +210,102 @@ impl Plan {
         out.with_ms(ms)
     }
 
+}
+
+impl Plan {
+    /// How long one attempt may take (its checks run one after the other).
+    fn attempt_limit(&self) -> Duration {
+        self.checks.iter().map(|(_, p)| p.deadline()).sum()
+    }
+
+    /// How long to keep trying after the cut: `within` and some more, so a
+    /// slow lab still gets its figure.
+    pub(crate) fn poll_limit(&self) -> Duration {
+        self.within
+            + self
+                .within
+                .clamp(Duration::from_secs(5), Duration::from_secs(30))
+    }
+
+    /// Run every nested check once, in order; stop at the first failure.
+    fn attempt(&self, ctx: &Ctx) -> Result<Vec<String>, String> {
+        let mut seen = Vec::new();
+        for (name, plan) in &self.checks {
+            if ctx.stopped() {
+                return Err(format!("{name}: stopped at the check's time limit"));
+            }
+            let o = plan.run(ctx);
+            if !o.passed {
+                return Err(format!("{name}: {}", o.detail));
+            }
+            seen.push(format!("{name}: {}", o.detail));
+        }
+        Ok(seen)
+    }
+
+    /// Start an attempt every [`EVERY`] (at most [`IN_FLIGHT`] at once) from
+    /// `t0` until one passes or `until`; the first that passed, the number of
+    /// attempts, and the last failure.
+    fn poll(&self, ctx: &Ctx, t0: Instant, until: Instant) -> (Option<Attempt>, u32, String) {
+        let (tx, rx) = mpsc::channel::<Attempt>();
+        std::thread::scope(|s| {
+            let mut started = 0u32;
+            let mut running = 0usize;
+            let mut next = Instant::now();
+            let mut last_err = String::new();
+            let mut last_n = 0u32;
+            let mut found = None;
+            while Instant::now() < until && !ctx.stopped() {
+                let now = Instant::now();
+                if now >= next && running < IN_FLIGHT {
+                    started += 1;
+                    running += 1;
+                    let n = started;
+                    let tx = tx.clone();
+                    s.spawn(move || {
+                        let result = self.attempt(ctx);
+                        let _ = tx.send(Attempt {
+                            n,
+                            at: t0.elapsed(),
+                            result,
+                        });
+                    });
+                    // at most one attempt per tick, also when this loop ran late
+                    next = (next + EVERY).max(now);
+                }
+                let wait = next
+                    .min(until)
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(5));
+                match rx.recv_timeout(wait) {
+                    Ok(a) => {
+                        running -= 1;
+                        match a.result {
+                            Ok(_) => {
+                                found = Some(a);
+                                break;
+                            }
+                            Err(ref e) if a.n >= last_n => {
+                                // keep the failure of the latest attempt
+                                last_n = a.n;
+                                last_err = e.clone();
+                            }
+                            Err(_) => {}
+                        }
+                    }
+                    Err(_) => continue,
+                }
+            }
+            (found, started, last_err)
+            // the scope waits for attempts still running (each bounded by its checks)
+        })
+    }
+
     /// Boot the node again and wait until it answers SSH. `; back: ...` when
     /// all went well, `; but ...` otherwise.
     fn restore(&self, ctx: &Ctx, node: &crate::inventory::Node) -> String {
         let t_up = Instant::now();
-        if let Err(e) = ctx.power(&self.node, true, UP_LIMIT) {
+        if let Err(e) = ctx.power(&self.node, true) {
             return format!("; but bringing {} back failed: {e}", self.node);
         }
         let until = Instant::now() + self.back_within;
@@ -309,14 +317,13 @@ impl Plan {
                     human_ms(t_up.elapsed().as_millis() as u64)
                 );
             }
-            if Instant::now() >= until {
+            if Instant::now() >= until || !ctx.sleep(Duration::from_millis(300)) {
                 return format!(
                     "; but {} does not answer SSH {} after `up`",
                     self.node,
                     human_ms(t_up.elapsed().as_millis() as u64)
                 );
             }
-            std::thread::sleep(Duration::from_millis(300));
         }
     }
 }
@@ -334,11 +341,10 @@ mod tests {
     fn prepare(yaml: &str) -> anyhow::Result<Plan> {
         let inv = super::super::test_inventory();
         let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        let ctx = PrepareCtx {
+        spec.plan(&PrepareCtx {
             inv: &inv,
             at: "s.yaml:1:1",
-        };
-        spec.prepare(&ctx, &|c| super::super::prepare_check(c, &ctx))
+        })
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! with random order and two records, 10 queries all starting with the same
 //! one happen 0.2% of the time).
 
-use super::{Host, Outcome, PrepareCtx};
+use super::{Check, Ctx, Host, Outcome, Prepare, PrepareCtx};
 use crate::duration::Dur;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -68,8 +68,14 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
+impl Prepare for Spec {
+    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
+        Ok(Box::new(self.plan(ctx)?))
+    }
+}
+
 impl Spec {
-    pub(crate) fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let server = ctx.host("dns: server", &self.server)?;
         let tname = self
             .rtype
@@ -128,22 +134,28 @@ impl Spec {
     }
 }
 
-impl Plan {
-    pub(crate) fn summary(&self) -> String {
+impl Check for Plan {
+    fn summary(&self) -> String {
         format!("dns {} {} @{}", self.name, self.rtype, self.server.label)
     }
 
-    pub(crate) fn deadline(&self) -> Duration {
+    fn deadline(&self) -> Duration {
         self.timeout * self.queries + Duration::from_secs(10)
     }
 
-    pub(crate) fn run(&self, ctx: &super::Ctx) -> Outcome {
+    fn run(&self, ctx: &Ctx) -> Outcome {
         if let Err(e) = ctx.ensure_safe(self.server.addr) {
             return Outcome::fail(e);
         }
         let server = SocketAddr::new(self.server.addr.into(), self.port);
         let mut orders: Vec<Vec<String>> = Vec::new();
         for i in 0..self.queries {
+            if ctx.stopped() {
+                return Outcome::fail(format!(
+                    "stopped at its time limit after {i} of {} queries",
+                    self.queries
+                ));
+            }
             let ans = match query(server, &self.name, self.rtype, self.timeout) {
                 Ok(a) => a,
                 Err(e) => {
@@ -172,7 +184,9 @@ impl Plan {
         }
         judge_round_robin(&orders)
     }
+}
 
+impl Plan {
     /// Why an answer set is wrong, if it is.
     fn judge_set(&self, got: &[String]) -> Option<String> {
         let shown = |v: &[String]| {
