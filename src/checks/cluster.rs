@@ -37,11 +37,37 @@ pub struct Spec {
 }
 
 /// A resource that must be started, optionally on a given node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, expecting = "a resource id, or {id: RESOURCE, on: NODE}")]
+///
+/// Deserialized by hand: serde's `untagged` would replace the map's own error
+/// (`unknown field `where``, at its place) with "no variant matched".
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
 pub enum ResourceSpec {
     Id(String),
     On(ResourceOn),
+}
+
+impl<'de> Deserialize<'de> for ResourceSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = ResourceSpec;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a resource id, or {id: RESOURCE, on: NODE}")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ResourceSpec, E> {
+                Ok(ResourceSpec::Id(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<ResourceSpec, A::Error> {
+                ResourceOn::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(ResourceSpec::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `{id: VirtualIP, on: nodo1}`.

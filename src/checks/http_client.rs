@@ -292,14 +292,20 @@ mod tests {
             Parsed::Done(r) => r,
             p => panic!("{p:?}"),
         };
-        let r = done(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nnodo1\n", false);
+        let r = done(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nnodo1\n",
+            false,
+        );
         assert_eq!((r.status, r.body.as_str()), (200, "nodo1\n"));
         assert!(matches!(
             parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nno", false),
             Parsed::Partial
         ));
         assert!(matches!(
-            parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nnod\r\n", false),
+            parse_response(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nnod\r\n",
+                false
+            ),
             Parsed::Partial
         ));
         let r = done(

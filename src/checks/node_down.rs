@@ -331,7 +331,7 @@ impl Plan {
 /// Whether `node` answers SSH (an `SSH-` banner) within `timeout`.
 fn answers_ssh(ctx: &Ctx, node: &crate::inventory::Node, timeout: Duration) -> bool {
     ctx.ensure_safe(node.address).is_ok()
-        && crate::providers::node_answers_ssh(&ctx.inv, node, timeout).unwrap_or(false)
+        && crate::providers::node_answers_ssh(ctx.inv, node, timeout).unwrap_or(false)
 }
 
 #[cfg(test)]
