@@ -894,3 +894,27 @@ fn every_shipped_scenario_has_valid_checks() {
         );
     }
 }
+
+#[test]
+fn file_exists_looks_on_the_node_over_ssh() {
+    let p = common::Project::new(1);
+    p.write("root/n1/www/info.txt", "n1\n");
+    let dir = p.path("root/n1/www");
+    p.write(
+        "s.yaml",
+        &format!(
+            "name: files\nverify:\n  - name: present\n    file_exists: {{on: n1, path: \"{d}/info.txt\", contains: n1}}\n  - name: absent\n    file_exists: {{on: n1, path: \"{d}/it's gone $(x)\"}}\n  - name: other text\n    file_exists: {{on: n1, path: \"{d}/info.txt\", contains: n2}}\n",
+            d = dir.display()
+        ),
+    );
+    let o = p.labctl(&["--json", "verify", "s.yaml"]);
+    assert_eq!(o.status.code(), Some(1), "{}", common::stderr(&o));
+    let j = common::json(&o);
+    let passed = |name: &str| check(&j, name)["passed"].as_bool().unwrap();
+    assert!(passed("present"), "{j}");
+    assert!(!passed("absent") && !passed("other text"), "{j}");
+    let d = check(&j, "absent")["detail"].as_str().unwrap().to_string();
+    assert!(d.contains("does not exist on n1"), "{d}");
+    let d = check(&j, "other text")["detail"].as_str().unwrap().to_string();
+    assert!(d.contains("does not hold `n2`"), "{d}");
+}

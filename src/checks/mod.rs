@@ -110,6 +110,7 @@ checks! {
     failover => Failover,
     service_recovery | "service-recovery" => ServiceRecovery,
     node_down | "node-down" => NodeDown,
+    file_exists => FileExists,
 }
 
 /// One entry of a scenario's `verify:` section: an optional name and one check.

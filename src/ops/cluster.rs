@@ -807,11 +807,19 @@ mod tests {
             ..Default::default()
         };
         // members not online yet: read again (a round of a few seconds)
-        assert!(c.probe().as_str().contains("while [ $i -lt '25' ]"), "{}", c.probe());
+        assert!(
+            c.probe().as_str().contains("while [ $i -lt '25' ]"),
+            "{}",
+            c.probe()
+        );
         assert!(matches!(c.plan(&offline).unwrap(), Plan::Wait(_)));
         // nodo2 lost in this run: one look, and a message naming it
         c.unreachable.mark("nodo2");
-        assert!(c.probe().as_str().contains("while [ $i -lt '1' ]"), "{}", c.probe());
+        assert!(
+            c.probe().as_str().contains("while [ $i -lt '1' ]"),
+            "{}",
+            c.probe()
+        );
         let e = c.plan(&offline).unwrap_err().to_string();
         assert!(
             e.starts_with("member nodo2 is unreachable in this run"),
