@@ -915,6 +915,9 @@ fn file_exists_looks_on_the_node_over_ssh() {
     assert!(!passed("absent") && !passed("other text"), "{j}");
     let d = check(&j, "absent")["detail"].as_str().unwrap().to_string();
     assert!(d.contains("does not exist on n1"), "{d}");
-    let d = check(&j, "other text")["detail"].as_str().unwrap().to_string();
+    let d = check(&j, "other text")["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(d.contains("does not hold `n2`"), "{d}");
 }

@@ -331,6 +331,24 @@ pub(crate) fn test_inventory() -> crate::inventory::Inventory {
     crate::inventory::Inventory::load(&p).unwrap()
 }
 
+/// For unit tests: `yaml` parsed as a check's spec and prepared by `plan`
+/// against [`test_inventory`], as if written at `s.yaml:1:1`.
+#[cfg(test)]
+pub(crate) fn test_plan<S: serde::de::DeserializeOwned, P>(
+    yaml: &str,
+    plan: impl Fn(&S, &PrepareCtx) -> anyhow::Result<P>,
+) -> anyhow::Result<P> {
+    let inv = test_inventory();
+    let spec: S = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
+    plan(
+        &spec,
+        &PrepareCtx {
+            inv: &inv,
+            at: "s.yaml:1:1",
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -339,12 +339,7 @@ mod tests {
     use super::*;
 
     fn prepare(yaml: &str) -> anyhow::Result<Plan> {
-        let inv = super::super::test_inventory();
-        let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        spec.plan(&PrepareCtx {
-            inv: &inv,
-            at: "s.yaml:1:1",
-        })
+        crate::checks::test_plan(yaml, Spec::plan)
     }
 
     #[test]
