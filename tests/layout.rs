@@ -1,0 +1,159 @@
+//! The layout rules of `src/`, checked on the source: dependencies between the
+//! top-level modules point one way (no cycle), and nothing outside `src/cli/`
+//! and `src/main.rs` uses the CLI. `cargo test --test layout -- --nocapture`
+//! prints the graph.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The top-level modules each top-level module names as `crate::X`.
+fn graph() -> BTreeMap<String, BTreeSet<String>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut files = vec![src.clone()];
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap().flatten() {
+                files.push(e.path());
+            }
+            continue;
+        }
+        if p.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let rel = p.strip_prefix(&src).unwrap();
+        let first = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy();
+        let top = first.trim_end_matches(".rs").to_string();
+        if top == "main" || top == "lib" {
+            continue;
+        }
+        let text: String = std::fs::read_to_string(&p)
+            .unwrap()
+            .lines()
+            .map(|l| l.split("//").next().unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let deps = g.entry(top.clone()).or_default();
+        for (i, _) in text.match_indices("crate::") {
+            for m in names_after(&text[i + "crate::".len()..]) {
+                if m != top && m != "self" && !m.is_empty() && is_module(&src, &m) {
+                    deps.insert(m);
+                }
+            }
+        }
+    }
+    g
+}
+
+/// `a` in `a::b`, or every first name in `{a::x, b}`.
+fn names_after(s: &str) -> Vec<String> {
+    let ident = |t: &str| -> String {
+        t.trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(rest) = s.strip_prefix('{') else {
+        return vec![ident(s)];
+    };
+    let (mut out, mut depth, mut start) = (Vec::new(), 0, true);
+    for (i, c) in rest.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => break,
+            '}' => depth -= 1,
+            ',' if depth == 0 => start = true,
+            _ if start && !c.is_whitespace() => {
+                out.push(ident(&rest[i..]));
+                start = false;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn is_module(src: &Path, m: &str) -> bool {
+    src.join(format!("{m}.rs")).exists() || src.join(m).join("mod.rs").exists()
+}
+
+/// A cycle of the graph, if it has one.
+fn cycle(g: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        n: &str,
+        g: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(i) = path.iter().position(|p| p == n) {
+            let mut c = path[i..].to_vec();
+            c.push(n.to_string());
+            return Some(c);
+        }
+        if done.contains(n) {
+            return None;
+        }
+        path.push(n.to_string());
+        for d in g.get(n).into_iter().flatten() {
+            if let Some(c) = visit(d, g, path, done) {
+                return Some(c);
+            }
+        }
+        path.pop();
+        done.insert(n.to_string());
+        None
+    }
+    let mut done = BTreeSet::new();
+    for n in g.keys() {
+        if let Some(c) = visit(n, g, &mut Vec::new(), &mut done) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+#[test]
+fn module_dependencies_point_one_way() {
+    let g = graph();
+    for (m, deps) in &g {
+        eprintln!(
+            "{m} -> {}",
+            deps.iter().cloned().collect::<Vec<_>>().join(" ")
+        );
+    }
+    assert!(g.len() > 10, "read too few modules: {g:?}");
+    if let Some(c) = cycle(&g) {
+        panic!(
+            "the modules depend on each other in a cycle: {}",
+            c.join(" -> ")
+        );
+    }
+}
+
+#[test]
+fn only_the_cli_uses_the_cli() {
+    let g = graph();
+    let users: Vec<&String> = g
+        .iter()
+        .filter(|(m, deps)| *m != "cli" && deps.contains("cli"))
+        .map(|(m, _)| m)
+        .collect();
+    assert!(users.is_empty(), "these modules use crate::cli: {users:?}");
+}
+
+#[test]
+fn the_reader_sees_groups_and_paths() {
+    assert_eq!(names_after("{a::b, c, d::{e, f}}"), ["a", "c", "d"]);
+    assert_eq!(names_after("ops::q(x)"), ["ops"]);
+    let g: BTreeMap<String, BTreeSet<String>> = [
+        ("a".to_string(), BTreeSet::from(["b".to_string()])),
+        ("b".to_string(), BTreeSet::from(["a".to_string()])),
+    ]
+    .into();
+    assert_eq!(cycle(&g).unwrap(), ["a", "b", "a"]);
+}
