@@ -154,7 +154,7 @@ impl Ctx<'_> {
     /// Open an SSH session to `node` (after the safety check).
     pub fn ssh(&self, node: &Node) -> Result<Session, String> {
         self.ensure_safe(node.address)?;
-        check_key(&self.inv).map_err(|e| crate::error::format_error(&e))?;
+        check_key(self.inv).map_err(|e| crate::error::format_error(&e))?;
         let t = crate::transport::ssh::Target::for_node(self.inv, node, self.env.insecure);
         Session::connect(&t).map_err(|e| match e {
             ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m,
