@@ -20,52 +20,20 @@
 //! durations are printed as FIGURE lines, not asserted.
 
 mod common;
-use common::lab::{Lab, LABS};
+use common::lab::{one_at_a_time, Lab};
 use common::processes;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 const SUBNET: &str = "10.1.6";
 
-/// The LABS mutex, plus an `flock` so two runs of this binary (debug and
-/// release) never use 10.1.6.0/24 at once.
-struct OneAtATime {
-    _guard: std::sync::MutexGuard<'static, ()>,
-    _file: std::fs::File,
-}
-
-fn one_at_a_time() -> OneAtATime {
-    use std::os::fd::AsRawFd;
-    let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
-    std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open("/var/lib/labctl/locks/faults_lab-tests.lock")
-        .unwrap();
-    // SAFETY: flock on a file descriptor we own.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
-    OneAtATime {
-        _guard: guard,
-        _file: file,
-    }
-}
-
 /// Start labctl in the lab's project folder without waiting for it.
 fn spawn(lab: &Lab, args: &[&str]) -> Child {
     eprintln!("$ labctl {} &", args.join(" "));
-    Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .args(args)
-        .current_dir(lab.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    common::spawn_labctl(lab.dir.path(), args)
 }
 
 /// Wait (up to a generous deadline) until `cond` holds.
@@ -549,7 +517,7 @@ fn cib(lab: &Lab, node: &str) -> String {
 ///    keeps serving, and a rerun of 04 changes nothing.
 #[test]
 fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
-    let _one = common::lab::one_at_a_time();
+    let _one = one_at_a_time();
     let lab = Lab::new("tflt1", "10.1.42");
     lab.ok(&["up"]);
 
@@ -685,7 +653,7 @@ fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
 /// on the dpkg lock).
 #[test]
 fn ctrl_c_twice_leaves_no_labctl_started_process_on_the_nodes() {
-    let _one = common::lab::one_at_a_time();
+    let _one = one_at_a_time();
     let lab = Lab::new("tflt2", "10.1.43");
     lab.ok(&["up"]);
     // a duration of this test's own, to find its processes and no others

@@ -12,19 +12,12 @@ mod common;
 use common::{processes, stderr, stdout, Project};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
 /// Start labctl in the project folder without waiting for it.
 fn spawn(p: &Project, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_labctl"))
-        .args(args)
-        .current_dir(p.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+    common::spawn_labctl(p.dir.path(), args)
 }
 
 /// Wait (up to a generous deadline) until `cond` holds.

@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Render every template task of `scenario` for every host: (host, dest) → content.
+/// The rendered file `path` of `node`.
+fn file<'a>(f: &'a BTreeMap<(String, String), String>, node: &str, path: &str) -> &'a String {
+    &f[&(node.to_string(), path.to_string())]
+}
+
 fn render_all(scenario: &str) -> BTreeMap<(String, String), String> {
     render_with(scenario, ZoneSerials::in_memory())
 }
@@ -63,17 +68,11 @@ fn every_scenario_renders() {
 #[test]
 fn round_robin_zone_has_both_web_nodes() {
     let f = render_all("scenarios/01-dns-round-robin.yaml");
-    let zone = &f[&(
-        "dns".to_string(),
-        "/var/cache/bind/db.example.com".to_string(),
-    )];
+    let zone = file(&f, "dns", "/var/cache/bind/db.example.com");
     assert!(zone.contains("www      IN A     10.1.1.101"), "{zone}");
     assert!(zone.contains("www      IN A     10.1.1.102"), "{zone}");
     assert!(zone.contains("dns      IN A     10.1.1.103"), "{zone}");
-    let rev = &f[&(
-        "dns".to_string(),
-        "/var/cache/bind/db.1.1.10.in-addr.arpa".to_string(),
-    )];
+    let rev = file(&f, "dns", "/var/cache/bind/db.1.1.10.in-addr.arpa");
     assert!(rev.contains("101      IN PTR  nodo1.example.com."), "{rev}");
     assert_eq!(
         f[&("nodo2".to_string(), "/var/www/html/info.txt".to_string())],
@@ -145,10 +144,7 @@ fn zone_serial_changes_only_with_the_records_and_only_increases() {
 #[test]
 fn corosync_conf_lists_both_members_with_two_node() {
     let f = render_all("scenario.yaml");
-    let conf = &f[&(
-        "nodo1".to_string(),
-        "/etc/corosync/corosync.conf".to_string(),
-    )];
+    let conf = file(&f, "nodo1", "/etc/corosync/corosync.conf");
     assert!(
         conf.contains("ring0_addr: 10.1.1.101") && conf.contains("ring0_addr: 10.1.1.102"),
         "{conf}"
@@ -159,9 +155,6 @@ fn corosync_conf_lists_both_members_with_two_node() {
             && conf.contains("knet_ping_timeout: 1000"),
         "{conf}"
     );
-    let zone = &f[&(
-        "dns".to_string(),
-        "/var/cache/bind/db.example.com".to_string(),
-    )];
+    let zone = file(&f, "dns", "/var/cache/bind/db.example.com");
     assert!(zone.contains("www      IN A     10.1.1.100"), "{zone}");
 }

@@ -28,12 +28,27 @@ enum Order {
     Silent,
 }
 
+/// The threads of a fake server and their stop flag: told to stop and
+/// joined when dropped.
+struct Threads {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
 /// A DNS server on 127.0.0.1 answering A queries for one name.
 struct FakeDns {
     port: u16,
     queries: Arc<AtomicUsize>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _threads: Threads,
 }
 
 impl FakeDns {
@@ -90,17 +105,10 @@ impl FakeDns {
         FakeDns {
             port,
             queries,
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for FakeDns {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            _threads: Threads {
+                stop,
+                handles: vec![handle],
+            },
         }
     }
 }
@@ -110,8 +118,7 @@ impl Drop for FakeDns {
 struct FakeWeb {
     port: u16,
     hosts: Arc<Mutex<Vec<String>>>,
-    stop: Arc<AtomicBool>,
-    handles: Vec<JoinHandle<()>>,
+    _threads: Threads,
 }
 
 impl FakeWeb {
@@ -171,17 +178,7 @@ impl FakeWeb {
         FakeWeb {
             port,
             hosts,
-            stop,
-            handles,
-        }
-    }
-}
-
-impl Drop for FakeWeb {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for h in self.handles.drain(..) {
-            let _ = h.join();
+            _threads: Threads { stop, handles },
         }
     }
 }
@@ -707,8 +704,7 @@ fn the_library_entry_point_runs_checks() {
 /// that drops a file) cuts it: then nothing answers for `gap`, then `nodo2` does.
 struct FlipWeb {
     port: u16,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    _threads: Threads,
 }
 
 impl FlipWeb {
@@ -745,17 +741,10 @@ impl FlipWeb {
         });
         FlipWeb {
             port,
-            stop,
-            handle: Some(handle),
-        }
-    }
-}
-
-impl Drop for FlipWeb {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
+            _threads: Threads {
+                stop,
+                handles: vec![handle],
+            },
         }
     }
 }
