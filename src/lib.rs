@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: load ([`inventory`], [`scenario`]) → plan ([`templates`], [`ops`])
 //! → run ([`runner`] over [`transport`]) → recap. [`providers`] create and remove the
-//! nodes; [`verify`] proves a scenario works by running its [`checks`].
+//! nodes; [`verify`] proves a scenario works by running its [`checks`]. The
+//! library reports what happens as events and progress; `cli` owns all output.
 
 pub mod adhoc;
 pub mod catalog;

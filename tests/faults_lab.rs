@@ -1,4 +1,4 @@
-//! Faults on real nspawn labs (issue 5), driven through the `labctl` binary:
+//! Faults on real nspawn labs, driven through the `labctl` binary:
 //!
 //! - a node powered off (`labctl fail`) in the middle of `configure`: that host is
 //!   reported, the others finish, exit code 1; after `up NODE` the next
@@ -8,7 +8,7 @@
 //!   recreated nodes without any manual step;
 //! - `labctl up` killed with SIGKILL in the middle: `destroy` still removes
 //!   everything, and the next `up` works;
-//! - (issue 18) a first converge of `scenario.yaml`: `--check` previews it all;
+//! - a first converge of `scenario.yaml`: `--check` previews it all;
 //!   a power cut while dpkg works, with the log piped (no long quiet time, the
 //!   cluster wait ends at once), then `up` + `configure` converges with no manual
 //!   step; 05 → 04 leaves no 05 resource; a double Ctrl-C leaves no process
@@ -471,7 +471,7 @@ fn destroy_after_up_was_killed_removes_everything_and_the_next_up_works() {
     assert_all_gone(&lab);
 }
 
-// ---- issue 18: faults in the middle of a first converge, on labs `tflt*` ----
+// ---- faults in the middle of a first converge, on labs `tflt*` ----
 
 /// The seconds of the day of an off-terminal line (`HH:MM:SS …`).
 fn stamp(line: &str) -> Option<u32> {
@@ -509,8 +509,8 @@ fn cib(lab: &Lab, node: &str) -> String {
 ///    too) with exit 0;
 /// 2. the first `configure`, its output piped to a file: nodo2 loses power while
 ///    dpkg unpacks its packages. The log never goes quiet for longer than the
-///    heartbeat, and nodo1's cluster task ends at once, naming nodo2 (it used to
-///    wait 180 s and blame corosync.conf);
+///    heartbeat, and nodo1's cluster task ends at once, naming nodo2 (not a 180 s
+///    wait that blames corosync.conf);
 /// 3. `up nodo2`, then `configure` converges it with no manual step (dpkg
 ///    finished by the package operation), and a rerun changes nothing;
 /// 4. 05 then 04: 05's WebServer and its constraints leave the cluster, apache
@@ -649,8 +649,7 @@ fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
 }
 
 /// A second Ctrl-C stops labctl at once, and the nodes stop what it started
-/// there (it used to leave `apt-get install` running, and a rerun then failed
-/// on the dpkg lock).
+/// there (no `apt-get install` left running to hold the dpkg lock against a rerun).
 #[test]
 fn ctrl_c_twice_leaves_no_labctl_started_process_on_the_nodes() {
     let _one = one_at_a_time();

@@ -1,4 +1,4 @@
-//! `labctl verify` against real labs (issue 6 acceptance): each shipped
+//! `labctl verify` against real labs: each shipped
 //! scenario configured on fresh nspawn nodes passes `verify`; a lab broken on
 //! purpose fails with the right check named; the failover and node_down
 //! figures are printed (`FIGURE ...` lines in the log); and a soak of the
