@@ -120,13 +120,6 @@ pub trait Observer: Send {
     fn finish(&mut self) {}
 }
 
-/// An observer that drops every event.
-pub struct Quiet;
-
-impl Observer for Quiet {
-    fn event(&mut self, _ev: Event) {}
-}
-
 /// The recap of a whole run.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Recap {

@@ -13,7 +13,7 @@ pub mod events;
 use crate::inventory::Inventory;
 use crate::scenario::Scenario;
 use crate::transport::ssh::{check_key, ConnectError, Session, Target};
-pub use events::{Event, Observer, Quiet, Recap, Status};
+pub use events::{Event, Observer, Recap, Status};
 use std::collections::VecDeque;
 
 use std::sync::{mpsc, Mutex};
