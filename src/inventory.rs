@@ -3,7 +3,8 @@
 //!
 //! ```yaml
 //! lab: ha
-//! provider: nspawn            # or: ssh (nodes that already exist)
+//! provider: nspawn            # or: libvirt (VMs), ssh (nodes that already exist)
+//! libvirt: {uri: qemu:///system, memory: 1G, cpus: 1, disks: [{size: 512M}]}  # provider libvirt only
 //! network: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}
 //! ssh: {user: vagrant, key: .labctl/id_ed25519}
 //! nodes:
@@ -33,6 +34,8 @@ pub enum ProviderKind {
     Nspawn,
     /// Nodes that already exist and are only reached over SSH.
     Ssh,
+    /// Virtual machines (QEMU, with KVM or TCG) through libvirt.
+    Libvirt,
 }
 
 impl ProviderKind {
@@ -40,7 +43,13 @@ impl ProviderKind {
         match self {
             ProviderKind::Nspawn => "nspawn",
             ProviderKind::Ssh => "ssh",
+            ProviderKind::Libvirt => "libvirt",
         }
+    }
+
+    /// Whether labctl creates this provider's nodes (and their network) itself.
+    pub fn creates_nodes(self) -> bool {
+        matches!(self, ProviderKind::Nspawn | ProviderKind::Libvirt)
     }
 }
 
@@ -53,6 +62,7 @@ struct InventoryFile {
     network: Option<Spanned<NetworkFile>>,
     #[serde(default)]
     ssh: SshFile,
+    libvirt: Option<Spanned<LibvirtFile>>,
     nodes: IndexMap<String, Spanned<NodeFile>>,
     #[serde(default)]
     group_vars: BTreeMap<String, BTreeMap<String, Value>>,
@@ -89,7 +99,124 @@ struct NodeFile {
     groups: Vec<String>,
     #[serde(default)]
     vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    memory: Option<Size>,
+    #[serde(default)]
+    cpus: Option<u32>,
+    #[serde(default)]
+    disks: Option<Vec<DiskFile>>,
 }
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LibvirtFile {
+    uri: Option<String>,
+    accel: Option<Accel>,
+    memory: Option<Size>,
+    cpus: Option<u32>,
+    #[serde(default)]
+    disks: Vec<DiskFile>,
+}
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct DiskFile {
+    size: Size,
+}
+
+/// A size as people write it: `512M`, `1G`, `1536M` (binary units); a bare
+/// number is MiB (as Vagrant's `memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+impl Size {
+    pub fn parse(s: &str) -> Option<Size> {
+        let s = s.trim();
+        let (num, mul) = match s.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+            None => (s, 1u64 << 20),
+            Some((i, _)) => {
+                let unit = s[i..].trim().to_ascii_uppercase();
+                let mul = match unit.trim_end_matches("IB").trim_end_matches('B') {
+                    "K" => 1u64 << 10,
+                    "M" => 1 << 20,
+                    "G" => 1 << 30,
+                    "T" => 1 << 40,
+                    _ => return None,
+                };
+                (&s[..i], mul)
+            }
+        };
+        let n: u64 = num.parse().ok()?;
+        n.checked_mul(mul).filter(|b| *b > 0).map(Size)
+    }
+    pub fn mib(self) -> u64 {
+        self.0 >> 20
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        if b.is_multiple_of(1 << 30) {
+            write!(f, "{}G", b >> 30)
+        } else if b.is_multiple_of(1 << 20) {
+            write!(f, "{}M", b >> 20)
+        } else {
+            write!(f, "{}K", b >> 10)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        let text = match Raw::deserialize(d)? {
+            Raw::N(n) => n.to_string(),
+            Raw::S(s) => s,
+        };
+        Size::parse(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`{text}` is not a size; write e.g. 512M or 1G (a bare number is MiB)"
+            ))
+        })
+    }
+}
+
+/// How libvirt runs the VMs: with the CPU's virtualisation (KVM) or by
+/// emulation (TCG); `auto` picks KVM only where it works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Settings of provider libvirt.
+#[derive(Debug, Clone)]
+pub struct LibvirtSettings {
+    /// The hypervisor (`qemu:///system`, `qemu+ssh://root@host/system`).
+    pub uri: String,
+    pub accel: Accel,
+}
+
+/// A VM node's hardware (provider libvirt).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub memory: Size,
+    pub cpus: u32,
+    /// Extra disks, in order: `/dev/vdb`, `/dev/vdc`, …
+    pub disks: Vec<Size>,
+}
+
+/// A VM's memory when the inventory says none.
+pub const DEFAULT_VM_MEMORY: Size = Size(1 << 30);
 
 /// An IPv4 subnet such as `10.1.1.0/24`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +298,8 @@ pub struct Node {
     pub port: u16,
     pub groups: Vec<String>,
     pub vars: BTreeMap<String, Value>,
+    /// Its hardware (provider libvirt; defaults elsewhere, unused).
+    pub vm: VmSpec,
 }
 
 /// A loaded and validated inventory.
@@ -183,11 +312,33 @@ pub struct Inventory {
     pub provider: ProviderKind,
     pub network: Option<Network>,
     pub ssh: SshSettings,
+    /// Provider libvirt's settings (`None` for the other providers).
+    pub libvirt: Option<LibvirtSettings>,
     pub nodes: Vec<Node>,
     pub group_vars: BTreeMap<String, BTreeMap<String, Value>>,
     pub vars: BTreeMap<String, Value>,
     /// Names of variables whose values are never shown.
     pub secrets: Vec<String>,
+}
+
+/// What is wrong with a libvirt URI, if anything (labctl passes it to
+/// `virsh -c`, so it must be one word of the kinds labctl knows).
+pub fn uri_problem(uri: &str) -> Option<&'static str> {
+    if uri.is_empty()
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;&|<>".contains(c))
+    {
+        return Some("it is empty or holds spaces, quotes or shell characters");
+    }
+    if uri == "qemu:///system" {
+        return None;
+    }
+    match uri.strip_prefix("qemu+ssh://") {
+        Some(rest) if rest.ends_with("/system") && rest.len() > "/system".len() => None,
+        Some(_) => Some("a remote URI must name the host and end in /system"),
+        None => Some("labctl drives QEMU's system instance only"),
+    }
 }
 
 /// A lab name: it names the bridge (`lab-NAME`, at most 15 characters), the
@@ -315,12 +466,49 @@ impl Inventory {
                 Some(Network { subnet, gateway })
             }
         };
-        if file.provider == ProviderKind::Nspawn && network.is_none() {
+        if file.provider.creates_nodes() && network.is_none() {
             user_bail!(
-                "{}: provider nspawn needs a `network:` section\n  fix: add `network: {{subnet: 10.1.1.0/24, gateway: 10.1.1.1}}`",
-                text_path.display()
+                "{}: provider {} needs a `network:` section\n  fix: add `network: {{subnet: 10.1.1.0/24, gateway: 10.1.1.1}}`",
+                text_path.display(),
+                file.provider.as_str()
             );
         }
+        let libvirt_file = match (&file.libvirt, file.provider) {
+            (Some(l), ProviderKind::Libvirt) => Some(&l.value),
+            (None, ProviderKind::Libvirt) => None,
+            (Some(l), other) => user_bail!(
+                "{}: `libvirt:` is for provider libvirt, but this inventory's provider is {}\n  fix: add `provider: libvirt`, or remove the `libvirt:` section",
+                yaml::at(&text_path, &l.referenced),
+                other.as_str()
+            ),
+            (None, _) => None,
+        };
+        let libvirt = if file.provider == ProviderKind::Libvirt {
+            let uri = libvirt_file
+                .and_then(|l| l.uri.clone())
+                .unwrap_or_else(|| "qemu:///system".to_string());
+            if let Some(why) = uri_problem(&uri) {
+                user_bail!(
+                    "{}: libvirt.uri `{uri}`: {why}\n  fix: use qemu:///system (this machine) or qemu+ssh://USER@HOST/system",
+                    file.libvirt.as_ref().map(|l| yaml::at(&text_path, &l.referenced)).unwrap_or_else(|| text_path.display().to_string())
+                );
+            }
+            Some(LibvirtSettings {
+                uri,
+                accel: libvirt_file.and_then(|l| l.accel).unwrap_or_default(),
+            })
+        } else {
+            None
+        };
+        let lab_vm = VmSpec {
+            memory: libvirt_file
+                .and_then(|l| l.memory)
+                .unwrap_or(DEFAULT_VM_MEMORY),
+            cpus: libvirt_file.and_then(|l| l.cpus).unwrap_or(1),
+            disks: libvirt_file
+                .map(|l| l.disks.iter().map(|d| d.size).collect())
+                .unwrap_or_default(),
+        };
 
         let state_dir = dir.join(".labctl");
         crate::project::check_state_dir(&state_dir)?;
@@ -349,7 +537,7 @@ impl Inventory {
         )?;
         // labctl writes (and destroy removes) the known-hosts file of the labs it
         // creates: it must be labctl's own, inside .labctl/
-        if file.provider == ProviderKind::Nspawn
+        if file.provider.creates_nodes()
             && !known_hosts.starts_with(crate::project::normalize(&state_dir))
         {
             user_bail!(
@@ -432,12 +620,40 @@ impl Inventory {
                     user_bail!("{at}: node {name}: group `{g}` has the name of a node or of `all`\n  fix: rename the group");
                 }
             }
+            let has_vm = nf.memory.is_some() || nf.cpus.is_some() || nf.disks.is_some();
+            if has_vm && file.provider != ProviderKind::Libvirt {
+                user_bail!(
+                    "{at}: node {name}: `memory`, `cpus` and `disks` are for VM nodes, but this inventory's provider is {}\n  fix: add `provider: libvirt`, or remove them",
+                    file.provider.as_str()
+                );
+            }
+            let vm = VmSpec {
+                memory: nf.memory.unwrap_or(lab_vm.memory),
+                cpus: nf.cpus.unwrap_or(lab_vm.cpus),
+                disks: nf
+                    .disks
+                    .as_ref()
+                    .map(|d| d.iter().map(|d| d.size).collect())
+                    .unwrap_or_else(|| lab_vm.disks.clone()),
+            };
+            if vm.memory.mib() < 256 || vm.cpus == 0 || vm.cpus > 64 || vm.disks.len() > 20 {
+                user_bail!(
+                    "{at}: node {name}: memory {} / cpus {} / {} disks is not a machine labctl can make\n  fix: give at least 256M of memory, 1 to 64 cpus and at most 20 disks",
+                    vm.memory,
+                    vm.cpus,
+                    vm.disks.len()
+                );
+            }
+            if let Some(d) = vm.disks.iter().find(|d| d.0 < 1 << 20) {
+                user_bail!("{at}: node {name}: a disk of {d} is too small\n  fix: give disks at least 1M, e.g. {{size: 512M}}");
+            }
             nodes.push(Node {
                 name: name.clone(),
                 address,
                 port,
                 groups: nf.groups.clone(),
                 vars: nf.vars.clone(),
+                vm,
             });
         }
         for g in file.group_vars.keys() {
@@ -456,6 +672,7 @@ impl Inventory {
             provider: file.provider,
             network,
             ssh,
+            libvirt,
             nodes,
             group_vars: file.group_vars,
             vars: file.vars,

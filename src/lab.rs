@@ -70,7 +70,7 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
         return Ok(());
     }
     match inv.provider {
-        ProviderKind::Nspawn => {
+        ProviderKind::Nspawn | ProviderKind::Libvirt => {
             if !bridge_holds_gateway(inv)? {
                 let gw = inv.network.as_ref().map(|n| n.gateway.to_string());
                 user_bail!(

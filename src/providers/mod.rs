@@ -2,10 +2,12 @@
 //! reaches them over SSH.
 //!
 //! Like containerlab's node kinds, each provider sits behind one trait and is
-//! chosen by name in `inventory.yaml` (`provider: nspawn | ssh`):
+//! chosen by name in `inventory.yaml` (`provider: nspawn | libvirt | ssh`):
 //!
 //! - [`nspawn`] (default): each node is a systemd-nspawn container booting
 //!   systemd from a cached Debian image, on a bridge of the lab's own.
+//! - [`libvirt`]: each node is a QEMU virtual machine (own kernel, own
+//!   disks) driven through libvirt, on this machine or a hypervisor by URI.
 //! - [`ssh`]: the nodes already exist; labctl only checks that they answer
 //!   with the lab key and the pinned host key, and never powers them off.
 //!
@@ -13,6 +15,7 @@
 //! are what the CLI and `verify` call: they pick the provider from the
 //! inventory.
 
+pub mod libvirt;
 pub mod nspawn;
 pub mod probe;
 pub mod ssh;
@@ -99,6 +102,7 @@ pub fn for_inventory(inv: &Inventory) -> Box<dyn Provider> {
     match inv.provider {
         ProviderKind::Nspawn => Box::new(nspawn::Nspawn),
         ProviderKind::Ssh => Box::new(ssh::SshHosts),
+        ProviderKind::Libvirt => Box::new(libvirt::Libvirt),
     }
 }
 
@@ -137,7 +141,7 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
 /// (`configure scenario.yaml`), for the fix.
 pub fn require_root(inv: &Inventory, typed: &str) -> anyhow::Result<()> {
     match inv.provider {
-        ProviderKind::Nspawn => nspawn::preflight::root(typed),
+        ProviderKind::Nspawn | ProviderKind::Libvirt => nspawn::preflight::root(typed),
         ProviderKind::Ssh => Ok(()),
     }
 }

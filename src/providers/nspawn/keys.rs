@@ -75,6 +75,14 @@ pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<Strin
 /// the nodes whose pinned key changed (a key that was pinned before and differs
 /// now: a node re-keyed on purpose; a recreated lab starts with no pins).
 pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<Vec<String>> {
+    pin_host_keys_from(inv, &|name| NodePaths::new(&inv.lab, name).host_key_pub())
+}
+
+/// [`pin_host_keys`] with each node's public host key read from `pub_of(node)`.
+pub fn pin_host_keys_from(
+    inv: &Inventory,
+    pub_of: &dyn Fn(&str) -> std::path::PathBuf,
+) -> anyhow::Result<Vec<String>> {
     let kh = &inv.ssh.known_hosts;
     let state = inv.state_dir();
     let before = crate::project::read_state(&state, kh)
@@ -92,8 +100,7 @@ pub fn pin_host_keys(inv: &Inventory) -> anyhow::Result<Vec<String>> {
         inv.lab
     );
     for n in &inv.nodes {
-        let np = NodePaths::new(&inv.lab, &n.name);
-        let Ok(pubkey) = std::fs::read_to_string(np.host_key_pub()) else {
+        let Ok(pubkey) = std::fs::read_to_string(pub_of(&n.name)) else {
             continue;
         };
         let mut w = pubkey.split_whitespace();

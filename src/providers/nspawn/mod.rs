@@ -480,7 +480,7 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
 /// --one-file-system` (deleting a few hundred MB of node files takes tens of
 /// seconds on slow disks). Leftovers of an interrupted delete are retried by
 /// the next `destroy`.
-fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
+pub fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
     let trash = paths::root().join("trash");
     std::fs::create_dir_all(&trash)?;
     let stamp = std::time::SystemTime::now()
@@ -530,7 +530,7 @@ fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
 /// Remove the project's `.labctl/` state, keeping a key of the user's. Only
 /// labctl's own files go: the folder is refused if it is a link, and a link
 /// inside it is removed, never followed.
-fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
+pub fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
     let sd = inv.state_dir();
     let user_key = !inv.key_is_managed();
     let pubkey = {

@@ -140,7 +140,7 @@ pub fn prepare(
     Ok(())
 }
 
-fn write(root: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
+pub fn write(root: &Path, rel: &str, text: &str, mode: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let p = root.join(rel);
     if let Some(d) = p.parent() {
@@ -165,6 +165,52 @@ fn configure(
     let Some(net) = &inv.network else {
         anyhow::bail!("internal error: nspawn lab without network");
     };
+    let mut netf = format!(
+        "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+        node.address, net.subnet.prefix, net.gateway
+    );
+    for ns in nameservers {
+        netf.push_str(&format!("DNS={ns}\n"));
+    }
+    write_identity(
+        inv,
+        node,
+        root,
+        ("etc/systemd/network/10-host0.network", &netf),
+        nameservers,
+    )?;
+    let script = user_script(inv)?;
+    // (linger: the user's systemd manager starts at boot, not inside the first
+    // SSH session, which made labctl's first remote command ~100 ms slower)
+    let out = Command::new("chroot")
+        .arg(root)
+        .args(["/bin/sh", "-c", script.as_str()])
+        .env("LABCTL_PUBKEY", lab_pubkey.trim())
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run chroot: {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "creating user {} failed: {}{}",
+            inv.ssh.user,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// A node's identity, written under `root` (its file system, or a seed folder
+/// that a VM copies onto its own at first boot): hostname, `/etc/hosts` with
+/// every node, the network file `network` (path, text), DNS, a machine id and
+/// its own ed25519 host key.
+pub fn write_identity(
+    inv: &Inventory,
+    node: &Node,
+    root: &Path,
+    network: (&str, &str),
+    nameservers: &[String],
+) -> anyhow::Result<()> {
     write(root, "etc/hostname", &format!("{}\n", node.name), 0o644)?;
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\n# lab nodes (labctl)\n",
@@ -173,14 +219,7 @@ fn configure(
         hosts.push_str(&format!("{}\t{}\n", n.address, n.name));
     }
     write(root, "etc/hosts", &hosts, 0o644)?;
-    let mut netf = format!(
-        "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
-        node.address, net.subnet.prefix, net.gateway
-    );
-    for ns in nameservers {
-        netf.push_str(&format!("DNS={ns}\n"));
-    }
-    write(root, "etc/systemd/network/10-host0.network", &netf, 0o644)?;
+    write(root, network.0, network.1, 0o644)?;
     let resolv: String = nameservers
         .iter()
         .map(|n| format!("nameserver {n}\n"))
@@ -203,6 +242,7 @@ fn configure(
     }
     let key = root.join("etc/ssh/ssh_host_ed25519_key");
     if !key.exists() {
+        std::fs::create_dir_all(root.join("etc/ssh"))?;
         let out = Command::new("ssh-keygen")
             .args(["-q", "-t", "ed25519", "-N", "", "-C"])
             .arg(format!("root@{}", node.name))
@@ -218,6 +258,13 @@ fn configure(
             );
         }
     }
+    Ok(())
+}
+
+/// The script (run as root on the node, with the lab's public key in
+/// `$LABCTL_PUBKEY`) that makes the lab user with passwordless sudo and the
+/// lab key, and lets its systemd manager start at boot.
+pub fn user_script(inv: &Inventory) -> anyhow::Result<crate::shell::Script> {
     let user = &inv.ssh.user;
     if !crate::inventory::valid_user(user) {
         crate::user_bail!(
@@ -240,23 +287,7 @@ chmod 600 "$h/.ssh/authorized_keys"
 if [ "$u" != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi
 mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$u""#,
     );
-    // (linger: the user's systemd manager starts at boot, not inside the first
-    // SSH session, which made labctl's first remote command ~100 ms slower)
-    let out = Command::new("chroot")
-        .arg(root)
-        .args(["/bin/sh", "-c", script.as_str()])
-        .env("LABCTL_PUBKEY", lab_pubkey.trim())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run chroot: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "creating user {user} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    Ok(script)
 }
 
 /// The host's DNS servers that a node can use through the NAT (not loopback).

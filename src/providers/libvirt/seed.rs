@@ -1,0 +1,95 @@
+//! A node's seed disk: its identity, made on this machine before first boot
+//! and applied by the image's `labctl-seed` unit (no cloud-init, no network
+//! fetch). It is a small ext4 file system (label `labctl-seed`, made with
+//! `mkfs.ext4 -d`) holding:
+//!
+//! ```text
+//! root/      files copied onto the node: hostname, hosts, resolv.conf, the
+//!            network file (static address on the NIC with the node's MAC),
+//!            its ed25519 host key (pinned by labctl: no trust on first use)
+//! lab.pub    the lab's public key
+//! setup.sh   makes the lab user with passwordless sudo and that key
+//! ```
+//!
+//! The folder stays in the lab's state (`/var/lib/labctl/labs/<lab>/nodes/<node>/seed/`,
+//! root's only) so the host key can be pinned again; the disk is uploaded as
+//! the node's volume `<node>-seed.img`.
+
+use super::xml;
+use crate::inventory::{Inventory, Node};
+use crate::providers::nspawn::{paths, rootfs};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The node's folder in the lab's state on this machine.
+pub fn node_dir(lab: &str, node: &str) -> PathBuf {
+    paths::nodes_dir(lab).join(node)
+}
+
+/// The node's public host key, as labctl made it.
+pub fn host_key_pub(lab: &str, node: &str) -> PathBuf {
+    node_dir(lab, node).join("seed/root/etc/ssh/ssh_host_ed25519_key.pub")
+}
+
+/// Make the node's seed (a new identity: a new host key) and return the disk image.
+pub fn make(
+    inv: &Inventory,
+    node: &Node,
+    lab_pubkey: &str,
+    nameservers: &[String],
+) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(net) = &inv.network else {
+        anyhow::bail!("internal error: libvirt lab without network");
+    };
+    let dir = node_dir(&inv.lab, &node.name);
+    let seed = dir.join("seed");
+    if seed.exists() {
+        std::fs::remove_dir_all(&seed)?;
+    }
+    std::fs::create_dir_all(seed.join("root"))?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    let mut netf = format!(
+        "# labctl: static address on the lab network\n[Match]\nMACAddress={}\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+        xml::mac(&inv.lab, &node.name),
+        node.address,
+        net.subnet.prefix,
+        net.gateway
+    );
+    for ns in nameservers {
+        netf.push_str(&format!("DNS={ns}\n"));
+    }
+    let root = seed.join("root");
+    rootfs::write_identity(
+        inv,
+        node,
+        &root,
+        ("etc/systemd/network/10-labctl.network", &netf),
+        nameservers,
+    )?;
+    // systemd makes the VM's machine id at first boot
+    std::fs::remove_file(root.join("etc/machine-id"))?;
+    rootfs::write(&seed, "lab.pub", &format!("{}\n", lab_pubkey.trim()), 0o644)?;
+    let script = rootfs::user_script(inv)?;
+    rootfs::write(&seed, "setup.sh", script.as_str(), 0o700)?;
+    let img = dir.join("seed.img");
+    let _ = std::fs::remove_file(&img);
+    let out = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", "labctl-seed", "-E", "root_owner=0:0"])
+        .arg("-d")
+        .arg(&seed)
+        .arg(&img)
+        .arg("16M")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run mkfs.ext4 (package e2fsprogs): {e}"))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "mkfs.ext4 of {}'s seed failed: {}",
+            node.name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o600))?;
+    Ok(img)
+}

@@ -1,0 +1,262 @@
+//! The libvirt objects of a lab, as XML: its storage pool, its network (the
+//! lab bridge holding the gateway, NAT to the outside, no DHCP, no DNS) and
+//! one domain per node (direct kernel boot of the cached image's kernel, the
+//! node's copy-on-write root disk, its extra disks, its seed disk, the serial
+//! console into a file). Every object is named after the lab.
+
+use crate::inventory::{Inventory, Node};
+
+/// Escape text for an XML attribute or element.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+/// The lab's objects' names.
+pub struct Names {
+    pub lab: String,
+}
+
+impl Names {
+    pub fn new(inv: &Inventory) -> Names {
+        Names {
+            lab: inv.lab.clone(),
+        }
+    }
+    /// Prefix of every domain of the lab.
+    pub fn domain_prefix(&self) -> String {
+        format!("labctl-{}-", self.lab)
+    }
+    pub fn domain(&self, node: &str) -> String {
+        format!("{}{node}", self.domain_prefix())
+    }
+    pub fn network(&self) -> String {
+        format!("labctl-{}", self.lab)
+    }
+    pub fn pool(&self) -> String {
+        format!("labctl-{}", self.lab)
+    }
+    pub fn root_vol(node: &str) -> String {
+        format!("{node}-root.qcow2")
+    }
+    pub fn seed_vol(node: &str) -> String {
+        format!("{node}-seed.img")
+    }
+    pub fn disk_vol(node: &str, i: usize) -> String {
+        format!("{node}-{}.qcow2", disk_dev(i + 1))
+    }
+    pub fn console_vol(node: &str) -> String {
+        format!("{node}-console.log")
+    }
+    /// Whether `vol` is one of `node`'s volumes.
+    pub fn vol_is_nodes(vol: &str, node: &str) -> bool {
+        vol.strip_prefix(node)
+            .and_then(|r| r.strip_prefix('-'))
+            .is_some_and(|r| !r.contains('-'))
+    }
+}
+
+/// The pool shared by every lab: the cached images (kernel, initrd, disk).
+pub const IMAGE_POOL: &str = "labctl-images";
+
+/// `vda`, `vdb`, … (`i` from 0).
+pub fn disk_dev(i: usize) -> String {
+    let mut s = String::from("vd");
+    let mut n = i;
+    let mut letters = Vec::new();
+    loop {
+        letters.push((b'a' + (n % 26) as u8) as char);
+        if n < 26 {
+            break;
+        }
+        n = n / 26 - 1;
+    }
+    s.extend(letters.iter().rev());
+    s
+}
+
+/// A node's MAC address: fixed per lab and node (QEMU's 52:54:00 prefix).
+pub fn mac(lab: &str, node: &str) -> String {
+    use sha2::Digest;
+    let d = sha2::Sha256::digest(format!("{lab}/{node}").as_bytes());
+    format!("52:54:00:{:02x}:{:02x}:{:02x}", d[0], d[1], d[2])
+}
+
+/// A node's domain UUID: fixed per lab and node, so `virsh define` of a
+/// changed definition updates the domain instead of refusing a second one.
+pub fn uuid(lab: &str, node: &str) -> String {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(
+        format!("labctl domain {lab}/{node}").as_bytes(),
+    ));
+    format!(
+        "{}-{}-4{}-8{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// A directory storage pool.
+pub fn pool(name: &str, path: &str) -> String {
+    format!(
+        "<pool type='dir'>\n  <name>{}</name>\n  <target>\n    <path>{}</path>\n    <permissions><mode>0711</mode></permissions>\n  </target>\n</pool>\n",
+        esc(name),
+        esc(path)
+    )
+}
+
+/// The lab network: bridge `lab-<lab>` with the gateway address, NAT'd by
+/// libvirt (`nat: true`) or by labctl's own nft table (`nat: false`: the
+/// network is `open`, libvirt adds no firewall rule).
+pub fn network(inv: &Inventory, nat: bool) -> anyhow::Result<String> {
+    let Some(net) = &inv.network else {
+        anyhow::bail!("internal error: libvirt lab without network");
+    };
+    Ok(format!(
+        "<network>\n  <name>{}</name>\n  <!-- labctl lab {}: nodes reach the package mirror through the host -->\n  <forward mode='{}'/>\n  <bridge name='{}' stp='off' delay='0'/>\n  <dns enable='no'/>\n  <ip address='{}' prefix='{}'/>\n</network>\n",
+        esc(&Names::new(inv).network()),
+        esc(&inv.lab),
+        if nat { "nat" } else { "open" },
+        esc(&inv.bridge_name()),
+        net.gateway,
+        net.subnet.prefix
+    ))
+}
+
+/// Where a node's boot files are on the hypervisor.
+pub struct Boot {
+    pub kernel: String,
+    pub initrd: String,
+    /// `kvm` or `qemu` (TCG).
+    pub domain_type: &'static str,
+}
+
+/// One node's domain.
+pub fn domain(inv: &Inventory, node: &Node, boot: &Boot) -> String {
+    let names = Names::new(inv);
+    let pool = names.pool();
+    let mut disks = String::new();
+    let disk = |vol: &str, format: &str, dev: &str, bus: &str| {
+        format!(
+            "    <disk type='volume' device='disk'>\n      <driver name='qemu' type='{format}' cache='unsafe' discard='unmap'/>\n      <source pool='{}' volume='{}'/>\n      <target dev='{dev}' bus='{bus}'/>\n    </disk>\n",
+            esc(&pool),
+            esc(vol)
+        )
+    };
+    disks.push_str(&disk(
+        &Names::root_vol(&node.name),
+        "qcow2",
+        "vda",
+        "virtio",
+    ));
+    for i in 0..node.vm.disks.len() {
+        disks.push_str(&disk(
+            &Names::disk_vol(&node.name, i),
+            "qcow2",
+            &disk_dev(i + 1),
+            "virtio",
+        ));
+    }
+    // the seed on another bus, so the node's own disks are vda, vdb, … as asked
+    disks.push_str(&disk(&Names::seed_vol(&node.name), "raw", "sda", "sata"));
+    let cpu = if boot.domain_type == "kvm" {
+        "  <cpu mode='host-passthrough'/>\n"
+    } else {
+        ""
+    };
+    format!(
+        "<domain type='{dt}'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <description>labctl lab {lab}, node {node}</description>
+  <memory unit='MiB'>{mem}</memory>
+  <vcpu>{cpus}</vcpu>
+{cpu}  <os>
+    <type arch='x86_64' machine='q35'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet</cmdline>
+  </os>
+  <features><acpi/></features>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+{disks}    <interface type='network'>
+      <source network='{net}'/>
+      <mac address='{mac}'/>
+      <model type='virtio'/>
+      <rom enabled='no'/>
+    </interface>
+    <serial type='file'>
+      <source path='{console}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+",
+        dt = boot.domain_type,
+        name = esc(&names.domain(&node.name)),
+        uuid = uuid(&inv.lab, &node.name),
+        lab = esc(&inv.lab),
+        node = esc(&node.name),
+        mem = node.vm.memory.mib(),
+        cpus = node.vm.cpus,
+        kernel = esc(&boot.kernel),
+        initrd = esc(&boot.initrd),
+        net = esc(&names.network()),
+        mac = mac(&inv.lab, &node.name),
+        console = esc(&console_path(inv, &node.name)),
+    )
+}
+
+/// Where the node's serial console is written on the hypervisor.
+pub fn console_path(inv: &Inventory, node: &str) -> String {
+    format!(
+        "{}/{}",
+        super::lab_pool_path(&inv.lab),
+        Names::console_vol(node)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disk_names() {
+        assert_eq!(disk_dev(0), "vda");
+        assert_eq!(disk_dev(1), "vdb");
+        assert_eq!(disk_dev(25), "vdz");
+        assert_eq!(disk_dev(26), "vdaa");
+    }
+
+    #[test]
+    fn macs_are_stable_and_local() {
+        assert_eq!(mac("ha", "nodo1"), mac("ha", "nodo1"));
+        assert_ne!(mac("ha", "nodo1"), mac("ha", "nodo2"));
+        assert!(mac("ha", "dns").starts_with("52:54:00:"));
+    }
+
+    #[test]
+    fn volumes_belong_to_their_node_only() {
+        assert!(Names::vol_is_nodes("nodo1-root.qcow2", "nodo1"));
+        assert!(Names::vol_is_nodes("nodo1-vdb.qcow2", "nodo1"));
+        assert!(!Names::vol_is_nodes("nodo1-x-root.qcow2", "nodo1"));
+        assert!(!Names::vol_is_nodes("nodo10-root.qcow2", "nodo1"));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(esc("a<b>'\"&"), "a&lt;b&gt;&apos;&quot;&amp;");
+    }
+}
