@@ -177,6 +177,12 @@ impl<'a> Probes<'a> {
                                 let new = st.state.as_str().to_string();
                                 if n.state != new {
                                     changes.push((n.name.clone(), n.state.clone(), st.state));
+                                    if st.state != NodeState::Running {
+                                        // a node without power runs nothing
+                                        for s in &mut n.services {
+                                            s.active = Some(false);
+                                        }
+                                    }
                                     n.state = new;
                                 }
                             }
@@ -223,7 +229,8 @@ impl<'a> Probes<'a> {
         }
     }
 
-    /// The strip: DNS and HTTP samples of `www`.
+    /// The strip: DNS and HTTP samples of `www`, about three a second; while
+    /// a failover is timed, [`Self::time_failover`].
     fn strip(&self) {
         let Some(www) = &self.targets.www else {
             return;
@@ -231,14 +238,21 @@ impl<'a> Probes<'a> {
         let ctx = self
             .env
             .ctx(Instant::now() + Duration::from_secs(365 * 24 * 3600));
+        let every = Duration::from_millis(300);
         let mut next = Instant::now();
+        // the address the name resolved to last (a VIP keeps it through a failover)
+        let mut last_addr: Option<Ipv4Addr> = None;
         loop {
-            let pending = self.pending.lock().map(|p| p.clone()).unwrap_or(None);
-            let every = if pending.is_some() {
-                Duration::from_millis(100)
-            } else {
-                Duration::from_millis(300)
-            };
+            let pending = self.pending.lock().map(|p| p.is_some()).unwrap_or(false);
+            if let (true, Some(url)) = (pending, &www.url) {
+                if let Some(addr) = url.ip().or(last_addr) {
+                    if !self.time_failover(&ctx, url, addr) {
+                        return;
+                    }
+                    next = Instant::now();
+                    continue;
+                }
+            }
             let mut sample = Sample {
                 t: now_ms(),
                 dns: None,
@@ -246,62 +260,43 @@ impl<'a> Probes<'a> {
                 error: None,
             };
             let mut first_answer: Option<Ipv4Addr> = None;
-            // while a failover is being timed, the name's records do not
-            // change (a VIP): the budget goes to HTTP
             if let Some((server, port, name)) = &www.dns {
-                if pending.is_none() || www.url.as_ref().is_some_and(|u| u.ip().is_none()) {
-                    if !self.take() {
-                        return;
+                if !self.take() {
+                    return;
+                }
+                match ctx.ensure_safe(server.addr).and_then(|_| {
+                    dns::query(
+                        SocketAddr::new(server.addr.into(), *port),
+                        name,
+                        RecordType::A,
+                        Duration::from_millis(500),
+                    )
+                }) {
+                    Ok(a) => {
+                        first_answer = a.answers.first().and_then(|s| s.parse().ok());
+                        sample.dns = Some(a.answers.iter().map(|s| self.label(s)).collect());
                     }
-                    match ctx.ensure_safe(server.addr).and_then(|_| {
-                        dns::query(
-                            SocketAddr::new(server.addr.into(), *port),
-                            name,
-                            RecordType::A,
-                            Duration::from_millis(500),
-                        )
-                    }) {
-                        Ok(a) => {
-                            first_answer = a.answers.first().and_then(|s| s.parse().ok());
-                            sample.dns = Some(a.answers.iter().map(|s| self.label(s)).collect());
-                        }
-                        Err(e) => {
-                            sample.dns = Some(Vec::new());
-                            sample.error = Some(format!("DNS: {e}"));
-                        }
+                    Err(e) => {
+                        sample.dns = Some(Vec::new());
+                        sample.error = Some(format!("DNS: {e}"));
                     }
                 }
             }
             if let Some(url) = &www.url {
                 let addr = url.ip().or(first_answer);
+                if addr.is_some() {
+                    last_addr = addr;
+                }
                 match addr {
                     Some(addr) => {
                         if !self.take() {
                             return;
                         }
-                        let got = ctx.ensure_safe(addr).and_then(|_| {
-                            get(
-                                SocketAddr::new(addr.into(), url.port),
-                                &url.host_header(),
-                                &url.path,
-                                Duration::from_millis(700),
-                            )
-                        });
-                        match got {
-                            Ok(r) if (200..300).contains(&r.status) => {
-                                let who =
-                                    node_in_body(self.inv, &r.body).unwrap_or("?").to_string();
-                                self.answered(&who);
-                                sample.http = Some(who);
-                            }
-                            Ok(r) => {
-                                sample.http = Some(String::new());
-                                sample.error = Some(format!("HTTP status {}", r.status));
-                            }
-                            Err(e) => {
-                                sample.http = Some(String::new());
-                                sample.error.get_or_insert(format!("HTTP: {e}"));
-                            }
+                        let (who, err) =
+                            self.http_probe(&ctx, url, addr, Duration::from_millis(700));
+                        sample.http = Some(who);
+                        if let Some(e) = err {
+                            sample.error.get_or_insert(e);
                         }
                     }
                     None => sample.http = Some(String::new()),
@@ -313,6 +308,88 @@ impl<'a> Probes<'a> {
                 return;
             }
         }
+    }
+
+    /// One GET of the site on `addr`: the node its `info.txt` names (empty
+    /// when it did not answer), and what went wrong.
+    fn http_probe(
+        &self,
+        ctx: &crate::checks::Ctx,
+        url: &crate::checks::http_client::Url,
+        addr: Ipv4Addr,
+        timeout: Duration,
+    ) -> (String, Option<String>) {
+        let got = ctx.ensure_safe(addr).and_then(|_| {
+            get(
+                SocketAddr::new(addr.into(), url.port),
+                &url.host_header(),
+                &url.path,
+                timeout,
+            )
+        });
+        match got {
+            Ok(r) if (200..300).contains(&r.status) => {
+                let who = node_in_body(self.inv, &r.body).unwrap_or("?").to_string();
+                self.answered(&who);
+                (who, None)
+            }
+            Ok(r) => (String::new(), Some(format!("HTTP status {}", r.status))),
+            Err(e) => (String::new(), Some(format!("HTTP: {e}"))),
+        }
+    }
+
+    /// The node that answered the site lost power: GET it every 100 ms, each
+    /// request within 300 ms and several in flight (as the failover check
+    /// does, within the budget), until another node answers or two minutes
+    /// pass; every answer is a sample of the strip. Whether to go on.
+    fn time_failover(
+        &self,
+        ctx: &crate::checks::Ctx,
+        url: &crate::checks::http_client::Url,
+        addr: Ipv4Addr,
+    ) -> bool {
+        const EVERY: Duration = Duration::from_millis(100);
+        let until = Instant::now() + Duration::from_secs(120);
+        std::thread::scope(|s| {
+            let mut next = Instant::now();
+            loop {
+                let still = self.pending.lock().map(|p| p.is_some()).unwrap_or(false);
+                if !still {
+                    return true;
+                }
+                if Instant::now() >= until {
+                    if let Some(p) = self.pending.lock().ok().and_then(|mut p| p.take()) {
+                        self.shared.event(
+                            "info",
+                            Some(&p.node),
+                            format!(
+                                "no other node answered the site within 2 min of {}'s power cut",
+                                p.node
+                            ),
+                            None,
+                        );
+                    }
+                    return true;
+                }
+                if !self.take() {
+                    return false;
+                }
+                s.spawn(move || {
+                    let t = now_ms();
+                    let (who, error) = self.http_probe(ctx, url, addr, Duration::from_millis(300));
+                    self.shared.sample(Sample {
+                        t,
+                        dns: None,
+                        http: Some(who),
+                        error,
+                    });
+                });
+                next = (next + EVERY).max(Instant::now());
+                if !self.nap(next.saturating_duration_since(Instant::now())) {
+                    return false;
+                }
+            }
+        })
     }
 
     /// A node's name for a DNS answer that is its address; the address otherwise.
@@ -336,10 +413,6 @@ impl<'a> Probes<'a> {
             };
             match p.as_ref() {
                 Some(x) if x.node != who && who != "?" => p.take(),
-                Some(x) if x.since.elapsed() > Duration::from_secs(120) => {
-                    p.take();
-                    None
-                }
                 _ => None,
             }
         };

@@ -131,23 +131,31 @@ impl Browser {
         None
     }
 
-    /// Click the element `css` selects.
+    /// Click the element `css` selects (found again if the page redrew it meanwhile).
     pub fn click(&self, css: &str) {
-        let e = self
-            .cmd(
-                "POST",
-                "/element",
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .unwrap_or_else(|e| panic!("no element {css}: {e}"));
-        let id = e
-            .as_object()
-            .and_then(|o| o.values().next())
-            .and_then(|v| v.as_str())
-            .unwrap()
-            .to_string();
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .unwrap();
+        let mut last = String::new();
+        for _ in 0..50 {
+            let e = self
+                .cmd(
+                    "POST",
+                    "/element",
+                    Some(json!({"using": "css selector", "value": css})),
+                )
+                .unwrap_or_else(|e| panic!("no element {css}: {e}"));
+            let id = e
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|v| v.as_str())
+                .unwrap()
+                .to_string();
+            match self.cmd("POST", &format!("/element/{id}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") => last = e,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("click {css}: {last}");
     }
 
     /// Save a screenshot of the page as a PNG file.

@@ -7,6 +7,15 @@
   const PALETTE = ["#2563eb", "#f97316", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563"];
   let view = null;
   let colours = {};
+  // what each part was last drawn from: a part is drawn again only when it
+  // changed, so a button is never replaced under the pointer
+  const drawn = {};
+  function changed(part, data) {
+    const key = JSON.stringify(data);
+    if (drawn[part] === key) return false;
+    drawn[part] = key;
+    return true;
+  }
 
   function el(tag, attrs, ...kids) {
     const e = document.createElement(tag);
@@ -49,7 +58,17 @@
       }
       card.append(svcs);
       const acts = el("div", { class: "actions" });
-      for (const a of v.actions.filter((a) => a.node === n.name)) {
+      // only what makes sense now: power cut a running node, boot one that is
+      // not; stop an active service, start one that is not (both while unknown)
+      const svc = (name) => n.services.find((s) => s.name === name) || { active: null };
+      const useful = (a) => {
+        if (a.action === "power_cut") return n.state === "running" || n.state === "unknown";
+        if (a.action === "boot") return n.state !== "running";
+        if (a.action === "stop_service") return svc(a.service).active !== false;
+        if (a.action === "start_service") return svc(a.service).active !== true;
+        return true;
+      };
+      for (const a of v.actions.filter((a) => a.node === n.name && useful(a))) {
         acts.append(el("button", {
           type: "button",
           class: a.action === "power_cut" ? "danger" : "",
@@ -97,7 +116,7 @@
     const left = 100 - ((now - t) / 60000) * 100;
     const c = el("div", { class: "cell " + kind, "data-node": who || "", title: title });
     c.style.left = left.toFixed(2) + "%";
-    if (kind === "node") c.style.background = colour(who);
+    if (kind === "hit") c.style.background = colour(who);
     return c;
   }
 
@@ -115,11 +134,11 @@
         const first = s.dns[0];
         const order = s.dns.join(", ") || "no answer";
         if (!first) d.push(cell("err", "", s.t, now, clock(s.t) + " " + (s.error || order)));
-        else d.push(cell(colour(first) ? "node" : "other", first, s.t, now, clock(s.t) + " " + order));
+        else d.push(cell(colour(first) ? "hit" : "other", first, s.t, now, clock(s.t) + " " + order));
       }
       if (s.http !== null && s.http !== undefined) {
         if (!s.http) h.push(cell("err", "", s.t, now, clock(s.t) + " " + (s.error || "no answer")));
-        else h.push(cell(colour(s.http) ? "node" : "other", s.http, s.t, now, clock(s.t) + " " + s.http));
+        else h.push(cell(colour(s.http) ? "hit" : "other", s.http, s.t, now, clock(s.t) + " " + s.http));
       }
     }
     dns.parentElement.classList.toggle("hidden", !v.samples.some((s) => s.dns));
@@ -155,10 +174,10 @@
     const www = q("#www");
     www.classList.toggle("hidden", !v.www);
     www.href = "www/" + (token && location.search.includes("token=") ? "?token=" + encodeURIComponent(token) : "");
-    renderNodes(v);
-    renderCluster(v);
+    if (changed("nodes", [v.nodes, v.actions])) renderNodes(v);
+    if (changed("cluster", v.cluster)) renderCluster(v);
     renderStrip(v);
-    renderEvents(v);
+    if (changed("events", v.events)) renderEvents(v);
     document.body.setAttribute("data-version", String(v.version));
   }
 
