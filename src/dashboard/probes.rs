@@ -177,7 +177,7 @@ impl<'a> Probes<'a> {
                                 let new = st.state.as_str().to_string();
                                 if n.state != new {
                                     changes.push((n.name.clone(), n.state.clone(), st.state));
-                                    if st.state != NodeState::Running {
+                                    if matches!(st.state, NodeState::Stopped | NodeState::Absent) {
                                         // a node without power runs nothing
                                         for s in &mut n.services {
                                             s.active = Some(false);
