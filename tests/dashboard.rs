@@ -12,86 +12,18 @@
 
 mod common;
 
+use common::dashboard::Dashboard;
 use common::fake::{FakeDns, FakeWeb, Order};
 use common::webdriver::Browser;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const N2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
-
-/// A running `labctl dashboard`: stopped with SIGINT (by its PID) on drop.
-struct Dashboard {
-    child: Child,
-    url: String,
-    host: String,
-}
-
-impl Dashboard {
-    fn start(dir: &Path, scenario: &str) -> Dashboard {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .args(["dashboard", scenario, "--listen", "127.0.0.1:0"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        eprintln!("{line}");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        // keep reading its output so it never blocks on a full pipe
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                eprintln!("dashboard: {l}");
-            }
-        });
-        let host = url
-            .trim_start_matches("http://")
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string();
-        Dashboard { child, url, host }
-    }
-
-    /// Ctrl-C: the exit status.
-    fn interrupt(&mut self) -> std::process::ExitStatus {
-        // SAFETY: kill(2) on the child this test started, by its PID
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                return st;
-            }
-            assert!(
-                Instant::now() < until,
-                "the dashboard did not stop on Ctrl-C"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill(2) on the child this test started, by its PID
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-            let _ = self.child.wait();
-        }
-    }
-}
 
 /// A raw HTTP request to the dashboard: (status, body).
 fn http(host: &str, raw: &str) -> (u16, String) {
@@ -166,7 +98,10 @@ verify:
         ),
     )
     .unwrap();
-    let mut d = Dashboard::start(dir.path(), "scenario.yaml");
+    let mut d = Dashboard::start(
+        dir.path(),
+        &["dashboard", "scenario.yaml", "--listen", "127.0.0.1:0"],
+    );
     let t0 = Instant::now();
     let token = {
         let (st, page) = get(&d.host, "/", &d.host);

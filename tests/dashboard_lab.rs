@@ -13,65 +13,32 @@
 
 mod common;
 
+use common::dashboard::Dashboard;
 use common::lab::{one_at_a_time, Lab};
 use common::webdriver::Browser;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A running `labctl dashboard` on the lab: stopped with SIGINT (by its PID).
-struct Dashboard {
-    child: Child,
-    url: String,
+/// `labctl dashboard SCENARIO` on the lab, on a free loopback port.
+fn dashboard(lab: &Lab, scenario: &str) -> Dashboard {
+    let inv = lab.inv();
+    Dashboard::start(
+        inv.parent().unwrap(),
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            "dashboard",
+            scenario,
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    )
 }
 
-impl Dashboard {
-    fn start(lab: &Lab, scenario: &str) -> Dashboard {
-        let inv = lab.inv();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_labctl"))
-            .arg("-i")
-            .arg(&inv)
-            .args(["dashboard", scenario, "--listen", "127.0.0.1:0"])
-            .current_dir(inv.parent().unwrap())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        eprintln!("{line}");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
-        std::thread::spawn(move || {
-            for l in out.lines().map_while(Result::ok) {
-                eprintln!("dashboard: {l}");
-            }
-        });
-        Dashboard { child, url }
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on the child this test started, by its PID
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let st = self.child.wait().unwrap();
-        assert!(st.success(), "the dashboard ended with {st} on Ctrl-C");
-    }
-}
-
-impl Drop for Dashboard {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            // SAFETY: kill(2) on the child this test started, by its PID
-            unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
-            let _ = self.child.wait();
-        }
-    }
+/// Ctrl-C ends the dashboard with success.
+fn stop(mut d: Dashboard) {
+    let st = d.interrupt();
+    assert!(st.success(), "the dashboard ended with {st} on Ctrl-C");
 }
 
 fn shot(b: &Browser, name: &str) {
@@ -103,7 +70,7 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     let b = Browser::start();
 
     // 01: three running nodes; DNS and HTTP answers from both web nodes
-    let d = Dashboard::start(&lab, "scenarios/01-dns-round-robin.yaml");
+    let d = dashboard(&lab, "scenarios/01-dns-round-robin.yaml");
     b.goto(&d.url);
     for n in ["nodo1", "nodo2", "dns"] {
         assert!(
@@ -127,11 +94,11 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     );
     std::thread::sleep(Duration::from_secs(3)); // a few seconds of strip for the picture
     shot(&b, "01-round-robin.png");
-    d.stop();
+    stop(d);
 
     // scenario.yaml: the failover cluster
     lab.ok(&["configure", "scenario.yaml"]);
-    let d = Dashboard::start(&lab, "scenario.yaml");
+    let d = dashboard(&lab, "scenario.yaml");
     b.goto(&d.url);
     let holder_js = "const h = document.querySelector('[data-role=\"vip-holder\"]'); return h && h.textContent.startsWith('nodo') && document.querySelectorAll('#cluster tr[data-online=\"true\"]').length === 2 ? h.textContent : null";
     let until = Instant::now() + Duration::from_secs(120);
@@ -224,7 +191,7 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     );
     shot(&b, "04-back.png");
     drop(b);
-    d.stop();
+    stop(d);
     lab.ok(&["destroy"]);
     lab.assert_gone();
 }

@@ -3,6 +3,7 @@
 //! [`lab`] has the harness for tests with real nspawn labs.
 #![allow(dead_code)]
 
+pub mod dashboard;
 pub mod fake;
 pub mod lab;
 pub mod webdriver;
