@@ -17,17 +17,24 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// The first SIGINT ends a server (the dashboard) rather than a run of tasks.
+static SERVER: AtomicBool = AtomicBool::new(false);
 
 /// The exit code of an interrupted run.
 pub const EXIT_CODE: i32 = 130;
 
 const FIRST: &[u8] = b"\nlabctl: interrupted: no new task starts; waiting for the running ones (Ctrl-C again to stop at once)\n";
+const FIRST_SERVER: &[u8] = b"\nlabctl: interrupted: stopping\n";
 const SECOND: &[u8] = b"\nlabctl: interrupted again: stopping now\n";
 
 extern "C" fn on_sigint(_sig: libc::c_int) {
     // only async-signal-safe calls here: an atomic swap, write(2), _exit(2)
     let again = INTERRUPTED.swap(true, Ordering::SeqCst);
-    let msg = if again { SECOND } else { FIRST };
+    let msg = match (again, SERVER.load(Ordering::SeqCst)) {
+        (true, _) => SECOND,
+        (false, true) => FIRST_SERVER,
+        (false, false) => FIRST,
+    };
     // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is a static buffer.
     unsafe {
         libc::write(libc::STDERR_FILENO, msg.as_ptr().cast(), msg.len());
@@ -50,6 +57,13 @@ pub fn install() -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// [`install`] for a command that serves until Ctrl-C (the dashboard): the
+/// first SIGINT says it is stopping.
+pub fn install_for_server() -> anyhow::Result<()> {
+    SERVER.store(true, Ordering::SeqCst);
+    install()
 }
 
 /// Whether SIGINT arrived since labctl started.

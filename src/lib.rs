@@ -9,6 +9,7 @@ pub mod adhoc;
 pub mod catalog;
 pub mod checks;
 pub mod cli;
+pub mod dashboard;
 pub mod duration;
 pub mod error;
 pub mod interrupt;

@@ -99,7 +99,7 @@ impl Prepare for Spec {
 }
 
 impl Spec {
-    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let nodes = ctx.nodes("cluster: nodes", &self.nodes)?;
         let ask = match &self.on {
             Some(on) => vec![ctx.node("cluster: on", on)?],

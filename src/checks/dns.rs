@@ -75,7 +75,7 @@ impl Prepare for Spec {
 }
 
 impl Spec {
-    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let server = ctx.host("dns: server", &self.server)?;
         let tname = self
             .rtype

@@ -221,7 +221,7 @@ impl Prepare for Spec {
 }
 
 impl Spec {
-    fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
+    pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
         let target =
             VipTarget::from_spec(ctx, "failover", self.vip.as_deref(), self.url.as_deref())?;
         let members = ctx.nodes(

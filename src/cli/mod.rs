@@ -4,6 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
 pub mod configure;
+pub mod dashboard;
 pub mod destroy;
 pub mod exec;
 pub mod halt;
@@ -36,6 +37,7 @@ Examples:
   labctl ssh nodo1 ip -br addr           # run one command on a node
   labctl exec all -- hostname            # one command on every node, output per node
   labctl up --fresh nodo2                # rebuild one node from the image
+  labctl dashboard                       # a live page of the lab, faults one click away
   labctl destroy                         # remove everything the lab created
 
 Exit codes: 0 success, 1 a host or check failed, 2 bad input (files, flags, keys).";
@@ -83,6 +85,7 @@ pub enum Command {
     Exec(exec::ExecArgs),
     Scenarios(scenarios::ScenariosArgs),
     Show(show::ShowArgs),
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// Parse the command line, run, print the error if any; returns the exit code.
@@ -101,6 +104,7 @@ pub fn main() -> i32 {
         Command::Exec(a) => exec::run(a, &cli.global),
         Command::Scenarios(a) => scenarios::run(a, &cli.global),
         Command::Show(a) => show::run(a, &cli.global),
+        Command::Dashboard(a) => dashboard::run(a, &cli.global),
     };
     match res {
         Ok(code) => code,

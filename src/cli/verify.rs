@@ -98,7 +98,7 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
 }
 
 /// The scenario `configure` applied last (`.labctl/last-scenario`).
-fn last_scenario(inv: &crate::inventory::Inventory) -> anyhow::Result<PathBuf> {
+pub fn last_scenario(inv: &crate::inventory::Inventory) -> anyhow::Result<PathBuf> {
     let f = inv.state_dir().join("last-scenario");
     match crate::project::read_state(&inv.state_dir(), &f).map(|b| String::from_utf8_lossy(&b).into_owned()) {
         Ok(s) if !s.trim().is_empty() => Ok(PathBuf::from(s.trim())),

@@ -30,6 +30,28 @@ pub fn prepare(
             scenario.path.display()
         );
     }
+    let mut out = Vec::new();
+    for (at, spec) in render(inv, scenario)? {
+        if opts
+            .skip
+            .iter()
+            .any(|k| k.replace('-', "_") == spec.kind.key())
+        {
+            continue;
+        }
+        let ctx = PrepareCtx { inv, at: &at };
+        out.push(prepare_check(&spec, &ctx)?);
+    }
+    if out.is_empty() {
+        user_bail!("every check of the scenario was skipped (--skip)\n  fix: skip fewer kinds");
+    }
+    Ok(out)
+}
+
+/// Every check of `scenario` rendered with its variables (the first node's
+/// view, as checks run from the host), with where it was written; secrets the
+/// checks name are remembered for masking.
+pub fn render(inv: &Inventory, scenario: &Scenario) -> anyhow::Result<Vec<(String, CheckSpec)>> {
     let templates = Templates::new(&inv.dir, &inv.dir.join("templates"));
     let Some(first) = inv.nodes.first() else {
         user_bail!("{}: the inventory has no nodes", inv.path.display());
@@ -48,22 +70,12 @@ pub fn prepare(
     let mut secrets = crate::redact::Redactor::new();
     crate::redact::add_named(&mut secrets, &vars, &names);
     crate::redact::remember(&secrets);
-    let mut out = Vec::new();
-    for check in &scenario.verify {
-        if opts
-            .skip
-            .iter()
-            .any(|k| k.replace('-', "_") == check.spec.kind.key())
-        {
-            continue;
-        }
-        let spec: CheckSpec = templates.render_args(&check.spec, &vars, &check.at)?;
-        let ctx = PrepareCtx { inv, at: &check.at };
-        let p = prepare_check(&spec, &ctx)?;
-        out.push(p);
-    }
-    if out.is_empty() {
-        user_bail!("every check of the scenario was skipped (--skip)\n  fix: skip fewer kinds");
-    }
-    Ok(out)
+    scenario
+        .verify
+        .iter()
+        .map(|check| {
+            let spec: CheckSpec = templates.render_args(&check.spec, &vars, &check.at)?;
+            Ok((check.at.clone(), spec))
+        })
+        .collect()
 }

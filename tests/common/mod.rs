@@ -3,7 +3,10 @@
 //! [`lab`] has the harness for tests with real nspawn labs.
 #![allow(dead_code)]
 
+pub mod dashboard;
+pub mod fake;
 pub mod lab;
+pub mod webdriver;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,8 @@ pub struct Sshd {
     pub dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
+/// A TCP port free on 127.0.0.1 now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
