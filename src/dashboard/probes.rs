@@ -155,6 +155,8 @@ impl<'a> Probes<'a> {
     fn nodes(&self) {
         let every = match self.inv.provider {
             crate::inventory::ProviderKind::Nspawn => Duration::from_millis(250),
+            // virsh asks the hypervisor, not the lab
+            crate::inventory::ProviderKind::Libvirt => Duration::from_millis(500),
             // the ssh provider asks each node's sshd: lab traffic, within the budget
             crate::inventory::ProviderKind::Ssh => Duration::from_secs(3),
         };
