@@ -68,6 +68,55 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A duration in a check that may also be a template (`"{{ failover_within |
+/// default('2s') }}"`): kept as text when the scenario loads, a [`Dur`] once
+/// the check is rendered with the lab's variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DurArg {
+    Dur(Dur),
+    Template(String),
+}
+
+impl DurArg {
+    /// The duration (a template not rendered yet, or rendered to something
+    /// that is not a duration, is an error saying so).
+    pub fn get(&self) -> Result<Dur, String> {
+        match self {
+            DurArg::Dur(d) => Ok(*d),
+            DurArg::Template(t) => Dur::parse(t),
+        }
+    }
+}
+
+impl Serialize for DurArg {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DurArg::Dur(d) => d.serialize(s),
+            DurArg::Template(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DurArg {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DurArg, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            S(String),
+            N(f64),
+        }
+        match Raw::deserialize(d)? {
+            Raw::S(s) if s.contains("{{") => Ok(DurArg::Template(s)),
+            Raw::S(s) => Dur::parse(&s)
+                .map(DurArg::Dur)
+                .map_err(serde::de::Error::custom),
+            Raw::N(n) => Dur::parse(&n.to_string())
+                .map(DurArg::Dur)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
 /// `1432` → `1.4 s`; `230` → `230 ms`.
 pub fn human_ms(ms: u64) -> String {
     if ms >= 10_000 || (ms >= 1000 && ms.is_multiple_of(1000)) {
@@ -82,6 +131,16 @@ pub fn human_ms(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_duration_may_be_a_template_until_rendered() {
+        let t: DurArg = serde_json::from_str("\"{{ x | default('2s') }}\"").unwrap();
+        assert!(matches!(t, DurArg::Template(_)));
+        assert!(t.get().unwrap_err().contains("is not a duration"));
+        let d: DurArg = serde_json::from_str("\"8s\"").unwrap();
+        assert_eq!(d.get().unwrap().ms(), 8000);
+        assert!(serde_json::from_str::<DurArg>("\"soon\"").is_err());
+    }
 
     #[test]
     fn durations() {

@@ -297,16 +297,28 @@ impl Facts {
             .iter()
             .map(|n| (n.name.clone(), node_fact(n)))
             .collect();
+        // the nodes' interface on the lab network: nspawn's veth is host0, a
+        // VM's virtio NIC eth0; existing hosts (ssh) say theirs in `vars: {nic: …}`
+        let nic = match inv.provider {
+            crate::inventory::ProviderKind::Nspawn => "host0".to_string(),
+            crate::inventory::ProviderKind::Libvirt => "eth0".to_string(),
+            crate::inventory::ProviderKind::Ssh => inv
+                .vars
+                .get("nic")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "eth0".to_string()),
+        };
         let lab = match &inv.network {
             Some(net) => serde_json::json!({
                 "name": inv.lab,
+                "nic": nic,
                 "subnet": net.subnet.to_string(),
                 "network": net.subnet.network.to_string(),
                 "prefix": net.subnet.prefix,
                 "netmask": net.subnet.netmask().to_string(),
                 "gateway": net.gateway.to_string(),
             }),
-            None => serde_json::json!({"name": inv.lab}),
+            None => serde_json::json!({"name": inv.lab, "nic": nic}),
         };
         Facts {
             nodes: Value::from(node.clone()),

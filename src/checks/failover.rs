@@ -34,8 +34,8 @@ pub struct Spec {
     /// What to GET on the VIP (default `http://VIP/info.txt`); its body names the node.
     #[serde(default)]
     pub url: Option<String>,
-    /// The longest acceptable failover time.
-    pub within: Dur,
+    /// The longest acceptable failover time (may be a template).
+    pub within: crate::duration::DurArg,
     /// The cluster members (default: any node of the inventory the answers name).
     #[serde(default)]
     pub members: Option<Vec<String>>,
@@ -233,7 +233,12 @@ impl Spec {
                 ctx.err("failover: `members:` needs at least two nodes to fail over between")
             );
         }
-        if self.within.0.is_zero() || self.within.0 > Duration::from_secs(600) {
+        let within = self
+            .within
+            .get()
+            .map_err(|e| ctx.err(format!("failover: `within:` {e}")))?
+            .0;
+        if within.is_zero() || within > Duration::from_secs(600) {
             return Err(ctx.err("failover: `within:` must be more than 0 and at most 10m"));
         }
         let rejoin_within = self
@@ -245,7 +250,7 @@ impl Spec {
         }
         Ok(Plan {
             target,
-            within: self.within.0,
+            within,
             members,
             rejoin: self.rejoin.unwrap_or(true),
             rejoin_within,

@@ -390,7 +390,7 @@ mod tests {
         );
         assert_eq!(v[2].name.as_deref(), Some("active/passive"));
         match &v[4].kind {
-            CheckKind::Failover(f) => assert_eq!(f.within.ms(), 2000),
+            CheckKind::Failover(f) => assert_eq!(f.within.get().unwrap().ms(), 2000),
             k => panic!("{k:?}"),
         }
         match &v[6].kind {

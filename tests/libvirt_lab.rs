@@ -1,0 +1,287 @@
+//! VM nodes (`provider: libvirt`) on a real libvirt daemon, driven through
+//! the `labctl` binary, in one story:
+//!
+//! - `labctl up` killed with SIGKILL while it makes the VMs: `destroy` still
+//!   removes everything;
+//! - `up` of 3 VMs → `status` shows 3 running → the node runs a kernel of its
+//!   own → `/dev/vdb` has the size asked → `modprobe drbd` works;
+//! - `fail nodo1` stops it at once → `up nodo1` brings it back with its files
+//!   and its disk's content;
+//! - `configure scenario.yaml` converges, a second one changes nothing, and
+//!   `verify` passes (failover included);
+//! - `destroy` leaves no domain, volume, pool, network, bridge, nft table,
+//!   QEMU process, mount or file of the lab.
+//!
+//! Lab `vml` on 10.1.61.0/24 (takes the machine-wide lab-test lock). The libvirt
+//! daemons (virtlogd, libvirtd) are started by the test when none runs, and
+//! stopped by it (by their PIDs) at the end. Needs root and the packages of
+//! scripts/install-host-deps. Durations are printed as FIGURE lines, never asserted.
+
+mod common;
+use common::lab::{one_at_a_time, Lab};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const URI: &str = "qemu:///system";
+
+fn virsh(args: &[&str]) -> (bool, String) {
+    let out = Command::new("virsh")
+        .arg("-q")
+        .arg("-c")
+        .arg(URI)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run virsh");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The libvirt daemons this test started (the ones already running are left alone).
+struct Daemons {
+    pids: Vec<i32>,
+}
+
+impl Daemons {
+    fn ensure() -> Daemons {
+        let mut pids = Vec::new();
+        if virsh(&["version"]).0 {
+            return Daemons { pids };
+        }
+        for (bin, pidfile, sock) in [
+            (
+                "virtlogd",
+                "/run/virtlogd.pid",
+                "/run/libvirt/virtlogd-sock",
+            ),
+            ("libvirtd", "/run/libvirtd.pid", "/run/libvirt/libvirt-sock"),
+        ] {
+            let _ = std::fs::remove_file(pidfile);
+            let st = Command::new(bin)
+                .arg("-d")
+                .stdin(Stdio::null())
+                .status()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start {bin} ({e}): run scripts/install-host-deps")
+                });
+            assert!(st.success(), "{bin} -d failed");
+            let t = Instant::now();
+            while !(Path::new(pidfile).exists() && Path::new(sock).exists()) {
+                assert!(t.elapsed() < Duration::from_secs(30), "{bin} did not start");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let pid: i32 = std::fs::read_to_string(pidfile)
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            pids.push(pid);
+        }
+        let t = Instant::now();
+        while !virsh(&["version"]).0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "libvirtd does not answer"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Daemons { pids }
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        // libvirtd first, then virtlogd; each waited for
+        for pid in self.pids.iter().rev() {
+            // SAFETY: kill(2) on a PID this test started.
+            unsafe { libc::kill(*pid, libc::SIGTERM) };
+            let t = Instant::now();
+            while Path::new(&format!("/proc/{pid}")).exists()
+                && t.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+fn inventory(lab: &str) -> String {
+    format!(
+        "lab: {lab}
+provider: libvirt
+libvirt: {{memory: 768M, disks: [{{size: 512M}}]}}
+network: {{subnet: 10.1.61.0/24, gateway: 10.1.61.1}}
+ssh: {{user: vagrant}}
+nodes:
+  nodo1: {{address: 10.1.61.101, groups: [nodos]}}
+  nodo2: {{address: 10.1.61.102, groups: [nodos]}}
+  dns: {{address: 10.1.61.103, groups: [servidor_dns], disks: []}}
+vars:
+  domain: example.com
+  vip: 10.1.61.100
+  # TCG emulation runs the cluster 3-5x slower than containers (scenarios/04)
+  failover_within: 8s
+"
+    )
+}
+
+/// Nothing of the lab left: the nspawn-side checks plus every libvirt object.
+fn assert_vm_gone(lab: &Lab) {
+    lab.assert_gone();
+    let (_, doms) = virsh(&["list", "--all", "--name"]);
+    let prefix = format!("labctl-{}-", lab.lab);
+    assert!(
+        !doms.lines().any(|d| d.trim().starts_with(&prefix)),
+        "domains left: {doms}"
+    );
+    let name = format!("labctl-{}", lab.lab);
+    let (_, nets) = virsh(&["net-list", "--all", "--name"]);
+    assert!(
+        !nets.lines().any(|n| n.trim() == name),
+        "network left: {nets}"
+    );
+    let (_, pools) = virsh(&["pool-list", "--all", "--name"]);
+    assert!(
+        !pools.lines().any(|n| n.trim() == name),
+        "pool left: {pools}"
+    );
+    let dir = format!("/var/lib/labctl/libvirt/{}", lab.lab);
+    assert!(!Path::new(&dir).exists(), "{dir} left");
+    let qemus: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .filter(|c| c.contains("qemu-system") && c.contains(&prefix))
+        .collect();
+    assert!(qemus.is_empty(), "QEMU processes left: {qemus:?}");
+}
+
+fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
+    lab.ok(&["ssh", node, "--", cmd])
+}
+
+#[test]
+fn vm_lab_story() {
+    let _one = one_at_a_time();
+    let _daemons = Daemons::ensure();
+    let lab = Lab::new("vml", "10.1.61");
+    std::fs::write(lab.inv(), inventory("vml")).unwrap();
+
+    // a killed `up`: destroy still removes everything
+    let log = std::fs::File::create(lab.path("killed-up.log")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .arg("up")
+        .current_dir(lab.dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let dom = "labctl-vml-nodo1";
+    loop {
+        if virsh(&["domstate", dom]).1.contains("running") {
+            break;
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "labctl up ended ({st}) before it was killed:\n{}",
+                std::fs::read_to_string(lab.path("killed-up.log")).unwrap_or_default()
+            );
+        }
+        // the first run on a machine builds the images (a few minutes)
+        assert!(t.elapsed() < Duration::from_secs(900), "no VM started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lab.ok(&["destroy"]);
+    assert_vm_gone(&lab);
+    std::fs::write(lab.inv(), inventory("vml")).unwrap();
+
+    let t = Instant::now();
+    let out = lab.ok(&["up"]);
+    println!(
+        "FIGURE up of 3 VMs (images cached): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        out.contains("TCG") || out.contains("KVM"),
+        "up names the accelerator: {out}"
+    );
+    let status = lab.json(&["status", "--json"]);
+    let states: Vec<&str> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["running", "running", "running"], "{status}");
+
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let kernel = ssh(&lab, "nodo1", "uname -r");
+    assert!(kernel.trim().ends_with("-amd64"), "guest kernel: {kernel}");
+    assert_ne!(
+        kernel.trim(),
+        host_kernel.trim(),
+        "the VM runs its own kernel"
+    );
+    let size = ssh(&lab, "nodo1", "lsblk -bdno SIZE /dev/vdb");
+    assert_eq!(size.trim(), (512u64 << 20).to_string(), "/dev/vdb of 512M");
+    let mods = ssh(&lab, "nodo1", "sudo modprobe drbd && lsmod");
+    assert!(mods.lines().any(|l| l.starts_with("drbd ")), "{mods}");
+
+    // a power cut keeps files and disks
+    ssh(
+        &lab,
+        "nodo1",
+        "echo kept-file | sudo tee /root/mark >/dev/null && printf kept-disk | sudo dd of=/dev/vdb conv=fsync status=none && sync",
+    );
+    let t = Instant::now();
+    lab.ok(&["fail", "nodo1"]);
+    println!("FIGURE fail nodo1: {:.2} s", t.elapsed().as_secs_f64());
+    let status = lab.json(&["status", "--json"]);
+    assert_eq!(status["nodes"][0]["state"], "stopped", "{status}");
+    lab.ok(&["up", "nodo1"]);
+    assert_eq!(
+        ssh(&lab, "nodo1", "sudo cat /root/mark").trim(),
+        "kept-file"
+    );
+    assert_eq!(
+        ssh(&lab, "nodo1", "sudo head -c 9 /dev/vdb"),
+        "kept-disk",
+        "the extra disk keeps its content"
+    );
+
+    // the default scenario on VMs
+    let t = Instant::now();
+    lab.ok(&["configure", "scenario.yaml"]);
+    println!(
+        "FIGURE first configure scenario.yaml on VMs: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let again = lab.json(&["--json", "configure", "scenario.yaml"]);
+    println!(
+        "FIGURE no-op configure on VMs: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        again["changed"], 0,
+        "a second configure changes nothing: {again}"
+    );
+    lab.ok(&["verify"]);
+
+    lab.ok(&["destroy"]);
+    assert_vm_gone(&lab);
+    // and a second destroy is fine
+    lab.ok(&["destroy"]);
+}
