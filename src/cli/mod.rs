@@ -12,6 +12,7 @@ pub mod progress;
 pub mod report;
 pub mod scenarios;
 pub mod show;
+pub mod snapshot;
 pub mod ssh;
 pub mod status;
 pub mod up;
@@ -38,6 +39,7 @@ Examples:
   labctl exec all -- hostname            # one command on every node, output per node
   labctl up --fresh nodo2                # rebuild one node from the image
   labctl dashboard                       # a live page of the lab, faults one click away
+  labctl snapshot save configured        # save the nodes; `snapshot restore configured` puts them back
   labctl destroy                         # remove everything the lab created
 
 Exit codes: 0 success, 1 a host or check failed, 2 bad input (files, flags, keys).";
@@ -86,6 +88,7 @@ pub enum Command {
     Scenarios(scenarios::ScenariosArgs),
     Show(show::ShowArgs),
     Dashboard(dashboard::DashboardArgs),
+    Snapshot(snapshot::SnapshotArgs),
 }
 
 /// Parse the command line, run, print the error if any; returns the exit code.
@@ -105,6 +108,7 @@ pub fn main() -> i32 {
         Command::Scenarios(a) => scenarios::run(a, &cli.global),
         Command::Show(a) => show::run(a, &cli.global),
         Command::Dashboard(a) => dashboard::run(a, &cli.global),
+        Command::Snapshot(a) => snapshot::run(a, &cli.global),
     };
     match res {
         Ok(code) => code,

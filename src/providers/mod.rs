@@ -11,13 +11,14 @@
 //! - [`ssh`]: the nodes already exist; labctl only checks that they answer
 //!   with the lab key and the pinned host key, and never powers them off.
 //!
-//! The free functions ([`up`], [`status`], [`halt`], [`fail`], [`destroy`])
-//! are what the CLI and `verify` call: they pick the provider from the
-//! inventory.
+//! The free functions ([`up`], [`status`], [`halt`], [`fail`], [`destroy`],
+//! and [`snapshots`]' save, restore, list and delete) are what the CLI and
+//! `verify` call: they pick the provider from the inventory.
 
 pub mod libvirt;
 pub mod nspawn;
 pub mod probe;
+pub mod snapshots;
 pub mod ssh;
 pub mod sshcmd;
 
@@ -95,6 +96,38 @@ pub trait Provider {
         nodes: &[&Node],
         p: &dyn Progress,
     ) -> anyhow::Result<()>;
+    /// Save every node's disk as snapshot `name` (default: refuse).
+    fn snapshot_save(
+        &self,
+        _inv: &Inventory,
+        _name: &str,
+        _p: &dyn Progress,
+    ) -> anyhow::Result<snapshots::SnapshotInfo> {
+        Err(snapshots::unsupported(self.name()))
+    }
+    /// Power the snapshot's nodes off, put their disks back as saved and boot
+    /// them; return once each answers SSH (default: refuse).
+    fn snapshot_restore(
+        &self,
+        _inv: &Inventory,
+        _name: &str,
+        _p: &dyn Progress,
+    ) -> anyhow::Result<snapshots::SnapshotInfo> {
+        Err(snapshots::unsupported(self.name()))
+    }
+    /// The lab's snapshots, oldest first (default: refuse).
+    fn snapshot_list(&self, _inv: &Inventory) -> anyhow::Result<Vec<snapshots::SnapshotInfo>> {
+        Err(snapshots::unsupported(self.name()))
+    }
+    /// Remove snapshot `name` (default: refuse).
+    fn snapshot_delete(
+        &self,
+        _inv: &Inventory,
+        _name: &str,
+        _p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        Err(snapshots::unsupported(self.name()))
+    }
 }
 
 /// The provider the inventory names.

@@ -7,6 +7,7 @@
 //! - [`process`]: starting, finding, halting and killing the nspawn processes.
 //! - [`keys`]: the lab key pair and the pinned host keys.
 //! - [`preflight`]: root, host tools, subnet and ownership checks.
+//! - [`snapshot`]: saved copies of the nodes' files, put back on `restore`.
 //! - [`paths`]: where all of it lives (`/var/lib/labctl`).
 //!
 //! Works without a host systemd or D-Bus (`--register=no --keep-unit`).
@@ -20,7 +21,9 @@ pub mod paths;
 pub mod preflight;
 pub mod process;
 pub mod rootfs;
+pub mod snapshot;
 
+use super::snapshots::SnapshotInfo;
 use super::{probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
@@ -359,6 +362,32 @@ impl Provider for Nspawn {
         p: &dyn Progress,
     ) -> anyhow::Result<()> {
         destroy_nodes(inv, nodes, p)
+    }
+
+    fn snapshot_save(
+        &self,
+        inv: &Inventory,
+        name: &str,
+        p: &dyn Progress,
+    ) -> anyhow::Result<SnapshotInfo> {
+        snapshot::save(inv, name, p)
+    }
+
+    fn snapshot_restore(
+        &self,
+        inv: &Inventory,
+        name: &str,
+        p: &dyn Progress,
+    ) -> anyhow::Result<SnapshotInfo> {
+        snapshot::restore(inv, name, p)
+    }
+
+    fn snapshot_list(&self, inv: &Inventory) -> anyhow::Result<Vec<SnapshotInfo>> {
+        snapshot::list(inv)
+    }
+
+    fn snapshot_delete(&self, inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<()> {
+        snapshot::delete(inv, name, p)
     }
 
     fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! /var/lib/labctl/labs/<lab>/nodes/<node>/     upper/ work/ merged/ (the node's overlay)
 //!                                              apt/{upper,work,merged} (its apt cache)
 //!                                              console.log, nspawn.pid, init.pid
+//! /var/lib/labctl/labs/<lab>/snapshots/<name>/ nodes/<node>/upper (a copy), scenario, info
 //! ```
 //!
 //! `LABCTL_ROOT` moves `/var/lib/labctl` elsewhere.
@@ -38,6 +39,11 @@ pub fn lab_dir(lab: &str) -> PathBuf {
 /// The folder of every node the lab has created.
 pub fn nodes_dir(lab: &str) -> PathBuf {
     lab_dir(lab).join("nodes")
+}
+
+/// The lab's snapshots (removed with the lab by `destroy`).
+pub fn snapshots_dir(lab: &str) -> PathBuf {
+    lab_dir(lab).join("snapshots")
 }
 
 /// One node's folder and the files in it.
