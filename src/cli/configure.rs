@@ -15,8 +15,13 @@ Examples:
   labctl configure scenario.yaml --check --diff   # show what would change, change nothing
   labctl configure scenarios/01-dns-round-robin.yaml --limit dns
   labctl configure scenario.yaml --json           # one JSON object with the recap
+  labctl configure scenarios/03-haproxy.yaml --fresh   # switch: rebuild the nodes first
 
 A second run reports changed=0, restarts nothing and writes nothing.
+Switching scenarios: on a lab that last ran another scenario, configure first lists
+what that one set up and this one does not manage (it stays on the nodes); `--fresh`
+rebuilds the scenario's nodes from the image first (as `labctl up --fresh`: files
+lost, new host keys pinned, bridge and lab key kept), so the result is that of fresh nodes.
 Only one command changes a lab at a time: a second `configure` (or `up`, `halt`,
 `destroy`) refuses while one runs. Ctrl-C stops starting tasks, lets the running
 ones finish, prints the recap so far and exits 130; Ctrl-C again stops at once.
@@ -38,6 +43,10 @@ pub struct ConfigureArgs {
     /// How many hosts to converge at once (default: all).
     #[arg(short = 'j', long = "jobs", value_name = "N", default_value_t = 0)]
     pub jobs: usize,
+    /// Rebuild the scenario's nodes (those of `--limit`) from the image first, as
+    /// `labctl up --fresh` does: the result is that of fresh nodes.
+    #[arg(long, conflicts_with = "check")]
+    pub fresh: bool,
     /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
     pub insecure: bool,
@@ -71,8 +80,14 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
             &format!("configure {}", a.scenario.display()),
         )?)
     };
+    if a.fresh {
+        let hosts = runner::hosts(&inv, &scenario, a.limit.as_deref())?;
+        crate::providers::up_fresh(&inv, &hosts, &super::progress::Draw::new())?;
+    }
     crate::interrupt::install()?;
-    switching_note(&inv, &scenario, g.json);
+    if !a.fresh {
+        switching_note(&inv, &scenario, g.json);
+    }
     let opts = Options {
         check: a.check,
         diff: a.diff,

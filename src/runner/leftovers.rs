@@ -113,7 +113,18 @@ pub fn note(inv: &Inventory, last: &std::path::Path, current: &Scenario) -> Opti
     for (host, parts) in left {
         s += &format!("  {host}: {}\n", parts.join("; "));
     }
-    s += "  (to leave nothing behind, start from fresh nodes: labctl destroy && labctl up)";
+    let path = current.path.display().to_string();
+    let word = if path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        path
+    } else {
+        crate::shell::quote(&path)
+    };
+    s += &format!(
+        "  (to leave nothing behind, start from fresh nodes: `labctl configure {word} --fresh` rebuilds them from the image first)"
+    );
     Some(s)
 }
 
@@ -155,7 +166,7 @@ mod tests {
         );
         let note = note(&inv, &repo("scenarios/05-ip-failover-apache.yaml"), &s01).unwrap();
         assert!(note.starts_with("note: this lab last ran scenario `ip-failover-apache`"));
-        assert!(note.contains("labctl destroy && labctl up"), "{note}");
+        assert!(note.contains("01-dns-round-robin.yaml --fresh`"), "{note}");
         assert_eq!(
             super::note(&inv, &repo("scenarios/01-dns-round-robin.yaml"), &s01),
             None

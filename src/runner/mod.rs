@@ -78,6 +78,19 @@ fn parallel_refs<T: Send>(items: &mut Vec<&mut T>, jobs: usize, f: impl Fn(&mut 
     });
 }
 
+/// The hosts a run of `scenario` touches (every play's hosts, narrowed by
+/// `limit`), once its tasks are checked: input mistakes are errors (exit 2)
+/// here too, so a caller can act on the hosts first (`configure --fresh`).
+pub fn hosts(
+    inv: &Inventory,
+    scenario: &Scenario,
+    limit: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let mut redactor = crate::redact::Redactor::new();
+    let plans = prepare::prepare(inv, scenario, limit, &mut redactor, true)?;
+    Ok(plans.into_iter().map(|p| p.node.name).collect())
+}
+
 /// Converge `scenario` on the inventory's nodes. Input mistakes are errors
 /// (exit 2) before any host is touched; host failures are in the recap.
 pub fn run(
