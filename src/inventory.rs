@@ -12,6 +12,7 @@
 //! group_vars: {nodos: {http_port: 80}}
 //! vars: {domain: example.com}
 //! secrets: [hacluster_password]
+//! preinstall: [bind9, apache2]  # nspawn: nodes start with these installed (a cached layer)
 //! ```
 
 use crate::error::user;
@@ -70,6 +71,7 @@ struct InventoryFile {
     vars: BTreeMap<String, Value>,
     #[serde(default)]
     secrets: Vec<String>,
+    preinstall: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +321,18 @@ pub struct Inventory {
     pub vars: BTreeMap<String, Value>,
     /// Names of variables whose values are never shown.
     pub secrets: Vec<String>,
+    /// Packages new nspawn nodes start with, installed but not enabled (a
+    /// cached layer on the image; the scenarios' tasks enable and start them).
+    pub preinstall: Vec<String>,
+}
+
+/// A Debian package name (`bind9`, `libc6`, `g++`).
+pub fn valid_package_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(c))
 }
 
 /// What is wrong with a libvirt URI, if anything (labctl passes it to
@@ -665,6 +679,28 @@ impl Inventory {
             }
         }
 
+        let mut preinstall: Vec<String> = Vec::new();
+        if let Some(pre) = &file.preinstall {
+            for name in &pre.value {
+                if !valid_package_name(name) {
+                    user_bail!(
+                        "{}: preinstall: `{name}` is not a Debian package name\n  fix: list package names, e.g. `preinstall: [bind9, apache2]`",
+                        yaml::at(&text_path, &pre.referenced)
+                    );
+                }
+                if !preinstall.contains(name) {
+                    preinstall.push(name.clone());
+                }
+            }
+            if file.provider != ProviderKind::Nspawn {
+                user_bail!(
+                    "{}: preinstall: only provider nspawn has a package layer (provider {} does not use it)\n  fix: remove `preinstall:`",
+                    yaml::at(&text_path, &pre.referenced),
+                    file.provider.as_str()
+                );
+            }
+        }
+
         Ok(Inventory {
             path: text_path,
             dir,
@@ -677,6 +713,7 @@ impl Inventory {
             group_vars: file.group_vars,
             vars: file.vars,
             secrets: file.secrets,
+            preinstall,
         })
     }
 

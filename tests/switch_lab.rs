@@ -1,4 +1,8 @@
-//! Scenario switching on one real nspawn lab (`switchl` on 10.1.72.0/24):
+//! Scenario switching on one real nspawn lab (`switchl` on 10.1.72.0/24)
+//! whose nodes start from the package layer (`preinstall:` every package of
+//! the shipped scenarios): a first converge on fresh nodes reports what it
+//! changed (services enabled and started, nothing installed) and a second
+//! one changed=0; a halted and booted node starts its services again;
 //! 01 → 04 → 03, each verified. 01 → 04 leaves nothing 04 does not manage,
 //! so a plain `configure` switches; 04 → 03 would leave the cluster stack on
 //! the web nodes, which `configure` says (naming it and the fix), and
@@ -27,9 +31,35 @@ fn converge(lab: &Lab, args: &[&str]) -> serde_json::Value {
 fn switching_01_to_04_to_03_gives_what_fresh_nodes_give() {
     let _one = one_at_a_time();
     let lab = Lab::new("switchl", "10.1.72");
+    let inv = std::fs::read_to_string(lab.inv()).unwrap()
+        + "preinstall: [bind9, apache2, haproxy, dnsmasq, corosync, pacemaker, pacemaker-cli-utils, resource-agents]\n";
+    std::fs::write(lab.inv(), inv).unwrap();
     lab.ok(&["up"]);
+    // nothing preinstalled runs or is enabled before configure says so
+    let out = lab.ok(&[
+        "exec",
+        "all",
+        "--",
+        "systemctl is-enabled named apache2 corosync pacemaker haproxy dnsmasq | sort -u; systemctl is-active named apache2 corosync pacemaker | sort -u",
+    ]);
+    assert!(
+        !out.contains("\nenabled") && !out.contains("\nactive"),
+        "{out}"
+    );
 
-    converge(&lab, &["scenarios/01-dns-round-robin.yaml"]);
+    let rr = "scenarios/01-dns-round-robin.yaml";
+    let o = lab.labctl(&["configure", rr]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("changed: [dns] service named (start, enable)"),
+        "{text}"
+    );
+    assert!(!text.contains("package bind9 (install"), "{text}");
+    assert_eq!(converge(&lab, &[rr])["changed"], 0);
+    lab.ok(&["verify"]);
+    lab.ok(&["halt", "dns"]);
+    lab.ok(&["up", "dns"]);
     lab.ok(&["verify"]);
 
     // 04 manages everything 01 set up: no note, a plain configure switches
@@ -55,11 +85,12 @@ fn switching_01_to_04_to_03_gives_what_fresh_nodes_give() {
     // --fresh: the nodes rebuilt from the image, then converged, as fresh ones
     let j = converge(&lab, &["scenarios/03-haproxy.yaml", "--fresh"]);
     assert!(j["changed"].as_u64() > Some(0), "{j}");
+    // as on fresh nodes: the cluster stack neither configured nor running
     let out = lab.ok(&[
         "exec",
         "nodos",
         "--",
-        "dpkg-query -W -f='${Status}' pacemaker 2>/dev/null | grep -q installed && echo pacemaker || echo none",
+        "test -e /etc/corosync/authkey || systemctl is-active -q pacemaker || echo none",
     ]);
     assert_eq!(out.matches("none").count(), 2, "{out}");
     lab.ok(&["verify"]);

@@ -273,6 +273,16 @@ pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Every lower layer of every overlay in `mounts` (/proc/mounts' text).
+fn lower_dirs(mounts: &str) -> impl Iterator<Item = &str> {
+    mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(3))
+        .flat_map(|opts| opts.split(','))
+        .filter_map(|o| o.strip_prefix("lowerdir="))
+        .flat_map(|l| l.split(':'))
+}
+
 /// Remove images of older recipes that no running node uses (an overlay
 /// whose lower layer is the image keeps it).
 fn prune_unused(images: &Path, keep: &str, p: &dyn Progress) {
@@ -285,7 +295,7 @@ fn prune_unused(images: &Path, keep: &str, p: &dyn Progress) {
         let is_image = e.file_type().map(|t| t.is_dir()).unwrap_or(false)
             && !name.starts_with('.')
             && name != keep;
-        let used = mounts.contains(&format!("lowerdir={}", e.path().display()));
+        let used = lower_dirs(&mounts).any(|l| Path::new(l) == e.path());
         if is_image && !used {
             p.line(&format!(
                 "image: removing the unused older image {}",

@@ -2,6 +2,7 @@
 //! boots systemd from a cached Debian image, on a bridge of the lab's own.
 //!
 //! - [`image`]: the cached base image (debootstrap, built once per recipe).
+//! - [`layer`]: the inventory's `preinstall:` packages, a cached layer on the image.
 //! - [`rootfs`]: a node's overlay on the image and its first-boot files.
 //! - [`network`]: the lab bridge, forwarding and the nft masquerade table.
 //! - [`process`]: starting, finding, halting and killing the nspawn processes.
@@ -16,6 +17,7 @@
 
 pub mod image;
 pub mod keys;
+pub mod layer;
 pub mod network;
 pub mod paths;
 pub mod preflight;
@@ -94,6 +96,11 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let pubkey = keys::ensure_lab_key(inv, p)?;
     let recipe = image::Recipe::from_host();
     let image = image::ensure(&recipe, p)?;
+    let layer = if inv.preinstall.is_empty() {
+        None
+    } else {
+        Some(layer::ensure(&image, &inv.preinstall, p)?)
+    };
     preflight::claim(inv)?;
     network::ensure(inv)?;
     let nameservers = rootfs::host_nameservers();
@@ -127,7 +134,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         );
         // A node that powered itself off leaves its overlays mounted: remount fresh.
         rootfs::unmount_node(&np)?;
-        rootfs::prepare(inv, n, &image, &pubkey, &nameservers)?;
+        rootfs::prepare(inv, n, &image, layer.as_deref(), &pubkey, &nameservers)?;
     }
     repin(inv, p)?;
     let t_boot = Instant::now();

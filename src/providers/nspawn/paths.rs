@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! /var/lib/labctl/images/<recipe-hash>/        cached base image (never modified)
+//! /var/lib/labctl/layers/<image>-<hash>/       a package layer on it (`preinstall:`)
 //! /var/lib/labctl/apt-archives/                shared pool of downloaded .debs
 //! /var/lib/labctl/locks/<lab>.lock             one labctl at a time per lab
 //! /var/lib/labctl/labs/<lab>/owner             the inventory that owns the lab
 //! /var/lib/labctl/labs/<lab>/nodes/<node>/     upper/ work/ merged/ (the node's overlay)
 //!                                              apt/{upper,work,merged} (its apt cache)
-//!                                              console.log, nspawn.pid, init.pid
+//!                                              console.log, nspawn.pid, init.pid, lower
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/ nodes/<node>/upper (a copy), scenario, info
 //! ```
 //!
@@ -86,6 +87,10 @@ impl NodePaths {
     }
     pub fn init_pid(&self) -> PathBuf {
         self.dir.join("init.pid")
+    }
+    /// The node's lower layers (`layer:image` or the image), chosen at creation.
+    pub fn lower(&self) -> PathBuf {
+        self.dir.join("lower")
     }
     /// Written once the node's files are configured.
     pub fn created(&self) -> PathBuf {

@@ -49,7 +49,7 @@ fn cpath(p: &Path) -> anyhow::Result<CString> {
     Ok(CString::new(p.as_os_str().as_bytes())?)
 }
 
-fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
+pub fn mount_overlay(lower: &Path, upper: &Path, work: &Path, target: &Path) -> anyhow::Result<()> {
     for d in [upper, work, target] {
         std::fs::create_dir_all(d)?;
     }
@@ -114,16 +114,41 @@ pub fn unmount_node(np: &NodePaths) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The node's lower layers (`overlay`'s `lowerdir`): chosen when the node is
+/// created (`layer:image`, or the image alone) and kept in its folder, so a
+/// node always boots on the layers its files were made on.
+fn lower_layers(np: &NodePaths, image: &Path, layer: Option<&Path>) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(np.lower()) {
+        if !s.trim().is_empty() {
+            return Ok(s.trim().to_string());
+        }
+    }
+    if np.created().exists() {
+        // made before nodes recorded their layers: the image alone
+        return Ok(image.display().to_string());
+    }
+    let lower = match layer {
+        Some(l) => format!("{}:{}", l.display(), image.display()),
+        None => image.display().to_string(),
+    };
+    std::fs::create_dir_all(&np.dir)?;
+    std::fs::write(np.lower(), format!("{lower}\n"))?;
+    Ok(lower)
+}
+
 /// Mount the node's overlays; configure the node's files the first time.
+/// A new node gets the package `layer` (if any) between the image and its own files.
 pub fn prepare(
     inv: &Inventory,
     node: &Node,
     image: &Path,
+    layer: Option<&Path>,
     lab_pubkey: &str,
     nameservers: &[String],
 ) -> anyhow::Result<()> {
     let np = NodePaths::new(&inv.lab, &node.name);
-    mount_overlay(image, &np.upper(), &np.work(), &np.merged())?;
+    let lower = lower_layers(&np, image, layer)?;
+    mount_overlay(Path::new(&lower), &np.upper(), &np.work(), &np.merged())?;
     let pool = paths::apt_pool();
     std::fs::create_dir_all(pool.join("partial"))?;
     mount_overlay(&pool, &np.apt_upper(), &np.apt_work(), &np.apt_merged())?;
@@ -287,6 +312,8 @@ chmod 600 "$h/.ssh/authorized_keys"
 if [ "$u" != root ]; then printf '%s ALL=(ALL) NOPASSWD:ALL\n' "$u" > /etc/sudoers.d/labctl; chmod 440 /etc/sudoers.d/labctl; fi
 mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$u""#,
     );
+    // the per-node secrets of packages a package layer installed
+    script.line(super::layer::NODE_SECRETS);
     Ok(script)
 }
 

@@ -7,6 +7,7 @@
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/info                when, which nodes
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/scenario            the last scenario configured
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/nodes/<node>/upper  the node's files
+//! /var/lib/labctl/labs/<lab>/snapshots/<name>/nodes/<node>/lower  the layers below them
 //! ```
 //!
 //! `save` copies while the nodes run (under the lab's lock, so no other
@@ -172,6 +173,9 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
         p.set(&n.name, "saving its files");
         let np = NodePaths::new(&inv.lab, &n.name);
         copy_tree(&np.upper(), &saved_upper(&tmp, &n.name))?;
+        if let Ok(lower) = std::fs::read(np.lower()) {
+            std::fs::write(tmp.join("nodes").join(&n.name).join("lower"), lower)?;
+        }
         p.finish(&n.name, "saved");
         Ok(())
     });
@@ -235,6 +239,13 @@ pub fn restore(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<
                 }
             }
             copy_tree(&saved_upper(&dir, &n.name), &np.upper())?;
+            // the layers the saved files were made on
+            match std::fs::read(dir.join("nodes").join(&n.name).join("lower")) {
+                Ok(lower) => std::fs::write(np.lower(), lower)?,
+                Err(_) => {
+                    let _ = std::fs::remove_file(np.lower());
+                }
+            }
             std::fs::write(np.created(), "")?;
             p.finish(&n.name, "files restored");
             Ok(())

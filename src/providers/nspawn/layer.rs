@@ -1,0 +1,165 @@
+//! The package layer: the inventory's `preinstall:` packages installed once
+//! into an overlay layer on the base image, cached in
+//! `/var/lib/labctl/layers/<image>-<hash>/` and shared (read-only) by every
+//! node created with it: such a node's overlay has the layer between the
+//! image and its own upper layer, so a first `configure` finds the packages
+//! installed and only configures and starts them.
+//!
+//! The layer is keyed by the image and the exact package set: a change of
+//! either builds a new one, an existing one is reused. Nothing in it runs at
+//! boot: the units the packages enabled are disabled again (their new links
+//! in /etc/systemd/system removed, aliases too, so `systemctl is-enabled` says
+//! disabled; the scenarios' `service` tasks enable and start them), so a preinstalled bind9 never
+//! primes its cache from the Internet and pacemaker never forms a cluster
+//! before `configure` says so. Per-node secrets the packages generate (bind9's
+//! `rndc.key`, the snakeoil certificate) are removed from the layer and made
+//! again for each node when it is created ([`NODE_SECRETS`]).
+
+use super::paths;
+use crate::progress::Progress;
+use crate::sh;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+/// Bump when the build steps change, so layers are rebuilt.
+const STEPS_VERSION: u32 = 1;
+
+/// Shell run in a new node (chroot) whose image has a layer: the per-node
+/// secrets the layer's packages would have generated at install.
+pub const NODE_SECRETS: &str = r#"if [ -x /usr/sbin/rndc-confgen ] && [ -d /etc/bind ] && [ ! -e /etc/bind/rndc.key ]; then
+  rndc-confgen -a -A hmac-sha256 >/dev/null 2>&1 && chown root:bind /etc/bind/rndc.key && chmod 640 /etc/bind/rndc.key
+fi
+if [ -x /usr/sbin/make-ssl-cert ] && [ ! -e /etc/ssl/private/ssl-cert-snakeoil.key ]; then
+  make-ssl-cert generate-default-snakeoil --force-overwrite >/dev/null 2>&1
+fi"#;
+
+/// Where layers are cached.
+pub fn layers_dir() -> PathBuf {
+    paths::root().join("layers")
+}
+
+/// The layer's name for `image` and `packages`.
+pub fn key(image: &Path, packages: &[String]) -> String {
+    use sha2::Digest;
+    let mut sorted = packages.to_vec();
+    sorted.sort();
+    let text = format!(
+        "steps: {STEPS_VERSION}\nimage: {}\npackages: {}\n",
+        image.display(),
+        sorted.join(" ")
+    );
+    let d = sha2::Sha256::digest(text.as_bytes());
+    let image_name = image
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{image_name}-{}", &hex::encode(d)[..16])
+}
+
+/// The layer of `packages` on `image`: reused when present, else built (a few
+/// minutes, once).
+pub fn ensure(image: &Path, packages: &[String], p: &dyn Progress) -> anyhow::Result<PathBuf> {
+    let dir = layers_dir();
+    std::fs::create_dir_all(&dir)?;
+    let name = key(image, packages);
+    let layer = dir.join(&name);
+    let done = dir.join(format!("{name}.packages"));
+    if layer.is_dir() && done.exists() {
+        p.line(&format!("layer: using cached {}", layer.display()));
+        return Ok(layer);
+    }
+    let _lock = paths::lock_file(&dir.join(".lock"), "the package layers", p)?;
+    if layer.is_dir() && done.exists() {
+        return Ok(layer);
+    }
+    let start = Instant::now();
+    p.line(&format!(
+        "layer: installing {} into {} — a few minutes, once",
+        packages.join(" "),
+        layer.display()
+    ));
+    let tmp = dir.join(format!(".build-{name}"));
+    discard_tmp(&tmp)?;
+    let result = build(image, packages, &tmp, &dir.join(format!("{name}.log")));
+    let merged = tmp.join("merged");
+    super::rootfs::unmount(&merged)?;
+    if let Err(e) = result {
+        discard_tmp(&tmp)?;
+        return Err(e);
+    }
+    if layer.exists() {
+        std::fs::remove_dir_all(&layer)?;
+    }
+    std::fs::rename(tmp.join("upper"), &layer)?;
+    discard_tmp(&tmp)?;
+    std::fs::write(&done, format!("{}\n", packages.join("\n")))?;
+    p.line(&format!(
+        "layer: built {} in {}",
+        layer.display(),
+        crate::providers::secs(start.elapsed())
+    ));
+    Ok(layer)
+}
+
+fn discard_tmp(tmp: &Path) -> anyhow::Result<()> {
+    if tmp.exists() {
+        for m in super::rootfs::mounts_under(tmp) {
+            super::rootfs::unmount(&m)?;
+        }
+        std::fs::remove_dir_all(tmp)?;
+    }
+    Ok(())
+}
+
+fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::Result<()> {
+    let merged = tmp.join("merged");
+    super::rootfs::mount_overlay(image, &tmp.join("upper"), &tmp.join("work"), &merged)?;
+    let pool = paths::apt_pool();
+    std::fs::create_dir_all(pool.join("partial"))?;
+    let mut list = crate::shell::Script::new();
+    list.args(packages);
+    let mut script = sh!("set -e\nset -- {}", list);
+    script.line(
+        r#"printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+wanted() { find /etc/systemd/system -type l | sort; }
+wanted > /tmp/labctl-before
+apt-get update -q
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- "$@"
+wanted > /tmp/labctl-after
+comm -13 /tmp/labctl-before /tmp/labctl-after | while read -r l; do echo "disabled: $l"; rm -f "$l"; done
+rm -f /tmp/labctl-before /tmp/labctl-after /usr/sbin/policy-rc.d
+rm -f /etc/bind/rndc.key /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
+rm -f /etc/machine-id /etc/hostname"#,
+    );
+    let out = Command::new("systemd-nspawn")
+        .arg("--quiet")
+        .arg("--register=no")
+        .arg("--keep-unit")
+        .arg("--resolv-conf=bind-host")
+        .arg("--setenv=DEBIAN_FRONTEND=noninteractive")
+        .arg(format!("--bind={}:/var/cache/apt/archives", pool.display()))
+        .arg("-D")
+        .arg(&merged)
+        .args(["/bin/sh", "-c", script.as_str()])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run systemd-nspawn: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::write(log, &text);
+    if !out.status.success() {
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        anyhow::bail!(
+            "installing the preinstall packages into the layer failed ({}); last lines (full log: {}):\n{}\n  fix: check the names in `preinstall:` (`apt-cache show NAME` on a node) and that this machine reaches the mirror",
+            out.status,
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    Ok(())
+}
