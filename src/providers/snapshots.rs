@@ -45,7 +45,7 @@ pub fn check_name(name: &str) -> anyhow::Result<()> {
 /// The refusal of a provider that has no snapshots.
 pub fn unsupported(provider: &str) -> anyhow::Error {
     crate::error::user(format!(
-        "provider `{provider}` has no snapshots: labctl does not own these machines' disks\n  fix: use the machines' own snapshots (e.g. `virsh snapshot-create-as`), or provider nspawn"
+        "provider `{provider}` has no `labctl snapshot` in this version of labctl (provider nspawn has)\n  fix: use the machines' own snapshots (e.g. `virsh snapshot-create-as` for VMs)"
     ))
 }
 
