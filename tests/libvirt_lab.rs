@@ -208,7 +208,10 @@ fn vm_lab_story() {
     std::fs::write(lab.inv(), inventory("vml")).unwrap();
 
     let t = Instant::now();
-    let out = lab.ok(&["up"]);
+    let out = lab.labctl(&["up"]);
+    assert!(out.status.success(), "labctl up failed");
+    // progress goes to stderr
+    let out = String::from_utf8_lossy(&out.stderr).into_owned();
     println!(
         "FIGURE up of 3 VMs (images cached): {:.1} s",
         t.elapsed().as_secs_f64()
