@@ -244,3 +244,23 @@ pub fn node_answers_ssh(inv: &Inventory, node: &Node, timeout: Duration) -> anyh
 pub fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
 }
+
+/// Run `f` on every node at once (a thread each); results in node order.
+pub fn parallel<'a, T: Send>(
+    nodes: &[&'a Node],
+    f: &(dyn Fn(&Node) -> anyhow::Result<T> + Sync),
+) -> Vec<(&'a Node, anyhow::Result<T>)> {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = nodes.iter().map(|n| (*n, s.spawn(move || f(n)))).collect();
+        hs.into_iter()
+            .map(|(n, h)| {
+                (
+                    n,
+                    h.join().unwrap_or_else(|_| {
+                        Err(anyhow::anyhow!("internal error: thread panicked"))
+                    }),
+                )
+            })
+            .collect()
+    })
+}

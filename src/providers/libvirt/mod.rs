@@ -24,7 +24,7 @@ pub mod seed;
 pub mod virsh;
 pub mod xml;
 
-use super::{probe, NodeState, NodeStatus, Provider};
+use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use crate::providers::nspawn::{self, keys, paths, preflight, rootfs};
@@ -85,29 +85,16 @@ pub fn ensure_pool(v: &Virsh, name: &str, path: &str) -> anyhow::Result<()> {
 
 fn checks(inv: &Inventory, what: &str) -> anyhow::Result<Virsh> {
     preflight::root(what)?;
-    let need = [
-        ("virsh", "libvirt-clients"),
-        ("qemu-img", "qemu-utils"),
-        ("mkfs.ext4", "e2fsprogs"),
-        ("ssh-keygen", "openssh-client"),
-        ("ssh", "openssh-client"),
-    ];
-    let missing: Vec<&(&str, &str)> = need
-        .iter()
-        .filter(|(t, _)| !preflight::in_path(t))
-        .collect();
-    if !missing.is_empty() {
-        let pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-        crate::user_bail!(
-            "provider libvirt needs {} on this machine\n  fix: apt-get install {} (scripts/install-host-deps installs everything)",
-            missing
-                .iter()
-                .map(|(t, _)| format!("`{t}`"))
-                .collect::<Vec<_>>()
-                .join(", "),
-            pkgs.join(" ")
-        );
-    }
+    preflight::require_tools(
+        "libvirt",
+        &[
+            ("virsh", "libvirt-clients"),
+            ("qemu-img", "qemu-utils"),
+            ("mkfs.ext4", "e2fsprogs"),
+            ("ssh-keygen", "openssh-client"),
+            ("ssh", "openssh-client"),
+        ],
+    )?;
     preflight::ownership(inv)?;
     let v = virsh_of(inv);
     v.check_daemon()?;
@@ -453,25 +440,6 @@ fn lab_vols(v: &Virsh, inv: &Inventory) -> anyhow::Result<Vec<String>> {
         .filter_map(|l| l.split_whitespace().next())
         .map(String::from)
         .collect())
-}
-
-fn parallel<'a, T: Send>(
-    nodes: &[&'a Node],
-    f: &(dyn Fn(&Node) -> anyhow::Result<T> + Sync),
-) -> Vec<(&'a Node, anyhow::Result<T>)> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = nodes.iter().map(|n| (*n, s.spawn(move || f(n)))).collect();
-        hs.into_iter()
-            .map(|(n, h)| {
-                (
-                    n,
-                    h.join().unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("internal error: thread panicked"))
-                    }),
-                )
-            })
-            .collect()
-    })
 }
 
 impl Provider for Libvirt {

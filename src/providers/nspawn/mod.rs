@@ -26,7 +26,7 @@ pub mod rootfs;
 pub mod snapshot;
 
 use super::snapshots::SnapshotInfo;
-use super::{probe, NodeState, NodeStatus, Provider};
+use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use paths::NodePaths;
@@ -264,25 +264,6 @@ fn halt_summary(lab: &str, befores: &[NodeState], force: bool, took: Duration) -
     } else {
         format!("{what}: no node of lab `{lab}` is running")
     }
-}
-
-fn parallel<'a, T: Send>(
-    nodes: &[&'a Node],
-    f: &(dyn Fn(&Node) -> anyhow::Result<T> + Sync),
-) -> Vec<(&'a Node, anyhow::Result<T>)> {
-    std::thread::scope(|s| {
-        let hs: Vec<_> = nodes.iter().map(|n| (*n, s.spawn(move || f(n)))).collect();
-        hs.into_iter()
-            .map(|(n, h)| {
-                (
-                    n,
-                    h.join().unwrap_or_else(|_| {
-                        Err(anyhow::anyhow!("internal error: thread panicked"))
-                    }),
-                )
-            })
-            .collect()
-    })
 }
 
 impl Provider for Nspawn {

@@ -33,21 +33,28 @@ pub fn in_path(tool: &str) -> bool {
 
 /// Refuse when a host tool is missing, naming the Debian packages.
 pub fn tools() -> anyhow::Result<()> {
-    let need = [
-        ("systemd-nspawn", "systemd-container"),
-        ("debootstrap", "debootstrap"),
-        ("nft", "nftables"),
-        ("ip", "iproute2"),
-        ("ssh-keygen", "openssh-client"),
-        ("ssh", "openssh-client"),
-        ("chroot", "coreutils"),
-    ];
+    require_tools(
+        "nspawn",
+        &[
+            ("systemd-nspawn", "systemd-container"),
+            ("debootstrap", "debootstrap"),
+            ("nft", "nftables"),
+            ("ip", "iproute2"),
+            ("ssh-keygen", "openssh-client"),
+            ("ssh", "openssh-client"),
+            ("chroot", "coreutils"),
+        ],
+    )
+}
+
+/// Refuse when one of the (tool, Debian package) pairs `need` of `provider` is missing.
+pub fn require_tools(provider: &str, need: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&(&str, &str)> = need.iter().filter(|(t, _)| !in_path(t)).collect();
     if !missing.is_empty() {
         let mut pkgs: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
         pkgs.dedup();
         user_bail!(
-            "provider nspawn needs {} on this machine\n  fix: apt-get install {}",
+            "provider {provider} needs {} on this machine\n  fix: apt-get install {} (scripts/install-host-deps installs everything)",
             missing
                 .iter()
                 .map(|(t, _)| format!("`{t}`"))
