@@ -575,8 +575,10 @@ impl Provider for Libvirt {
         }
         let vols = lab_vols(&v, inv)?;
         for n in &nodes {
-            if v.domstate(&names.domain(n))?.is_some() {
-                p.line(&format!("{n}: power cut, domain removed"));
+            match v.domstate(&names.domain(n))?.as_deref() {
+                Some("shut off") => p.line(&format!("{n}: domain removed")),
+                Some(_) => p.line(&format!("{n}: power cut, domain removed")),
+                None => {}
             }
             remove_node(&v, inv, n, &vols)?;
         }
