@@ -264,3 +264,37 @@ pub fn parallel<'a, T: Send>(
             .collect()
     })
 }
+
+/// Fail `up` when some nodes did not come up (`results` from
+/// [`probe::wait_ssh`], in `nodes` order), showing for each the last lines of
+/// its console: `console(node)` gives (where it is, its last lines).
+pub fn boot_failures(
+    nodes: &[&Node],
+    results: Vec<Result<Duration, anyhow::Error>>,
+    console: &dyn Fn(&Node) -> (String, String),
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    for (n, r) in nodes.iter().zip(results) {
+        if let Err(e) = r {
+            let (path, tail) = console(n);
+            errors.push(format!(
+                "node {} ({}): {e:#}\n  console ({path}), last lines:\n{}",
+                n.name,
+                n.address,
+                tail.lines()
+                    .map(|l| format!("    {l}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{} of {} nodes did not come up:\n{}\n  fix: read the console log; `labctl destroy` removes the lab",
+            errors.len(),
+            nodes.len(),
+            errors.join("\n")
+        );
+    }
+    Ok(())
+}

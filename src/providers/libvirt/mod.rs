@@ -338,30 +338,12 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     };
     let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
     let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, p, &login, &alive);
-    let mut errors = Vec::new();
-    for (n, r) in todo.iter().zip(results) {
-        if let Err(e) = r {
-            errors.push(format!(
-                "node {} ({}): {e:#}\n  console ({}), last lines:\n{}",
-                n.name,
-                n.address,
-                xml::console_path(inv, &n.name),
-                console_tail(&v, inv, &n.name, 15)
-                    .lines()
-                    .map(|l| format!("    {l}"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            ));
-        }
-    }
-    if !errors.is_empty() {
-        anyhow::bail!(
-            "{} of {} nodes did not come up:\n{}\n  fix: read the console log; `labctl destroy` removes the lab",
-            errors.len(),
-            todo.len(),
-            errors.join("\n")
-        );
-    }
+    super::boot_failures(&todo, results, &|n: &Node| {
+        (
+            xml::console_path(inv, &n.name),
+            console_tail(&v, inv, &n.name, 15),
+        )
+    })?;
     p.line(&format!(
         "lab `{}` up: {} VM(s) under {} answer SSH; boot took {}, `up` took {}",
         inv.lab,
