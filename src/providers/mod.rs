@@ -298,3 +298,36 @@ pub fn boot_failures(
     }
     Ok(())
 }
+
+/// The refusal of [`Provider::check_running`] for a node in `state`.
+pub fn refuse_unless_running(node: &Node, state: NodeState) -> anyhow::Result<()> {
+    if state != NodeState::Running {
+        crate::user_bail!(
+            "node {} is {}\n  fix: `labctl up {}`",
+            node.name,
+            state.as_str(),
+            node.name
+        );
+    }
+    Ok(())
+}
+
+/// Run a one-off command (e.g. `systemd-nspawn … /bin/sh -c SCRIPT`), keep
+/// its whole output in `log` and return its status and that output.
+pub fn run_logged(
+    cmd: &mut std::process::Command,
+    log: &std::path::Path,
+) -> anyhow::Result<(std::process::ExitStatus, String)> {
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {prog}: {e}"))?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::write(log, &text);
+    Ok((out.status, text))
+}

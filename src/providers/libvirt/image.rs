@@ -203,25 +203,18 @@ pub fn ensure(p: &dyn Progress) -> anyhow::Result<VmImage> {
     w("usr/local/sbin/labctl-seed", SEED_SCRIPT, 0o755)?;
     step(&format!("installing {} (apt)", VM_PACKAGES.join(" ")));
     let log = images.join(format!("{hash}.log"));
-    let out = Command::new("systemd-nspawn")
-        .args(["-q", "--register=no", "--keep-unit", "--pipe"])
-        .arg("--resolv-conf=copy-host")
-        .arg(format!("--directory={}", root.display()))
-        .args(["/bin/sh", "-c", &steps()])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run systemd-nspawn: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::write(&log, &text);
-    if !out.status.success() {
+    let (status, text) = crate::providers::run_logged(
+        Command::new("systemd-nspawn")
+            .args(["-q", "--register=no", "--keep-unit", "--pipe"])
+            .arg("--resolv-conf=copy-host")
+            .arg(format!("--directory={}", root.display()))
+            .args(["/bin/sh", "-c", &steps()]),
+        &log,
+    )?;
+    if !status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         anyhow::bail!(
-            "installing the VM kernel failed ({}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host)",
-            out.status,
+            "installing the VM kernel failed ({status}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host)",
             log.display(),
             crate::text::last_lines(&text, 15)
         );

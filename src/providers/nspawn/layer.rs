@@ -19,7 +19,7 @@ use super::paths;
 use crate::progress::Progress;
 use crate::sh;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// Bump when the build steps change, so layers are rebuilt.
@@ -133,32 +133,24 @@ rm -f /tmp/labctl-before /tmp/labctl-after /usr/sbin/policy-rc.d
 rm -f /etc/bind/rndc.key /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
 rm -f /etc/machine-id /etc/hostname"#,
     );
-    let out = Command::new("systemd-nspawn")
-        .arg("--quiet")
-        .arg("--register=no")
-        .arg("--keep-unit")
-        .arg("--resolv-conf=bind-host")
-        .arg("--setenv=DEBIAN_FRONTEND=noninteractive")
-        .arg(format!("--bind={}:/var/cache/apt/archives", pool.display()))
-        .arg("-D")
-        .arg(&merged)
-        .args(["/bin/sh", "-c", script.as_str()])
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run systemd-nspawn: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let _ = std::fs::write(log, &text);
-    if !out.status.success() {
-        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+    let (status, text) = crate::providers::run_logged(
+        Command::new("systemd-nspawn")
+            .arg("--quiet")
+            .arg("--register=no")
+            .arg("--keep-unit")
+            .arg("--resolv-conf=bind-host")
+            .arg("--setenv=DEBIAN_FRONTEND=noninteractive")
+            .arg(format!("--bind={}:/var/cache/apt/archives", pool.display()))
+            .arg("-D")
+            .arg(&merged)
+            .args(["/bin/sh", "-c", script.as_str()]),
+        log,
+    )?;
+    if !status.success() {
         anyhow::bail!(
-            "installing the preinstall packages into the layer failed ({}); last lines (full log: {}):\n{}\n  fix: check the names in `preinstall:` (`apt-cache show NAME` on a node) and that this machine reaches the mirror",
-            out.status,
+            "installing the preinstall packages into the layer failed ({status}); last lines (full log: {}):\n{}\n  fix: check the names in `preinstall:` (`apt-cache show NAME` on a node) and that this machine reaches the mirror",
             log.display(),
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            crate::text::last_lines(&text, 15)
         );
     }
     Ok(())

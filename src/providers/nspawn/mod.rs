@@ -255,15 +255,7 @@ impl Provider for Nspawn {
 
     fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
         let (state, _) = node_state(inv, &node.name);
-        if state != NodeState::Running {
-            crate::user_bail!(
-                "node {} is {}\n  fix: `labctl up {}`",
-                node.name,
-                state.as_str(),
-                node.name
-            );
-        }
-        Ok(())
+        super::refuse_unless_running(node, state)
     }
 
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
