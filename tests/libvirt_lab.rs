@@ -19,98 +19,9 @@
 
 mod common;
 use common::lab::{one_at_a_time, Lab};
-use std::path::Path;
+use common::libvirt::{assert_vm_gone, virsh, Daemons};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const URI: &str = "qemu:///system";
-
-fn virsh(args: &[&str]) -> (bool, String) {
-    let out = Command::new("virsh")
-        .arg("-q")
-        .arg("-c")
-        .arg(URI)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run virsh");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// The libvirt daemons this test started (the ones already running are left alone).
-struct Daemons {
-    pids: Vec<i32>,
-}
-
-impl Daemons {
-    fn ensure() -> Daemons {
-        let mut pids = Vec::new();
-        if virsh(&["version"]).0 {
-            return Daemons { pids };
-        }
-        for (bin, pidfile, sock) in [
-            (
-                "virtlogd",
-                "/run/virtlogd.pid",
-                "/run/libvirt/virtlogd-sock",
-            ),
-            ("libvirtd", "/run/libvirtd.pid", "/run/libvirt/libvirt-sock"),
-        ] {
-            let _ = std::fs::remove_file(pidfile);
-            let st = Command::new(bin)
-                .arg("-d")
-                .stdin(Stdio::null())
-                .status()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start {bin} ({e}): run scripts/install-host-deps")
-                });
-            assert!(st.success(), "{bin} -d failed");
-            let t = Instant::now();
-            while !(Path::new(pidfile).exists() && Path::new(sock).exists()) {
-                assert!(t.elapsed() < Duration::from_secs(30), "{bin} did not start");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            let pid: i32 = std::fs::read_to_string(pidfile)
-                .unwrap()
-                .trim()
-                .parse()
-                .unwrap();
-            pids.push(pid);
-        }
-        let t = Instant::now();
-        while !virsh(&["version"]).0 {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "libvirtd does not answer"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Daemons { pids }
-    }
-}
-
-impl Drop for Daemons {
-    fn drop(&mut self) {
-        // libvirtd first, then virtlogd; each waited for
-        for pid in self.pids.iter().rev() {
-            // SAFETY: kill(2) on a PID this test started.
-            unsafe { libc::kill(*pid, libc::SIGTERM) };
-            let t = Instant::now();
-            while Path::new(&format!("/proc/{pid}")).exists()
-                && t.elapsed() < Duration::from_secs(30)
-            {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-}
 
 fn inventory(lab: &str) -> String {
     format!(
@@ -130,38 +41,6 @@ vars:
   failover_within: 8s
 "
     )
-}
-
-/// Nothing of the lab left: the nspawn-side checks plus every libvirt object.
-fn assert_vm_gone(lab: &Lab) {
-    lab.assert_gone();
-    let (_, doms) = virsh(&["list", "--all", "--name"]);
-    let prefix = format!("labctl-{}-", lab.lab);
-    assert!(
-        !doms.lines().any(|d| d.trim().starts_with(&prefix)),
-        "domains left: {doms}"
-    );
-    let name = format!("labctl-{}", lab.lab);
-    let (_, nets) = virsh(&["net-list", "--all", "--name"]);
-    assert!(
-        !nets.lines().any(|n| n.trim() == name),
-        "network left: {nets}"
-    );
-    let (_, pools) = virsh(&["pool-list", "--all", "--name"]);
-    assert!(
-        !pools.lines().any(|n| n.trim() == name),
-        "pool left: {pools}"
-    );
-    let dir = format!("/var/lib/labctl/libvirt/{}", lab.lab);
-    assert!(!Path::new(&dir).exists(), "{dir} left");
-    let qemus: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .filter(|c| c.contains("qemu-system") && c.contains(&prefix))
-        .collect();
-    assert!(qemus.is_empty(), "QEMU processes left: {qemus:?}");
 }
 
 fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {

@@ -6,6 +6,7 @@
 pub mod dashboard;
 pub mod fake;
 pub mod lab;
+pub mod libvirt;
 pub mod webdriver;
 
 use std::net::TcpListener;
