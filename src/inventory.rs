@@ -205,6 +205,8 @@ pub enum Accel {
 pub struct LibvirtSettings {
     /// The hypervisor (`qemu:///system`, `qemu+ssh://root@host/system`).
     pub uri: String,
+    /// The SSH hop to the hypervisor host (remote URIs): the lab's network is there.
+    pub jump: Option<crate::jump::Jump>,
     pub accel: Accel,
 }
 
@@ -335,24 +337,18 @@ pub fn valid_package_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+-.".contains(c))
 }
 
-/// What is wrong with a libvirt URI, if anything (labctl passes it to
-/// `virsh -c`, so it must be one word of the kinds labctl knows).
-pub fn uri_problem(uri: &str) -> Option<&'static str> {
+/// A libvirt URI's hop (`None`: this machine), or what is wrong with it
+/// (labctl passes it to `virsh -c`, so it must be one word of the kinds
+/// labctl knows).
+pub fn parse_uri(uri: &str) -> Result<Option<crate::jump::Jump>, String> {
     if uri.is_empty()
         || uri
             .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;&|<>".contains(c))
+            .any(|c| c.is_whitespace() || c.is_control() || "'\"`$\\;|<>".contains(c))
     {
-        return Some("it is empty or holds spaces, quotes or shell characters");
+        return Err("it is empty or holds spaces, quotes or shell characters".into());
     }
-    if uri == "qemu:///system" {
-        return None;
-    }
-    match uri.strip_prefix("qemu+ssh://") {
-        Some(rest) if rest.ends_with("/system") && rest.len() > "/system".len() => None,
-        Some(_) => Some("a remote URI must name the host and end in /system"),
-        None => Some("labctl drives QEMU's system instance only"),
-    }
+    crate::jump::Jump::from_uri(uri)
 }
 
 /// A lab name: it names the bridge (`lab-NAME`, at most 15 characters), the
@@ -501,14 +497,16 @@ impl Inventory {
             let uri = libvirt_file
                 .and_then(|l| l.uri.clone())
                 .unwrap_or_else(|| "qemu:///system".to_string());
-            if let Some(why) = uri_problem(&uri) {
-                user_bail!(
-                    "{}: libvirt.uri `{uri}`: {why}\n  fix: use qemu:///system (this machine) or qemu+ssh://USER@HOST/system",
+            let jump = match parse_uri(&uri) {
+                Ok(j) => j,
+                Err(why) => user_bail!(
+                    "{}: libvirt.uri `{uri}`: {why}\n  fix: use qemu:///system (this machine) or qemu+ssh://USER@HOST[:PORT]/system[?keyfile=/PATH/TO/KEY]",
                     file.libvirt.as_ref().map(|l| yaml::at(&text_path, &l.referenced)).unwrap_or_else(|| text_path.display().to_string())
-                );
-            }
+                ),
+            };
             Some(LibvirtSettings {
                 uri,
+                jump,
                 accel: libvirt_file.and_then(|l| l.accel).unwrap_or_default(),
             })
         } else {
@@ -785,6 +783,12 @@ impl Inventory {
     /// the host, `vb-<lab>.<node>` (systemd-nspawn hashes names past 15 characters).
     pub fn machine_name(lab: &str, node: &str) -> String {
         format!("{lab}.{node}")
+    }
+
+    /// The SSH hop to the host that holds the lab's network, when that is not
+    /// this machine (a libvirt lab on a `qemu+ssh://` hypervisor).
+    pub fn jump(&self) -> Option<&crate::jump::Jump> {
+        self.libvirt.as_ref().and_then(|l| l.jump.as_ref())
     }
 
     /// The bridge of an nspawn lab: `lab-<name>` (at most 15 characters).

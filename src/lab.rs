@@ -4,7 +4,9 @@
 //! reached locally: for an nspawn lab, the lab's bridge must hold the gateway
 //! address (so a missing bridge can never send 10.x traffic out of the default
 //! route); for the ssh provider, the address must be loopback, or inside the
-//! lab's `network:` while a local interface holds an address of that network.
+//! lab's `network:` while a local interface holds an address of that network;
+//! for a VM lab on a remote hypervisor, the lab's bridge there must hold the
+//! gateway, and the traffic goes through the SSH hop to it ([`crate::jump`]).
 
 use crate::inventory::{Inventory, ProviderKind, Subnet};
 use crate::user_bail;
@@ -67,6 +69,23 @@ pub fn bridge_holds_gateway(inv: &Inventory) -> anyhow::Result<bool> {
 /// Refuse to connect to `addr` unless the traffic provably stays on this machine.
 pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()> {
     if addr.is_loopback() {
+        return Ok(());
+    }
+    if let (ProviderKind::Libvirt, Some(j)) = (inv.provider, inv.jump()) {
+        let gw = inv.network.as_ref().map(|n| n.gateway);
+        let held = match gw {
+            Some(gw) => j.bridge_holds(&inv.bridge_name(), gw)?,
+            None => false,
+        };
+        if !held {
+            user_bail!(
+                "lab `{}` is not up on {}: its bridge {} there does not hold the gateway {}; refusing to send traffic to {addr}\n  fix: run `labctl up` first",
+                inv.lab,
+                j.label(),
+                inv.bridge_name(),
+                gw.map(|g| g.to_string()).unwrap_or_default()
+            );
+        }
         return Ok(());
     }
     match inv.provider {

@@ -8,12 +8,14 @@
 pub mod adhoc;
 pub mod catalog;
 pub mod checks;
+pub mod child;
 pub mod cli;
 pub mod dashboard;
 pub mod duration;
 pub mod error;
 pub mod interrupt;
 pub mod inventory;
+pub mod jump;
 pub mod lab;
 pub mod lock;
 pub mod ops;

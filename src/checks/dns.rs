@@ -156,7 +156,7 @@ impl Check for Plan {
                     self.queries
                 ));
             }
-            let ans = match query(server, &self.name, self.rtype, self.timeout) {
+            let ans = match query(ctx.inv.jump(), server, &self.name, self.rtype, self.timeout) {
                 Ok(a) => a,
                 Err(e) => {
                     let which = if self.queries > 1 {
@@ -305,8 +305,11 @@ pub struct Answer {
 }
 
 /// Ask `server` for `name`/`rtype` over UDP (recursion desired, like dig),
-/// waiting at most `timeout` in all.
+/// waiting at most `timeout` in all. Through `via` (the lab's network is on
+/// another host) the query goes over TCP through the SSH hop instead: DNS
+/// over TCP is the same question and the same answer (RFC 7766).
 pub fn query(
+    via: Option<&crate::jump::Jump>,
     server: SocketAddr,
     name: &str,
     rtype: RecordType,
@@ -322,6 +325,9 @@ pub fn query(
     let bytes = msg
         .to_vec()
         .map_err(|e| format!("cannot encode the query: {e}"))?;
+    if let Some(j) = via {
+        return query_tcp(j, server, &bytes, id, rtype, timeout);
+    }
 
     let bind: SocketAddr = if server.ip().is_loopback() {
         (Ipv4Addr::LOCALHOST, 0).into()
@@ -362,16 +368,7 @@ pub fn query(
                     {
                         continue;
                     }
-                    let answers = resp
-                        .answers
-                        .iter()
-                        .filter(|r| r.record_type() == rtype)
-                        .map(|r| normalize(&r.data.to_string()))
-                        .collect();
-                    return Ok(Answer {
-                        rcode: resp.metadata.response_code,
-                        answers,
-                    });
+                    return Ok(answer_of(&resp, rtype));
                 }
                 Err(e)
                     if matches!(
@@ -398,12 +395,110 @@ pub fn query(
     }
 }
 
+fn answer_of(resp: &Message, rtype: RecordType) -> Answer {
+    Answer {
+        rcode: resp.metadata.response_code,
+        answers: resp
+            .answers
+            .iter()
+            .filter(|r| r.record_type() == rtype)
+            .map(|r| normalize(&r.data.to_string()))
+            .collect(),
+    }
+}
+
+/// One query over TCP through the SSH hop.
+fn query_tcp(
+    via: &crate::jump::Jump,
+    server: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    rtype: RecordType,
+    timeout: Duration,
+) -> Result<Answer, String> {
+    let s = via
+        .connect(server)
+        .map_err(|e| format!("cannot reach {server} through {}: {e}", via.label()))?;
+    let _ = s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))));
+    exchange_tcp(s, server, bytes, id, rtype)
+        .map_err(|e| format!("{e} (DNS over TCP through {})", via.label()))
+}
+
+/// DNS over a byte stream: a 2-byte length, then the message, both ways.
+fn exchange_tcp(
+    mut s: impl std::io::Read + std::io::Write,
+    server: SocketAddr,
+    bytes: &[u8],
+    id: u16,
+    rtype: RecordType,
+) -> Result<Answer, String> {
+    let timed_out = || format!("no answer from the DNS server {server} in time");
+    let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(bytes);
+    s.write_all(&framed)
+        .map_err(|e| format!("cannot send to {server}: {e}"))?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => format!(
+            "no DNS server answers on {server} (the connection closed: is the DNS service running?)"
+        ),
+        _ => timed_out(),
+    })?;
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).map_err(|_| timed_out())?;
+    let resp =
+        Message::from_vec(&buf).map_err(|e| format!("a bad DNS answer from {server}: {e}"))?;
+    if resp.metadata.id != id || resp.metadata.message_type != MessageType::Response {
+        return Err(format!("{server} answered another question"));
+    }
+    Ok(answer_of(&resp, rtype))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn v(s: &[&str]) -> Vec<String> {
         s.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn dns_over_a_stream_is_framed_both_ways() {
+        use hickory_proto::rr::{rdata::A, RData, Record};
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut c, _) = listener.accept().unwrap();
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).unwrap();
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            c.read_exact(&mut q).unwrap();
+            let mut m = Message::from_vec(&q).unwrap();
+            m.metadata.message_type = MessageType::Response;
+            let name = m.queries[0].name().clone();
+            m.add_answer(Record::from_rdata(name, 60, RData::A(A::new(10, 1, 1, 101))));
+            let r = m.to_vec().unwrap();
+            c.write_all(&(r.len() as u16).to_be_bytes()).unwrap();
+            c.write_all(&r).unwrap();
+        });
+        let mut msg = Message::new(7, MessageType::Query, OpCode::Query);
+        msg.add_query(Query::query(
+            Name::from_ascii("www.example.com.").unwrap(),
+            RecordType::A,
+        ));
+        let s = std::net::TcpStream::connect(server).unwrap();
+        let a = exchange_tcp(s, server, &msg.to_vec().unwrap(), 7, RecordType::A).unwrap();
+        assert_eq!(a.answers, v(&["10.1.1.101"]));
+        t.join().unwrap();
+        // a server that closes without answering
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || drop(listener.accept().unwrap()));
+        let s = std::net::TcpStream::connect(server).unwrap();
+        t.join().unwrap();
+        let e = exchange_tcp(s, server, &msg.to_vec().unwrap(), 7, RecordType::A).unwrap_err();
+        assert!(e.contains("connection closed"), "{e}");
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl VipTarget {
     pub(crate) fn probe(&self, ctx: &Ctx, timeout: Duration) -> Result<String, String> {
         ctx.ensure_safe(self.addr)?;
         let r = get(
+            ctx.inv.jump(),
             SocketAddr::new(self.addr.into(), self.url.port),
             &self.url.host_header(),
             &self.url.path,

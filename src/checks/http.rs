@@ -126,6 +126,7 @@ pub(crate) fn resolve(
 ) -> Result<Ipv4Addr, String> {
     ctx.ensure_safe(server.addr)?;
     let a = dns::query(
+        ctx.inv.jump(),
         SocketAddr::new(server.addr.into(), port),
         host,
         RecordType::A,
@@ -203,6 +204,7 @@ impl Plan {
         };
         ctx.ensure_safe(addr)?;
         let r = get(
+            ctx.inv.jump(),
             SocketAddr::new(addr.into(), self.url.port),
             &self.url.host_header(),
             &self.url.path,

@@ -8,7 +8,7 @@
 //! passed [`super::Ctx::ensure_safe`].
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// An `http://` URL taken apart.
@@ -107,7 +107,10 @@ pub struct Response {
 }
 
 /// GET `path` from `addr` with `Host: host` on a fresh connection; at most `timeout` in all.
+/// Through `via` (the lab's network is on another host) the connection goes
+/// through the SSH hop.
 pub fn get(
+    via: Option<&crate::jump::Jump>,
     addr: SocketAddr,
     host: &str,
     path: &str,
@@ -115,7 +118,7 @@ pub fn get(
 ) -> Result<Response, String> {
     let deadline = Instant::now() + timeout;
     let timed_out = || format!("no answer from {addr} within {} ms", timeout.as_millis());
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+    let mut s = crate::jump::Stream::connect(via, addr, timeout).map_err(|e| {
         if matches!(
             e.kind(),
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
@@ -125,7 +128,9 @@ pub fn get(
             format!("cannot connect to {addr}: {e}")
         }
     })?;
-    let _ = s.set_nodelay(true);
+    if let crate::jump::Stream::Direct(t) = &s {
+        let _ = t.set_nodelay(true);
+    }
     let left = |d: Instant| {
         d.checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())

@@ -268,6 +268,7 @@ impl<'a> Probes<'a> {
                 }
                 match ctx.ensure_safe(server.addr).and_then(|_| {
                     dns::query(
+                        ctx.inv.jump(),
                         SocketAddr::new(server.addr.into(), *port),
                         name,
                         RecordType::A,
@@ -323,6 +324,7 @@ impl<'a> Probes<'a> {
     ) -> (String, Option<String>) {
         let got = ctx.ensure_safe(addr).and_then(|_| {
             get(
+                ctx.inv.jump(),
                 SocketAddr::new(addr.into(), url.port),
                 &url.host_header(),
                 &url.path,

@@ -276,6 +276,7 @@ impl Server<'_> {
                 ctx.ensure_safe(server.addr)
                     .and_then(|_| {
                         dns::query(
+                            ctx.inv.jump(),
                             SocketAddr::new(server.addr.into(), *port),
                             name,
                             RecordType::A,
@@ -297,6 +298,7 @@ impl Server<'_> {
                 return Err("stopping".to_string());
             }
             get(
+                ctx.inv.jump(),
                 SocketAddr::new(a.into(), url.port),
                 &url.host_header(),
                 &path,

@@ -237,7 +237,7 @@ pub fn up_fresh(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::
 /// `timeout`). Refuses (error) when the address is not provably local.
 pub fn node_answers_ssh(inv: &Inventory, node: &Node, timeout: Duration) -> anyhow::Result<bool> {
     crate::lab::ensure_safe_target(inv, node.address)?;
-    Ok(probe::ssh_banner(node.address, node.port, timeout).is_ok())
+    Ok(probe::ssh_banner(inv.jump(), node.address, node.port, timeout).is_ok())
 }
 
 /// Format a duration for people: `4.2 s`.

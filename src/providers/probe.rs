@@ -3,16 +3,28 @@
 //! each reporting to the caller's [`Progress`].
 
 use crate::inventory::Node;
+use crate::jump::{Jump, Stream};
 use crate::progress::Progress;
 use std::io::Read;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Connect to `addr:port` and read the SSH banner's first line.
-pub fn ssh_banner(addr: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Result<String> {
+/// Connect to `addr:port` (through `via` when the lab's network is on
+/// another host) and read the SSH banner's first line.
+pub fn ssh_banner(
+    via: Option<&Jump>,
+    addr: Ipv4Addr,
+    port: u16,
+    timeout: Duration,
+) -> std::io::Result<String> {
     let sa = SocketAddr::from((addr, port));
-    let mut s = TcpStream::connect_timeout(&sa, timeout)?;
-    s.set_read_timeout(Some(timeout))?;
+    let mut s = Stream::connect(via, sa, timeout)?;
+    // through a hop, the read waits for the hop's own login too
+    s.set_read_timeout(Some(if via.is_some() {
+        timeout.max(Duration::from_secs(10))
+    } else {
+        timeout
+    }))?;
     let mut buf = [0u8; 256];
     let mut got = Vec::new();
     while !got.contains(&b'\n') && got.len() < 255 {
@@ -42,7 +54,9 @@ pub fn ssh_banner(addr: Ipv4Addr, port: u16, timeout: Duration) -> std::io::Resu
 /// `/run/nologin` exists). `alive(node)` is asked between tries: when it
 /// returns an error (the node's container died), waiting for that node stops
 /// with that error. Returns, per node in order, the time it took or the error.
+/// `via`: the SSH hop when the nodes' network is on another host.
 pub fn wait_ssh(
+    via: Option<&Jump>,
     nodes: &[&Node],
     timeout: Duration,
     progress: &dyn Progress,
@@ -60,7 +74,7 @@ pub fn wait_ssh(
                     let mut banner = false;
                     loop {
                         if !banner
-                            && ssh_banner(node.address, node.port, Duration::from_millis(500))
+                            && ssh_banner(via, node.address, node.port, Duration::from_millis(500))
                                 .is_ok()
                         {
                             banner = true;

@@ -86,7 +86,7 @@ impl Provider for SshHosts {
                 .map(|n| {
                     s.spawn(move || -> anyhow::Result<NodeStatus> {
                         crate::lab::ensure_safe_target(inv, n.address)?;
-                        let up = probe::ssh_banner(n.address, n.port, timeout).is_ok();
+                        let up = probe::ssh_banner(None, n.address, n.port, timeout).is_ok();
                         Ok(NodeStatus {
                             name: n.name.clone(),
                             address: n.address.to_string(),

@@ -1,7 +1,8 @@
 //! The system OpenSSH client, set up for a lab: the lab key only, the lab's own
 //! known-hosts file with strict checking, and no user config (`-F /dev/null`,
 //! so a `ProxyJump` or `Host 10.*` in `~/.ssh/config` can never send lab
-//! traffic elsewhere). Used by `labctl ssh`, `labctl ssh-config` and the ssh
+//! traffic elsewhere; a lab on a remote hypervisor is reached through the
+//! SSH hop of [`crate::jump`], as a `ProxyCommand`). Used by `labctl ssh`, `labctl ssh-config` and the ssh
 //! provider's reachability check.
 
 use crate::inventory::{Inventory, Node};
@@ -59,6 +60,10 @@ pub fn base_command(inv: &Inventory, node: &Node) -> Command {
         .arg(node.port.to_string())
         .arg("-l")
         .arg(&inv.ssh.user);
+    if let Some(j) = inv.jump() {
+        c.arg("-o")
+            .arg(format!("ProxyCommand={}", j.proxy_command()));
+    }
     c
 }
 
@@ -140,6 +145,13 @@ pub fn config_text(inv: &Inventory) -> String {
             quote(&inv.ssh.key),
             quote(&inv.ssh.known_hosts),
         ));
+        if let Some(j) = inv.jump() {
+            s.push_str(&format!(
+                "  # the lab's network is on the hypervisor host {}\n  ProxyCommand {}\n",
+                j.label(),
+                j.proxy_command()
+            ));
+        }
     }
     s
 }

@@ -2,6 +2,7 @@
 //! the lab's own known-hosts file, a connect timeout, one session per host.
 
 use super::{Output, Remote};
+use crate::jump::Stream;
 use crate::sh;
 use crate::shell::Script;
 use crate::user_bail;
@@ -22,6 +23,8 @@ pub struct Target {
     /// Skip the host key check (`--insecure-no-host-key-check`).
     pub insecure: bool,
     pub connect_timeout: Duration,
+    /// The SSH hop when the node's network is on another host ([`crate::jump`]).
+    pub via: Option<crate::jump::Jump>,
 }
 
 impl Target {
@@ -39,6 +42,7 @@ impl Target {
             known_hosts: inv.ssh.known_hosts.clone(),
             insecure,
             connect_timeout: Duration::from_secs(inv.ssh.connect_timeout_secs),
+            via: inv.jump().cloned(),
         }
     }
 }
@@ -99,10 +103,16 @@ impl Session {
     pub fn connect(t: &Target) -> Result<Session, ConnectError> {
         let unreachable =
             |m: String| ConnectError::Unreachable(format!("{} ({}): {m}", t.name, t.addr));
-        let tcp = TcpStream::connect_timeout(&t.addr, t.connect_timeout)
-            .map_err(|e| unreachable(format!("cannot connect: {e}")))?;
-        let _ = tcp.set_nodelay(true);
-        tcp_keepalive(&tcp);
+        let tcp = Stream::connect(t.via.as_ref(), t.addr, t.connect_timeout).map_err(|e| {
+            unreachable(match &t.via {
+                Some(j) => format!("cannot connect through {}: {e}", j.label()),
+                None => format!("cannot connect: {e}"),
+            })
+        })?;
+        if let Stream::Direct(tcp) = &tcp {
+            let _ = tcp.set_nodelay(true);
+            tcp_keepalive(tcp);
+        }
         let mut sess = ssh2::Session::new().map_err(|e| unreachable(e.to_string()))?;
         sess.set_tcp_stream(tcp);
         sess.set_timeout(t.connect_timeout.as_millis() as u32);

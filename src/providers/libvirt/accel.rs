@@ -2,7 +2,9 @@
 //! a guest can really use it; elsewhere it emulates the CPU (TCG: slower, but
 //! it works everywhere). Detected without starting anything that could hang:
 //! `/dev/kvm` must open read-write and the CPU must show `vmx` or `svm` (a
-//! nested guest without them has a `/dev/kvm` its guests cannot use).
+//! nested guest without them has a `/dev/kvm` its guests cannot use). On a
+//! remote hypervisor the same two facts come from libvirt: KVM guests offered
+//! (`domcapabilities --virttype kvm`) and vmx/svm in its host CPU (`capabilities`).
 
 use super::virsh::Virsh;
 use crate::inventory::Accel;
@@ -79,13 +81,40 @@ pub fn choose(v: &Virsh, want: Accel) -> anyhow::Result<Choice> {
                 why: format!("no usable KVM: {why}"),
             },
         }),
-        Accel::Auto => Ok(Choice {
+        Accel::Auto => remote(v),
+    }
+}
+
+/// Whether libvirt's host capabilities show the CPU's virtualisation.
+fn caps_have_virtualisation(caps: &str) -> bool {
+    let host = caps.split("</host>").next().unwrap_or("");
+    host.contains("<feature name='vmx'/>") || host.contains("<feature name='svm'/>")
+}
+
+/// A remote hypervisor, asked through libvirt only: KVM when libvirt offers
+/// KVM guests there and its host CPU shows vmx or svm.
+fn remote(v: &Virsh) -> anyhow::Result<Choice> {
+    let kvm = v.call(
+        &["domcapabilities", "--virttype", "kvm"],
+        super::virsh::SHORT,
+    )?;
+    let caps = v.run(&["capabilities"])?;
+    Ok(match (kvm.ok, caps_have_virtualisation(&caps)) {
+        (true, true) => Choice {
+            domain_type: "kvm",
+            why: "the hypervisor offers KVM and its CPU has virtualisation".into(),
+        },
+        (false, _) => Choice {
+            domain_type: "qemu",
+            why: "the hypervisor offers no KVM guests".into(),
+        },
+        (true, false) => Choice {
             domain_type: "qemu",
             why:
-                "a remote hypervisor (say `accel: kvm` in the inventory's libvirt: to use its KVM)"
+                "the hypervisor's CPU shows no vmx/svm flag (a nested guest without virtualisation)"
                     .into(),
-        }),
-    }
+        },
+    })
 }
 
 #[cfg(test)]
@@ -98,5 +127,13 @@ mod tests {
         assert!(cpu_flags("flags : svm lm\n"));
         assert!(!cpu_flags("flags : fpu vme sse hypervisor\n"));
         assert!(!cpu_flags("vmx flags missing\n"));
+    }
+
+    #[test]
+    fn reads_virtualisation_from_libvirt_capabilities() {
+        let with = "<capabilities><host><cpu><model>Skylake</model><feature name='vmx'/></cpu></host><guest/></capabilities>";
+        assert!(caps_have_virtualisation(with));
+        let without = "<capabilities><host><cpu><feature name='hypervisor'/></cpu></host><guest><feature name='vmx'/></guest></capabilities>";
+        assert!(!caps_have_virtualisation(without));
     }
 }

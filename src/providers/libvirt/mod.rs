@@ -337,7 +337,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         }
     };
     let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
-    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, p, &login, &alive);
+    let results = probe::wait_ssh(inv.jump(), &todo, BOOT_TIMEOUT, p, &login, &alive);
     super::boot_failures(&todo, results, &|n: &Node| {
         (
             xml::console_path(inv, &n.name),

@@ -2,10 +2,9 @@
 //! bounded in time (a daemon that does not answer is an error, never a hang:
 //! the `virsh` labctl started is ended by its PID).
 
-use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The usual bound of one request.
 pub const SHORT: Duration = Duration::from_secs(30);
@@ -38,7 +37,7 @@ impl Virsh {
 
     /// Run `virsh -c URI args…` within `limit`; its output, whatever the exit status.
     pub fn call(&self, args: &[&str], limit: Duration) -> anyhow::Result<Reply> {
-        let mut child = Command::new("virsh")
+        let child = Command::new("virsh")
             .arg("-q")
             .arg("-c")
             .arg(&self.uri)
@@ -52,37 +51,11 @@ impl Virsh {
                     "cannot run virsh: {e}\n  fix: install libvirt's client (`apt-get install libvirt-clients`, or scripts/install-host-deps)"
                 )
             })?;
-        let mut out = child.stdout.take();
-        let mut err = child.stderr.take();
-        let t_out = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(o) = out.as_mut() {
-                let _ = o.read_to_string(&mut s);
-            }
-            s
-        });
-        let t_err = std::thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(e) = err.as_mut() {
-                let _ = e.read_to_string(&mut s);
-            }
-            s
-        });
-        let start = Instant::now();
-        let status = loop {
-            if let Some(st) = child.try_wait()? {
-                break Some(st);
-            }
-            if start.elapsed() > limit {
-                // our own child, by its PID
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let stdout = t_out.join().unwrap_or_default();
-        let stderr = t_err.join().unwrap_or_default();
+        let crate::child::Finished {
+            status,
+            stdout,
+            stderr,
+        } = crate::child::wait_within(child, limit)?;
         match status {
             None => anyhow::bail!(
                 "the libvirt daemon at {} did not answer `virsh {}` within {} s\n  fix: check that libvirtd runs and answers (`virsh -c {} version`)",

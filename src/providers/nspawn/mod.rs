@@ -161,7 +161,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         Ok(())
     };
     let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
-    let results = probe::wait_ssh(&todo, BOOT_TIMEOUT, progress, &login, &alive);
+    let results = probe::wait_ssh(None, &todo, BOOT_TIMEOUT, progress, &login, &alive);
     super::boot_failures(&todo, results, &|n: &Node| {
         let np = NodePaths::new(&inv.lab, &n.name);
         (

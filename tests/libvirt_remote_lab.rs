@@ -1,0 +1,325 @@
+//! VM nodes on a hypervisor reached by `qemu+ssh://root@127.0.0.1/system`:
+//! libvirt's own ssh transport for every `virsh`, and labctl's SSH hop
+//! (`ssh -W`) for every connection to a node. The hypervisor is this machine,
+//! behind a real sshd the test starts on 127.0.0.1 (port 22 when it is free),
+//! so the story is the one of a remote host, shorter:
+//!
+//! - `up` of 2 VMs (the accelerator decided through libvirt) → `status` →
+//!   `ssh nodo1 -- uname -r` is the guest's kernel → `/dev/vdb` of the size
+//!   asked → `ssh-config` names the hop;
+//! - `configure` of a small scenario (files and a service, no packages: the
+//!   remote network has no NAT on this kernel) converges, a second one
+//!   changes nothing, `verify` (HTTP through the hop) passes;
+//! - `fail nodo1` → `up nodo1` keeps its files;
+//! - the sshd saw labctl's forwardings to the node addresses (the lab was
+//!   reached through the hop, not directly);
+//! - `destroy` → nothing of the lab left; then `ssh nodo1` is refused because
+//!   the lab's bridge on the hypervisor no longer holds the gateway.
+//!
+//! Lab `vmr` on 10.1.62.0/24 (machine-wide lab-test lock). The hypervisor's
+//! host key is pinned in root's `~/.ssh/known_hosts` for the test's duration
+//! (what a user of qemu+ssh has), and the file is put back as it was.
+
+mod common;
+use common::lab::{one_at_a_time, Lab};
+use common::libvirt::{assert_vm_gone, Daemons};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A real sshd on 127.0.0.1 letting root in with the test's key, logging
+/// (LogLevel DEBUG1) the forwardings it is asked for; killed by its PID on drop.
+struct Hop {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Hop {
+    fn start() -> Hop {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for k in ["host_key", "client_key"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(k))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let port = if TcpListener::bind("127.0.0.1:22").is_ok() {
+            22
+        } else {
+            common::free_port()
+        };
+        let cfg = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nAllowTcpForwarding yes\nMaxStartups 100:30:200\nLogLevel DEBUG1\n",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), cfg).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-f"])
+            .arg(d.join("sshd_config"))
+            .arg("-E")
+            .arg(d.join("sshd.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/sshd (package openssh-server)");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Hop { child, port, dir }
+    }
+
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// The line a user's known_hosts holds for this host.
+    fn known_hosts_line(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let name = if self.port == 22 {
+            "127.0.0.1".to_string()
+        } else {
+            format!("[127.0.0.1]:{}", self.port)
+        };
+        format!("{name} {}\n", key.join(" "))
+    }
+
+    fn uri(&self) -> String {
+        let port = if self.port == 22 {
+            String::new()
+        } else {
+            format!(":{}", self.port)
+        };
+        format!(
+            "qemu+ssh://root@127.0.0.1{port}/system?keyfile={}",
+            self.key().display()
+        )
+    }
+
+    /// How many forwardings (`ssh -W`) to `addr` the sshd was asked for.
+    fn forwardings_to(&self, addr: &str) -> usize {
+        std::fs::read_to_string(self.dir.path().join("sshd.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("direct-tcpip") || l.contains("direct_tcpip"))
+            .filter(|l| l.contains(&format!("{addr} port")) || l.contains(&format!("{addr}:")))
+            .count()
+    }
+}
+
+impl Drop for Hop {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// root's `~/.ssh/known_hosts` with one more line for the test's duration,
+/// put back byte for byte (or removed, with `~/.ssh`, when it did not exist).
+struct Pinned {
+    file: PathBuf,
+    before: Option<Vec<u8>>,
+    made_dir: bool,
+}
+
+impl Pinned {
+    fn add(line: &str) -> Pinned {
+        // OpenSSH reads the home of the user database, not $HOME
+        // SAFETY: getpwuid returns a pointer into static storage or null
+        let home = unsafe {
+            let pw = libc::getpwuid(libc::getuid());
+            assert!(!pw.is_null());
+            std::ffi::CStr::from_ptr((*pw).pw_dir)
+                .to_string_lossy()
+                .into_owned()
+        };
+        let dir = Path::new(&home).join(".ssh");
+        let made_dir = !dir.exists();
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("known_hosts");
+        let before = std::fs::read(&file).ok();
+        let mut now = before.clone().unwrap_or_default();
+        if !now.is_empty() && !now.ends_with(b"\n") {
+            now.push(b'\n');
+        }
+        now.extend_from_slice(line.as_bytes());
+        std::fs::write(&file, now).unwrap();
+        Pinned {
+            file,
+            before,
+            made_dir,
+        }
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(b) => {
+                let _ = std::fs::write(&self.file, b);
+            }
+            None => {
+                let _ = std::fs::remove_file(&self.file);
+                if self.made_dir {
+                    if let Some(d) = self.file.parent() {
+                        let _ = std::fs::remove_dir(d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn inventory(uri: &str) -> String {
+    format!(
+        "lab: vmr
+provider: libvirt
+libvirt: {{uri: \"{uri}\", memory: 512M}}
+network: {{subnet: 10.1.62.0/24, gateway: 10.1.62.1}}
+ssh: {{user: vagrant}}
+nodes:
+  nodo1: {{address: 10.1.62.101, groups: [web], disks: [{{size: 64M}}]}}
+  nodo2: {{address: 10.1.62.102, groups: [web]}}
+"
+    )
+}
+
+/// Files and a service only (perl is in every Debian): a page that names
+/// its node, served on port 8080.
+const SCENARIO: &str = r#"name: remote-smoke
+description: a page naming its node on each VM of a remote hypervisor
+plays:
+  - name: tiny web server
+    hosts: web
+    tasks:
+      - name: the page
+        copy: {content: "{{ inventory_hostname }}\n", dest: /srv/www/info.txt, mode: "0644"}
+      - name: the server
+        copy:
+          dest: /usr/local/bin/tinyweb
+          mode: "0755"
+          content: |
+            #!/usr/bin/perl
+            use IO::Socket::INET;
+            my $s = IO::Socket::INET->new(LocalPort => 8080, Listen => 5, ReuseAddr => 1) or die "listen: $!";
+            while (my $c = $s->accept) {
+              while (my $l = <$c>) { last if $l =~ /^\r?$/ }
+              open(my $f, '<', '/srv/www/info.txt'); local $/; my $b = <$f> // '';
+              print $c "HTTP/1.1 200 OK\r\nContent-Length: " . length($b) . "\r\nConnection: close\r\n\r\n$b";
+              close $c;
+            }
+      - name: its unit
+        copy:
+          dest: /etc/systemd/system/tinyweb.service
+          content: |
+            [Unit]
+            Description=a page naming this node
+            [Service]
+            ExecStart=/usr/local/bin/tinyweb
+            [Install]
+            WantedBy=multi-user.target
+      - service: {name: tinyweb, state: started, enabled: true}
+verify:
+  - http: {url: "http://{{ nodes.nodo1.address }}:8080/info.txt", nodes: [nodo1], requests: 3}
+  - http: {url: "http://{{ nodes.nodo2.address }}:8080/info.txt", nodes: [nodo2], requests: 3}
+"#;
+
+fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
+    lab.ok(&["ssh", node, "--", cmd])
+}
+
+#[test]
+fn vm_lab_through_qemu_ssh() {
+    let _one = one_at_a_time();
+    let _daemons = Daemons::ensure();
+    let hop = Hop::start();
+    let _pinned = Pinned::add(&hop.known_hosts_line());
+    let lab = Lab::new("vmr", "10.1.62");
+    std::fs::write(lab.inv(), inventory(&hop.uri())).unwrap();
+    std::fs::write(lab.path("remote.yaml"), SCENARIO).unwrap();
+    // a previous run that died hard may have left this lab behind
+    lab.labctl(&["destroy"]);
+
+    let t = Instant::now();
+    let out = lab.labctl(&["up"]);
+    assert!(out.status.success(), "labctl up failed");
+    let up = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "FIGURE up of 2 VMs through qemu+ssh: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert!(up.contains("qemu+ssh://root@127.0.0.1"), "{up}");
+    assert!(up.contains("TCG") || up.contains("KVM"), "{up}");
+    let st = lab.json(&["--json", "status"]);
+    let nodes = st["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 2, "{st}");
+    assert!(nodes.iter().all(|n| n["state"] == "running"), "{st}");
+
+    let host_kernel =
+        String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
+    let guest_kernel = ssh(&lab, "nodo1", "uname -r");
+    assert_ne!(guest_kernel.trim(), host_kernel.trim());
+    assert_eq!(
+        ssh(&lab, "nodo1", "sudo blockdev --getsize64 /dev/vdb").trim(),
+        "67108864"
+    );
+    let cfg = lab.ok(&["ssh-config"]);
+    assert_eq!(cfg.matches("ProxyCommand ssh ").count(), 2, "{cfg}");
+    assert!(cfg.contains("-W '[%h]:%p' 127.0.0.1"), "{cfg}");
+
+    let first = lab.json(&["--json", "configure", "remote.yaml"]);
+    assert!(first["changed"].as_u64().unwrap() > 0, "{first}");
+    let again = lab.json(&["--json", "configure", "remote.yaml"]);
+    assert_eq!(
+        again["changed"], 0,
+        "a second configure changes nothing: {again}"
+    );
+    lab.ok(&["verify", "remote.yaml"]);
+
+    // synced: a power cut loses what is only in the page cache
+    ssh(
+        &lab,
+        "nodo1",
+        "echo kept | sudo tee /root/mark >/dev/null && sync",
+    );
+    lab.ok(&["fail", "nodo1"]);
+    let st = lab.json(&["--json", "status"]);
+    assert_eq!(st["nodes"][0]["state"], "stopped", "{st}");
+    lab.ok(&["up", "nodo1"]);
+    assert_eq!(ssh(&lab, "nodo1", "sudo cat /root/mark").trim(), "kept");
+
+    // every connection went through the hop: the sshd was asked to forward to the nodes
+    for addr in ["10.1.62.101", "10.1.62.102"] {
+        let n = hop.forwardings_to(addr);
+        println!("FIGURE forwardings through the hop to {addr}: {n}");
+        assert!(n > 0, "no forwarding to {addr} through the hop");
+    }
+
+    lab.ok(&["destroy"]);
+    assert_vm_gone(&lab);
+    // the lab's bridge on the hypervisor is gone: labctl refuses to send anything there
+    let out = lab.labctl(&["ssh", "nodo1", "--", "true"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is not up on root@127.0.0.1") && err.contains("does not hold the gateway"),
+        "{err}"
+    );
+    lab.ok(&["destroy"]);
+}
