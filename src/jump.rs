@@ -210,9 +210,7 @@ impl Jump {
             &format!("ip -o -4 addr show dev {bridge} 2>/dev/null || true"),
             Duration::from_secs(30),
         )?;
-        Ok(crate::lab::parse_ip_addr(&out)
-            .iter()
-            .any(|a| a.iface == bridge && a.addr == gateway))
+        Ok(holds(&out, bridge, gateway))
     }
 
     /// A byte stream to `addr` as the hypervisor host sees it: `ssh -W`
@@ -231,6 +229,17 @@ impl Jump {
             .spawn()?;
         Ok(JumpStream { sock: ours, child })
     }
+}
+
+/// Whether `ip -o -4 addr show` output has `gateway` on `bridge`.
+fn holds(ip_out: &str, bridge: &str, gateway: Ipv4Addr) -> bool {
+    ip_out.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.get(1).map(|i| i.trim_end_matches(':')) == Some(bridge)
+            && w.windows(2).any(|p| {
+                p[0] == "inet" && p[1].split('/').next() == Some(gateway.to_string().as_str())
+            })
+    })
 }
 
 /// `s` as one word of a `ProxyCommand` (run by the user's shell): quoted when it needs it.
@@ -394,6 +403,16 @@ mod tests {
             let e = Jump::from_uri(uri).unwrap_err();
             assert!(e.contains(why), "{uri}: {e}");
         }
+    }
+
+    #[test]
+    fn reads_the_gateway_on_the_bridge() {
+        let out = "7: lab-vmr    inet 10.1.62.1/24 brd 10.1.62.255 scope global lab-vmr\\       valid_lft forever\n";
+        let gw: Ipv4Addr = "10.1.62.1".parse().unwrap();
+        assert!(holds(out, "lab-vmr", gw));
+        assert!(!holds(out, "lab-vml", gw));
+        assert!(!holds(out, "lab-vmr", "10.1.62.2".parse().unwrap()));
+        assert!(!holds("", "lab-vmr", gw));
     }
 
     #[test]
