@@ -287,7 +287,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         accel.label(),
         accel.why
     ));
-    let img = image::ensure(p)?;
+    let img = image::ensure(&inv.preinstall, p)?;
     let uploaded = image::upload(&v, &img, p)?;
     preflight::claim(inv)?;
     ensure_network(&v, inv, p)?;
