@@ -12,7 +12,7 @@
 //! group_vars: {nodos: {http_port: 80}}
 //! vars: {domain: example.com}
 //! secrets: [hacluster_password]
-//! preinstall: [bind9, apache2]  # nspawn: nodes start with these installed (a cached layer)
+//! preinstall: [bind9, apache2]  # nspawn, libvirt: nodes start with these installed (a cached layer / VM image)
 //! ```
 
 use crate::error::user;
@@ -690,9 +690,9 @@ impl Inventory {
                     preinstall.push(name.clone());
                 }
             }
-            if file.provider != ProviderKind::Nspawn {
+            if file.provider == ProviderKind::Ssh {
                 user_bail!(
-                    "{}: preinstall: only provider nspawn has a package layer (provider {} does not use it)\n  fix: remove `preinstall:`",
+                    "{}: preinstall: only providers nspawn (a package layer) and libvirt (the VM image) install packages before the nodes boot (provider {} does not)\n  fix: remove `preinstall:`",
                     yaml::at(&text_path, &pre.referenced),
                     file.provider.as_str()
                 );

@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod destroy;
 pub mod exec;
 pub mod halt;
+pub mod link;
 pub mod progress;
 pub mod report;
 pub mod scenarios;
@@ -38,6 +39,7 @@ Examples:
   labctl ssh nodo1 ip -br addr           # run one command on a node
   labctl exec all -- hostname            # one command on every node, output per node
   labctl up --fresh nodo2                # rebuild one node from the image
+  labctl unplug nodo1                    # cut its network cable (it keeps running); `plug` undoes
   labctl dashboard                       # a live page of the lab, faults one click away
   labctl snapshot save configured        # save the nodes; `snapshot restore configured` puts them back
   labctl destroy                         # remove everything the lab created
@@ -79,6 +81,8 @@ pub enum Command {
     Status(status::StatusArgs),
     Halt(halt::HaltArgs),
     Fail(halt::FailArgs),
+    Unplug(link::UnplugArgs),
+    Plug(link::PlugArgs),
     Destroy(destroy::DestroyArgs),
     Ssh(ssh::SshArgs),
     SshConfig(ssh::SshConfigArgs),
@@ -99,6 +103,8 @@ pub fn main() -> i32 {
         Command::Status(a) => status::run(a, &cli.global),
         Command::Halt(a) => halt::run(a, &cli.global),
         Command::Fail(a) => halt::run_fail(a, &cli.global),
+        Command::Unplug(a) => link::run_unplug(a, &cli.global),
+        Command::Plug(a) => link::run_plug(a, &cli.global),
         Command::Destroy(a) => destroy::run(a, &cli.global),
         Command::Ssh(a) => ssh::run(a, &cli.global),
         Command::SshConfig(a) => ssh::run_config(a, &cli.global),

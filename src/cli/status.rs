@@ -8,6 +8,8 @@ use clap::Args;
 #[command(after_help = "\
 States: running (booted; for provider ssh: answers SSH), stopped (halted, files kept),
 absent (not created, or destroyed), unreachable (provider ssh: does not answer).
+LINK: a running node's network cable, plugged or unplugged (`labctl unplug`/`plug`);
+`-` where there is none to show (provider ssh, a node not running).
 
 Examples:
   labctl status
@@ -29,13 +31,17 @@ pub fn run(_a: StatusArgs, g: &Global) -> anyhow::Result<i32> {
     }
     let w = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
     println!("lab `{}` (provider {})", inv.lab, inv.provider.as_str());
-    println!("{:w$}  {:11}  {:15}  PID", "NODE", "STATE", "ADDRESS");
+    println!(
+        "{:w$}  {:11}  {:15}  {:9}  PID",
+        "NODE", "STATE", "ADDRESS", "LINK"
+    );
     for n in &nodes {
         println!(
-            "{:w$}  {:11}  {:15}  {}",
+            "{:w$}  {:11}  {:15}  {:9}  {}",
             n.name,
             n.state.as_str(),
             n.address,
+            n.link.map(|l| l.as_str()).unwrap_or("-"),
             n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
         );
     }

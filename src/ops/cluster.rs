@@ -9,10 +9,25 @@
 //!     resources:
 //!       - {id: VirtualIP, agent: "ocf:heartbeat:IPaddr2", params: {ip: "{{ vip }}", cidr_netmask: "24"},
 //!          ops: {monitor: {interval: 1s}}}
+//!       # a promotable clone (DRBD): one instance per node, one of them promoted;
+//!       # several operations of one name (one per role) as a list
+//!       - {id: Data, agent: "ocf:linbit:drbd", params: {drbd_resource: r0},
+//!          ops: {monitor: [{interval: 9s, role: Promoted}, {interval: 11s, role: Unpromoted}]},
+//!          promotable: {id: DataClone, meta: {promoted-max: "1", notify: "true"}}}
+//!       # a plain clone (DLM, a GFS2 mount): the same resource on every node
+//!       - {id: dlm, agent: "ocf:pacemaker:controld", clone: {id: dlm-clone, meta: {interleave: "true"}}}
+//!       # a fence device (STONITH): class `stonith`
+//!       - {id: fence-nodo1, agent: "stonith:fence_xvm", params: {port: labctl-ha-nodo1}}
 //!     constraints:
 //!       - {colocation: {id: web-with-ip, resource: WebServer, with: VirtualIP, score: INFINITY}}
 //!       - {order: {id: ip-then-web, first: VirtualIP, then: WebServer}}
+//!       # roles and actions of a promotable clone
+//!       - {colocation: {id: fs-on-primary, resource: WebFS, with: DataClone, with_role: Promoted}}
+//!       - {order: {id: promote-then-fs, first: DataClone, first_action: promote, then: WebFS, then_action: start}}
 //! ```
+//!
+//! A clone's or promotable clone's CIB element is the `<clone>` (its `id` is
+//! the one constraints name) holding the primitive.
 //!
 //! Applied once per cluster, from the first member, after every member is
 //! online (the wait is read in rounds of a few seconds, up to `wait` seconds;
@@ -60,9 +75,43 @@ pub struct Resource {
     pub params: IndexMap<String, String>,
     #[serde(default)]
     pub meta: IndexMap<String, String>,
-    /// Operations by name (`monitor`, `start`, `stop`) with their attributes.
+    /// Operations by name (`monitor`, `start`, `stop`) with their attributes;
+    /// a list for several of one name (a monitor per role).
     #[serde(default)]
-    pub ops: IndexMap<String, IndexMap<String, String>>,
+    pub ops: IndexMap<String, Ops>,
+    /// Run it on every member: a clone of this id.
+    #[serde(default)]
+    pub clone: Option<CloneOf>,
+    /// Run it on every member with one (or `promoted-max`) promoted: a
+    /// promotable clone of this id.
+    #[serde(default)]
+    pub promotable: Option<CloneOf>,
+}
+
+/// One operation's attributes, or several operations of one name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Ops {
+    One(IndexMap<String, String>),
+    Many(Vec<IndexMap<String, String>>),
+}
+
+impl Ops {
+    fn each(&self) -> Vec<&IndexMap<String, String>> {
+        match self {
+            Ops::One(m) => vec![m],
+            Ops::Many(v) => v.iter().collect(),
+        }
+    }
+}
+
+/// The clone around a resource: its id and meta attributes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloneOf {
+    pub id: String,
+    #[serde(default)]
+    pub meta: IndexMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,6 +122,12 @@ pub struct Colocation {
     pub with: String,
     #[serde(default = "infinity")]
     pub score: String,
+    /// The role of `resource` this applies to (a promotable clone's `Promoted`).
+    #[serde(default)]
+    pub role: Option<String>,
+    /// The role of `with` to follow (`Promoted`: where the clone is promoted).
+    #[serde(default)]
+    pub with_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,6 +136,12 @@ pub struct Order {
     pub id: String,
     pub first: String,
     pub then: String,
+    /// What of `first` comes first (`promote`; default start).
+    #[serde(default)]
+    pub first_action: Option<String>,
+    /// What of `then` follows (default start).
+    #[serde(default)]
+    pub then_action: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +201,12 @@ impl Operation for Args {
 
     fn validate(&self) -> Result<(), String> {
         for r in &self.resources {
+            if r.clone.is_some() && r.promotable.is_some() {
+                return Err(format!(
+                    "resource {}: `clone:` and `promotable:` both given\n  fix: keep one (`promotable:` is a clone with promoted instances)",
+                    r.id
+                ));
+            }
             let parts = r.agent.split(':').count();
             if !(2..=3).contains(&parts) {
                 return Err(format!(
@@ -228,10 +295,15 @@ impl Args {
     fn elements(&self) -> Vec<Element> {
         let mut v = Vec::new();
         for r in &self.resources {
+            let (id, xml) = match (&r.clone, &r.promotable) {
+                (Some(c), _) => (c.id.clone(), clone_xml(c, false, &primitive_xml(r))),
+                (None, Some(c)) => (c.id.clone(), clone_xml(c, true, &primitive_xml(r))),
+                (None, None) => (r.id.clone(), primitive_xml(r)),
+            };
             v.push(Element {
-                id: r.id.clone(),
+                id,
                 scope: "resources",
-                xml: primitive_xml(r),
+                xml,
             });
         }
         for c in &self.constraints {
@@ -239,21 +311,25 @@ impl Args {
                 (
                     c.id.clone(),
                     format!(
-                        "<rsc_colocation id=\"{}\" rsc=\"{}\" with-rsc=\"{}\" score=\"{}\"/>",
+                        "<rsc_colocation id=\"{}\" rsc=\"{}\" with-rsc=\"{}\" score=\"{}\"{}{}/>",
                         x(&c.id),
                         x(&c.resource),
                         x(&c.with),
-                        x(&c.score)
+                        x(&c.score),
+                        opt_attr("rsc-role", &c.role),
+                        opt_attr("with-rsc-role", &c.with_role)
                     ),
                 )
             } else if let Some(o) = &c.order {
                 (
                     o.id.clone(),
                     format!(
-                        "<rsc_order id=\"{}\" first=\"{}\" then=\"{}\"/>",
+                        "<rsc_order id=\"{}\" first=\"{}\" then=\"{}\"{}{}/>",
                         x(&o.id),
                         x(&o.first),
-                        x(&o.then)
+                        x(&o.then),
+                        opt_attr("first-action", &o.first_action),
+                        opt_attr("then-action", &o.then_action)
                     ),
                 )
             } else if let Some(l) = &c.location {
@@ -278,6 +354,28 @@ impl Args {
         }
         v
     }
+}
+
+/// ` name="value"` when there is a value.
+fn opt_attr(name: &str, value: &Option<String>) -> String {
+    value
+        .as_ref()
+        .map(|v| format!(" {name}=\"{}\"", x(v)))
+        .unwrap_or_default()
+}
+
+/// A clone (`promotable`: with promoted instances) around `primitive`.
+fn clone_xml(c: &CloneOf, promotable: bool, primitive: &str) -> String {
+    let mut meta = IndexMap::new();
+    if promotable {
+        meta.insert("promotable".to_string(), "true".to_string());
+    }
+    meta.extend(c.meta.clone());
+    format!(
+        "<clone id=\"{}\">{}{primitive}</clone>",
+        x(&c.id),
+        nvset("meta_attributes", &c.id, &meta)
+    )
 }
 
 /// Escape for an XML attribute.
@@ -322,7 +420,7 @@ fn primitive_xml(r: &Resource) -> String {
     s += &nvset("meta_attributes", &r.id, &r.meta);
     if !r.ops.is_empty() {
         s += "<operations>";
-        for (name, attrs) in &r.ops {
+        for (name, attrs) in r.ops.iter().flat_map(|(n, o)| o.each().into_iter().map(move |a| (n, a))) {
             let interval = attrs
                 .get("interval")
                 .cloned()
@@ -649,12 +747,16 @@ mod tests {
             meta: IndexMap::new(),
             ops: [(
                 "monitor".to_string(),
-                [("interval".to_string(), "1s".to_string())]
-                    .into_iter()
-                    .collect(),
+                Ops::One(
+                    [("interval".to_string(), "1s".to_string())]
+                        .into_iter()
+                        .collect(),
+                ),
             )]
             .into_iter()
             .collect(),
+            clone: None,
+            promotable: None,
         };
         let ours = primitive_xml(&r);
         // what cibadmin prints: other attribute order, indentation
@@ -672,6 +774,56 @@ mod tests {
             canonical(&ours),
             canonical(&live.replace("10.1.1.100", "10.1.1.99"))
         );
+    }
+
+    #[test]
+    fn a_promotable_clone_and_roles_match_the_live_cib() {
+        let args: Args = serde_json::from_value(serde_json::json!({
+            "members": ["nodo1", "nodo2"],
+            "resources": [{"id": "Data", "agent": "ocf:linbit:drbd",
+                           "params": {"drbd_resource": "r0"},
+                           "ops": {"monitor": [{"interval": "9s", "role": "Promoted"},
+                                               {"interval": "11s", "role": "Unpromoted"}]},
+                           "promotable": {"id": "DataClone", "meta": {"notify": "true"}}}],
+            "constraints": [
+                {"colocation": {"id": "fs-on-primary", "resource": "WebFS", "with": "DataClone", "with_role": "Promoted"}},
+                {"order": {"id": "promote-then-fs", "first": "DataClone", "first_action": "promote", "then": "WebFS"}}
+            ],
+        }))
+        .unwrap();
+        let e = args.elements();
+        assert_eq!(e[0].id, "DataClone");
+        let live = r#"<clone id="DataClone">
+  <meta_attributes id="DataClone-meta_attributes">
+    <nvpair id="DataClone-meta_attributes-notify" name="notify" value="true"/>
+    <nvpair id="DataClone-meta_attributes-promotable" name="promotable" value="true"/>
+  </meta_attributes>
+  <primitive id="Data" class="ocf" provider="linbit" type="drbd">
+    <instance_attributes id="Data-instance_attributes">
+      <nvpair id="Data-instance_attributes-drbd_resource" name="drbd_resource" value="r0"/>
+    </instance_attributes>
+    <operations>
+      <op id="Data-monitor-interval-11s" interval="11s" name="monitor" role="Unpromoted"/>
+      <op id="Data-monitor-interval-9s" interval="9s" name="monitor" role="Promoted"/>
+    </operations>
+  </primitive>
+</clone>"#;
+        assert_eq!(canonical(&e[0].xml), canonical(live), "{}", e[0].xml);
+        assert_eq!(
+            canonical(&e[1].xml),
+            canonical(r#"<rsc_colocation id="fs-on-primary" rsc="WebFS" with-rsc="DataClone" score="INFINITY" with-rsc-role="Promoted"/>"#)
+        );
+        assert_eq!(
+            canonical(&e[2].xml),
+            canonical(r#"<rsc_order id="promote-then-fs" first="DataClone" then="WebFS" first-action="promote"/>"#)
+        );
+        let both: Args = serde_json::from_value(serde_json::json!({
+            "members": ["nodo1"],
+            "resources": [{"id": "d", "agent": "ocf:pacemaker:controld",
+                           "clone": {"id": "c"}, "promotable": {"id": "p"}}],
+        }))
+        .unwrap();
+        assert!(both.validate().unwrap_err().contains("keep one"));
     }
 
     fn cluster(vip: &str) -> Cluster {

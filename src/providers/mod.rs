@@ -16,6 +16,7 @@
 //! `verify` call: they pick the provider from the inventory.
 
 pub mod libvirt;
+pub mod link;
 pub mod nspawn;
 pub mod probe;
 pub mod snapshots;
@@ -64,6 +65,10 @@ pub struct NodeStatus {
     /// The systemd-nspawn process (nspawn provider, when running).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Its network cable (running nodes of providers nspawn and libvirt):
+    /// `unplugged` after `labctl unplug`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<link::Link>,
 }
 
 /// A way of making nodes exist. Chosen by name in the inventory.
@@ -96,6 +101,15 @@ pub trait Provider {
         nodes: &[&Node],
         p: &dyn Progress,
     ) -> anyhow::Result<()>;
+    /// Cut (`plugged: false`) or plug back the network cable of a running
+    /// node, which keeps running (default: refuse, see [`link`]).
+    fn set_link(&self, _inv: &Inventory, _node: &Node, _plugged: bool) -> anyhow::Result<()> {
+        Err(link::unsupported(self.name()))
+    }
+    /// The cable of a running node (default: none this provider knows).
+    fn link(&self, _inv: &Inventory, _node: &Node) -> anyhow::Result<Option<link::Link>> {
+        Ok(None)
+    }
     /// Save every node's disk as snapshot `name` (default: refuse).
     fn snapshot_save(
         &self,
@@ -185,9 +199,16 @@ pub fn up(inv: &Inventory, names: &[String], p: &dyn Progress) -> anyhow::Result
     for_inventory(inv).up(inv, &nodes, p)
 }
 
-/// `labctl status`: every node's state.
+/// `labctl status`: every node's state, and the cable of the running ones.
 pub fn status(inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
-    for_inventory(inv).status(inv)
+    let provider = for_inventory(inv);
+    let mut nodes = provider.status(inv)?;
+    for s in nodes.iter_mut() {
+        if let Some(node) = inv.node(&s.name) {
+            s.link = link::of(provider.as_ref(), inv, node, s.state);
+        }
+    }
+    Ok(nodes)
 }
 
 /// `labctl halt [--force] [NODE…]`.

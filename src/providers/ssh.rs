@@ -98,6 +98,7 @@ impl Provider for SshHosts {
                             },
                             provider: "ssh",
                             pid: None,
+                            link: None,
                         })
                     })
                 })

@@ -77,14 +77,27 @@ sync
 echo "labctl-seed: identity of $(cat /etc/hostname) applied"
 "#;
 
-/// The steps run inside the copy of the base image (as root, with the host's network).
-fn steps() -> String {
+/// The steps run inside the copy of the base image (as root, with the host's
+/// network): the kernel, then the inventory's `preinstall:` packages,
+/// installed with nothing enabled (as the nspawn package layer does).
+fn steps(preinstall: &[String]) -> String {
+    let pre = if preinstall.is_empty() {
+        String::new()
+    } else {
+        let mut list = crate::shell::Script::new();
+        list.args(preinstall);
+        format!(
+            "set -- {}\n{}\n",
+            list.as_str(),
+            crate::providers::nspawn::layer::INSTALL_DISABLED
+        )
+    };
     format!(
         "set -e
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
 apt-get install -y -q --no-install-recommends {pkgs}
-printf '%s\\n' '/dev/vda / ext4 rw,errors=remount-ro 0 1' > /etc/fstab
+{pre}printf '%s\\n' '/dev/vda / ext4 rw,errors=remount-ro 0 1' > /etc/fstab
 chmod 755 /usr/local/sbin/labctl-seed
 systemctl enable labctl-seed.service
 for t in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do systemctl mask \"$t\" >/dev/null 2>&1 || true; done
@@ -115,17 +128,25 @@ impl VmImage {
     }
 }
 
-fn recipe_text(base_recipe: &base::Recipe) -> String {
+fn recipe_text(base_recipe: &base::Recipe, preinstall: &[String]) -> String {
+    // no line without preinstall: the images built before it keep their hash
+    let pre = if preinstall.is_empty() {
+        String::new()
+    } else {
+        format!("preinstall: {}\n", preinstall.join(","))
+    };
     format!(
-        "{}vm_steps: {VM_STEPS_VERSION}\nvm_packages: {}\nroot_size: {ROOT_SIZE}\n",
+        "{}vm_steps: {VM_STEPS_VERSION}\nvm_packages: {}\n{pre}root_size: {ROOT_SIZE}\n",
         base_recipe.text(),
         VM_PACKAGES.join(",")
     )
 }
 
-fn hash_of(text: &str) -> String {
+fn hash_of(text: &str, preinstall: &[String]) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(format!("{text}{SEED_UNIT}{SEED_SCRIPT}{}", steps()).as_bytes());
+    let d = sha2::Sha256::digest(
+        format!("{text}{SEED_UNIT}{SEED_SCRIPT}{}", steps(preinstall)).as_bytes(),
+    );
     format!("bookworm-vm-{}", &hex::encode(d)[..16])
 }
 
@@ -150,11 +171,15 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The VM image for this host's recipe: reused when present, else built.
-pub fn ensure(p: &dyn Progress) -> anyhow::Result<VmImage> {
+/// The VM image for this host's recipe and the inventory's `preinstall:`
+/// packages (each package set has an image of its own): reused when
+/// present, else built.
+pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage> {
+    let mut preinstall = preinstall.to_vec();
+    preinstall.sort();
     let recipe = base::Recipe::from_host();
-    let text = recipe_text(&recipe);
-    let hash = hash_of(&text);
+    let text = recipe_text(&recipe, &preinstall);
+    let hash = hash_of(&text, &preinstall);
     let images = paths::root().join("vm-images");
     std::fs::create_dir_all(&images)?;
     let img = VmImage {
@@ -201,14 +226,22 @@ pub fn ensure(p: &dyn Progress) -> anyhow::Result<VmImage> {
     };
     w("etc/systemd/system/labctl-seed.service", SEED_UNIT, 0o644)?;
     w("usr/local/sbin/labctl-seed", SEED_SCRIPT, 0o755)?;
-    step(&format!("installing {} (apt)", VM_PACKAGES.join(" ")));
+    step(&format!(
+        "installing {} (apt)",
+        VM_PACKAGES
+            .iter()
+            .copied()
+            .chain(preinstall.iter().map(String::as_str))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     let log = images.join(format!("{hash}.log"));
     let (status, text) = crate::providers::run_logged(
         Command::new("systemd-nspawn")
             .args(["-q", "--register=no", "--keep-unit", "--pipe"])
             .arg("--resolv-conf=copy-host")
             .arg(format!("--directory={}", root.display()))
-            .args(["/bin/sh", "-c", &steps()]),
+            .args(["/bin/sh", "-c", &steps(&preinstall)]),
         &log,
     )?;
     if !status.success() {

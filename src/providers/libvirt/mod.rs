@@ -24,6 +24,7 @@ pub mod seed;
 pub mod virsh;
 pub mod xml;
 
+use super::link::Link;
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
@@ -286,7 +287,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         accel.label(),
         accel.why
     ));
-    let img = image::ensure(p)?;
+    let img = image::ensure(&inv.preinstall, p)?;
     let uploaded = image::upload(&v, &img, p)?;
     preflight::claim(inv)?;
     ensure_network(&v, inv, p)?;
@@ -439,6 +440,31 @@ impl Provider for Libvirt {
         up_nodes(inv, nodes, p)
     }
 
+    /// The VM's NIC (by its MAC) loses its link live; the next boot has it back.
+    fn set_link(&self, inv: &Inventory, node: &Node, plugged: bool) -> anyhow::Result<()> {
+        let v = virsh_of(inv);
+        let dom = Names::new(inv).domain(&node.name);
+        let mac = xml::mac(&inv.lab, &node.name);
+        v.run(&[
+            "domif-setlink",
+            &dom,
+            &mac,
+            if plugged { "up" } else { "down" },
+        ])?;
+        Ok(())
+    }
+
+    fn link(&self, inv: &Inventory, node: &Node) -> anyhow::Result<Option<Link>> {
+        let v = virsh_of(inv);
+        let dom = Names::new(inv).domain(&node.name);
+        let out = v.run(&["domif-getlink", &dom, &xml::mac(&inv.lab, &node.name)])?;
+        Ok(match out.split_whitespace().last() {
+            Some("up") => Some(Link::Plugged),
+            Some("down") => Some(Link::Unplugged),
+            _ => None,
+        })
+    }
+
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
         let v = virsh_of(inv);
         v.check_daemon()?;
@@ -452,6 +478,7 @@ impl Provider for Libvirt {
                     state: state_of(&v, inv, &n.name)?,
                     provider: "libvirt",
                     pid: None,
+                    link: None,
                 })
             })
             .collect()

@@ -34,6 +34,22 @@ if [ -x /usr/sbin/make-ssl-cert ] && [ ! -e /etc/ssl/private/ssl-cert-snakeoil.k
   make-ssl-cert generate-default-snakeoil --force-overwrite >/dev/null 2>&1
 fi"#;
 
+/// Shell that installs the packages named in `"$@"` with nothing started,
+/// then disables every unit they enabled and removes what is per node (the
+/// secrets [`NODE_SECRETS`] makes again, the machine id, the hostname). The
+/// package layer runs it, and so does the VM image for `preinstall:`.
+pub const INSTALL_DISABLED: &str = r#"printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+chmod 755 /usr/sbin/policy-rc.d
+wanted() { find /etc/systemd/system -type l | sort; }
+wanted > /tmp/labctl-before
+apt-get update -q
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- "$@"
+wanted > /tmp/labctl-after
+comm -13 /tmp/labctl-before /tmp/labctl-after | while read -r l; do echo "disabled: $l"; rm -f "$l"; done
+rm -f /tmp/labctl-before /tmp/labctl-after /usr/sbin/policy-rc.d
+rm -f /etc/bind/rndc.key /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
+rm -f /etc/machine-id /etc/hostname"#;
+
 /// Where layers are cached.
 pub fn layers_dir() -> PathBuf {
     paths::root().join("layers")
@@ -120,19 +136,7 @@ fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::R
     let mut list = crate::shell::Script::new();
     list.args(packages);
     let mut script = sh!("set -e\nset -- {}", list);
-    script.line(
-        r#"printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
-chmod 755 /usr/sbin/policy-rc.d
-wanted() { find /etc/systemd/system -type l | sort; }
-wanted > /tmp/labctl-before
-apt-get update -q
-apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- "$@"
-wanted > /tmp/labctl-after
-comm -13 /tmp/labctl-before /tmp/labctl-after | while read -r l; do echo "disabled: $l"; rm -f "$l"; done
-rm -f /tmp/labctl-before /tmp/labctl-after /usr/sbin/policy-rc.d
-rm -f /etc/bind/rndc.key /etc/ssl/private/ssl-cert-snakeoil.key /etc/ssl/certs/ssl-cert-snakeoil.pem
-rm -f /etc/machine-id /etc/hostname"#,
-    );
+    script.line(INSTALL_DISABLED);
     let (status, text) = crate::providers::run_logged(
         Command::new("systemd-nspawn")
             .arg("--quiet")

@@ -25,6 +25,7 @@ pub mod process;
 pub mod rootfs;
 pub mod snapshot;
 
+use super::link::Link;
 use super::snapshots::SnapshotInfo;
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
@@ -192,6 +193,17 @@ fn repin(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The host side of a running node's veth.
+fn node_veth(inv: &Inventory, node: &Node) -> anyhow::Result<String> {
+    let np = NodePaths::new(&inv.lab, &node.name);
+    let (state, pid) = node_state(inv, &node.name);
+    super::refuse_unless_running(node, state)?;
+    let Some(init) = process::inits(&np, pid).first().copied() else {
+        anyhow::bail!("node {}: its container init is gone", node.name);
+    };
+    network::node_veth(inv, init)
+}
+
 /// Power one node off cleanly and unmount its overlays (files kept).
 pub fn halt_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     let np = NodePaths::new(&inv.lab, name);
@@ -262,6 +274,16 @@ impl Provider for Nspawn {
         up_nodes(inv, nodes, p)
     }
 
+    fn set_link(&self, inv: &Inventory, node: &Node, plugged: bool) -> anyhow::Result<()> {
+        preflight::root(if plugged { "plug" } else { "unplug" })?;
+        network::set_link(&node_veth(inv, node)?, plugged)
+    }
+
+    fn link(&self, inv: &Inventory, node: &Node) -> anyhow::Result<Option<Link>> {
+        let up = network::link_is_up(&node_veth(inv, node)?)?;
+        Ok(Some(if up { Link::Plugged } else { Link::Unplugged }))
+    }
+
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
         Ok(inv
             .nodes
@@ -275,6 +297,7 @@ impl Provider for Nspawn {
                     state,
                     provider: "nspawn",
                     pid,
+                    link: None,
                 }
             })
             .collect())

@@ -91,3 +91,65 @@ pub fn remove(inv: &Inventory) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The host side of a running node's veth (its cable into the lab bridge),
+/// found from inside: the node's `host0` is `host0@ifN`, N the index of its
+/// peer here; the peer must be a port of the lab's bridge.
+pub fn node_veth(inv: &Inventory, init: u32) -> anyhow::Result<String> {
+    let ns = format!("--net=/proc/{init}/ns/net");
+    let out = run(
+        "nsenter",
+        &[&ns, "ip", "-o", "link", "show", "dev", "host0"],
+    )?;
+    let index = peer_index(&out).ok_or_else(|| {
+        anyhow::anyhow!("cannot read the node's host0 peer from `{}`", out.trim())
+    })?;
+    let br = inv.bridge_name();
+    for e in std::fs::read_dir("/sys/class/net")?.flatten() {
+        let idx = std::fs::read_to_string(e.path().join("ifindex")).unwrap_or_default();
+        if idx.trim() == index.to_string() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let master = std::fs::read_link(e.path().join("master")).ok();
+            if master.as_ref().and_then(|m| m.file_name()) != Some(std::ffi::OsStr::new(&br)) {
+                anyhow::bail!("the node's veth {name} is not a port of the lab bridge {br}");
+            }
+            return Ok(name);
+        }
+    }
+    anyhow::bail!("the host side of the node's veth (index {index}) is gone")
+}
+
+/// `N` of `2: host0@ifN: <…>` (`ip -o link show`).
+fn peer_index(line: &str) -> Option<u32> {
+    let after = line.split_once("host0@if")?.1;
+    let digits: String = after.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+/// Set a host interface down (cable out) or up (cable in).
+pub fn set_link(dev: &str, up: bool) -> anyhow::Result<()> {
+    run(
+        "ip",
+        &["link", "set", "dev", dev, if up { "up" } else { "down" }],
+    )?;
+    Ok(())
+}
+
+/// Whether a host interface is administratively up (`IFF_UP`).
+pub fn link_is_up(dev: &str) -> anyhow::Result<bool> {
+    let flags = std::fs::read_to_string(Path::new("/sys/class/net").join(dev).join("flags"))?;
+    let v = u32::from_str_radix(flags.trim().trim_start_matches("0x"), 16)?;
+    Ok(v & 1 == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_the_peer_of_host0() {
+        assert_eq!(
+            super::peer_index("2: host0@if17: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500"),
+            Some(17)
+        );
+        assert_eq!(super::peer_index("2: host0: <BROADCAST>"), None);
+    }
+}
