@@ -326,7 +326,32 @@ pub struct Inventory {
     /// Packages new nspawn nodes start with, installed but not enabled (a
     /// cached layer on the image; the scenarios' tasks enable and start them).
     pub preinstall: Vec<String>,
+    /// Read from a `Vagrantfile`: the nodes are shaped like Vagrant's (see
+    /// [`VagrantShape`]). `None` for an `inventory.yaml`.
+    pub vagrant: Option<VagrantShape>,
 }
+
+/// What a lab read from a `Vagrantfile` needs beyond the inventory model:
+/// nodes shaped like Vagrant's, so unmodified playbooks work on them.
+#[derive(Debug, Clone)]
+pub struct VagrantShape {
+    /// `config.ssh.insert_key` (false: Vagrant would use its insecure key;
+    /// labctl always uses the lab key, at the same path).
+    pub insert_key: bool,
+    /// Each machine's `vm.hostname` where it differs from its name.
+    pub hostnames: BTreeMap<String, String>,
+    /// Each machine's box (`vm.box`) and the line of its `vm.define`.
+    pub boxes: Vec<(String, String, usize)>,
+    /// Machines with settings nspawn nodes do not use (memory, cpus, disks).
+    pub vm_settings: Vec<String>,
+}
+
+/// The interface name of a Vagrant box's first private network.
+pub const VAGRANT_NIC: &str = "eth1";
+
+/// The provider spellings of Vagrant's key path
+/// (`.vagrant/machines/<node>/<provider>/private_key`) that labctl writes.
+pub const VAGRANT_PROVIDERS: [&str; 2] = ["libvirt", "virtualbox"];
 
 /// A Debian package name (`bind9`, `libc6`, `g++`).
 pub fn valid_package_name(s: &str) -> bool {
@@ -362,6 +387,38 @@ pub fn valid_lab_name(s: &str) -> bool {
         && !s.ends_with('-')
         && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+}
+
+/// The lab name of a Vagrant project in `folder`: the folder's name when it
+/// is a usable lab name; else its letters and digits (lower case, `-` between
+/// words, a `v` first when it starts with a digit), shortened with four hex
+/// digits of the folder name's hash when too long, so two course folders
+/// (`03-HA-IPFailover`, `04-HA-IPFailover-Apache2`) get different names.
+pub fn lab_name_of_folder(folder: &str) -> String {
+    if valid_lab_name(folder) {
+        return folder.to_string();
+    }
+    let mut s = String::new();
+    for c in folder.chars() {
+        if c.is_ascii_alphanumeric() {
+            s.push(c.to_ascii_lowercase());
+        } else if !s.is_empty() && !s.ends_with('-') {
+            s.push('-');
+        }
+    }
+    let s = s.trim_end_matches('-').to_string();
+    let s = if s.starts_with(|c: char| c.is_ascii_lowercase()) {
+        s
+    } else {
+        format!("v{s}")
+    };
+    if valid_lab_name(&s) {
+        return s;
+    }
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(folder.as_bytes()));
+    let head: String = s.chars().take(6).collect();
+    format!("{}-{}", head.trim_end_matches('-'), &h[..4])
 }
 
 /// A node name: a host name label (letters, digits, `-`; no `-` at either end).
@@ -433,9 +490,169 @@ impl Inventory {
         crate::project::owned(&self.state_dir(), &self.ssh.key)
     }
 
-    /// Load and validate `path`. Every problem is a user error naming file, line and fix.
+    /// The file `-i PATH` means: `PATH` itself, or, for the default
+    /// `inventory.yaml` when it does not exist, the `Vagrantfile` beside it.
+    pub fn locate(path: &Path) -> PathBuf {
+        if !path.exists() && path.file_name().is_some_and(|n| n == "inventory.yaml") {
+            let vf = path.with_file_name("Vagrantfile");
+            if vf.is_file() {
+                return vf;
+            }
+        }
+        path.to_path_buf()
+    }
+
+    /// Load and validate `path` (an `inventory.yaml`, or a `Vagrantfile`; see
+    /// [`Inventory::locate`]). Every problem is a user error naming file, line and fix.
     pub fn load(path: &Path) -> anyhow::Result<Inventory> {
+        let path = &Self::locate(path);
+        if path.file_name().is_some_and(|n| n == "Vagrantfile") {
+            return Self::load_vagrantfile(path);
+        }
         let file: InventoryFile = yaml::load(path, "inventory")?;
+        Self::from_file(file, path)
+    }
+
+    /// The inventory of a `Vagrantfile`'s machines: the lab is named after the
+    /// folder, its subnet is the machines' private network, each machine a node
+    /// at its first private address; nodes shaped like Vagrant's
+    /// ([`VagrantShape`]); the variables the shipped scenarios' checks use
+    /// (`domain: example.com`, `vip`: the subnet's `.100`).
+    pub fn load_vagrantfile(path: &Path) -> anyhow::Result<Inventory> {
+        let vf = crate::vagrantfile::load(path)?;
+        let at = |line: usize| format!("{}:{line}", path.display());
+        let abs = crate::project::normalize(path);
+        let folder = abs
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let lab = lab_name_of_folder(&folder);
+        for m in &vf.machines {
+            if let Some(d) = m
+                .disks
+                .iter()
+                .find(|d| Size::parse(d).is_none_or(|s| s.0 < 1 << 20))
+            {
+                user_bail!("{}: machine `{}`: disk size `{d}` is not a size labctl can make\n  fix: write e.g. :size => '512M'", at(m.line), m.name);
+            }
+        }
+        let mut subnet: Option<(Subnet, usize)> = None;
+        let mut yaml_nodes = String::new();
+        let mut seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+        for m in &vf.machines {
+            let Some(net) = m.networks.first() else {
+                user_bail!(
+                    "{}: machine `{}` has no private network, so labctl cannot give it an address\n  fix: add {}.vm.network :private_network, ip: \"10.1.1.101\"",
+                    at(m.line), m.name, m.name
+                );
+            };
+            if let Some(extra) = m.networks.get(1) {
+                user_bail!(
+                    "{}: machine `{}`: a second private network ({} would be eth2); labctl's nodes have one lab network so far\n  fix: remove the second network (the first one, {}, is eth1)",
+                    at(extra.line), m.name, extra.ip, net.ip
+                );
+            }
+            let s = Subnet {
+                network: Ipv4Addr::from(u32::from(net.ip) & Subnet::mask_of(net.prefix)),
+                prefix: net.prefix,
+            };
+            match subnet {
+                None => subnet = Some((s, net.line)),
+                Some((first, line)) if first != s => user_bail!(
+                    "{}: machine `{}`'s address {} is in {s}, but the first machine's (line {line}) is in {first}: labctl makes one lab network\n  fix: put every machine's private network in one subnet",
+                    at(net.line), m.name, net.ip
+                ),
+                Some(_) => {}
+            }
+            if let Some(other) = seen.insert(net.ip, m.name.clone()) {
+                user_bail!("{}: machine `{}`: address {} is already machine `{other}`'s\n  fix: give every machine its own address", at(net.line), m.name, net.ip);
+            }
+            yaml_nodes.push_str(&format!("  {}: {{address: {}}}\n", m.name, net.ip));
+        }
+        let (subnet, net_line) = subnet.expect("at least one machine");
+        if let Some(why) = subnet_problem(&subnet, vf.machines.len()) {
+            user_bail!("{}: private network: {why}\n  fix: use a private subnet with room for every node, e.g. 10.1.1.0/24", at(net_line));
+        }
+        let gateway = Ipv4Addr::from(u32::from(subnet.network) + 1);
+        for m in &vf.machines {
+            let net = &m.networks[0];
+            if net.ip == gateway || !subnet.is_host(net.ip) {
+                user_bail!(
+                    "{}: machine `{}`: address {} is the lab's gateway (labctl's host side of the network is the subnet's .1) or not a host address\n  fix: give the machine another address, e.g. {}",
+                    at(net.line), m.name, net.ip, Ipv4Addr::from(u32::from(subnet.network) + 101)
+                );
+            }
+        }
+        let vip = (100..250)
+            .map(|i| Ipv4Addr::from(u32::from(subnet.network) + i))
+            .find(|a| subnet.is_host(*a) && !seen.contains_key(a));
+        let mut text = format!(
+            "lab: {lab}\nprovider: nspawn\nnetwork: {{subnet: {subnet}, gateway: {gateway}}}\nssh: {{user: vagrant}}\nnodes:\n{yaml_nodes}vars:\n  domain: example.com\n"
+        );
+        if let Some(v) = vip {
+            text.push_str(&format!("  vip: {v}\n"));
+        }
+        // package lists and python3-apt, as on a Vagrant box: apt and Ansible's
+        // apt module work from the first task
+        text.push_str("preinstall: [python3-apt]\n");
+        let file: InventoryFile = yaml::parse(&text, path)?;
+        let mut inv = Self::from_file(file, path)?;
+        inv.vagrant = Some(VagrantShape {
+            insert_key: vf.insert_key,
+            hostnames: vf
+                .machines
+                .iter()
+                .filter_map(|m| {
+                    m.hostname
+                        .clone()
+                        .filter(|h| *h != m.name)
+                        .map(|h| (m.name.clone(), h))
+                })
+                .collect(),
+            boxes: vf
+                .machines
+                .iter()
+                .filter_map(|m| m.vm_box.clone().map(|b| (m.name.clone(), b, m.line)))
+                .collect(),
+            vm_settings: vf
+                .machines
+                .iter()
+                .filter(|m| m.memory.is_some() || m.cpus.is_some() || !m.disks.is_empty())
+                .map(|m| m.name.clone())
+                .collect(),
+        });
+        Ok(inv)
+    }
+
+    /// The host name of node `name` (a Vagrant machine's `vm.hostname`, else its name).
+    pub fn hostname_of<'a>(&'a self, name: &'a str) -> &'a str {
+        self.vagrant
+            .as_ref()
+            .and_then(|v| v.hostnames.get(name))
+            .map(String::as_str)
+            .unwrap_or(name)
+    }
+
+    /// The nodes' interface on the lab network, as their templates and
+    /// resources name it: `eth1` on Vagrant-shaped nodes, `host0` for nspawn,
+    /// `eth0` for libvirt, the inventory's `vars: {nic: …}` (default `eth0`) for ssh.
+    pub fn nic(&self) -> String {
+        if self.vagrant.is_some() {
+            return VAGRANT_NIC.to_string();
+        }
+        match self.provider {
+            ProviderKind::Nspawn => "host0".to_string(),
+            ProviderKind::Libvirt => "eth0".to_string(),
+            ProviderKind::Ssh => self
+                .vars
+                .get("nic")
+                .map(|v| v.to_string())
+                .unwrap_or_else(|| "eth0".to_string()),
+        }
+    }
+
+    fn from_file(file: InventoryFile, path: &Path) -> anyhow::Result<Inventory> {
         let text_path = path.to_path_buf();
         let abs = crate::project::normalize(path);
         let dir = abs
@@ -712,6 +929,7 @@ impl Inventory {
             vars: file.vars,
             secrets: file.secrets,
             preinstall,
+            vagrant: None,
         })
     }
 

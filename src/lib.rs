@@ -32,5 +32,6 @@ pub mod suggest;
 pub mod templates;
 pub mod text;
 pub mod transport;
+pub mod vagrantfile;
 pub mod verify;
 pub mod yaml;

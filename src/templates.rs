@@ -297,17 +297,7 @@ impl Facts {
             .iter()
             .map(|n| (n.name.clone(), node_fact(n)))
             .collect();
-        // the nodes' interface on the lab network: nspawn's veth is host0, a
-        // VM's virtio NIC eth0; existing hosts (ssh) say theirs in `vars: {nic: …}`
-        let nic = match inv.provider {
-            crate::inventory::ProviderKind::Nspawn => "host0".to_string(),
-            crate::inventory::ProviderKind::Libvirt => "eth0".to_string(),
-            crate::inventory::ProviderKind::Ssh => inv
-                .vars
-                .get("nic")
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "eth0".to_string()),
-        };
+        let nic = inv.nic();
         let lab = match &inv.network {
             Some(net) => serde_json::json!({
                 "name": inv.lab,

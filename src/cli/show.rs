@@ -22,7 +22,7 @@ pub struct ShowArgs {
 
 pub fn run(a: ShowArgs, g: &Global) -> anyhow::Result<i32> {
     // an inventory that exists must load; without one the hosts stay as written
-    let inv = if g.inventory.exists() {
+    let inv = if crate::inventory::Inventory::locate(&g.inventory).exists() {
         Some(super::load_inventory(g)?)
     } else {
         None

@@ -34,10 +34,55 @@ pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
     super::need_root(&inv)?;
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &super::typed_command())?;
+    if let Some(v) = &inv.vagrant {
+        for line in vagrant_notes(&inv, v) {
+            eprintln!("{line}");
+        }
+    }
     if a.fresh {
         crate::providers::up_fresh(&inv, &a.nodes, &super::progress::Draw::new())?;
     } else {
         crate::providers::up(&inv, &a.nodes, &super::progress::Draw::new())?;
     }
     Ok(0)
+}
+
+/// What a lab read from a Vagrantfile runs instead of what the file asked
+/// for: one line for the boxes, one for the VM settings nspawn nodes share.
+fn vagrant_notes(
+    inv: &crate::inventory::Inventory,
+    v: &crate::inventory::VagrantShape,
+) -> Vec<String> {
+    let mut out = vec![format!(
+        "{}: lab `{}` on {} (the folder's name and the private network), nodes shaped like Vagrant's: user vagrant, key in .vagrant/machines/NODE/{{libvirt,virtualbox}}/private_key, eth1",
+        inv.path.display(),
+        inv.lab,
+        inv.network.as_ref().map(|n| n.subnet.to_string()).unwrap_or_default()
+    )];
+    let other: Vec<&(String, String, usize)> = v
+        .boxes
+        .iter()
+        .filter(|(_, b, _)| {
+            !(b.contains("bookworm") || b.contains("debian12") || b.contains("debian-12"))
+        })
+        .collect();
+    if let Some((_, b, line)) = other.first() {
+        out.push(format!(
+            "{}:{line}: box `{b}`{}: labctl's nodes run Debian 12 bookworm (its own image) instead",
+            inv.path.display(),
+            if other.len() > 1 {
+                format!(" (and {} more)", other.len() - 1)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if !v.vm_settings.is_empty() {
+        out.push(format!(
+            "{}: memory, cpus and disks of {} are read but not used: nspawn nodes share this machine's",
+            inv.path.display(),
+            v.vm_settings.join(", ")
+        ));
+    }
+    out
 }

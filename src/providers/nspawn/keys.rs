@@ -118,3 +118,69 @@ pub fn pin_host_keys_from(
     crate::project::write_state(&state, kh, text.as_bytes(), 0o644)?;
     Ok(changed)
 }
+
+/// Where Vagrant keeps a machine's private key, in every spelling labctl
+/// writes: `.vagrant/machines/<node>/<provider>/private_key` (libvirt and
+/// virtualbox), so an Ansible inventory that names that path works.
+pub fn vagrant_key_paths(inv: &Inventory) -> Vec<std::path::PathBuf> {
+    let mut v = Vec::new();
+    for n in &inv.nodes {
+        for prov in crate::inventory::VAGRANT_PROVIDERS {
+            v.push(
+                inv.dir
+                    .join(".vagrant/machines")
+                    .join(&n.name)
+                    .join(prov)
+                    .join("private_key"),
+            );
+        }
+    }
+    v
+}
+
+/// Put the lab key where Vagrant puts each machine's key (a lab read from a
+/// Vagrantfile only). A key there that is not the lab's (a real Vagrant
+/// machine's) is never overwritten.
+pub fn write_vagrant_keys(inv: &Inventory) -> anyhow::Result<()> {
+    if inv.vagrant.is_none() {
+        return Ok(());
+    }
+    let key = std::fs::read(&inv.ssh.key)?;
+    let state = inv.dir.join(".vagrant");
+    for p in vagrant_key_paths(inv) {
+        match std::fs::read(&p) {
+            Ok(old) if old == key => continue,
+            Ok(_) => user_bail!(
+                "{} exists and is not this lab's key (a Vagrant machine's?); labctl does not overwrite it\n  fix: `vagrant destroy` that machine, or remove the file",
+                p.display()
+            ),
+            Err(_) => crate::project::write_state(&state, &p, &key, 0o600)?,
+        }
+    }
+    Ok(())
+}
+
+/// Remove the key copies [`write_vagrant_keys`] made (those that still hold
+/// the lab key), and the folders left empty; other files in `.vagrant/` stay.
+pub fn remove_vagrant_keys(inv: &Inventory) {
+    if inv.vagrant.is_none() {
+        return;
+    }
+    let Ok(key) = std::fs::read(&inv.ssh.key) else {
+        return;
+    };
+    let state = inv.dir.join(".vagrant");
+    for p in vagrant_key_paths(inv) {
+        if crate::project::read_state(&state, &p).is_ok_and(|b| b == key) {
+            let _ = std::fs::remove_file(&p);
+        }
+        // the provider, machine and machines folders, and .vagrant, if empty
+        let mut d = p.parent();
+        while let Some(dir) = d {
+            if !dir.starts_with(&state) || std::fs::remove_dir(dir).is_err() {
+                break;
+            }
+            d = dir.parent();
+        }
+    }
+}

@@ -95,6 +95,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
 
     // the key first: a mistake in ssh.key is reported before minutes of image build
     let pubkey = keys::ensure_lab_key(inv, p)?;
+    keys::write_vagrant_keys(inv)?;
     let recipe = image::Recipe::from_host();
     let image = image::ensure(&recipe, p)?;
     let layer = if inv.preinstall.is_empty() {
@@ -545,6 +546,7 @@ pub fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
 /// labctl's own files go: the folder is refused if it is a link, and a link
 /// inside it is removed, never followed.
 pub fn remove_project_state(inv: &Inventory) -> anyhow::Result<()> {
+    keys::remove_vagrant_keys(inv);
     let sd = inv.state_dir();
     let user_key = !inv.key_is_managed();
     let pubkey = {

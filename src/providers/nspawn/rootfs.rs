@@ -190,8 +190,14 @@ fn configure(
     let Some(net) = &inv.network else {
         anyhow::bail!("internal error: nspawn lab without network");
     };
+    // a Vagrant-shaped node names the interface as a box does (eth1)
+    let nic = if inv.vagrant.is_some() {
+        crate::inventory::VAGRANT_NIC
+    } else {
+        "host0"
+    };
     let mut netf = format!(
-        "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName=host0\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+        "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName={nic}\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
         node.address, net.subnet.prefix, net.gateway
     );
     for ns in nameservers {
@@ -201,9 +207,12 @@ fn configure(
         inv,
         node,
         root,
-        ("etc/systemd/network/10-host0.network", &netf),
+        (&format!("etc/systemd/network/10-{nic}.network"), &netf),
         nameservers,
     )?;
+    if inv.vagrant.is_some() {
+        vagrant_shape(root)?;
+    }
     let script = user_script(inv)?;
     // (linger: the user's systemd manager starts at boot, not inside the first
     // SSH session, which made labctl's first remote command ~100 ms slower)
@@ -225,6 +234,31 @@ fn configure(
     Ok(())
 }
 
+/// What makes a node look like a Vagrant box's: nspawn's `host0` renamed
+/// `eth1` at every boot, before networkd starts (no udev in a container, so
+/// no `.link` file would do it), and apt installing recommended packages, as
+/// Debian does (labctl's image does not).
+fn vagrant_shape(root: &Path) -> anyhow::Result<()> {
+    write(
+        root,
+        "etc/systemd/system/labctl-eth1.service",
+        "# labctl: the lab network's interface is eth1, as in a Vagrant box\n[Unit]\nDescription=Name the lab interface eth1\nDefaultDependencies=no\nBefore=systemd-networkd.service network-pre.target\nWants=network-pre.target\nConditionPathExists=/sys/class/net/host0\n\n[Service]\nType=oneshot\nExecStart=ip link set dev host0 name eth1\n\n[Install]\nWantedBy=sysinit.target\n",
+        0o644,
+    )?;
+    let wants = root.join("etc/systemd/system/sysinit.target.wants");
+    std::fs::create_dir_all(&wants)?;
+    let link = wants.join("labctl-eth1.service");
+    if link.symlink_metadata().is_err() {
+        std::os::unix::fs::symlink("/etc/systemd/system/labctl-eth1.service", &link)?;
+    }
+    write(
+        root,
+        "etc/apt/apt.conf.d/91labctl-vagrant",
+        "// labctl: a Vagrant-shaped node installs recommended packages, as Debian does\nAPT::Install-Recommends \"true\";\n",
+        0o644,
+    )
+}
+
 /// A node's identity, written under `root` (its file system, or a seed folder
 /// that a VM copies onto its own at first boot): hostname, `/etc/hosts` with
 /// every node, the network file `network` (path, text), DNS, a machine id and
@@ -236,12 +270,22 @@ pub fn write_identity(
     network: (&str, &str),
     nameservers: &[String],
 ) -> anyhow::Result<()> {
-    write(root, "etc/hostname", &format!("{}\n", node.name), 0o644)?;
+    write(
+        root,
+        "etc/hostname",
+        &format!("{}\n", inv.hostname_of(&node.name)),
+        0o644,
+    )?;
     let mut hosts = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\n# lab nodes (labctl)\n",
     );
     for n in &inv.nodes {
-        hosts.push_str(&format!("{}\t{}\n", n.address, n.name));
+        let h = inv.hostname_of(&n.name);
+        if h == n.name {
+            hosts.push_str(&format!("{}\t{}\n", n.address, n.name));
+        } else {
+            hosts.push_str(&format!("{}\t{h} {}\n", n.address, n.name));
+        }
     }
     write(root, "etc/hosts", &hosts, 0o644)?;
     write(root, network.0, network.1, 0o644)?;
