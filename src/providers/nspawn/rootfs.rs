@@ -190,12 +190,8 @@ fn configure(
     let Some(net) = &inv.network else {
         anyhow::bail!("internal error: nspawn lab without network");
     };
-    // a Vagrant-shaped node names the interface as a box does (eth1)
-    let nic = if inv.vagrant.is_some() {
-        crate::inventory::VAGRANT_NIC
-    } else {
-        "host0"
-    };
+    // host0, or eth1 on a Vagrant-shaped node (as a box names it)
+    let nic = inv.nic();
     let mut netf = format!(
         "# labctl: static address on the lab bridge (sorts before 80-container-host0.network)\n[Match]\nName={nic}\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
         node.address, net.subnet.prefix, net.gateway
