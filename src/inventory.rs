@@ -346,6 +346,11 @@ pub struct VagrantShape {
     pub vm_settings: Vec<String>,
 }
 
+/// How long the shipped scenarios' `failover` check waits on a lab read from a
+/// Vagrantfile: its cluster is the playbooks' (corosync's default timing: a lost
+/// member is noticed after 6.6 s), not labctl's tuned one (2 s).
+pub const VAGRANT_FAILOVER_WITHIN: &str = "15s";
+
 /// The interface name of a Vagrant box's first private network.
 pub const VAGRANT_NIC: &str = "eth1";
 
@@ -593,6 +598,10 @@ impl Inventory {
         if let Some(v) = vip {
             text.push_str(&format!("  vip: {v}\n"));
         }
+        // the project's own playbooks build its cluster, with corosync's defaults
+        // (token 3 s + consensus 3.6 s before a member is lost): the shipped
+        // scenarios' `failover` check then allows what such a cluster takes
+        text.push_str(&format!("  failover_within: {VAGRANT_FAILOVER_WITHIN}\n"));
         // package lists and python3-apt, as on a Vagrant box: apt and Ansible's
         // apt module work from the first task
         text.push_str("preinstall: [python3-apt]\n");

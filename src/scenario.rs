@@ -253,8 +253,12 @@ fn load_plays(
 
 impl Scenario {
     /// Load the scenario file `path` of the project in folder `project` (the
-    /// inventory's): every file it imports lies inside that folder.
+    /// inventory's): every file it imports lies inside that folder. A scenario
+    /// from outside the project (say labctl's `scenarios/04-ip-failover.yaml`
+    /// named from a Vagrant project) brings its own files: its imports lie
+    /// inside its own folder.
     pub fn load(path: &Path, project: &Path) -> anyhow::Result<Scenario> {
+        let project = &Self::root(path, project);
         if !path.exists() {
             if let Some(meant) = crate::suggest::file(path) {
                 user_bail!(
@@ -270,6 +274,17 @@ impl Scenario {
             );
         }
         Scenario::load_file(path, project, 0)
+    }
+
+    /// The folder a scenario's imports must lie in: the project's, or the
+    /// scenario's own folder when the file is not inside the project.
+    pub fn root(path: &Path, project: &Path) -> std::path::PathBuf {
+        let file = crate::project::normalize(path);
+        let project = crate::project::normalize(project);
+        if file.starts_with(&project) {
+            return project;
+        }
+        file.parent().map(Path::to_path_buf).unwrap_or(project)
     }
 
     fn load_file(path: &Path, project: &Path, depth: usize) -> anyhow::Result<Scenario> {

@@ -76,6 +76,11 @@ pub fn ok_at(inv: &Path, args: &[&str]) -> String {
 pub struct Lab {
     pub lab: String,
     pub dir: tempfile::TempDir,
+    /// The project folder (the temporary folder itself, or a folder in it
+    /// named as a course folder is).
+    pub project: PathBuf,
+    /// The file `-i` names: `inventory.yaml` or `Vagrantfile`.
+    pub inv_file: PathBuf,
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
@@ -105,8 +110,11 @@ impl Lab {
             .replace("lab: ha", &format!("lab: {lab}"))
             .replace("10.1.1.", &format!("{prefix}."));
         std::fs::write(dir.path().join("inventory.yaml"), inv).unwrap();
+        let project = dir.path().to_path_buf();
         let l = Lab {
             lab: lab.to_string(),
+            inv_file: project.join("inventory.yaml"),
+            project,
             dir,
         };
         // a previous run that died hard may have left this lab behind
@@ -114,12 +122,29 @@ impl Lab {
         l
     }
 
+    /// A Vagrant project: `tests/vagrant_projects/<src>` copied to a folder
+    /// named `folder` (the lab is named after it, as labctl names it).
+    pub fn vagrant(src: &str, folder: &str) -> Lab {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join(folder);
+        copy_dir(&root.join("tests/vagrant_projects").join(src), &project);
+        let l = Lab {
+            lab: labctl::inventory::lab_name_of_folder(folder),
+            inv_file: project.join("Vagrantfile"),
+            project,
+            dir,
+        };
+        l.labctl(&["destroy"]);
+        l
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
+        self.project.join(rel)
     }
 
     pub fn inv(&self) -> PathBuf {
-        self.path("inventory.yaml")
+        self.inv_file.clone()
     }
 
     /// The lab's state folder on the host.
