@@ -20,13 +20,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// The ansible-core release the tests run (the one current on Debian 12's Python).
-const ANSIBLE_CORE: &str = "ansible-core==2.17.14";
+/// The ansible-core release the tests run (the one current on Debian 12's
+/// Python), and passlib, which its `password_hash` filter needs (Ansible's docs).
+const ANSIBLE: [&str; 2] = ["ansible-core==2.17.14", "passlib==1.7.4"];
 
 /// `ansible-playbook` from a virtualenv under `target/`, installed from PyPI
 /// the first time.
 fn ansible_playbook() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/ansible-core-2.17.14");
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/test-tools/ansible-core-2.17.14-passlib");
     let bin = venv.join("bin/ansible-playbook");
     if bin.exists() {
         return bin;
@@ -41,16 +43,19 @@ fn ansible_playbook() -> PathBuf {
         .success();
     assert!(ok, "python3 -m venv failed");
     let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "-q", "--disable-pip-version-check", ANSIBLE_CORE])
+        .args(["install", "-q", "--disable-pip-version-check"])
+        .args(ANSIBLE)
         .output()
         .expect("pip");
     assert!(
         out.status.success(),
-        "pip install {ANSIBLE_CORE} failed:\n{}",
+        "pip install {} failed:\n{}",
+        ANSIBLE.join(" "),
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!(
-        "FIGURE pip install {ANSIBLE_CORE}: {:.1} s",
+        "FIGURE pip install {}: {:.1} s",
+        ANSIBLE.join(" "),
         t.elapsed().as_secs_f64()
     );
     bin
