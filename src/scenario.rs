@@ -338,3 +338,48 @@ impl Scenario {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Scenario;
+
+    fn write(p: &std::path::Path, text: &str) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    const PLAY: &str = "- name: p\n  hosts: all\n  tasks:\n    - command: {cmd: 'true'}\n";
+
+    #[test]
+    fn a_scenario_outside_the_project_reads_its_imports_from_its_own_folder() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("04-HA-IPFailover");
+        let shipped = d.path().join("labctl/scenarios");
+        std::fs::create_dir_all(&project).unwrap();
+        write(&shipped.join("plays/base.yaml"), PLAY);
+        let s = shipped.join("04.yaml");
+        write(&s, "name: x\nplays:\n  - import: plays/base.yaml\n");
+        assert_eq!(Scenario::root(&s, &project), shipped);
+        let sc = Scenario::load(&s, &project).unwrap();
+        assert_eq!(sc.plays.len(), 1);
+
+        // inside the project, imports stay inside the project
+        write(
+            &project.join("scenario.yaml"),
+            "name: y\nplays:\n  - import: ../labctl/scenarios/plays/base.yaml\n",
+        );
+        assert_eq!(
+            Scenario::root(&project.join("scenario.yaml"), &project),
+            project
+        );
+        let e = Scenario::load(&project.join("scenario.yaml"), &project).unwrap_err();
+        assert!(format!("{e:#}").contains("inside the project"), "{e:#}");
+        // and a shipped scenario cannot reach above its own folder
+        write(
+            &s,
+            "name: x\nplays:\n  - import: ../../04-HA-IPFailover/p.yaml\n",
+        );
+        write(&project.join("p.yaml"), PLAY);
+        assert!(Scenario::load(&s, &project).is_err());
+    }
+}
