@@ -344,7 +344,26 @@ pub struct VagrantShape {
     pub boxes: Vec<(String, String, usize)>,
     /// Machines with settings nspawn nodes do not use (memory, cpus, disks).
     pub vm_settings: Vec<String>,
+    /// The private networks after each machine's first (`eth2`, `eth3`, …).
+    pub extra_networks: Vec<ExtraNet>,
 }
+
+/// A further private network of a Vagrant project: a bridge of its own on
+/// this machine (the host at the subnet's `.1`, no NAT: nodes reach the
+/// package mirror through the lab network only), one interface on each
+/// machine that names an address in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtraNet {
+    /// `lb2-LAB`, `lb3-LAB`, … (the lab network's bridge is `lab-LAB`).
+    pub bridge: String,
+    pub subnet: Subnet,
+    pub gateway: Ipv4Addr,
+    /// (node, its interface there: `eth2`…, its address).
+    pub members: Vec<(String, String, Ipv4Addr)>,
+}
+
+/// The most private networks a Vagrant machine may have (eth1 … eth4).
+pub const VAGRANT_MAX_NETWORKS: usize = 4;
 
 /// How long the shipped scenarios' `failover` check waits on a lab read from a
 /// Vagrantfile: its cluster is the playbooks' (corosync's default timing: a lost
@@ -357,6 +376,77 @@ pub const VAGRANT_NIC: &str = "eth1";
 /// The provider spellings of Vagrant's key path
 /// (`.vagrant/machines/<node>/<provider>/private_key`) that labctl writes.
 pub const VAGRANT_PROVIDERS: [&str; 2] = ["libvirt", "virtualbox"];
+
+/// The further private networks of a Vagrantfile's machines (each machine's
+/// second one is its `eth2`, and so on), one bridge per subnet, or what is
+/// wrong with them (`at` gives `FILE:LINE`).
+fn extra_networks(
+    vf: &crate::vagrantfile::Vagrantfile,
+    lab: &str,
+    lab_subnet: &Subnet,
+    at: &dyn Fn(usize) -> String,
+) -> anyhow::Result<Vec<ExtraNet>> {
+    let mut nets: Vec<ExtraNet> = Vec::new();
+    let mut seen: BTreeMap<Ipv4Addr, String> = BTreeMap::new();
+    for m in &vf.machines {
+        for (i, net) in m.networks.iter().enumerate().skip(1) {
+            let ifname = format!("eth{}", i + 1);
+            let subnet = Subnet {
+                network: Ipv4Addr::from(u32::from(net.ip) & Subnet::mask_of(net.prefix)),
+                prefix: net.prefix,
+            };
+            if subnet.contains(lab_subnet.network) || lab_subnet.contains(subnet.network) {
+                user_bail!(
+                    "{}: machine `{}`: its private network {} ({ifname}) is in the lab network {lab_subnet} (eth1): two interfaces in one subnet\n  fix: put the second network in a subnet of its own, e.g. 10.1.2.0/24",
+                    at(net.line), m.name, net.ip
+                );
+            }
+            if let Some(why) = subnet_problem(&subnet, 2) {
+                user_bail!("{}: machine `{}`: private network {}: {why}\n  fix: use a private subnet such as 10.1.2.0/24", at(net.line), m.name, net.ip);
+            }
+            let gateway = Ipv4Addr::from(u32::from(subnet.network) + 1);
+            if net.ip == gateway || !subnet.is_host(net.ip) {
+                user_bail!(
+                    "{}: machine `{}`: address {} is its network's gateway (labctl's host side is the subnet's .1) or not a host address\n  fix: give the machine another address, e.g. {}",
+                    at(net.line), m.name, net.ip, Ipv4Addr::from(u32::from(subnet.network) + 101)
+                );
+            }
+            if let Some(other) = seen.insert(net.ip, m.name.clone()) {
+                user_bail!("{}: machine `{}`: address {} is already machine `{other}`'s\n  fix: give every machine its own address", at(net.line), m.name, net.ip);
+            }
+            if let Some(other) = nets.iter().find(|n| {
+                n.subnet != subnet
+                    && (n.subnet.contains(subnet.network) || subnet.contains(n.subnet.network))
+            }) {
+                user_bail!(
+                    "{}: machine `{}`: private network {} overlaps {} of another machine\n  fix: use one prefix for a subnet on every machine",
+                    at(net.line), m.name, net.ip, other.subnet
+                );
+            }
+            match nets.iter_mut().find(|n| n.subnet == subnet) {
+                Some(n) => {
+                    if n.members.iter().any(|(node, _, _)| *node == m.name) {
+                        user_bail!("{}: machine `{}`: a second address in {subnet}\n  fix: give the machine one address per network", at(net.line), m.name);
+                    }
+                    n.members.push((m.name.clone(), ifname, net.ip));
+                }
+                None => nets.push(ExtraNet {
+                    bridge: format!("lb{}-{lab}", nets.len() + 2),
+                    subnet,
+                    gateway,
+                    members: vec![(m.name.clone(), ifname, net.ip)],
+                }),
+            }
+        }
+    }
+    if nets.len() > 8 {
+        user_bail!(
+            "{}: more than 8 further private networks\n  fix: merge networks",
+            at(1)
+        );
+    }
+    Ok(nets)
+}
 
 /// A Debian package name (`bind9`, `libc6`, `g++`).
 pub fn valid_package_name(s: &str) -> bool {
@@ -552,10 +642,10 @@ impl Inventory {
                     at(m.line), m.name, m.name
                 );
             };
-            if let Some(extra) = m.networks.get(1) {
+            if let Some(extra) = m.networks.get(VAGRANT_MAX_NETWORKS) {
                 user_bail!(
-                    "{}: machine `{}`: a second private network ({} would be eth2); labctl's nodes have one lab network so far\n  fix: remove the second network (the first one, {}, is eth1)",
-                    at(extra.line), m.name, extra.ip, net.ip
+                    "{}: machine `{}`: a private network beyond the {VAGRANT_MAX_NETWORKS} labctl makes (eth1 to eth{VAGRANT_MAX_NETWORKS})\n  fix: remove it, or merge networks",
+                    at(extra.line), m.name
                 );
             }
             let s = Subnet {
@@ -589,6 +679,7 @@ impl Inventory {
                 );
             }
         }
+        let extra_networks = extra_networks(&vf, &lab, &subnet, &at)?;
         let vip = (100..250)
             .map(|i| Ipv4Addr::from(u32::from(subnet.network) + i))
             .find(|a| subnet.is_host(*a) && !seen.contains_key(a));
@@ -630,8 +721,17 @@ impl Inventory {
                 .filter(|m| m.memory.is_some() || m.cpus.is_some() || !m.disks.is_empty())
                 .map(|m| m.name.clone())
                 .collect(),
+            extra_networks,
         });
         Ok(inv)
+    }
+
+    /// The further private networks (a Vagrantfile's `eth2`…; none otherwise).
+    pub fn extra_networks(&self) -> &[ExtraNet] {
+        self.vagrant
+            .as_ref()
+            .map(|v| v.extra_networks.as_slice())
+            .unwrap_or_default()
     }
 
     /// The host name of node `name` (a Vagrant machine's `vm.hostname`, else its name).

@@ -5,6 +5,7 @@
 //! copy, template, service, user and command tasks, handlers, a pacemaker role
 //! that builds the cluster with `pcs` and an `IPaddr2` on `nic=eth1`); then the
 //! checks by hand (`dig @10.1.1.103 www.example.com`, `curl` through it) and
+//! a second private network as `eth2` (round robin project), and
 //! `labctl verify` with the matching shipped scenario; then `destroy` leaves
 //! nothing, Vagrant's key paths included.
 //!
@@ -235,6 +236,20 @@ fn course_style_dns_round_robin_project_runs_unmodified() {
 
     // `-i Vagrantfile` names the file as well as the folder does
     lab.ok(&["up"]);
+    // the second private network is eth2, on a bridge of its own
+    for (n, me, peer) in [
+        ("nodo1", "10.1.2.101", "10.1.2.102"),
+        ("nodo2", "10.1.2.102", "10.1.2.101"),
+    ] {
+        // (the peer's sshd answers on its eth2 address: no ping in the image)
+        let probe = format!(
+            "ip -4 -o addr show dev eth2; timeout 3 bash -c 'exec 3<>/dev/tcp/{peer}/22; head -c 4 <&3'"
+        );
+        let out = lab.ok(&["ssh", n, "--", &probe]);
+        assert!(out.contains(&format!("inet {me}/24")), "{out}");
+        assert!(out.contains("SSH-"), "{peer} did not answer on eth2: {out}");
+    }
+    assert!(Path::new(&format!("/sys/class/net/lb2-{}", lab.lab)).exists());
     run_playbook(&lab, "site.yaml");
 
     assert_bridge_holds(&lab, "10.1.1.1");

@@ -194,6 +194,13 @@ impl Lab {
             !Path::new("/sys/class/net").join(&br).exists(),
             "bridge {br} left"
         );
+        for k in 2..=9 {
+            let extra = format!("lb{k}-{}", self.lab);
+            assert!(
+                !Path::new("/sys/class/net").join(&extra).exists(),
+                "bridge {extra} left"
+            );
+        }
         let tables = Command::new("nft")
             .args(["list", "tables"])
             .output()

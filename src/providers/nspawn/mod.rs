@@ -142,8 +142,11 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let t_boot = Instant::now();
     for n in &todo {
         let np = NodePaths::new(&inv.lab, &n.name);
-        let pid = process::start(&np, &inv.bridge_name())?;
+        let pid = process::start(&np, &inv.bridge_name(), &network::extra_links(inv, &n.name))?;
         progress.set(&n.name, &format!("booting (systemd-nspawn PID {pid})"));
+    }
+    for n in &todo {
+        network::attach_extra(inv, &n.name, Duration::from_secs(10))?;
     }
     // every node is checked for safety before we connect to it
     for n in &todo {

@@ -61,6 +61,7 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
         run("ip", &["addr", "add", &cidr, "dev", &br])?;
     }
     run("ip", &["link", "set", &br, "up"])?;
+    ensure_extra(inv)?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
         .map_err(|e| anyhow::anyhow!("cannot enable IPv4 forwarding: {e}"))?;
     let t = nft_table(&inv.lab);
@@ -80,8 +81,92 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The bridges of the further private networks (a Vagrantfile's `eth2`…):
+/// each holds its subnet's `.1`; no NAT, no forwarding rule of their own.
+fn ensure_extra(inv: &Inventory) -> anyhow::Result<()> {
+    for n in inv.extra_networks() {
+        if !link_exists(&n.bridge) {
+            run("ip", &["link", "add", "name", &n.bridge, "type", "bridge"])?;
+        }
+        let has = crate::lab::local_addrs()?
+            .iter()
+            .any(|a| a.iface == n.bridge && a.addr == n.gateway);
+        if !has {
+            let cidr = format!("{}/{}", n.gateway, n.subnet.prefix);
+            run("ip", &["addr", "add", &cidr, "dev", &n.bridge])?;
+        }
+        run("ip", &["link", "set", &n.bridge, "up"])?;
+    }
+    Ok(())
+}
+
+/// (interface in the node, its address, its subnet) on the further private
+/// networks of node `node`.
+pub fn extra_addresses(
+    inv: &Inventory,
+    node: &str,
+) -> Vec<(String, std::net::Ipv4Addr, crate::inventory::Subnet)> {
+    inv.extra_networks()
+        .iter()
+        .flat_map(|n| {
+            n.members
+                .iter()
+                .filter(|(m, _, _)| m == node)
+                .map(|(_, ifname, addr)| (ifname.clone(), *addr, n.subnet))
+        })
+        .collect()
+}
+
+/// The veths of node `node` on the further private networks: (host side,
+/// node side, bridge). The host side is named from the lab and node (at most
+/// 15 characters, `lx` + the network's digit + a hash), so it is the same at
+/// every boot and never another lab's.
+pub fn extra_links(inv: &Inventory, node: &str) -> Vec<(String, String, String)> {
+    use sha2::Digest;
+    let h = hex::encode(sha2::Sha256::digest(
+        format!("{}.{node}", inv.lab).as_bytes(),
+    ));
+    inv.extra_networks()
+        .iter()
+        .flat_map(|n| {
+            let digit = n.bridge.chars().nth(2).unwrap_or('2');
+            let host = format!("lx{digit}-{}", &h[..10]);
+            n.members
+                .iter()
+                .filter(|(m, _, _)| m == node)
+                .map(move |(_, ifname, _)| (host.clone(), ifname.clone(), n.bridge.clone()))
+        })
+        .collect()
+}
+
+/// Put a booting node's further veths into their bridges: nspawn makes them
+/// (`--network-veth-extra`) but joins only the first to a bridge. Waits up to
+/// `limit` for nspawn to create each.
+pub fn attach_extra(inv: &Inventory, node: &str, limit: std::time::Duration) -> anyhow::Result<()> {
+    for (host, _, bridge) in extra_links(inv, node) {
+        let t = std::time::Instant::now();
+        while !link_exists(&host) {
+            if t.elapsed() > limit {
+                anyhow::bail!("{node}: the veth {host} of its network on {bridge} did not appear");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        run("ip", &["link", "set", "dev", &host, "master", &bridge])?;
+        run("ip", &["link", "set", "dev", &host, "up"])?;
+    }
+    Ok(())
+}
+
 /// Remove the bridge and the nft table (absent ones are fine).
 pub fn remove(inv: &Inventory) -> anyhow::Result<()> {
+    // every further network's bridge labctl names for this lab, also one the
+    // Vagrantfile no longer has
+    for k in 2..=9 {
+        let extra = format!("lb{k}-{}", inv.lab);
+        if link_exists(&extra) {
+            run("ip", &["link", "del", &extra])?;
+        }
+    }
     let br = inv.bridge_name();
     if link_exists(&br) {
         run("ip", &["link", "del", &br])?;

@@ -72,6 +72,18 @@ pub fn subnet_free(inv: &Inventory) -> anyhow::Result<()> {
         return Ok(());
     };
     let br = inv.bridge_name();
+    for n in inv.extra_networks() {
+        for a in crate::lab::local_addrs()? {
+            if a.iface != n.bridge
+                && (n.subnet.contains(a.addr) || a.subnet.contains(n.subnet.network))
+            {
+                user_bail!(
+                    "the private network {} ({}) is already used by interface {} ({}/{}) on this machine\n  fix: pick another subnet for that network in {}, or remove that interface (another lab? `labctl -i ITS_INVENTORY destroy`)",
+                    n.subnet, n.members.first().map(|m| m.1.as_str()).unwrap_or("eth2"), a.iface, a.addr, a.subnet.prefix, inv.path.display()
+                );
+            }
+        }
+    }
     for a in crate::lab::local_addrs()? {
         if a.iface == br {
             continue;

@@ -139,7 +139,11 @@ pub fn recorded(path: &Path) -> Option<u32> {
 }
 
 /// Boot the node: systemd-nspawn in the background; returns its PID.
-pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
+pub fn start(
+    np: &NodePaths,
+    bridge: &str,
+    extra: &[(String, String, String)],
+) -> anyhow::Result<u32> {
     use std::os::unix::fs::PermissionsExt;
     let mut console = crate::project::open_nofollow(
         &np.console(),
@@ -164,6 +168,11 @@ pub fn start(np: &NodePaths, bridge: &str) -> anyhow::Result<u32> {
         .arg("--register=no")
         .arg("--keep-unit")
         .arg(format!("--network-bridge={bridge}"))
+        .args(
+            extra
+                .iter()
+                .map(|(host, node, _)| format!("--network-veth-extra={host}:{node}")),
+        )
         .arg(directory_arg(&np.merged()))
         .arg(format!("--machine={}", np.machine))
         .arg(format!("--setenv={TAG}={}", np.machine))

@@ -209,6 +209,17 @@ fn configure(
     if inv.vagrant.is_some() {
         vagrant_shape(root)?;
     }
+    for (ifname, addr, subnet) in super::network::extra_addresses(inv, &node.name) {
+        write(
+            root,
+            &format!("etc/systemd/network/11-{ifname}.network"),
+            &format!(
+                "# labctl: static address on a further private network (no gateway: the lab network has it)\n[Match]\nName={ifname}\n\n[Network]\nAddress={addr}/{}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+                subnet.prefix
+            ),
+            0o644,
+        )?;
+    }
     let script = user_script(inv)?;
     // (linger: the user's systemd manager starts at boot, not inside the first
     // SSH session, which made labctl's first remote command ~100 ms slower)
