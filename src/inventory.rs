@@ -1135,6 +1135,79 @@ mod tests {
         Inventory::load(&p)
     }
 
+    fn load_vagrantfile(text: &str) -> anyhow::Result<Inventory> {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("06-DRBD").join("Vagrantfile");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        Inventory::load(&p)
+    }
+
+    fn machines(nets: &[&[&str]]) -> String {
+        let mut s = String::from("Vagrant.configure(\"2\") do |config|\n");
+        for (i, ips) in nets.iter().enumerate() {
+            let n = format!("n{}", i + 1);
+            s.push_str(&format!("  config.vm.define :{n} do |{n}|\n"));
+            for ip in *ips {
+                s.push_str(&format!(
+                    "    {n}.vm.network :private_network, ip: \"{ip}\"\n"
+                ));
+            }
+            s.push_str("  end\n");
+        }
+        s.push_str("end\n");
+        s
+    }
+
+    #[test]
+    fn further_private_networks_are_eth2_on_bridges_of_their_own() {
+        let inv = load_vagrantfile(&machines(&[
+            &["10.1.1.101", "10.1.2.101", "10.1.3.101"],
+            &["10.1.1.102", "10.1.2.102"],
+            &["10.1.1.103"],
+        ]))
+        .unwrap();
+        let nets = inv.extra_networks();
+        assert_eq!(nets.len(), 2);
+        assert_eq!(nets[0].bridge, format!("lb2-{}", inv.lab));
+        assert_eq!(nets[0].gateway, Ipv4Addr::new(10, 1, 2, 1));
+        assert_eq!(
+            nets[0].members,
+            vec![
+                (
+                    "n1".to_string(),
+                    "eth2".to_string(),
+                    Ipv4Addr::new(10, 1, 2, 101)
+                ),
+                (
+                    "n2".to_string(),
+                    "eth2".to_string(),
+                    Ipv4Addr::new(10, 1, 2, 102)
+                ),
+            ]
+        );
+        assert_eq!(nets[1].bridge, format!("lb3-{}", inv.lab));
+        assert_eq!(nets[1].members[0].1, "eth3");
+        assert!(inv.bridge_name().len() <= 15 && nets[1].bridge.len() <= 15);
+
+        for (bad, says) in [
+            (&["10.1.1.101", "10.1.1.111"][..], "subnet of its own"),
+            (&["10.1.1.101", "10.1.2.1"][..], "gateway"),
+            (&["10.1.1.101", "8.8.8.8"][..], "not a private range"),
+            (
+                &["10.1.1.101", "10.1.2.5", "10.1.2.6"][..],
+                "a second address",
+            ),
+        ] {
+            let e = load_vagrantfile(&machines(&[bad, &["10.1.1.102"]])).unwrap_err();
+            let m = format!("{e:#}");
+            assert!(
+                m.contains(says) && m.contains("Vagrantfile:"),
+                "{bad:?}: {m}"
+            );
+        }
+    }
+
     const GOOD: &str = "lab: ha\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  nodo1: {address: 10.1.1.101, groups: [nodos]}\n  nodo2: {address: 10.1.1.102, groups: [nodos]}\n  dns: {address: 10.1.1.103, groups: [servidor_dns]}\nvars: {domain: example.com}\n";
 
     #[test]
