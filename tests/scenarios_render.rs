@@ -54,6 +54,7 @@ fn every_scenario_renders() {
         "scenarios/03-haproxy.yaml",
         "scenarios/04-ip-failover.yaml",
         "scenarios/05-ip-failover-apache.yaml",
+        "scenarios/06-drbd.yaml",
     ] {
         let files = render_all(s);
         assert!(files.len() >= 6, "{s}: {} files", files.len());

@@ -395,7 +395,7 @@ impl Plan {
     /// Wait (up to [`SETTLE`]) until `crm_mon` on `holder` shows every member
     /// online and no resource starting, stopping, failed or with an action
     /// pending; then a moment more. Why it did not settle, if it did not.
-    fn settle(&self, ctx: &Ctx, holder: &str) -> Option<String> {
+    pub(crate) fn settle(&self, ctx: &Ctx, holder: &str) -> Option<String> {
         let node = ctx.inv.node(holder)?.clone();
         let until = Instant::now() + SETTLE;
         let mut sess = None;
@@ -452,7 +452,7 @@ impl Plan {
 
     /// Bring `holder` back and (if asked) wait until the survivor's crm_mon shows
     /// it online. `; back: ...` when all went well, `; but ...` otherwise.
-    fn restore(&self, ctx: &Ctx, holder: &str, survivor: Option<&str>) -> String {
+    pub(crate) fn restore(&self, ctx: &Ctx, holder: &str, survivor: Option<&str>) -> String {
         ctx.progress(&format!("failover: `labctl up {holder}`"));
         let t_up = Instant::now();
         if let Err(e) = ctx.power(holder, true) {

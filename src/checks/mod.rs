@@ -14,6 +14,8 @@
 //!     failover: {vip: "{{ vip }}", within: 2s}
 //!   - service_recovery: {service: apache2, vip: "{{ vip }}", resource: WebServer, within: 30s}
 //!   - node_down: {node: nodo1, within: 15s, checks: [{http: {url: "http://www.{{ domain }}/info.txt", dns: dns, nodes: [nodo2]}}]}
+//!   - drbd: {resource: r0, nodes: [nodo1, nodo2]}
+//!   - data_failover: {vip: "{{ vip }}", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
 //! ```
 //!
 //! Adding a check: a new file here whose `Spec` (serde `Deserialize`, with
@@ -111,6 +113,8 @@ checks! {
     service_recovery | "service-recovery" => ServiceRecovery,
     node_down | "node-down" => NodeDown,
     file_exists => FileExists,
+    drbd => Drbd,
+    data_failover | "data-failover" => DataFailover,
 }
 
 /// One entry of a scenario's `verify:` section: an optional name and one check.

@@ -28,6 +28,8 @@ Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
     - service_recovery: {service: apache2, vip: \"{{ vip }}\", resource: WebServer, within: 30s}
     - node_down: {node: nodo1, within: 15s, checks: [{http: {url: \"http://www.{{ domain }}/info.txt\", dns: dns, nodes: [nodo2]}}]}
     - file_exists: {on: nodo1, path: /var/www/html/info.txt, contains: nodo1}
+    - drbd: {resource: r0, nodes: [nodo1, nodo2], within: 3m}
+    - data_failover: {vip: \"{{ vip }}\", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
 
 `failover` cuts the power of the node serving the VIP (`labctl fail`), times the
 switch to the other node, then brings the node back (`labctl up`). `node_down`
@@ -39,7 +41,7 @@ pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists); repeatable.
+    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover); repeatable.
     #[arg(long, value_name = "KIND")]
     pub skip: Vec<String>,
     /// Show the checks that would run (rendered), and run none.

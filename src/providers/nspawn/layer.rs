@@ -39,6 +39,10 @@ fi"#;
 /// secrets [`NODE_SECRETS`] makes again, the machine id, the hostname). The
 /// package layer runs it, and so does the VM image for `preinstall:`.
 pub const INSTALL_DISABLED: &str = r#"printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+# /var/lock is a link to /run/lock, which nothing makes in a build container: dpkg
+# then sees a dangling link, and refuses a package that ships /var/lock/ (drbd-utils:
+# "trying to overwrite '/var/lock', which is also in package base-files")
+mkdir -p /run/lock
 chmod 755 /usr/sbin/policy-rc.d
 wanted() { find /etc/systemd/system -type l | sort; }
 wanted > /tmp/labctl-before

@@ -1,0 +1,146 @@
+//! Scenario 06 (DRBD, active/passive) on VM nodes, driven through the
+//! `labctl` binary, in one story:
+//!
+//! - `up` of 2 VMs (nodo1, nodo2, each with a 512M /dev/vdb; the DNS node is
+//!   not needed) with the scenario's packages in the image (`preinstall:`);
+//! - `configure scenarios/06-drbd.yaml` converges; a second one changes
+//!   nothing;
+//! - `verify` passes: DRBD connected and UpToDate, the cluster, HTTP on the
+//!   VIP, and data written before a power cut of the active node served by
+//!   the other, the failed node resynced to an identical copy;
+//! - a third `configure` (after that failover) changes nothing, and the file
+//!   system is the one made by the first (never reformatted);
+//! - `drbdadm disconnect` on one node makes the `drbd` check fail, saying
+//!   the resource is StandAlone and how to reconnect it;
+//! - `destroy` leaves nothing of the lab.
+//!
+//! Lab `drbdl` on 10.1.92.0/24 (takes the machine-wide lab-test lock). Needs
+//! root and the packages of scripts/install-host-deps. Durations are printed
+//! as FIGURE lines, never asserted.
+
+mod common;
+use common::lab::{one_at_a_time, Lab};
+use common::libvirt::{assert_vm_gone, Daemons};
+use std::time::Instant;
+
+const INVENTORY: &str = "lab: drbdl
+provider: libvirt
+libvirt: {memory: 768M, disks: [{size: 512M}]}
+# the scenario's packages in the VM image: a first configure installs nothing
+preinstall: [drbd-utils, apache2, corosync, pacemaker, pacemaker-cli-utils, resource-agents]
+network: {subnet: 10.1.92.0/24, gateway: 10.1.92.1}
+ssh: {user: vagrant}
+nodes:
+  nodo1: {address: 10.1.92.101, groups: [nodos]}
+  nodo2: {address: 10.1.92.102, groups: [nodos]}
+vars:
+  domain: example.com
+  vip: 10.1.92.100
+  # TCG emulation (no KVM): DRBD's peer timeout and pacemaker's promotion are slow
+  failover_within: 30s
+";
+
+const SCENARIO: &str = "scenarios/06-drbd.yaml";
+
+fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
+    lab.ok(&["ssh", node, "--", cmd])
+}
+
+/// The UUID of the ext4 on the node's DRBD backing disk.
+fn fs_uuid(lab: &Lab, node: &str) -> String {
+    ssh(lab, node, "sudo blkid -p -n ext4 -s UUID -o value /dev/vdb")
+        .trim()
+        .to_string()
+}
+
+fn changed(lab: &Lab) -> serde_json::Value {
+    let t = Instant::now();
+    let j = lab.json(&["--json", "configure", SCENARIO]);
+    println!(
+        "FIGURE no-op configure 06 on VMs: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    j["changed"].clone()
+}
+
+#[test]
+fn drbd_lab_story() {
+    let _one = one_at_a_time();
+    let _daemons = Daemons::ensure();
+    let lab = Lab::new("drbdl", "10.1.92");
+    std::fs::write(lab.inv(), INVENTORY).unwrap();
+
+    let t = Instant::now();
+    lab.ok(&["up"]);
+    println!(
+        "FIGURE up of 2 VMs (06): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    let t = Instant::now();
+    lab.ok(&["configure", SCENARIO]);
+    println!(
+        "FIGURE first configure 06 on VMs: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let uuid = fs_uuid(&lab, "nodo1");
+    assert!(!uuid.is_empty(), "an ext4 on nodo1's /dev/vdb");
+    assert_eq!(changed(&lab), 0, "a second configure changes nothing");
+
+    let t = Instant::now();
+    let report = lab.json(&["--json", "verify", SCENARIO]);
+    println!("FIGURE verify 06: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(report["passed"], true, "verify 06: {report}");
+    println!(
+        "FIGURE data failover (token served again after the power cut): {} ms",
+        report["failover_ms"]
+    );
+    let drbd = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap_or("").starts_with("data on"))
+        .cloned()
+        .unwrap_or_default();
+    println!("data_failover: {}", drbd["detail"]);
+
+    // after a failover: still nothing to change, and the same file system
+    assert_eq!(
+        changed(&lab),
+        0,
+        "configure after a failover changes nothing"
+    );
+    assert_eq!(fs_uuid(&lab, "nodo1"), uuid, "nodo1's disk not reformatted");
+    assert_eq!(
+        fs_uuid(&lab, "nodo2"),
+        uuid,
+        "nodo2 holds the same file system"
+    );
+
+    // a broken lab: one side disconnected
+    ssh(&lab, "nodo2", "sudo drbdadm disconnect r0");
+    let out = lab.labctl(&[
+        "--json",
+        "verify",
+        SCENARIO,
+        "--skip",
+        "cluster",
+        "--skip",
+        "http",
+        "--skip",
+        "data_failover",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the drbd check fails");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = report["checks"][0]["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        detail.contains("nodo2: r0 is StandAlone") && detail.contains("drbdadm connect r0"),
+        "the failure says what is wrong and how to fix it: {report}"
+    );
+
+    lab.ok(&["destroy"]);
+    assert_vm_gone(&lab);
+}
