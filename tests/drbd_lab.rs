@@ -48,9 +48,13 @@ fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
 
 /// The UUID of the ext4 on the node's DRBD backing disk.
 fn fs_uuid(lab: &Lab, node: &str) -> String {
-    ssh(lab, node, "sudo blkid -p -n ext4 -s UUID -o value /dev/vdb")
-        .trim()
-        .to_string()
+    ssh(
+        lab,
+        node,
+        "sudo blockdev --flushbufs /dev/vdb && sudo blkid -p -n ext4 -s UUID -o value /dev/vdb",
+    )
+    .trim()
+    .to_string()
 }
 
 fn changed(lab: &Lab) -> serde_json::Value {
