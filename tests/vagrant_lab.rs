@@ -88,7 +88,6 @@ fn run_playbook(lab: &Lab, playbook: &str) {
         .arg(playbook)
         .current_dir(lab.path("ansible"))
         .env("ANSIBLE_NOCOLOR", "1")
-        .env("ANSIBLE_PYTHON_INTERPRETER", "auto_silent")
         .env_remove("ANSIBLE_CONFIG")
         .output()
         .unwrap();
@@ -99,8 +98,6 @@ fn run_playbook(lab: &Lab, playbook: &str) {
         stderr(&out)
     );
     assert!(out.status.success(), "ansible-playbook {playbook} failed");
-    let recap = stdout(&out);
-    assert!(!recap.contains("failed=1"), "{recap}");
     eprintln!(
         "FIGURE ansible-playbook {playbook}: {:.1} s",
         t.elapsed().as_secs_f64()

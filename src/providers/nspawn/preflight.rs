@@ -72,8 +72,9 @@ pub fn subnet_free(inv: &Inventory) -> anyhow::Result<()> {
         return Ok(());
     };
     let br = inv.bridge_name();
+    let addrs = crate::lab::local_addrs()?;
     for n in inv.extra_networks() {
-        for a in crate::lab::local_addrs()? {
+        for a in &addrs {
             if a.iface != n.bridge
                 && (n.subnet.contains(a.addr) || a.subnet.contains(n.subnet.network))
             {
@@ -84,7 +85,7 @@ pub fn subnet_free(inv: &Inventory) -> anyhow::Result<()> {
             }
         }
     }
-    for a in crate::lab::local_addrs()? {
+    for a in addrs {
         if a.iface == br {
             continue;
         }
