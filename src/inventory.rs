@@ -5,6 +5,7 @@
 //! lab: ha
 //! provider: nspawn            # or: libvirt (VMs), ssh (nodes that already exist)
 //! libvirt: {uri: qemu:///system, memory: 1G, cpus: 1, disks: [{size: 512M}]}  # provider libvirt only
+//! #  fence: true      # libvirt: `up` runs fence_virtd here for the nodes' stonith:fence_virt (scenario 08)
 //! network: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}
 //! ssh: {user: vagrant, key: .labctl/id_ed25519}
 //! nodes:
@@ -114,6 +115,9 @@ struct NodeFile {
 struct LibvirtFile {
     uri: Option<String>,
     accel: Option<Accel>,
+    /// A fence daemon on the host for this lab's nodes (scenario 08).
+    #[serde(default)]
+    fence: bool,
     memory: Option<Size>,
     cpus: Option<u32>,
     #[serde(default)]
@@ -208,6 +212,9 @@ pub struct LibvirtSettings {
     /// The SSH hop to the hypervisor host (remote URIs): the lab's network is there.
     pub jump: Option<crate::jump::Jump>,
     pub accel: Accel,
+    /// `fence: true`: `up` runs fence_virtd on the host for this lab (the
+    /// nodes' `stonith:fence_virt` devices power each other off through it).
+    pub fence: bool,
 }
 
 /// A VM node's hardware (provider libvirt).
@@ -830,10 +837,18 @@ impl Inventory {
                     file.libvirt.as_ref().map(|l| yaml::at(&text_path, &l.referenced)).unwrap_or_else(|| text_path.display().to_string())
                 ),
             };
+            let fence = libvirt_file.is_some_and(|l| l.fence);
+            if fence && jump.is_some() {
+                user_bail!(
+                    "{}: libvirt.fence: the fence daemon runs on this machine, but the hypervisor is {uri}\n  fix: use `uri: qemu:///system`, or remove `fence: true`",
+                    file.libvirt.as_ref().map(|l| yaml::at(&text_path, &l.referenced)).unwrap_or_else(|| text_path.display().to_string())
+                );
+            }
             Some(LibvirtSettings {
                 uri,
                 jump,
                 accel: libvirt_file.and_then(|l| l.accel).unwrap_or_default(),
+                fence,
             })
         } else {
             None

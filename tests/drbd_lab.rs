@@ -12,6 +12,8 @@
 //!   system is the one made by the first (never reformatted);
 //! - `drbdadm disconnect` on one node makes the `drbd` check fail, saying
 //!   the resource is StandAlone and how to reconnect it;
+//! - 08 (STONITH) on this lab, which has no fence daemon, fails at once
+//!   naming the fix (`fence: true`);
 //! - `destroy` leaves nothing of the lab.
 //!
 //! Lab `drbdl` on 10.1.92.0/24 (takes the machine-wide lab-test lock). Needs
@@ -20,25 +22,30 @@
 
 mod common;
 use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, Daemons};
+use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::time::Instant;
 
-const INVENTORY: &str = "lab: drbdl
+fn inventory() -> String {
+    format!(
+        "lab: drbdl
 provider: libvirt
-libvirt: {memory: 768M, disks: [{size: 512M}]}
-# the scenario's packages in the VM image: a first configure installs nothing
-preinstall: [drbd-utils, apache2, corosync, pacemaker, pacemaker-cli-utils, resource-agents]
-network: {subnet: 10.1.92.0/24, gateway: 10.1.92.1}
-ssh: {user: vagrant}
+libvirt: {{memory: 768M, disks: [{{size: 512M}}]}}
+# the scenario's packages in the VM image (shared by the VM lab tests): a
+# first configure installs nothing
+preinstall: {PREINSTALL}
+network: {{subnet: 10.1.92.0/24, gateway: 10.1.92.1}}
+ssh: {{user: vagrant}}
 nodes:
-  nodo1: {address: 10.1.92.101, groups: [nodos]}
-  nodo2: {address: 10.1.92.102, groups: [nodos]}
+  nodo1: {{address: 10.1.92.101, groups: [nodos]}}
+  nodo2: {{address: 10.1.92.102, groups: [nodos]}}
 vars:
   domain: example.com
   vip: 10.1.92.100
   # TCG emulation (no KVM): DRBD's peer timeout and pacemaker's promotion are slow
   failover_within: 30s
-";
+"
+    )
+}
 
 const SCENARIO: &str = "scenarios/06-drbd.yaml";
 
@@ -68,12 +75,12 @@ fn changed(lab: &Lab) -> serde_json::Value {
 }
 
 #[test]
-#[ignore = "work in progress (#14): pacemaker leaves WebFS stopped on VM nodes; run with --ignored"]
+#[ignore = "work in progress (#14): after the power cut the returning node's DRBD was seen StandAlone (2 runs of 3: an unresolved split brain?); run with --ignored"]
 fn drbd_lab_story() {
     let _one = one_at_a_time();
     let _daemons = Daemons::ensure();
     let lab = Lab::new("drbdl", "10.1.92");
-    std::fs::write(lab.inv(), INVENTORY).unwrap();
+    std::fs::write(lab.inv(), inventory()).unwrap();
 
     let t = Instant::now();
     lab.ok(&["up"]);
@@ -144,6 +151,19 @@ fn drbd_lab_story() {
     assert!(
         detail.contains("nodo2: r0 is StandAlone") && detail.contains("drbdadm connect r0"),
         "the failure says what is wrong and how to fix it: {report}"
+    );
+
+    // 08 (STONITH) on a lab without the fence daemon: one clear refusal
+    let out = lab.labctl(&["configure", "scenarios/08-stonith.yaml"]);
+    assert!(!out.status.success(), "08 needs the fence daemon");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("fence_xvm.key is missing") && text.contains("fence: true"),
+        "the failure names the fix: {text}"
     );
 
     lab.ok(&["destroy"]);

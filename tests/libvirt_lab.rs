@@ -19,7 +19,7 @@
 
 mod common;
 use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, virsh, Daemons};
+use common::libvirt::{assert_vm_gone, virsh, Daemons, PREINSTALL};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ fn inventory(lab: &str) -> String {
         "lab: {lab}
 provider: libvirt
 libvirt: {{memory: 768M, disks: [{{size: 512M}}]}}
+# the image shared by the VM lab tests (configure then installs nothing)
+preinstall: {PREINSTALL}
 network: {{subnet: 10.1.61.0/24, gateway: 10.1.61.1}}
 ssh: {{user: vagrant}}
 nodes:

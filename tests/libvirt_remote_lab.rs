@@ -22,7 +22,7 @@
 
 mod common;
 use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, Daemons};
+use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -187,6 +187,8 @@ fn inventory(uri: &str) -> String {
         "lab: vmr
 provider: libvirt
 libvirt: {{uri: \"{uri}\", memory: 512M}}
+# the VM image the other VM lab tests use (one image build per machine)
+preinstall: {PREINSTALL}
 network: {{subnet: 10.1.62.0/24, gateway: 10.1.62.1}}
 ssh: {{user: vagrant}}
 nodes:

@@ -24,6 +24,17 @@ pub trait Power: Sync {
     /// Cut the power of `node` (`on: false`, like `labctl fail NODE`) or boot
     /// it again (`on: true`, like `labctl up NODE`); why it failed, if it did.
     fn switch(&self, inv: &Inventory, node: &str, on: bool) -> Result<(), String>;
+
+    /// Unplug (`plugged: false`, like `labctl unplug NODE`) or plug back the
+    /// node's network cable, the node left running (`fencing`).
+    fn cable(&self, _inv: &Inventory, node: &str, _plugged: bool) -> Result<(), String> {
+        Err(format!("this lab has no cable of {node} to cut"))
+    }
+
+    /// Whether the node has power (the provider's view, not the network's).
+    fn powered(&self, _inv: &Inventory, node: &str) -> Result<bool, String> {
+        Err(format!("this lab cannot tell whether {node} has power"))
+    }
 }
 
 /// The lab's own provider, in process.
@@ -39,6 +50,19 @@ impl Power for ProviderPower {
             crate::providers::fail(inv, &names, &crate::progress::Silent)
         };
         r.map_err(|e| crate::error::format_error(&e))
+    }
+
+    fn cable(&self, inv: &Inventory, node: &str, plugged: bool) -> Result<(), String> {
+        crate::providers::link::set(inv, &[node.to_string()], plugged, &crate::progress::Silent)
+            .map_err(|e| crate::error::format_error(&e))
+    }
+
+    fn powered(&self, inv: &Inventory, node: &str) -> Result<bool, String> {
+        let all = crate::providers::status(inv).map_err(|e| crate::error::format_error(&e))?;
+        all.iter()
+            .find(|n| n.name == node)
+            .map(|n| n.state == crate::providers::NodeState::Running)
+            .ok_or_else(|| format!("{node} is not a node of the lab"))
     }
 }
 
@@ -168,6 +192,20 @@ impl Ctx<'_> {
             .max(Duration::from_secs(1));
         sess.run(script, limit)
             .map_err(|e| format!("{}: {}", sess.target.name, crate::error::format_error(&e)))
+    }
+
+    /// Unplug (`plugged: false`) or plug back `node`'s network cable.
+    pub fn cable(&self, node: &str, plugged: bool) -> Result<(), String> {
+        let verb = if plugged { "plug" } else { "unplug" };
+        self.env
+            .power
+            .cable(self.inv, node, plugged)
+            .map_err(|e| format!("`labctl {verb} {node}`: {e}"))
+    }
+
+    /// Whether `node` has power.
+    pub fn powered(&self, node: &str) -> Result<bool, String> {
+        self.env.power.powered(self.inv, node)
     }
 
     /// Cut the power of `node` (`up: false`) or boot it again (`up: true`).

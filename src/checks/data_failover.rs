@@ -50,26 +50,44 @@ pub struct Spec {
 /// A prepared `data_failover` check.
 #[derive(Debug)]
 pub struct Plan {
-    target: VipTarget,
-    dir: String,
-    drbd: drbd::Plan,
-    within: Duration,
-    rejoin_within: Duration,
+    pub(crate) target: VipTarget,
+    pub(crate) dir: String,
+    pub(crate) drbd: drbd::Plan,
+    pub(crate) within: Duration,
+    pub(crate) rejoin_within: Duration,
+    pub(crate) cut: Cut,
+}
+
+/// What happens to the active node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut {
+    /// Its power is cut (`labctl fail`): `data_failover`.
+    Power,
+    /// Its network cable is cut, it keeps running (`labctl unplug`): the
+    /// cluster must fence it before the other node takes over (`fencing`).
+    Link,
 }
 
 impl Prepare for Spec {
     fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        let target = VipTarget::from_spec(ctx, "data_failover", Some(&self.vip), None)?;
+        Ok(Box::new(self.plan(ctx, "data_failover")?))
+    }
+}
+
+impl Spec {
+    /// The plan of a `data_failover` (or, by `kind`, `fencing`) check.
+    pub(crate) fn plan(&self, ctx: &PrepareCtx, kind: &str) -> anyhow::Result<Plan> {
+        let target = VipTarget::from_spec(ctx, kind, Some(&self.vip), None)?;
         let dir = self.dir.trim().trim_end_matches('/');
         if !dir.starts_with('/') {
             return Err(ctx.err(format!(
-                "data_failover: `dir: {dir}` is not an absolute path\n  fix: the web root on the replicated disk, e.g. dir: /var/www/html"
+                "{kind}: `dir: {dir}` is not an absolute path\n  fix: the web root on the replicated disk, e.g. dir: /var/www/html"
             )));
         }
         if self.members.len() < 2 {
-            return Err(ctx.err(
-                "data_failover: `members:` needs at least two nodes to fail over between",
-            ));
+            return Err(ctx.err(format!(
+                "{kind}: `members:` needs at least two nodes to fail over between"
+            )));
         }
         let drbd = drbd::Spec {
             resource: self.resource.clone(),
@@ -81,25 +99,26 @@ impl Prepare for Spec {
         let within = self
             .within
             .get()
-            .map_err(|e| ctx.err(format!("data_failover: `within:` {e}")))?
+            .map_err(|e| ctx.err(format!("{kind}: `within:` {e}")))?
             .0;
         if within.is_zero() || within > Duration::from_secs(600) {
-            return Err(ctx.err("data_failover: `within:` must be more than 0 and at most 10m"));
+            return Err(ctx.err(format!("{kind}: `within:` must be more than 0 and at most 10m")));
         }
         let rejoin_within = self
             .rejoin_within
             .map(|d| d.0)
             .unwrap_or(Duration::from_secs(180));
         if rejoin_within > Duration::from_secs(1800) {
-            return Err(ctx.err("data_failover: `rejoin_within:` must be at most 30m"));
+            return Err(ctx.err(format!("{kind}: `rejoin_within:` must be at most 30m")));
         }
-        Ok(Box::new(Plan {
+        Ok(Plan {
             target,
             dir: dir.to_string(),
             drbd,
             within,
             rejoin_within,
-        }))
+            cut: Cut::Power,
+        })
     }
 }
 
@@ -109,6 +128,13 @@ const POLL_EXTRA: Duration = Duration::from_secs(60);
 const VERIFY_LIMIT: Duration = Duration::from_secs(300);
 
 impl Plan {
+    fn kind(&self) -> &'static str {
+        match self.cut {
+            Cut::Power => "data_failover",
+            Cut::Link => "fencing",
+        }
+    }
+
     fn members(&self) -> Vec<String> {
         self.drbd.nodes.iter().map(|n| n.name.clone()).collect()
     }
@@ -149,63 +175,76 @@ impl Plan {
     fn on(&self, ctx: &Ctx, node: &str, script: &Script) -> Result<String, String> {
         let n = self.node(node).ok_or_else(|| format!("{node} is not a member"))?;
         let mut s = ctx.ssh(n)?;
-        let o = ctx.remote(&mut s, script)?;
-        if o.rc != 0 {
-            return Err(format!(
-                "{node}: exit code {}: {}",
-                o.rc,
-                crate::text::last_lines(&format!("{}{}", o.stdout, o.stderr), 3)
-            ));
-        }
-        Ok(o.stdout)
+        run_in(ctx, &mut s, node, script)
     }
 
     /// `drbdadm verify` on `node` until it ends; the blocks found out of sync.
+    /// One SSH session for the whole wait: a VM busy verifying (under TCG,
+    /// both cores on the checksums) can be slow to accept a new one, and a
+    /// poll that fails is tried again until the limit.
     fn verify(&self, ctx: &Ctx, node: &str) -> Result<u64, String> {
         let r = &self.drbd.resource;
-        self.on(ctx, node, &sh!("drbdadm verify {}", r))?;
+        let n = self.node(node).ok_or_else(|| format!("{node} is not a member"))?;
+        let mut s = ctx.ssh(n)?;
+        let run = |s: &mut _, script: &Script| run_in(ctx, s, node, script);
+        run(&mut s, &sh!("drbdadm verify {}", r))?;
         let until = Instant::now() + VERIFY_LIMIT;
         let state = drbd::state_script(r);
         // the verify may not have started yet when the first state is read
         ctx.sleep(Duration::from_secs(1));
+        let mut last = String::new();
         loop {
-            let st = drbd::parse_state(&self.on(ctx, node, &state)?);
-            if !st.cstate.starts_with("Verify") {
-                if st.cstate != "Connected" {
-                    return Err(format!(
-                        "{node}: {r} is {} after the verify, not Connected",
-                        st.cstate
-                    ));
+            match run(&mut s, &state) {
+                Ok(out) => {
+                    let st = drbd::parse_state(&out);
+                    if !st.cstate.starts_with("Verify") {
+                        if st.cstate != "Connected" {
+                            return Err(format!(
+                                "{node}: {r} is {} after the verify, not Connected",
+                                st.cstate
+                            ));
+                        }
+                        break;
+                    }
                 }
-                break;
+                Err(e) => {
+                    last = format!(" (last poll: {e})");
+                    if let Ok(fresh) = ctx.ssh(n) {
+                        s = fresh;
+                    }
+                }
             }
             if Instant::now() >= until || !ctx.sleep(Duration::from_secs(1)) {
                 return Err(format!(
-                    "`drbdadm verify {r}` on {node} did not end within {}",
+                    "`drbdadm verify {r}` on {node} did not end within {}{last}",
                     human_ms(VERIFY_LIMIT.as_millis() as u64)
                 ));
             }
         }
         // 8.4: /proc/drbd has `oos:N` (KiB out of sync) per device
-        let out = self.on(ctx, node, &Script::lit("cat /proc/drbd"))?;
+        let out = run(&mut s, &Script::lit("cat /proc/drbd"))?;
         parse_oos(&out).ok_or_else(|| format!("{node}: no `oos:` in /proc/drbd: {out}"))
     }
 
     /// After the cut: bring `holder` back, wait for DRBD, verify. `Ok(summary)` or what went wrong.
     fn after(&self, ctx: &Ctx, holder: &str, survivor: Option<&str>) -> Result<String, String> {
+        if self.cut == Cut::Link && ctx.powered(holder).unwrap_or(true) {
+            // not fenced: give it its cable back (the lab whole again)
+            ctx.cable(holder, true)?;
+        }
         let back = self.failover_plan().restore(ctx, holder, survivor);
         if !back.starts_with("; back:") {
             return Err(back.trim_start_matches("; but ").to_string());
         }
         let t = Instant::now();
-        ctx.progress("data_failover: waiting for DRBD to resync");
+        ctx.progress(&format!("{}: waiting for DRBD to resync", self.kind()));
         let synced = self
             .drbd
-            .wait(ctx, self.rejoin_within)
+            .wait(ctx, self.rejoin_within, true)
             .map_err(|e| format!("{holder} is back but DRBD is not in sync: {e}"))?;
         let resync = t.elapsed();
         let primary = survivor.unwrap_or(holder);
-        ctx.progress(&format!("data_failover: `drbdadm verify` on {primary}"));
+        ctx.progress(&format!("{}: `drbdadm verify` on {primary}", self.kind()));
         let t = Instant::now();
         let oos = self.verify(ctx, primary)?;
         if oos != 0 {
@@ -222,6 +261,24 @@ impl Plan {
     }
 }
 
+/// Run `script` in the session `s` on `node`; its stdout, or why it failed.
+fn run_in(
+    ctx: &Ctx,
+    s: &mut crate::transport::ssh::Session,
+    node: &str,
+    script: &Script,
+) -> Result<String, String> {
+    let o = ctx.remote(s, script)?;
+    if o.rc != 0 {
+        return Err(format!(
+            "{node}: exit code {}: {}",
+            o.rc,
+            crate::text::last_lines(&format!("{}{}", o.stdout, o.stderr), 3)
+        ));
+    }
+    Ok(o.stdout)
+}
+
 /// The sum of the `oos:` (out of sync, KiB) counters of /proc/drbd.
 pub fn parse_oos(proc_drbd: &str) -> Option<u64> {
     let mut found = None;
@@ -235,11 +292,18 @@ pub fn parse_oos(proc_drbd: &str) -> Option<u64> {
 
 impl Check for Plan {
     fn summary(&self) -> String {
-        format!(
-            "data on {} survives a power cut of the active node (within {})",
-            self.dir,
-            human_ms(self.within.as_millis() as u64)
-        )
+        match self.cut {
+            Cut::Power => format!(
+                "data on {} survives a power cut of the active node (within {})",
+                self.dir,
+                human_ms(self.within.as_millis() as u64)
+            ),
+            Cut::Link => format!(
+                "the active node's cable cut: it is fenced and the other serves {} (within {})",
+                self.dir,
+                human_ms(self.within.as_millis() as u64)
+            ),
+        }
     }
 
     fn deadline(&self) -> Duration {
@@ -292,24 +356,58 @@ impl Check for Plan {
         }
         let fp = self.failover_plan();
         let unsettled = fp.settle(ctx, &holder);
+        let what = match self.cut {
+            Cut::Power => "the power cut",
+            Cut::Link => "the link cut",
+        };
         ctx.progress(&format!(
-            "data_failover: {holder} serves token {token}; cutting its power"
+            "{}: {holder} serves token {token}; cutting its {}",
+            self.kind(),
+            if self.cut == Cut::Power { "power" } else { "network cable" }
         ));
         let t0 = Instant::now();
-        if let Err(e) = ctx.power(&holder, false) {
-            let back = fp.restore(ctx, &holder, None);
-            return Outcome::fail(format!("cannot cut the power of {holder}: {e}{back}"))
-                .with_ms(None);
+        let cut = match self.cut {
+            Cut::Power => ctx.power(&holder, false),
+            Cut::Link => ctx.cable(&holder, false),
+        };
+        if let Err(e) = cut {
+            let _ = self.after(ctx, &holder, None);
+            return Outcome::fail(format!("cannot cut {holder}: {e}")).with_ms(None);
         }
-        // the holder is off: whoever serves the token now is another node
+        // Power: the holder is off, whoever serves the token now is another
+        // node. Link: the holder runs on, unreachable; it must be fenced
+        // (powered off by the cluster) before another node serves: a sample
+        // where the token is served while the holder still has power is two
+        // nodes answering for the VIP.
         let until = t0 + self.within + POLL_EXTRA;
         let mut last_err = String::new();
         let mut ms = None;
+        let mut fenced_ms = None;
+        let mut both = None;
+        let mut samples = 0u32;
         while Instant::now() < until && !ctx.stopped() {
+            if self.cut == Cut::Link && fenced_ms.is_none() {
+                match ctx.powered(&holder) {
+                    Ok(false) => fenced_ms = Some(t0.elapsed().as_millis() as u64),
+                    Ok(true) => {}
+                    Err(e) => last_err = e,
+                }
+            }
             match self.serves(ctx, &token, Duration::from_millis(500)) {
                 Ok(true) => {
-                    ms = Some(t0.elapsed().as_millis() as u64);
-                    break;
+                    samples += 1;
+                    if self.cut == Cut::Link && fenced_ms.is_none() {
+                        // served: is the holder still powered right now?
+                        if ctx.powered(&holder).unwrap_or(true) {
+                            both.get_or_insert(t0.elapsed().as_millis() as u64);
+                        } else {
+                            fenced_ms = Some(t0.elapsed().as_millis() as u64);
+                        }
+                    }
+                    ms.get_or_insert(t0.elapsed().as_millis() as u64);
+                    if self.cut == Cut::Power || fenced_ms.is_some() {
+                        break;
+                    }
                 }
                 Ok(false) => last_err = "the VIP answers without the token".into(),
                 Err(e) => last_err = e,
@@ -323,16 +421,49 @@ impl Check for Plan {
         let within_ms = self.within.as_millis() as u64;
         let mut detail = match (ms, &survivor) {
             (Some(ms), s) => format!(
-                "token written on {holder}; served by {} {} after the power cut (bound {})",
+                "token written on {holder}; served by {} {} after {what} (bound {})",
                 s.as_deref().unwrap_or("the other node"),
                 human_ms(ms),
                 human_ms(within_ms)
             ),
             (None, _) => format!(
-                "token written on {holder}; not served again within {} of the power cut (last: {last_err})",
+                "token written on {holder}; not served again within {} of {what} (last: {last_err})",
                 human_ms((self.within + POLL_EXTRA).as_millis() as u64)
             ),
         };
+        if self.cut == Cut::Link {
+            match fenced_ms {
+                Some(f) => detail.push_str(&format!(
+                    "; {holder} fenced (powered off) {} after the link cut",
+                    human_ms(f)
+                )),
+                None => {
+                    // what the other node's fencer says about it
+                    let other = self.members().into_iter().find(|m| *m != holder);
+                    let history = other
+                        .as_deref()
+                        .and_then(|o| {
+                            self.on(ctx, o, &sh!("stonith_admin --history {} 2>&1 | tail -n 3", holder))
+                                .ok()
+                                .map(|h| format!(" ({o}'s fence history: {})", h.trim().replace('\n', "; ")))
+                        })
+                        .unwrap_or_default();
+                    detail.push_str(&format!(
+                        "; {holder} was never fenced: it still has power {} after the link cut{history}\n  fix: see `stonith_admin --history {holder}` and `crm_mon -1` on the other node (is the fence device there and started?)",
+                        human_ms(t0.elapsed().as_millis() as u64)
+                    ))
+                }
+            }
+            match both {
+                Some(b) => detail.push_str(&format!(
+                    "; TWO nodes answered for the VIP: the token was served {} after the cut while {holder} still had power",
+                    human_ms(b)
+                )),
+                None => detail.push_str(&format!(
+                    "; never two nodes for the VIP ({samples} samples)"
+                )),
+            }
+        }
         let after = self.after(ctx, &holder, survivor.as_deref());
         match &after {
             Ok(s) => detail.push_str(&format!("; {s}")),
@@ -345,7 +476,9 @@ impl Check for Plan {
         if let Some(u) = unsettled {
             detail.push_str(&format!(" (before the cut the cluster was not idle: {u})"));
         }
-        let passed = matches!(ms, Some(m) if m <= within_ms) && after.is_ok();
+        let fenced_ok = self.cut == Cut::Power
+            || (matches!(fenced_ms, Some(f) if f <= within_ms) && both.is_none());
+        let passed = matches!(ms, Some(m) if m <= within_ms) && fenced_ok && after.is_ok();
         let mut out = if passed {
             Outcome::pass(detail)
         } else {
@@ -358,8 +491,9 @@ impl Check for Plan {
             }
             Outcome::fail(detail)
         };
-        out = out.with_ms(ms);
-        out.failover_ms = ms;
+        let figure = if self.cut == Cut::Link { ms.max(fenced_ms) } else { ms };
+        out = out.with_ms(figure);
+        out.failover_ms = figure;
         out
     }
 }

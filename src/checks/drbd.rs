@@ -248,11 +248,14 @@ impl Plan {
     }
 
     /// Judge the states: `Ok(summary)`, or the problem and whether it may end by itself.
-    pub fn judge(&self, states: &[NodeState]) -> Result<String, (String, bool)> {
+    /// `rejoining`: a node has just booted, and pacemaker has yet to bring
+    /// its resource up: "not up" is waited for, not a failure.
+    pub fn judge(&self, states: &[NodeState], rejoining: bool) -> Result<String, (String, bool)> {
         let mut waiting = None;
         for (node, st) in self.nodes.iter().zip(states) {
             if let Some((p, transient)) = problem(&node.name, &self.resource, st) {
-                if !transient {
+                let waited = transient || (rejoining && st.down);
+                if !waited {
                     return Err((p, false));
                 }
                 waiting.get_or_insert(p);
@@ -302,14 +305,14 @@ impl Plan {
     }
 
     /// Poll until the resource is as wanted, a problem that does not end by
-    /// itself shows, or `within` passes.
-    pub fn wait(&self, ctx: &Ctx, within: Duration) -> Result<String, String> {
+    /// itself shows, or `within` passes (`rejoining`: see [`Plan::judge`]).
+    pub fn wait(&self, ctx: &Ctx, within: Duration, rejoining: bool) -> Result<String, String> {
         let t = Instant::now();
         let mut sessions: Vec<Option<Session>> = self.nodes.iter().map(|_| None).collect();
         let mut said = String::new();
         loop {
             let last = match self.read(ctx, &mut sessions) {
-                Ok(states) => match self.judge(&states) {
+                Ok(states) => match self.judge(&states, rejoining) {
                     Ok(s) => return Ok(s),
                     Err((p, false)) => return Err(p),
                     Err((p, true)) => p,
@@ -348,7 +351,7 @@ impl Check for Plan {
     }
 
     fn run(&self, ctx: &Ctx) -> Outcome {
-        match self.wait(ctx, self.within) {
+        match self.wait(ctx, self.within, false) {
             Ok(s) => Outcome::pass(s),
             Err(e) => Outcome::fail(e),
         }
@@ -393,14 +396,14 @@ mod tests {
             st("Primary/Secondary", "Connected", "UpToDate/UpToDate"),
             st("Secondary/Primary", "Connected", "UpToDate/UpToDate"),
         ];
-        let ok = p.judge(&good).unwrap();
+        let ok = p.judge(&good, false).unwrap();
         assert!(ok.contains("Primary: nodo1"), "{ok}");
         // a disconnected resource: StandAlone fails at once, saying so
         let broken = [
             st("Primary/Unknown", "StandAlone", "UpToDate/DUnknown"),
             st("Secondary/Unknown", "WFConnection", "UpToDate/DUnknown"),
         ];
-        let (m, transient) = p.judge(&broken).unwrap_err();
+        let (m, transient) = p.judge(&broken, false).unwrap_err();
         assert!(!transient, "{m}");
         assert!(m.contains("nodo1: r0 is StandAlone") && m.contains("drbdadm connect r0"), "{m}");
         // a resync is waited for
@@ -408,23 +411,30 @@ mod tests {
             st("Primary/Secondary", "SyncSource", "UpToDate/Inconsistent"),
             st("Secondary/Primary", "SyncTarget", "Inconsistent/UpToDate"),
         ];
-        let (m, transient) = p.judge(&sync).unwrap_err();
+        let (m, transient) = p.judge(&sync, false).unwrap_err();
         assert!(transient && m.contains("resyncing"), "{m}");
         // two Primaries where one is wanted
         let two = [
             st("Primary/Primary", "Connected", "UpToDate/UpToDate"),
             st("Primary/Primary", "Connected", "UpToDate/UpToDate"),
         ];
-        let (m, _) = p.judge(&two).unwrap_err();
+        let (m, _) = p.judge(&two, false).unwrap_err();
         assert!(m.contains("1 Primary wanted, found 2 (nodo1, nodo2)"), "{m}");
         let dual = plan("{resource: r0, nodes: [nodo1, nodo2], primaries: 2}").unwrap();
-        assert!(dual.judge(&two).is_ok());
+        assert!(dual.judge(&two, false).is_ok());
         let diskless = [
             st("Primary/Secondary", "Connected", "Diskless/UpToDate"),
             good[1].clone(),
         ];
-        let (m, transient) = p.judge(&diskless).unwrap_err();
+        let (m, transient) = p.judge(&diskless, false).unwrap_err();
         assert!(!transient && m.contains("Diskless"), "{m}");
+        // a node that has just booted: not up yet is waited for only then
+        let mut booting = good.clone();
+        booting[1].down = true;
+        let (_, transient) = p.judge(&booting, false).unwrap_err();
+        assert!(!transient);
+        let (m, transient) = p.judge(&booting, true).unwrap_err();
+        assert!(transient && m.contains("nodo2: r0 is not up"), "{m}");
     }
 
     #[test]

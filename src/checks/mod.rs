@@ -16,6 +16,7 @@
 //!   - node_down: {node: nodo1, within: 15s, checks: [{http: {url: "http://www.{{ domain }}/info.txt", dns: dns, nodes: [nodo2]}}]}
 //!   - drbd: {resource: r0, nodes: [nodo1, nodo2]}
 //!   - data_failover: {vip: "{{ vip }}", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
+//!   - fencing: {vip: "{{ vip }}", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 60s}
 //! ```
 //!
 //! Adding a check: a new file here whose `Spec` (serde `Deserialize`, with
@@ -115,6 +116,7 @@ checks! {
     file_exists => FileExists,
     drbd => Drbd,
     data_failover | "data-failover" => DataFailover,
+    fencing => Fencing,
 }
 
 /// One entry of a scenario's `verify:` section: an optional name and one check.

@@ -30,18 +30,23 @@ Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
     - file_exists: {on: nodo1, path: /var/www/html/info.txt, contains: nodo1}
     - drbd: {resource: r0, nodes: [nodo1, nodo2], within: 3m}
     - data_failover: {vip: \"{{ vip }}\", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
+    - fencing: {vip: \"{{ vip }}\", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 60s}
 
 `failover` cuts the power of the node serving the VIP (`labctl fail`), times the
 switch to the other node, then brings the node back (`labctl up`). `node_down`
 cuts the power of a node, runs its nested dns/http checks at 2 Hz until they all
-pass, reports that time, then brings the node back.
+pass, reports that time, then brings the node back. `data_failover` writes a
+token onto the replicated disk, cuts the active node's power and times until the
+other serves it; `fencing` cuts the active node's network cable instead
+(`labctl unplug`) and passes only if the cluster powers it off (STONITH) before
+the other serves the token.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input.")]
 pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover); repeatable.
+    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover, fencing); repeatable.
     #[arg(long, value_name = "KIND")]
     pub skip: Vec<String>,
     /// Show the checks that would run (rendered), and run none.

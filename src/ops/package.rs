@@ -6,7 +6,9 @@
 //! ```
 //!
 //! `apt-get update` runs only when the package lists are older than
-//! `cache_valid_time` seconds (default 3600) or a package is unknown to apt.
+//! `cache_valid_time` seconds (default 3600) or a package has no version in
+//! them (unknown, or only named by another package, as in an image whose
+//! lists were emptied).
 //! Every `package` task of a play is merged into one apt run at the first one.
 //!
 //! A dpkg run cut off in the middle (a power cut, a killed labctl) is finished
@@ -253,7 +255,7 @@ impl Op for Package {
                 State::Present => {
                     let stale = age > self.cache_valid_time;
                     sh!(
-                        "if {} || ! apt-cache show --{} >/dev/null 2>&1; then apt-get update -q 2>&1; fi\napt-get install -y -q {} {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --{} 2>&1",
+                        "if {} || ! (for p in {}; do apt-cache show --no-all-versions -- \"$p\" 2>/dev/null | grep -q '^Package:' || exit 1; done); then apt-get update -q 2>&1; fi\napt-get install -y -q {} {} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --{} 2>&1",
                         Script::lit(if stale { "true" } else { "false" }),
                         list,
                         lock,

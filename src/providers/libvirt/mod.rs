@@ -11,6 +11,7 @@
 //! - [`xml`]: the network, pool and domain definitions.
 //! - [`accel`]: KVM where a guest can use it, TCG elsewhere.
 //! - [`virsh`]: every call, bounded in time.
+//! - [`fence`]: the lab's fence daemon on the host (`libvirt: {fence: true}`).
 //!
 //! On the hypervisor a lab is: the network `labctl-<lab>` (bridge `lab-<lab>`
 //! holding the gateway, NAT to the outside, no DHCP), the pool `labctl-<lab>`
@@ -19,6 +20,7 @@
 //! labctl's own state is in `/var/lib/labctl/labs/<lab>/` as for nspawn.
 
 pub mod accel;
+pub mod fence;
 pub mod image;
 pub mod seed;
 pub mod virsh;
@@ -294,6 +296,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     ensure_pool(&v, &Names::new(inv).pool(), &lab_pool_path(&inv.lab))?;
     repin(inv, p)?;
     if todo.is_empty() {
+        fence::ensure(inv, nodes, p)?;
         p.line(&format!(
             "lab `{}` is up: every node was already running",
             inv.lab
@@ -345,6 +348,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
             console_tail(&v, inv, &n.name, 15),
         )
     })?;
+    fence::ensure(inv, nodes, p)?;
     p.line(&format!(
         "lab `{}` up: {} VM(s) under {} answer SSH; boot took {}, `up` took {}",
         inv.lab,
@@ -574,6 +578,7 @@ impl Provider for Libvirt {
                 nodes.push(n.name.clone());
             }
         }
+        fence::stop(inv, p);
         let vols = lab_vols(&v, inv)?;
         for n in &nodes {
             match v.domstate(&names.domain(n))?.as_deref() {

@@ -1,0 +1,159 @@
+//! Scenario 08 (DRBD with STONITH) on VM nodes, driven through the `labctl`
+//! binary, in one story:
+//!
+//! - `up` of 2 VMs with `libvirt: {fence: true}`: fence_virtd runs on the
+//!   host for the lab, and a node reaches it with the lab's key (`fence_virt
+//!   -o list` names both VMs);
+//! - `configure scenarios/08-stonith.yaml` converges; a second one changes
+//!   nothing;
+//! - `verify` passes: DRBD, the cluster with both fence devices started,
+//!   HTTP on the VIP, and the fencing check: the active node's cable is cut,
+//!   the other node powers it off through the fence device, then serves the
+//!   data written before the cut, never both at once; the fenced node comes
+//!   back and resyncs to an identical copy;
+//! - a third `configure` (after the fencing) changes nothing;
+//! - a broken lab: both fence devices disabled, the fencing check fails
+//!   saying the node was never fenced and where to look;
+//! - `destroy` stops the fence daemon and leaves nothing of the lab.
+//!
+//! Lab `stonl` on 10.1.94.0/24 (takes the machine-wide lab-test lock). Needs
+//! root and the packages of scripts/install-host-deps. Durations are printed
+//! as FIGURE lines, never asserted.
+
+mod common;
+use common::lab::{one_at_a_time, Lab};
+use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
+use std::time::Instant;
+
+fn inventory() -> String {
+    format!(
+        "lab: stonl
+provider: libvirt
+libvirt: {{memory: 768M, disks: [{{size: 512M}}], fence: true}}
+preinstall: {PREINSTALL}
+network: {{subnet: 10.1.94.0/24, gateway: 10.1.94.1}}
+ssh: {{user: vagrant}}
+nodes:
+  nodo1: {{address: 10.1.94.101, groups: [nodos]}}
+  nodo2: {{address: 10.1.94.102, groups: [nodos]}}
+vars:
+  domain: example.com
+  vip: 10.1.94.100
+  # TCG emulation (no KVM) is slow
+  failover_within: 30s
+  fencing_within: 45s
+"
+    )
+}
+
+const SCENARIO: &str = "scenarios/08-stonith.yaml";
+
+fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
+    lab.ok(&["ssh", node, "--", cmd])
+}
+
+fn changed(lab: &Lab) -> serde_json::Value {
+    let t = Instant::now();
+    let j = lab.json(&["--json", "configure", SCENARIO]);
+    println!(
+        "FIGURE no-op configure 08 on VMs: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    j["changed"].clone()
+}
+
+/// The PIDs of fence_virtd processes serving this lab.
+fn fence_daemons() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let c = std::fs::read(e.path().join("cmdline")).ok()?;
+            let c = String::from_utf8_lossy(&c).replace('\0', " ");
+            (c.contains("fence_virtd") && c.contains("/labs/stonl/"))
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "work in progress (#14): fencing passes, but the fenced node's DRBD came back StandAlone (as in 06); run with --ignored"]
+fn stonith_lab_story() {
+    let _one = one_at_a_time();
+    let _daemons = Daemons::ensure();
+    let lab = Lab::new("stonl", "10.1.94");
+    std::fs::write(lab.inv(), inventory()).unwrap();
+
+    let t = Instant::now();
+    lab.ok(&["up"]);
+    println!(
+        "FIGURE up of 2 VMs (08): {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(fence_daemons().len(), 1, "one fence daemon for the lab");
+    let list = ssh(&lab, "nodo1", "sudo fence_virt -T 10.1.94.1 -o list");
+    assert!(
+        list.contains("labctl-stonl-nodo1") && list.contains("labctl-stonl-nodo2"),
+        "the node reaches the fence daemon with the lab's key: {list}"
+    );
+    // a second `up` keeps the same daemon
+    let before = fence_daemons();
+    lab.ok(&["up"]);
+    assert_eq!(fence_daemons(), before, "up keeps a running fence daemon");
+
+    let t = Instant::now();
+    lab.ok(&["configure", SCENARIO]);
+    println!(
+        "FIGURE first configure 08 on VMs: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(changed(&lab), 0, "a second configure changes nothing");
+
+    let t = Instant::now();
+    let report = lab.json(&["--json", "verify", SCENARIO]);
+    println!("FIGURE verify 08: {:.1} s", t.elapsed().as_secs_f64());
+    assert_eq!(report["passed"], true, "verify 08: {report}");
+    let fencing = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"].as_str().unwrap_or("").contains("fenced"))
+        .cloned()
+        .unwrap_or_default();
+    let detail = fencing["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("fenced (powered off)") && detail.contains("never two nodes"),
+        "{fencing}"
+    );
+    println!(
+        "FIGURE fencing (link cut -> fenced -> data served): {} ms",
+        report["failover_ms"]
+    );
+    println!("fencing: {detail}");
+    assert_eq!(
+        changed(&lab),
+        0,
+        "configure after a fencing changes nothing"
+    );
+
+    // a broken lab: no usable fence device
+    ssh(
+        &lab,
+        "nodo1",
+        "sudo crm_resource -r fence-nodo1 --meta -p target-role -v Stopped && sudo crm_resource -r fence-nodo2 --meta -p target-role -v Stopped",
+    );
+    let out = lab.labctl(&[
+        "--json", "verify", SCENARIO, "--skip", "drbd", "--skip", "cluster", "--skip", "http",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "the fencing check fails");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = report["checks"][0]["detail"].as_str().unwrap_or("");
+    assert!(
+        detail.contains("was never fenced") && detail.contains("stonith_admin --history"),
+        "the failure says what is wrong and where to look: {report}"
+    );
+
+    lab.ok(&["destroy"]);
+    assert!(fence_daemons().is_empty(), "destroy stops the fence daemon");
+    assert_vm_gone(&lab);
+}
