@@ -77,7 +77,6 @@ fn fence_daemons() -> Vec<String> {
 }
 
 #[test]
-#[ignore = "work in progress (#14): fencing passes, but the fenced node's DRBD came back StandAlone (as in 06); run with --ignored"]
 fn stonith_lab_story() {
     let _one = one_at_a_time();
     let _daemons = Daemons::ensure();

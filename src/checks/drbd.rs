@@ -226,6 +226,9 @@ pub fn problem(node: &str, resource: &str, st: &NodeState) -> Option<(String, bo
     None
 }
 
+/// How long a rejoining node's resource may stay StandAlone (see [`Plan::judge`]).
+pub const STANDALONE_GRACE: Duration = Duration::from_secs(20);
+
 impl Plan {
     /// Every node's state (in the order of `nodes:`), or why one could not be read.
     fn read(&self, ctx: &Ctx, sessions: &mut [Option<Session>]) -> Result<Vec<NodeState>, String> {
@@ -249,12 +252,15 @@ impl Plan {
 
     /// Judge the states: `Ok(summary)`, or the problem and whether it may end by itself.
     /// `rejoining`: a node has just booted, and pacemaker has yet to bring
-    /// its resource up: "not up" is waited for, not a failure.
+    /// its resource up: "not up" is waited for, not a failure, and so is
+    /// StandAlone (`drbdadm up` attaches first, StandAlone, then connects:
+    /// under load that step was seen to last over a second);
+    /// [`Plan::wait`] gives StandAlone [`STANDALONE_GRACE`].
     pub fn judge(&self, states: &[NodeState], rejoining: bool) -> Result<String, (String, bool)> {
         let mut waiting = None;
         for (node, st) in self.nodes.iter().zip(states) {
             if let Some((p, transient)) = problem(&node.name, &self.resource, st) {
-                let waited = transient || (rejoining && st.down);
+                let waited = transient || (rejoining && (st.down || st.cstate == "StandAlone"));
                 if !waited {
                     return Err((p, false));
                 }
@@ -310,13 +316,33 @@ impl Plan {
         let t = Instant::now();
         let mut sessions: Vec<Option<Session>> = self.nodes.iter().map(|_| None).collect();
         let mut said = String::new();
+        let mut standalone_since: Option<Instant> = None;
         loop {
             let last = match self.read(ctx, &mut sessions) {
-                Ok(states) => match self.judge(&states, rejoining) {
-                    Ok(s) => return Ok(s),
-                    Err((p, false)) => return Err(p),
-                    Err((p, true)) => p,
-                },
+                Ok(states) => {
+                    let standalone = states.iter().any(|s| s.cstate == "StandAlone");
+                    if !standalone {
+                        standalone_since = None;
+                    }
+                    match self.judge(&states, rejoining) {
+                        Ok(s) => return Ok(s),
+                        Err((p, false)) => return Err(p),
+                        Err((p, true)) => {
+                            // a StandAlone that lasts is a split brain or a
+                            // disconnect, not a node on its way up
+                            if standalone
+                                && standalone_since.get_or_insert_with(Instant::now).elapsed()
+                                    >= STANDALONE_GRACE
+                            {
+                                return Err(format!(
+                                    "{p} (for {})",
+                                    human_ms(STANDALONE_GRACE.as_millis() as u64)
+                                ));
+                            }
+                            p
+                        }
+                    }
+                }
                 Err(e) => e,
             };
             if last != said {
@@ -435,6 +461,9 @@ mod tests {
         assert!(!transient);
         let (m, transient) = p.judge(&booting, true).unwrap_err();
         assert!(transient && m.contains("nodo2: r0 is not up"), "{m}");
+        // attaching (StandAlone until it connects) is waited for only then
+        let (_, transient) = p.judge(&broken, true).unwrap_err();
+        assert!(transient);
     }
 
     #[test]
