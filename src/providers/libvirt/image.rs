@@ -236,14 +236,18 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
             .join(" ")
     ));
     let log = images.join(format!("{hash}.log"));
-    let (status, text) = crate::providers::run_logged(
-        Command::new("systemd-nspawn")
-            .args(["-q", "--register=no", "--keep-unit", "--pipe"])
+    let mut cmd = Command::new("systemd-nspawn");
+    let cgroup = format!("build-{}", std::process::id());
+    crate::providers::nspawn::cgroup::enter(&mut cmd, &cgroup)?;
+    let installed = crate::providers::run_logged(
+        cmd.args(["-q", "--register=no", "--keep-unit", "--pipe"])
             .arg("--resolv-conf=copy-host")
             .arg(format!("--directory={}", root.display()))
             .args(["/bin/sh", "-c", &steps(&preinstall)]),
         &log,
-    )?;
+    );
+    crate::providers::nspawn::cgroup::remove(&cgroup);
+    let (status, text) = installed?;
     if !status.success() {
         let _ = std::fs::remove_dir_all(&tmp);
         anyhow::bail!(

@@ -141,9 +141,11 @@ fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::R
     list.args(packages);
     let mut script = sh!("set -e\nset -- {}", list);
     script.line(INSTALL_DISABLED);
-    let (status, text) = crate::providers::run_logged(
-        Command::new("systemd-nspawn")
-            .arg("--quiet")
+    let mut cmd = Command::new("systemd-nspawn");
+    let cgroup = format!("build-{}", std::process::id());
+    super::cgroup::enter(&mut cmd, &cgroup)?;
+    let run = crate::providers::run_logged(
+        cmd.arg("--quiet")
             .arg("--register=no")
             .arg("--keep-unit")
             .arg("--resolv-conf=bind-host")
@@ -153,7 +155,9 @@ fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::R
             .arg(&merged)
             .args(["/bin/sh", "-c", script.as_str()]),
         log,
-    )?;
+    );
+    super::cgroup::remove(&cgroup);
+    let (status, text) = run?;
     if !status.success() {
         anyhow::bail!(
             "installing the preinstall packages into the layer failed ({status}); last lines (full log: {}):\n{}\n  fix: check the names in `preinstall:` (`apt-cache show NAME` on a node) and that this machine reaches the mirror",

@@ -5,6 +5,7 @@
 //! - [`layer`]: the inventory's `preinstall:` packages, a cached layer on the image.
 //! - [`rootfs`]: a node's overlay on the image and its first-boot files.
 //! - [`network`]: the lab bridge, forwarding and the nft masquerade table.
+//! - [`cgroup`]: a cgroup of its own for each nspawn process.
 //! - [`process`]: starting, finding, halting and killing the nspawn processes.
 //! - [`keys`]: the lab key pair and the pinned host keys.
 //! - [`preflight`]: root, host tools, subnet and ownership checks.
@@ -15,6 +16,7 @@
 //! The library functions [`up_nodes`], [`halt_node`], [`fail_node`] and
 //! [`node_state`] are what `verify`'s failover checks call.
 
+pub mod cgroup;
 pub mod image;
 pub mod keys;
 pub mod layer;
@@ -216,6 +218,7 @@ pub fn halt_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
         process::poweroff(&np, pid, HALT_TIMEOUT)?;
     }
     rootfs::unmount_node(&np)?;
+    cgroup::remove(&np.machine);
     Ok(state)
 }
 
@@ -230,6 +233,7 @@ pub fn fail_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
         process::kill(&np, pid)?;
     }
     rootfs::unmount_node(&np)?;
+    cgroup::remove(&np.machine);
     Ok(state)
 }
 
@@ -420,6 +424,9 @@ impl Provider for Nspawn {
         }
         // destroy returns when nothing of the lab runs any more
         process::wait_lab_gone(&lab_dir, Duration::from_secs(5), Duration::from_secs(15))?;
+        for name in &names {
+            cgroup::remove(&NodePaths::new(&inv.lab, name).machine);
+        }
         network::remove(inv)?;
         let left = rootfs::mounts_under(&lab_dir);
         if !left.is_empty() {
@@ -466,6 +473,7 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
             process::kill(&np, pid)?;
         }
         rootfs::unmount_node(&np)?;
+        cgroup::remove(&np.machine);
         let kept = rootfs::harvest_debs(&np);
         let left = rootfs::mounts_under(&np.dir);
         if !left.is_empty() {

@@ -186,6 +186,7 @@ pub fn start(
         .stdin(Stdio::null())
         .stdout(console.try_clone()?)
         .stderr(console);
+    let cgroups = super::cgroup::enter(&mut cmd, &np.machine)?;
     // SAFETY: setsid and close_range are async-signal-safe. The child gets
     // its own session, so a Ctrl-C on labctl's terminal does not reach the
     // node, and none of the descriptors labctl inherited (say, the lock of
@@ -198,9 +199,7 @@ pub fn start(
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        anyhow::anyhow!("cannot run systemd-nspawn: {e}\n  fix: apt-get install systemd-container")
-    })?;
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&e, &cgroups))?;
     let pid = child.id();
     record(&np.nspawn_pid(), pid);
     // Reap it when it exits, so it never lingers as a zombie while labctl runs.
@@ -208,6 +207,23 @@ pub fn start(
         let _ = child.wait();
     });
     Ok(pid)
+}
+
+/// Why systemd-nspawn did not start: not installed, or its cgroup refused it.
+pub fn spawn_error(e: &std::io::Error, cgroups: &[std::path::PathBuf]) -> anyhow::Error {
+    if !super::preflight::in_path("systemd-nspawn") {
+        return anyhow::anyhow!(
+            "cannot run systemd-nspawn: {e}\n  fix: apt-get install systemd-container"
+        );
+    }
+    anyhow::anyhow!(
+        "cannot start systemd-nspawn in its cgroup ({}): {e}\n  fix: check that /sys/fs/cgroup is mounted read-write (labctl runs as root)",
+        cgroups
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
 }
 
 /// Mark every descriptor above stderr close-on-exec (in a child between fork

@@ -33,7 +33,7 @@ pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
     v
 }
 
-fn unescape_mount(s: &str) -> String {
+pub(super) fn unescape_mount(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")
