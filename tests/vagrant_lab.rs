@@ -185,6 +185,16 @@ fn course_style_ip_failover_project_runs_unmodified() {
     for k in vagrant_keys(&lab) {
         assert!(k.is_file(), "{} missing", k.display());
     }
+    // each node's systemd in a cgroup of its own: nodes sharing one lost
+    // each other's unit cgroups at boot (labctl-eth1 failed, no address)
+    let cgroups = lab.init_cgroups();
+    assert_eq!(cgroups.len(), 3, "one init per node: {cgroups:?}");
+    for (node, cg) in &cgroups {
+        assert!(
+            cg.starts_with(&format!("/labctl/{}.{node}/", lab.lab)),
+            "{node}'s init is in {cg}, not in a cgroup of its own: {cgroups:?}"
+        );
+    }
     let o = labctl_in(&lab, &["status"]);
     assert!(o.status.success());
     for n in ["nodo1", "nodo2", "dns"] {

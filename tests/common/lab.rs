@@ -216,6 +216,57 @@ impl Lab {
             self.lab_dir().display()
         );
         assert!(!self.path(".labctl").exists(), "project .labctl/ left");
+        for h in ["systemd", "unified"] {
+            let dir = Path::new("/sys/fs/cgroup").join(h).join("labctl");
+            let left: Vec<String> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .filter(|n| n.starts_with(&format!("{}.", self.lab)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                left.is_empty(),
+                "cgroups left in {}: {left:?}",
+                dir.display()
+            );
+        }
+    }
+
+    /// The cgroup (`0::` line of /proc/PID/cgroup) of each running node's
+    /// container init, by node name.
+    pub fn init_cgroups(&self) -> Vec<(String, String)> {
+        let needle = format!("/var/lib/labctl/labs/{}/nodes/", self.lab);
+        let mut v = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if !cmd.starts_with("systemd-nspawn --boot") || !cmd.contains(&needle) {
+                continue;
+            }
+            let node = cmd
+                .split(&needle)
+                .nth(1)
+                .unwrap_or("")
+                .split('/')
+                .next()
+                .unwrap_or("");
+            let pid = e.file_name().to_string_lossy().into_owned();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children.split_whitespace() {
+                let cg =
+                    std::fs::read_to_string(format!("/proc/{child}/cgroup")).unwrap_or_default();
+                if let Some(line) = cg.lines().find_map(|l| l.strip_prefix("0::")) {
+                    v.push((node.to_string(), line.to_string()));
+                }
+            }
+        }
+        v.sort();
+        v
     }
 }
 
