@@ -14,6 +14,8 @@
 //!   the resource is StandAlone and how to reconnect it;
 //! - 08 (STONITH) on this lab, which has no fence daemon, fails at once
 //!   naming the fix (`fence: true`);
+//! - 07 (GFS2) on this lab's ext4 disk is refused, and the disk keeps its
+//!   file system;
 //! - `destroy` leaves nothing of the lab.
 //!
 //! Lab `drbdl` on 10.1.92.0/24 (takes the machine-wide lab-test lock). Needs
@@ -49,29 +51,14 @@ vars:
 
 const SCENARIO: &str = "scenarios/06-drbd.yaml";
 
-fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
-    lab.ok(&["ssh", node, "--", cmd])
-}
-
 /// The UUID of the ext4 on the node's DRBD backing disk.
 fn fs_uuid(lab: &Lab, node: &str) -> String {
-    ssh(
-        lab,
+    lab.on(
         node,
         "sudo blockdev --flushbufs /dev/vdb && sudo blkid -p -n ext4 -s UUID -o value /dev/vdb",
     )
     .trim()
     .to_string()
-}
-
-fn changed(lab: &Lab) -> serde_json::Value {
-    let t = Instant::now();
-    let j = lab.json(&["--json", "configure", SCENARIO]);
-    println!(
-        "FIGURE no-op configure 06 on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    j["changed"].clone()
 }
 
 #[test]
@@ -96,7 +83,11 @@ fn drbd_lab_story() {
     );
     let uuid = fs_uuid(&lab, "nodo1");
     assert!(!uuid.is_empty(), "an ext4 on nodo1's /dev/vdb");
-    assert_eq!(changed(&lab), 0, "a second configure changes nothing");
+    assert_eq!(
+        lab.reconverge(SCENARIO, "06 on VMs"),
+        0,
+        "a second configure changes nothing"
+    );
 
     let t = Instant::now();
     let report = lab.json(&["--json", "verify", SCENARIO]);
@@ -117,7 +108,7 @@ fn drbd_lab_story() {
 
     // after a failover: still nothing to change, and the same file system
     assert_eq!(
-        changed(&lab),
+        lab.reconverge(SCENARIO, "06 on VMs"),
         0,
         "configure after a failover changes nothing"
     );
@@ -129,7 +120,7 @@ fn drbd_lab_story() {
     );
 
     // a broken lab: one side disconnected
-    ssh(&lab, "nodo2", "sudo drbdadm disconnect r0");
+    lab.on("nodo2", "sudo drbdadm disconnect r0");
     let out = lab.labctl(&[
         "--json",
         "verify",
@@ -164,6 +155,21 @@ fn drbd_lab_story() {
         text.contains("fence_xvm.key is missing") && text.contains("fence: true"),
         "the failure names the fix: {text}"
     );
+
+    // 07 (GFS2) on this lab's ext4: refused, never reformatted
+    let out = lab.labctl(&["configure", "scenarios/07-gfs2.yaml"]);
+    assert!(!out.status.success(), "07 does not reformat 06's disk");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("holds a ext4 file system, not gfs2")
+            && text.contains("labctl destroy && labctl up"),
+        "the refusal says why and what to do: {text}"
+    );
+    assert_eq!(fs_uuid(&lab, "nodo1"), uuid, "nodo1's disk not reformatted");
 
     lab.ok(&["destroy"]);
     assert_vm_gone(&lab);

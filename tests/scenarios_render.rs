@@ -55,6 +55,8 @@ fn every_scenario_renders() {
         "scenarios/04-ip-failover.yaml",
         "scenarios/05-ip-failover-apache.yaml",
         "scenarios/06-drbd.yaml",
+        "scenarios/07-gfs2.yaml",
+        "scenarios/08-stonith.yaml",
     ] {
         let files = render_all(s);
         assert!(files.len() >= 6, "{s}: {} files", files.len());
@@ -63,6 +65,15 @@ fn every_scenario_renders() {
                 println!("===== {s} {h} {d}\n{c}");
             }
         }
+    }
+}
+
+#[test]
+fn only_07_lets_drbd_have_two_primaries() {
+    let r0 = |s: &str| file(&render_all(s), "nodo1", "/etc/drbd.d/r0.res").clone();
+    assert!(r0("scenarios/07-gfs2.yaml").contains("allow-two-primaries yes;"));
+    for s in ["scenarios/06-drbd.yaml", "scenarios/08-stonith.yaml"] {
+        assert!(!r0(s).contains("allow-two-primaries"), "{s}");
     }
 }
 

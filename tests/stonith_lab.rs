@@ -48,20 +48,6 @@ vars:
 
 const SCENARIO: &str = "scenarios/08-stonith.yaml";
 
-fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
-    lab.ok(&["ssh", node, "--", cmd])
-}
-
-fn changed(lab: &Lab) -> serde_json::Value {
-    let t = Instant::now();
-    let j = lab.json(&["--json", "configure", SCENARIO]);
-    println!(
-        "FIGURE no-op configure 08 on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    j["changed"].clone()
-}
-
 /// The PIDs of fence_virtd processes serving this lab.
 fn fence_daemons() -> Vec<String> {
     std::fs::read_dir("/proc")
@@ -90,7 +76,7 @@ fn stonith_lab_story() {
         t.elapsed().as_secs_f64()
     );
     assert_eq!(fence_daemons().len(), 1, "one fence daemon for the lab");
-    let list = ssh(&lab, "nodo1", "sudo fence_virt -T 10.1.94.1 -o list");
+    let list = lab.on("nodo1", "sudo fence_virt -T 10.1.94.1 -o list");
     assert!(
         list.contains("labctl-stonl-nodo1") && list.contains("labctl-stonl-nodo2"),
         "the node reaches the fence daemon with the lab's key: {list}"
@@ -106,7 +92,11 @@ fn stonith_lab_story() {
         "FIGURE first configure 08 on VMs: {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    assert_eq!(changed(&lab), 0, "a second configure changes nothing");
+    assert_eq!(
+        lab.reconverge(SCENARIO, "08 on VMs"),
+        0,
+        "a second configure changes nothing"
+    );
 
     let t = Instant::now();
     let report = lab.json(&["--json", "verify", SCENARIO]);
@@ -130,15 +120,13 @@ fn stonith_lab_story() {
     );
     println!("fencing: {detail}");
     assert_eq!(
-        changed(&lab),
+        lab.reconverge(SCENARIO, "08 on VMs"),
         0,
         "configure after a fencing changes nothing"
     );
 
     // a broken lab: no usable fence device
-    ssh(
-        &lab,
-        "nodo1",
+    lab.on("nodo1",
         "sudo crm_resource -r fence-nodo1 --meta -p target-role -v Stopped && sudo crm_resource -r fence-nodo2 --meta -p target-role -v Stopped",
     );
     let out = lab.labctl(&[

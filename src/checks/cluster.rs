@@ -148,7 +148,10 @@ impl Check for Plan {
             parts.push(
                 self.resources
                     .iter()
-                    .map(|(r, _)| r.as_str())
+                    .map(|(r, on)| match on {
+                        Some(n) => format!("{r}@{n}"),
+                        None => r.clone(),
+                    })
                     .collect::<Vec<_>>()
                     .join("+"),
             );
@@ -249,7 +252,11 @@ impl Plan {
                             continue;
                         }
                     }
-                    good.push(format!("{id} started on {}", where_.join(", ")));
+                    // `{id: dlm, on: nodo1}` and `{id: dlm, on: nodo2}` say it once
+                    let line = format!("{id} started on {}", where_.join(", "));
+                    if !good.contains(&line) {
+                        good.push(line);
+                    }
                     placements.push(where_);
                 }
             }

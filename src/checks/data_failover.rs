@@ -5,6 +5,8 @@
 //! ```yaml
 //! - data_failover: {vip: "{{ vip }}", dir: /var/www/html, resource: r0,
 //!                   members: [nodo1, nodo2], within: 30s, rejoin_within: 3m}
+//! - data_failover: {vip: "{{ vip }}", dir: /var/www/html, resource: r0,
+//!                   members: [nodo1, nodo2], primaries: 2}   # dual-primary (07)
 //! ```
 //!
 //! Steps: GET `http://VIP/info.txt` names the active node → a file with a
@@ -45,6 +47,10 @@ pub struct Spec {
     /// How long the failed node may take, once up again, to rejoin and resync (default 3m).
     #[serde(default)]
     pub rejoin_within: Option<Dur>,
+    /// How many members are DRBD Primary when all is well (default 1; 2 for
+    /// dual-primary, scenario 07).
+    #[serde(default)]
+    pub primaries: Option<usize>,
 }
 
 /// A prepared `data_failover` check.
@@ -92,7 +98,7 @@ impl Spec {
         let drbd = drbd::Spec {
             resource: self.resource.clone(),
             nodes: self.members.clone(),
-            primaries: Some(1),
+            primaries: Some(self.primaries.unwrap_or(1)),
             within: None,
         }
         .plan(ctx)?;
@@ -384,8 +390,9 @@ impl Check for Plan {
         let mut ms = None;
         let mut fenced_ms = None;
         let mut both = None;
-        let mut samples = 0u32;
+        let mut polls = 0u32;
         while Instant::now() < until && !ctx.stopped() {
+            polls += 1;
             if self.cut == Cut::Link && fenced_ms.is_none() {
                 match ctx.powered(&holder) {
                     Ok(false) => fenced_ms = Some(t0.elapsed().as_millis() as u64),
@@ -395,7 +402,6 @@ impl Check for Plan {
             }
             match self.serves(ctx, &token, Duration::from_millis(500)) {
                 Ok(true) => {
-                    samples += 1;
                     if self.cut == Cut::Link && fenced_ms.is_none() {
                         // served: is the holder still powered right now?
                         if ctx.powered(&holder).unwrap_or(true) {
@@ -460,7 +466,7 @@ impl Check for Plan {
                     human_ms(b)
                 )),
                 None => detail.push_str(&format!(
-                    "; never two nodes for the VIP ({samples} samples)"
+                    "; never two nodes for the VIP (polled {polls} times from the cut: the token came only once {holder} was off)"
                 )),
             }
         }

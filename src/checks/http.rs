@@ -281,7 +281,10 @@ impl Plan {
     ) -> Outcome {
         let answered = by_node
             .iter()
-            .map(|(n, c)| format!("{n} ×{c}"))
+            .map(|(n, c)| match n.as_str() {
+                "?" => format!("a page that names no node ×{c}"),
+                _ => format!("{n} ×{c}"),
+            })
             .collect::<Vec<_>>()
             .join(", ");
         let addrs_s = addrs

@@ -16,6 +16,7 @@
 //!   - node_down: {node: nodo1, within: 15s, checks: [{http: {url: "http://www.{{ domain }}/info.txt", dns: dns, nodes: [nodo2]}}]}
 //!   - drbd: {resource: r0, nodes: [nodo1, nodo2]}
 //!   - data_failover: {vip: "{{ vip }}", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
+//!   - gfs2: {dir: /var/www/html, nodes: [nodo1, nodo2]}
 //!   - fencing: {vip: "{{ vip }}", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 60s}
 //! ```
 //!
@@ -117,6 +118,7 @@ checks! {
     drbd => Drbd,
     data_failover | "data-failover" => DataFailover,
     fencing => Fencing,
+    gfs2 => Gfs2,
 }
 
 /// One entry of a scenario's `verify:` section: an optional name and one check.

@@ -31,6 +31,7 @@ Checks (in the scenario, like Ansible tasks: an optional `name:` and one check):
     - drbd: {resource: r0, nodes: [nodo1, nodo2], within: 3m}
     - data_failover: {vip: \"{{ vip }}\", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 30s}
     - fencing: {vip: \"{{ vip }}\", dir: /var/www/html, resource: r0, members: [nodo1, nodo2], within: 60s}
+    - gfs2: {dir: /var/www/html, nodes: [nodo1, nodo2]}
 
 `failover` cuts the power of the node serving the VIP (`labctl fail`), times the
 switch to the other node, then brings the node back (`labctl up`). `node_down`
@@ -39,14 +40,15 @@ pass, reports that time, then brings the node back. `data_failover` writes a
 token onto the replicated disk, cuts the active node's power and times until the
 other serves it; `fencing` cuts the active node's network cable instead
 (`labctl unplug`) and passes only if the cluster powers it off (STONITH) before
-the other serves the token.
+the other serves the token. `gfs2` checks that a shared file system is GFS2 on
+every node and that a file one node writes, the others read at once.
 
 Exit codes: 0 every check passed, 1 a check failed, 2 bad input.")]
 pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover, fencing); repeatable.
+    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover, fencing, gfs2); repeatable.
     #[arg(long, value_name = "KIND")]
     pub skip: Vec<String>,
     /// Show the checks that would run (rendered), and run none.

@@ -175,6 +175,23 @@ impl Lab {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
+    /// `labctl ssh NODE -- CMD`, which must succeed: its stdout.
+    pub fn on(&self, node: &str, cmd: &str) -> String {
+        self.ok(&["ssh", node, "--", cmd])
+    }
+
+    /// `configure SCENARIO` once more: its `changed` count, and its time as
+    /// a FIGURE line (`label`: what was re-converged).
+    pub fn reconverge(&self, scenario: &str, label: &str) -> serde_json::Value {
+        let t = std::time::Instant::now();
+        let j = self.json(&["--json", "configure", scenario]);
+        println!(
+            "FIGURE no-op configure {label}: {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        j["changed"].clone()
+    }
+
     /// Assert that nothing of the lab is left on the host.
     pub fn assert_gone(&self) {
         let needle = format!("/var/lib/labctl/labs/{}/", self.lab);

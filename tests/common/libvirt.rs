@@ -12,7 +12,7 @@ pub const URI: &str = "qemu:///system";
 /// The `preinstall:` of every VM lab test: one VM image (built once per
 /// machine, on the host at native speed) holds the packages of scenario.yaml,
 /// 06 and 08, so no test installs packages inside a VM under TCG (minutes).
-pub const PREINSTALL: &str = "[apache2, bind9, corosync, curl, drbd-utils, fence-virt, pacemaker, pacemaker-cli-utils, psmisc, resource-agents]";
+pub const PREINSTALL: &str = "[apache2, bind9, corosync, curl, dlm-controld, drbd-utils, fence-virt, gfs2-utils, pacemaker, pacemaker-cli-utils, psmisc, resource-agents]";
 
 pub fn virsh(args: &[&str]) -> (bool, String) {
     let out = Command::new("virsh")
