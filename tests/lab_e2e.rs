@@ -1,9 +1,9 @@
 //! End-to-end tests that bring up real labs with the `labctl` binary
 //! (provider nspawn, and provider ssh pointed at an nspawn lab's nodes).
 //!
-//! They need root, systemd-container, debootstrap, nftables and
+//! They need root, systemd-container, mmdebstrap, nftables and
 //! openssh-client (CI runs as root). The first run builds the base image
-//! (about a minute); later runs reuse it from /var/lib/labctl/images.
+//! (about 30 s); later runs reuse it from /var/lib/labctl/images.
 //!
 //! Labs share the host's network stack, so these tests run one at a time
 //! (a global mutex), each on a lab name of its own on 10.1.2.0/24, and always

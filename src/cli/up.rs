@@ -8,7 +8,7 @@ use clap::Args;
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Provider nspawn (default, needs root): the first `up` builds a Debian bookworm image once into
-/var/lib/labctl/images (about a minute); then each node is an overlay on it, booted with
+/var/lib/labctl/images (mmdebstrap, about 30 s); then each node is an overlay on it, booted with
 systemd-nspawn on the bridge lab-<lab>. `up` returns when every node answers SSH. On a running
 lab it does nothing; after `halt` it boots the same nodes with their files kept.
 Provider ssh: checks that every node accepts the lab key and shows its pinned host key.

@@ -719,14 +719,36 @@ impl Cluster {
             script.line("crm_attribute --type crm_config --name maintenance-mode --update true");
             script.line(removal);
             if removed_resources {
-                script.line("crm_resource --refresh >/dev/null\ncrm_resource --wait --timeout=60s >/dev/null 2>&1 || true");
+                script.line("crm_resource --refresh >/dev/null");
+                script.line(wait_idle(60));
             }
             script.line("crm_attribute --type crm_config --name maintenance-mode --delete");
         }
         // return when the cluster has carried the change out (resources started)
-        script.line("crm_resource --wait --timeout=120s >/dev/null 2>&1 || true");
+        script.line(wait_idle(120));
         Ok((what, script))
     }
+}
+
+/// Shell lines that return once the cluster has nothing left to do, or after
+/// `secs` seconds: the scheduler, run on the live CIB (`crm_simulate`, which
+/// changes nothing), plans no action, and the controller on the DC is idle
+/// (no transition in flight). What `crm_resource --wait` decides, looked at
+/// five times a second instead of every two seconds.
+fn wait_idle(secs: u64) -> Script {
+    let mut s = sh!("limit={}", secs);
+    s.line(Script::lit(
+        r#"end=$(( $(date +%s) + limit ))
+while [ "$(date +%s)" -lt "$end" ]; do
+  dc=$(crmadmin -D -q 2>&1 | tail -n 1)
+  if [ -n "$dc" ] && crmadmin -q -S "$dc" 2>&1 | grep -q S_IDLE \
+    && ! crm_simulate -L -S 2>/dev/null | sed -n '/^Transition Summary:/,/^Executing/p' | grep -q '^ *\* '; then
+    break
+  fi
+  sleep 0.2
+done"#,
+    ));
+    s
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The base image: a debootstrap of Debian bookworm (minbase + systemd, dbus,
+//! The base image: Debian bookworm made by mmdebstrap (minbase + systemd, dbus,
 //! openssh-server, iproute2, sudo, python3, ca-certificates), built once into
 //! `/var/lib/labctl/images/<recipe-hash>/` and never modified afterwards: nodes
 //! are overlays on it.
@@ -19,8 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// Bump when the post-install steps change, so images are rebuilt.
-const STEPS_VERSION: u32 = 1;
+/// Bump when the post-install steps (or the builder) change, so images are
+/// rebuilt. 2: mmdebstrap instead of debootstrap (it resolves and fetches
+/// with apt, in parallel: a cold image in about a third of the time).
+const STEPS_VERSION: u32 = 2;
 
 /// Packages on top of minbase.
 pub const PACKAGES: &[&str] = &[
@@ -243,7 +245,7 @@ pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
     }
     let start = Instant::now();
     p.line(&format!(
-        "image: building Debian {} ({}) into {} — about a minute, once",
+        "image: building Debian {} ({}) into {} — about 30 s, once",
         recipe.suite,
         recipe.mirror,
         dir.display()
@@ -253,7 +255,7 @@ pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(&tmp)?;
     }
     let log_path = images.join(format!("{hash}.log"));
-    debootstrap(recipe, &tmp, &log_path, start, p)?;
+    bootstrap(recipe, &tmp, &log_path, start, p)?;
     p.line(&format!(
         "image: [{:5.1}s] configuring",
         start.elapsed().as_secs_f64()
@@ -310,17 +312,24 @@ fn prune_unused(images: &Path, keep: &str, p: &dyn Progress) {
     }
 }
 
-fn debootstrap(
+fn bootstrap(
     recipe: &Recipe,
     target: &Path,
     log_path: &Path,
     start: Instant,
     p: &dyn Progress,
 ) -> anyhow::Result<()> {
-    let mut cmd = Command::new("debootstrap");
-    cmd.arg("--variant=minbase")
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.arg("--mode=root")
+        .arg("--variant=minbase")
         .arg(format!("--include={}", PACKAGES.join(",")))
-        .arg(&recipe.suite)
+        // the package lists stay, as debootstrap leaves them: the first
+        // `apt-get install` on a node needs no `apt-get update`
+        .arg("--skip=cleanup/apt/lists");
+    for l in &recipe.apt_conf {
+        cmd.arg(format!("--aptopt={l}"));
+    }
+    cmd.arg(&recipe.suite)
         .arg(target)
         .arg(&recipe.mirror)
         .stdin(Stdio::null())
@@ -330,43 +339,32 @@ fn debootstrap(
         cmd.env("http_proxy", p);
     }
     let mut child = cmd.spawn().map_err(|e| {
-        anyhow::anyhow!("cannot run debootstrap: {e}\n  fix: apt-get install debootstrap")
+        anyhow::anyhow!("cannot run mmdebstrap: {e}\n  fix: apt-get install mmdebstrap")
     })?;
-    let stderr = child.stderr.take();
-    let err_thread = std::thread::spawn(move || {
+    let stdout = child.stdout.take();
+    let out_thread = std::thread::spawn(move || {
         let mut s = String::new();
-        if let Some(mut e) = stderr {
-            let _ = std::io::Read::read_to_string(&mut e, &mut s);
+        if let Some(mut o) = stdout {
+            let _ = std::io::Read::read_to_string(&mut o, &mut s);
         }
         s
     });
+    // mmdebstrap reports on stderr: `I: …` steps, `W:`/`E:` problems
     let mut log = String::new();
-    let mut packages = 0usize;
-    if let Some(out) = child.stdout.take() {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
             log.push_str(&line);
             log.push('\n');
-            let text = line.trim_start_matches("I: ");
-            let words: Vec<&str> = text.split_whitespace().collect();
-            let per_package = match words.first().copied() {
-                Some("Retrieving" | "Validating") => {
-                    words.len() == 3 && !["Release", "InRelease", "Packages"].contains(&words[1])
-                }
-                Some("Extracting" | "Unpacking" | "Configuring") => {
-                    words.len() == 2 && text.ends_with("...")
-                }
-                _ => false,
-            };
-            if per_package {
-                packages += 1;
-                if packages.is_multiple_of(100) {
-                    p.line(&format!(
-                        "image: [{:5.1}s]   {} ({packages} steps)",
-                        start.elapsed().as_secs_f64(),
-                        text
-                    ));
-                }
-            } else if line.starts_with("I: ") || line.starts_with("W: ") || line.starts_with("E: ")
+            if let Some(text) = ["I: ", "W: ", "E: "]
+                .iter()
+                .find_map(|pre| line.strip_prefix(pre).map(|t| (pre, t)))
+                .map(|(pre, t)| {
+                    if *pre == "I: " {
+                        t.to_string()
+                    } else {
+                        line.clone()
+                    }
+                })
             {
                 p.line(&format!(
                     "image: [{:5.1}s] {text}",
@@ -376,15 +374,14 @@ fn debootstrap(
         }
     }
     let status = child.wait()?;
-    let err = err_thread.join().unwrap_or_default();
-    log.push_str(&err);
+    log.push_str(&out_thread.join().unwrap_or_default());
     let _ = std::fs::write(log_path, &log);
     if !status.success() {
         let tail: Vec<&str> = log.lines().rev().take(15).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         let _ = std::fs::remove_dir_all(target);
         anyhow::bail!(
-            "debootstrap of {} from {} failed ({status}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host), or set LABCTL_MIRROR",
+            "mmdebstrap of {} from {} failed ({status}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host), or set LABCTL_MIRROR",
             recipe.suite,
             recipe.mirror,
             log_path.display(),

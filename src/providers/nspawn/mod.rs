@@ -1,7 +1,7 @@
 //! Provider `nspawn` (default): each node is a systemd-nspawn container that
 //! boots systemd from a cached Debian image, on a bridge of the lab's own.
 //!
-//! - [`image`]: the cached base image (debootstrap, built once per recipe).
+//! - [`image`]: the cached base image (mmdebstrap, built once per recipe).
 //! - [`layer`]: the inventory's `preinstall:` packages, a cached layer on the image.
 //! - [`rootfs`]: a node's overlay on the image and its first-boot files.
 //! - [`network`]: the lab bridge, forwarding and the nft masquerade table.

@@ -37,7 +37,7 @@ pub fn tools() -> anyhow::Result<()> {
         "nspawn",
         &[
             ("systemd-nspawn", "systemd-container"),
-            ("debootstrap", "debootstrap"),
+            ("mmdebstrap", "mmdebstrap"),
             ("nft", "nftables"),
             ("ip", "iproute2"),
             ("ssh-keygen", "openssh-client"),
