@@ -10,12 +10,15 @@
 //!   the other, the failed node resynced to an identical copy;
 //! - a third `configure` (after that failover) changes nothing, and the file
 //!   system is the one made by the first (never reformatted);
+//! - a power cut of the Primary, `up` of it, and `configure` at once: it
+//!   waits for the cluster to take the node back (pacemaker brings its DRBD
+//!   up) and changes nothing, instead of racing the cluster to do it;
 //! - `drbdadm disconnect` on one node makes the `drbd` check fail, saying
 //!   the resource is StandAlone and how to reconnect it;
-//! - 08 (STONITH) on this lab, which has no fence daemon, fails at once
-//!   naming the fix (`fence: true`);
-//! - 07 (GFS2) on this lab's ext4 disk is refused, and the disk keeps its
-//!   file system;
+//! - 08 (STONITH) on this lab, which has no fence daemon, is refused before
+//!   anything runs (its `requires:`), naming the lines to add (`fence: true`);
+//! - 07 (GFS2, here without its fence requirement) on this lab's ext4 disk is
+//!   refused, and the disk keeps its file system;
 //! - `destroy` leaves nothing of the lab.
 //!
 //! Lab `drbdl` on 10.1.92.0/24 (takes the machine-wide lab-test lock). Needs
@@ -119,6 +122,37 @@ fn drbd_lab_story() {
         "nodo2 holds the same file system"
     );
 
+    // the Primary loses power and comes back; a configure right away waits
+    // for the cluster's own recovery (pacemaker brings the node's DRBD up)
+    // instead of doing it itself ("DRBD resource up" changed)
+    let primary = ["nodo1", "nodo2"]
+        .into_iter()
+        .find(|n| lab.on(n, "sudo drbdadm role r0").starts_with("Primary"))
+        .expect("a Primary");
+    lab.ok(&["fail", primary]);
+    let t = Instant::now();
+    lab.ok(&["up", primary]);
+    println!(
+        "FIGURE up of the failed Primary: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let t = Instant::now();
+    let out = lab.labctl(&["--json", "configure", SCENARIO]);
+    println!(
+        "FIGURE configure right after a node's return: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        j["changed"], 0,
+        "nothing to change after a node's return: {j}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("for the cluster to settle"),
+        "configure says it waited for the cluster"
+    );
+    assert_eq!(fs_uuid(&lab, primary), uuid, "never reformatted");
+
     // a broken lab: one side disconnected
     lab.on("nodo2", "sudo drbdadm disconnect r0");
     let out = lab.labctl(&[
@@ -143,21 +177,23 @@ fn drbd_lab_story() {
         "the failure says what is wrong and how to fix it: {report}"
     );
 
-    // 08 (STONITH) on a lab without the fence daemon: one clear refusal
+    // 08 (STONITH) on a lab without the fence daemon: refused before anything runs
     let out = lab.labctl(&["configure", "scenarios/08-stonith.yaml"]);
-    assert!(!out.status.success(), "08 needs the fence daemon");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(out.status.code(), Some(2), "08 needs the fence daemon");
+    let text = String::from_utf8_lossy(&out.stderr);
     assert!(
-        text.contains("fence_xvm.key is missing") && text.contains("fence: true"),
-        "the failure names the fix: {text}"
+        text.contains("the lab's fence daemon")
+            && text.contains("libvirt: {memory: 768M, disks: [{size: 512M}], fence: true}"),
+        "the refusal names the lines to add: {text}"
     );
 
-    // 07 (GFS2) on this lab's ext4: refused, never reformatted
-    let out = lab.labctl(&["configure", "scenarios/07-gfs2.yaml"]);
+    // 07 (GFS2) on this lab's ext4, its fence requirement taken out (the
+    // lab has no fence daemon): refused by the DRBD plays, never reformatted
+    let gfs2 = std::fs::read_to_string(lab.path("scenarios/07-gfs2.yaml"))
+        .unwrap()
+        .replace("  fence: true", "  fence: false");
+    std::fs::write(lab.path("scenarios/07-nofence.yaml"), gfs2).unwrap();
+    let out = lab.labctl(&["configure", "scenarios/07-nofence.yaml"]);
     assert!(!out.status.success(), "07 does not reformat 06's disk");
     let text = format!(
         "{}{}",

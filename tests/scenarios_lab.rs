@@ -98,10 +98,32 @@ fn user_accounts_converge_and_passwords_stay_secret(lab: &Lab) {
     );
 }
 
+/// 06 (DRBD) on the default container lab: refused at once (exit 2), naming
+/// the inventory lines of a VM lab, and no node touched (base.yaml, its first
+/// play, would have written policy-rc.d on every node).
+fn a_vm_scenario_is_refused_before_anything_changes(lab: &Lab) {
+    lab.ok(&["up"]);
+    let out = lab.labctl(&["configure", "scenarios/06-drbd.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "06 needs VM nodes");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("needs a lab with nodes of provider libvirt (this lab's are nspawn)")
+            && text.contains(
+                "provider: libvirt\n      libvirt: {memory: 768M, disks: [{size: 512M}]}"
+            ),
+        "{text}"
+    );
+    for node in ["nodo1", "nodo2", "dns"] {
+        let out = lab.labctl(&["ssh", node, "--", "test", "-e", "/usr/sbin/policy-rc.d"]);
+        assert_eq!(out.status.code(), Some(1), "{node} was changed");
+    }
+}
+
 #[test]
 fn every_scenario_converges_fresh_nodes_and_stays_converged() {
     let _one = one_at_a_time();
     let lab = Lab::new("e2esc", "10.1.4");
+    a_vm_scenario_is_refused_before_anything_changes(&lab);
     for (scenario, cluster) in SCENARIOS {
         eprintln!("===== {scenario}");
         lab.ok(&["up"]);

@@ -157,6 +157,12 @@ impl Reporter {
             Event::Play { name, hosts } => {
                 self.line(&format!("PLAY [{name}] on {}", hosts.join(", ")));
             }
+            Event::Settled { host, what, ms } => {
+                self.line(&format!(
+                    "{host}: waited {:.1} s for {what} to settle before reading state",
+                    ms as f64 / 1000.0
+                ));
+            }
             Event::Idle { host, why } => {
                 self.busy.shift_remove(&host);
                 if let Some((_, m)) = &self.bars {

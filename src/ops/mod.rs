@@ -242,6 +242,15 @@ pub trait Op: Send + Sync + std::fmt::Debug {
     fn as_package(&self) -> Option<&package::Package> {
         None
     }
+    /// What the node may be doing by itself that this op's kind manages (a
+    /// cluster rejoining a node that came back and starting its resources),
+    /// named, and a script that returns once that is over (bounded) and
+    /// prints `waited MS` if it had to wait. The runner runs it once per host
+    /// and name before the scenario's first play reads any state, so no task
+    /// does (and reports) the work the node was about to do itself.
+    fn settle(&self) -> Option<(&'static str, Script)> {
+        None
+    }
 }
 
 impl PrepareCtx<'_> {

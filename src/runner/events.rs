@@ -49,6 +49,13 @@ pub enum Event {
         name: String,
         hosts: Vec<String>,
     },
+    /// Before its first play the host waited `ms` for what the node was
+    /// doing by itself (`what`: "the cluster") to be over.
+    Settled {
+        host: String,
+        what: String,
+        ms: u64,
+    },
     /// The host waits (for the other hosts to finish a play): no task runs on it.
     Idle {
         host: String,

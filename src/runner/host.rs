@@ -184,6 +184,41 @@ impl<'a> HostRun<'a> {
         self.event("stopped by Ctrl-C", Status::Interrupted, what, None);
     }
 
+    /// Before the first play: wait (each script bounds itself) for what the
+    /// node does by itself that the host's operations manage, so their probes
+    /// read the state it leaves (see [`crate::ops::Op::settle`]). Skipped
+    /// quietly when it cannot run: the plays' own reads will tell.
+    pub fn settle(&mut self, plan: &super::prepare::HostPlan) {
+        let mut seen: Vec<&'static str> = Vec::new();
+        for play in &plan.plays {
+            for t in play.tasks.iter().chain(play.handlers.values()) {
+                let Some((what, script)) = t.op.settle() else {
+                    continue;
+                };
+                if seen.contains(&what) || crate::interrupt::interrupted() {
+                    continue;
+                }
+                seen.push(what);
+                self.idle(&format!("waiting for {what} to settle"));
+                let Ok(out) = self.remote.run(&script, crate::transport::SETTLE_LIMIT) else {
+                    continue;
+                };
+                let waited = out
+                    .stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("waited "))
+                    .find_map(|ms| ms.trim().parse::<u64>().ok());
+                if let Some(ms) = waited {
+                    let _ = self.tx.send(Event::Settled {
+                        host: self.host.clone(),
+                        what: what.to_string(),
+                        ms,
+                    });
+                }
+            }
+        }
+    }
+
     /// Tell the reporter this host is finished (once).
     pub fn finish(&mut self) {
         if std::mem::replace(&mut self.finished, true) {

@@ -186,6 +186,15 @@ pub fn run(
 
     lap("connected");
 
+    // what the nodes are doing by themselves (a cluster recovering) is over
+    // before any play reads their state
+    parallel(&mut slots, opts.jobs, |slot| {
+        if let Some(run) = slot.run.as_mut() {
+            run.settle(&slot.plan);
+        }
+    });
+    lap("settled");
+
     // plays in order, like Ansible: a play starts when the one before it has
     // finished on every host (so HAProxy starts after the web servers it checks)
     for idx in 0..scenario.plays.len() {

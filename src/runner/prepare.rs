@@ -60,6 +60,7 @@ pub fn prepare_run(
     check: bool,
     unreachable: &Unreachable,
 ) -> anyhow::Result<Vec<HostPlan>> {
+    scenario.check_lab(inv)?;
     // zone serials are the project's; a preview (`check`) never records one
     let templates = Templates::with_zone_serials(
         &inv.dir,

@@ -22,6 +22,9 @@ pub struct Output {
 pub const TASK_LIMIT: Duration = Duration::from_secs(600);
 /// How long reading a play's state (or a file for `--diff`) may take.
 pub const PROBE_LIMIT: Duration = Duration::from_secs(120);
+/// How long waiting for what a node does by itself (a cluster rejoining it)
+/// may take before `configure` reads its state anyway.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(300);
 
 /// Something that runs shell scripts as root on one node.
 pub trait Remote: Send {

@@ -27,6 +27,8 @@ use serde_saphyr::Spanned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+pub mod requires;
+
 /// The one operation `task` names.
 fn one_op(task: &TaskFile) -> Result<OpArgs, String> {
     let mut found = task.ops();
@@ -84,6 +86,8 @@ struct ScenarioFile {
     plays: Vec<Spanned<PlayFile>>,
     #[serde(default)]
     verify: Vec<Spanned<crate::checks::CheckSpec>>,
+    /// The lab it needs (see [`requires`]).
+    requires: Option<Spanned<requires::Requires>>,
 }
 
 /// One play: a host pattern, its variables, tasks and handlers.
@@ -114,6 +118,8 @@ pub struct Scenario {
     pub secrets: Vec<String>,
     pub plays: Vec<Play>,
     pub verify: Vec<Check>,
+    /// `requires:` and where it was written.
+    pub requires: Option<(String, requires::Requires)>,
 }
 
 fn task_from(path: &Path, t: &Spanned<TaskFile>, what: &str) -> anyhow::Result<Task> {
@@ -278,6 +284,14 @@ impl Scenario {
 
     /// The folder a scenario's imports must lie in: the project's, or the
     /// scenario's own folder when the file is not inside the project.
+    /// Refuse a lab that lacks what the scenario's `requires:` asks for.
+    pub fn check_lab(&self, inv: &crate::inventory::Inventory) -> anyhow::Result<()> {
+        match &self.requires {
+            Some((at, r)) => r.check(inv, at),
+            None => Ok(()),
+        }
+    }
+
     pub fn root(path: &Path, project: &Path) -> std::path::PathBuf {
         let file = crate::project::normalize(path);
         let project = crate::project::normalize(project);
@@ -297,6 +311,7 @@ impl Scenario {
                 || !file.secrets.is_empty()
                 || !file.plays.is_empty()
                 || !file.verify.is_empty()
+                || file.requires.is_some()
             {
                 user_bail!("{at}: a scenario with `import:` has no other keys (it is the imported scenario)\n  fix: put the other keys in {}, or remove `import:`", imp.value);
             }
@@ -335,6 +350,9 @@ impl Scenario {
             secrets: file.secrets,
             plays,
             verify,
+            requires: file
+                .requires
+                .map(|r| (yaml::at(path, &r.referenced), r.value)),
         })
     }
 }
