@@ -157,3 +157,32 @@ fn the_reader_sees_groups_and_paths() {
     .into();
     assert_eq!(cycle(&g).unwrap(), ["a", "b", "a"]);
 }
+
+/// The README's rows (`| \`name\` |`) of the section that starts with `heading`.
+fn readme_rows(heading: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no `{heading}`"));
+    readme[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| !l.starts_with("##"))
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn every_registered_operation_and_check_is_in_the_readme() {
+    let ops = readme_rows("Operations (each reads the node's state first");
+    for op in labctl::ops::OpArgs::NAMES {
+        assert!(ops.iter().any(|r| r == op), "README's operations table lacks `{op}`");
+    }
+    let checks = readme_rows("### Checks (`verify:`)");
+    for c in labctl::checks::CheckKind::NAMES {
+        assert!(checks.iter().any(|r| r == c), "README's checks table lacks `{c}`");
+    }
+}

@@ -48,8 +48,8 @@ pub struct VerifyArgs {
     /// The scenario file (default: the one last applied with `configure`).
     #[arg(value_name = "SCENARIO")]
     pub scenario: Option<PathBuf>,
-    /// Leave out the checks of a kind (dns, http, cluster, failover, service_recovery, node_down, file_exists, drbd, data_failover, fencing, gfs2); repeatable.
-    #[arg(long, value_name = "KIND")]
+    /// Leave out the checks of a kind; repeatable.
+    #[arg(long, value_name = "KIND", value_parser = clap::builder::PossibleValuesParser::new(crate::checks::CheckKind::NAMES))]
     pub skip: Vec<String>,
     /// Show the checks that would run (rendered), and run none.
     #[arg(long)]

@@ -51,6 +51,10 @@ impl From<ArgsMap> for Args {
 crate::string_or_struct!(Args, ArgsMap, cmd);
 
 impl Operation for Args {
+    /// A command's effect has no name to list.
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        None
+    }
     fn summary(&self) -> String {
         format!("command {}", self.cmd)
     }

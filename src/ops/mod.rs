@@ -24,6 +24,10 @@ pub trait Operation: Sized {
     fn summary(&self) -> String;
     /// Checks that need no variables (states, modes).
     fn validate(&self) -> Result<(), String>;
+    /// What the task puts on a node, by kind (`packages`, `files`, …) and
+    /// name, for the note on switching scenarios (`runner::leftovers`);
+    /// `None` for what has no name to list (a command).
+    fn manages(&self) -> Option<(&'static str, Vec<String>)>;
     /// Build the operation for one host, from arguments whose variables are
     /// filled in; input mistakes are [`crate::error::UserError`]s.
     fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>>;
@@ -120,6 +124,7 @@ pub enum Presence {
 trait DynOperation {
     fn summary(&self) -> String;
     fn validate(&self) -> Result<(), String>;
+    fn manages(&self) -> Option<(&'static str, Vec<String>)>;
 }
 
 impl<T: Operation> DynOperation for T {
@@ -128,6 +133,9 @@ impl<T: Operation> DynOperation for T {
     }
     fn validate(&self) -> Result<(), String> {
         Operation::validate(self)
+    }
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        Operation::manages(self)
     }
 }
 
@@ -275,6 +283,11 @@ impl OpArgs {
     /// A short description used when the task has no `name:`.
     pub fn summary(&self) -> String {
         self.args().summary()
+    }
+
+    /// What the task puts on a node (see [`Operation::manages`]).
+    pub fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        self.args().manages()
     }
 
     /// Render the arguments for one host and build the operation.

@@ -98,6 +98,9 @@ impl Args {
 }
 
 impl Operation for Args {
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        (self.0.state == State::Present).then(|| ("packages", self.names().to_vec()))
+    }
     fn summary(&self) -> String {
         format!("package {}", self.names().join(" "))
     }

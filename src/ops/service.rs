@@ -32,6 +32,9 @@ pub struct Args {
 }
 
 impl Operation for Args {
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        Some(("services", vec![self.name.clone()]))
+    }
     fn summary(&self) -> String {
         format!("service {}", self.name)
     }

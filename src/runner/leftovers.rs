@@ -5,7 +5,7 @@
 //! nothing sent to any node.
 
 use crate::inventory::Inventory;
-use crate::ops::OpArgs;
+use crate::ops::cluster::CLUSTER_RESOURCES;
 use crate::scenario::Scenario;
 use indexmap::IndexMap;
 
@@ -23,20 +23,8 @@ fn managed(inv: &Inventory, s: &Scenario) -> Managed {
             .map(|n| n.name.clone())
             .collect();
         for t in play.tasks.iter().chain(play.handlers.values()) {
-            let (kind, names): (&'static str, Vec<String>) = match &t.op {
-                OpArgs::Package(a) if a.0.state == crate::ops::package::State::Present => {
-                    ("packages", a.names().to_vec())
-                }
-                OpArgs::Template(a) => ("files", vec![a.dest.clone()]),
-                OpArgs::Copy(a) => ("files", vec![a.dest.clone()]),
-                OpArgs::File(a) => ("files", vec![a.path.clone()]),
-                OpArgs::Service(a) => ("services", vec![a.name.clone()]),
-                OpArgs::User(a) => ("users", vec![a.name.clone()]),
-                OpArgs::Cluster(a) => (
-                    "cluster resources",
-                    a.resources.iter().map(|r| r.id.clone()).collect(),
-                ),
-                _ => continue,
+            let Some((kind, names)) = t.op.manages() else {
+                continue;
             };
             for h in &hosts {
                 let list = out.entry(h.clone()).or_default().entry(kind).or_default();
@@ -62,12 +50,12 @@ pub fn leftovers(
     // a cluster operation in the current scenario removes what it does not declare
     let cur_owns_cluster = cur
         .values()
-        .any(|kinds| kinds.contains_key("cluster resources"));
+        .any(|kinds| kinds.contains_key(CLUSTER_RESOURCES));
     let mut out = Vec::new();
     for (host, kinds) in &prev {
         let mut parts = Vec::new();
         for (kind, names) in kinds {
-            if *kind == "cluster resources" && cur_owns_cluster {
+            if *kind == CLUSTER_RESOURCES && cur_owns_cluster {
                 continue;
             }
             let now = cur.get(host).and_then(|k| k.get(kind));

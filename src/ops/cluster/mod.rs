@@ -57,6 +57,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How long one round of the members' wait lasts on the node.
+/// What [`Operation::manages`] calls the cluster's resources (a cluster
+/// operation removes those it does not declare).
+pub const CLUSTER_RESOURCES: &str = "cluster resources";
+
 const WAIT_ROUND: Duration = Duration::from_secs(5);
 
 /// Properties pacemaker keeps itself (or an operator's switch): never removed.
@@ -190,6 +194,12 @@ pub struct Args {
 }
 
 impl Operation for Args {
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        Some((
+            CLUSTER_RESOURCES,
+            self.resources.iter().map(|r| r.id.clone()).collect(),
+        ))
+    }
     fn summary(&self) -> String {
         format!("cluster {}", self.members.0.join(","))
     }
