@@ -135,7 +135,11 @@ fn lab_gateways() -> Vec<Ipv4Addr> {
 /// The PID of the cache daemon labctl started, if it still runs (checked
 /// against its command line: a reused PID is not it).
 pub fn running() -> Option<i32> {
-    let pid: i32 = std::fs::read_to_string(pid_file()).ok()?.trim().parse().ok()?;
+    let pid: i32 = std::fs::read_to_string(pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
     let conf = conf_dir().display().to_string();
@@ -158,7 +162,11 @@ fn listening(addr: Ipv4Addr, port: u16) -> bool {
 /// Start, restart or stop the daemon so it listens on exactly the gateways
 /// of the labs on this host (none: stopped, the cache kept). Says what it did.
 pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
-    let _lock = paths::lock_file(&paths::root().join("locks/apt-cache.lock"), "the package cache", p)?;
+    let _lock = paths::lock_file(
+        &paths::root().join("locks/apt-cache.lock"),
+        "the package cache",
+        p,
+    )?;
     let gateways = lab_gateways();
     let found = running();
     if gateways.is_empty() {
@@ -313,7 +321,10 @@ fn stop_pid(pid: i32) {
 
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
         .unwrap_or(true)
 }
 

@@ -349,7 +349,10 @@ fn bootstrap(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(p) = proxy.map(String::from).or_else(|| http_proxy(&recipe.apt_conf)) {
+    if let Some(p) = proxy
+        .map(String::from)
+        .or_else(|| http_proxy(&recipe.apt_conf))
+    {
         cmd.env("http_proxy", p);
     }
     let mut child = cmd.spawn().map_err(|e| {

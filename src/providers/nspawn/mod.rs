@@ -104,10 +104,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     // the network first: the image and the layer are fetched through the
     // package cache on its gateway
     network::ensure(inv)?;
-    let proxy = inv
-        .network
-        .as_ref()
-        .map(|n| cache::proxy_url(n.gateway));
+    let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));
     let recipe = image::Recipe::from_host();
     let image = image::ensure(&recipe, proxy.as_deref(), p)?;
     let layer = if inv.preinstall.is_empty() {

@@ -3,8 +3,10 @@
 //! through libvirt), and an nftables table `labctl_<lab>` (family `inet`) that
 //! keeps the lab to itself:
 //!
-//! - forward: nothing from or to the lab's bridges (the lab network and its
-//!   further private networks) is forwarded: no node reaches the LAN, the
+//! - forward: between the lab's own bridges (and between its nodes when
+//!   `br_netfilter` makes bridged traffic pass this hook) everything; nothing
+//!   else from or to the lab's bridges (the lab network and its further
+//!   private networks) is forwarded: no node reaches the LAN, the
 //!   Internet, another lab or the host's other networks, and nothing but the
 //!   host opens a connection into the lab;
 //! - input: from the lab's bridges the host accepts only its lab services on
@@ -149,7 +151,7 @@ pub fn rules(inv: &Inventory) -> String {
         "table inet {t} {{}}\nflush table inet {t}\n\
 table inet {t} {{\n  comment \"labctl lab {lab}: the lab reaches its own nodes and the host's lab services only{open}\"\n\
   chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
-{egress_fwd}\
+    iifname {brs} oifname {brs} accept\n{egress_fwd}\
     iifname {brs} drop\n    oifname {brs} drop\n  }}\n\
   chain input {{\n    type filter hook input priority filter; policy accept;\n\
     iifname {brs} ct state established,related accept\n\
