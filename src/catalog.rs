@@ -97,6 +97,36 @@ pub fn scenarios(project: &Path) -> Vec<Entry> {
     out
 }
 
+/// Every package the project's scenarios install (`package` tasks and
+/// handlers with `state: present`, names without a template), sorted: the
+/// package layer of a lab whose inventory names no `preinstall:`. A file that
+/// does not load adds nothing (`configure` reports it when it is used).
+pub fn packages(project: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in scenarios(project) {
+        let Ok(s) = Scenario::load(&project.join(&e.path), project) else {
+            continue;
+        };
+        for play in &s.plays {
+            for t in play.tasks.iter().chain(play.handlers.values()) {
+                let crate::ops::OpArgs::Package(a) = &t.op else {
+                    continue;
+                };
+                if a.0.state != crate::ops::Presence::Present {
+                    continue;
+                }
+                for n in a.names() {
+                    if crate::inventory::valid_package_name(n) && !out.contains(n) {
+                        out.push(n.clone());
+                    }
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// One task or handler of a play, as `show` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskLine {

@@ -14,7 +14,12 @@
 //! vars: {domain: example.com}
 //! secrets: [hacluster_password]
 //! preinstall: [bind9, apache2]  # nspawn, libvirt: nodes start with these installed (a cached layer / VM image)
+//! egress: nat                   # the nodes reach the Internet through the host (default: none, the lab is closed)
 //! ```
+//!
+//! Without `preinstall:`, an nspawn lab's layer holds every package the
+//! project's scenarios install (found by `up`, see `catalog::packages`);
+//! `preinstall: []` asks for none.
 
 use crate::error::user;
 use crate::user_bail;
@@ -79,6 +84,7 @@ struct InventoryFile {
     #[serde(default)]
     secrets: Vec<String>,
     preinstall: Option<Spanned<Vec<String>>>,
+    egress: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +345,12 @@ pub struct Inventory {
     /// Packages new nspawn nodes start with, installed but not enabled (a
     /// cached layer on the image; the scenarios' tasks enable and start them).
     pub preinstall: Vec<String>,
+    /// Whether the inventory wrote `preinstall:` (otherwise `up` of an nspawn
+    /// lab takes the packages the project's scenarios install).
+    pub preinstall_given: bool,
+    /// `egress: nat`: the nodes reach beyond the host (masqueraded); by
+    /// default a lab reaches only its own nodes and the host's lab services.
+    pub egress_nat: bool,
     /// Read from a `Vagrantfile`: the nodes are shaped like Vagrant's (see
     /// [`VagrantShape`]). `None` for an `inventory.yaml`.
     pub vagrant: Option<VagrantShape>,
@@ -1046,6 +1058,24 @@ impl Inventory {
             }
         }
 
+        let egress_nat = match &file.egress {
+            None => false,
+            Some(e) if e.value == "nat" => {
+                if file.provider == ProviderKind::Ssh {
+                    user_bail!(
+                        "{}: egress: provider ssh has no lab network of labctl's to open\n  fix: remove `egress:`",
+                        yaml::at(&text_path, &e.referenced)
+                    );
+                }
+                true
+            }
+            Some(e) if e.value == "none" => false,
+            Some(e) => user_bail!(
+                "{}: egress: `{}` is not a choice\n  fix: write `egress: nat` (the nodes reach the Internet through this machine) or `egress: none` (the default: nothing leaves the lab but package downloads through the host's cache)",
+                yaml::at(&text_path, &e.referenced),
+                e.value.escape_debug()
+            ),
+        };
         Ok(Inventory {
             path: text_path,
             dir,
@@ -1058,7 +1088,9 @@ impl Inventory {
             group_vars: file.group_vars,
             vars: file.vars,
             secrets: file.secrets,
+            preinstall_given: file.preinstall.is_some(),
             preinstall,
+            egress_nat,
             vagrant: None,
         })
     }

@@ -82,7 +82,8 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
     };
     if a.fresh {
         let hosts = runner::hosts(&inv, &scenario, a.limit.as_deref())?;
-        crate::providers::up_fresh(&inv, &hosts, &super::progress::Draw::new())?;
+        let made = super::with_scenario_packages(inv.clone());
+        crate::providers::up_fresh(&made, &hosts, &super::progress::Draw::new())?;
     }
     crate::interrupt::install()?;
     if !a.fresh {

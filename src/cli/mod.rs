@@ -180,6 +180,16 @@ pub fn load_inventory(g: &Global) -> anyhow::Result<crate::inventory::Inventory>
     crate::inventory::Inventory::load(&g.inventory)
 }
 
+/// The inventory for making nodes: an nspawn lab whose inventory names no
+/// `preinstall:` gets every package the project's scenarios install in its
+/// package layer (built once, cached), so a first `configure` only configures.
+pub fn with_scenario_packages(mut inv: crate::inventory::Inventory) -> crate::inventory::Inventory {
+    if !inv.preinstall_given && inv.provider == crate::inventory::ProviderKind::Nspawn {
+        inv.preinstall = crate::catalog::packages(&inv.dir);
+    }
+    inv
+}
+
 /// The error for a subcommand whose issue has not landed yet.
 pub fn not_implemented(what: &str) -> anyhow::Result<i32> {
     Err(crate::error::user(format!(

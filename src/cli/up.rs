@@ -30,7 +30,7 @@ pub struct UpArgs {
 }
 
 pub fn run(a: UpArgs, g: &Global) -> anyhow::Result<i32> {
-    let inv = super::load_inventory(g)?;
+    let inv = super::with_scenario_packages(super::load_inventory(g)?);
     super::need_root(&inv)?;
     // one command changes a lab at a time (see crate::lock)
     let _lock = crate::lock::LabLock::acquire(&inv, &super::typed_command())?;

@@ -192,7 +192,7 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
         p.line(&format!("vm image: using cached {}", img.dir.display()));
         return Ok(img);
     }
-    let base_dir = base::ensure(&recipe, p)?;
+    let base_dir = base::ensure(&recipe, None, p)?;
     let _lock = paths::lock_file(&images.join(".lock"), "the VM image cache", p)?;
     if done() {
         return Ok(img);

@@ -114,21 +114,24 @@ fn state_of(v: &Virsh, inv: &Inventory, node: &str) -> anyhow::Result<NodeState>
     )
 }
 
-/// The network: defined and started. libvirt's own NAT first; where the
-/// hypervisor's kernel refuses its rules (no `tc` actions, as on this kind of
-/// machine), an `open` network whose subnet labctl masquerades itself with
-/// the nft table `labctl_<lab>`, as for nspawn (this machine only).
+/// The network: defined and started. On this machine an `open` network
+/// (libvirt adds no rule of its own) closed by labctl's nft table and served
+/// by the host's package cache, as for nspawn (see `nspawn::network`). On a
+/// remote hypervisor, libvirt's NAT, as before: its nodes reach the mirror
+/// (and beyond) through the hypervisor; labctl's filter and cache are not
+/// there.
 fn ensure_network(v: &Virsh, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
     let name = Names::new(inv).network();
     let file = paths::lab_dir(&inv.lab).join("network.xml");
     let state = v.object_state("net", &name)?;
+    let nat = !v.is_local();
     if state.is_none() {
-        v.define("net-define", &xml::network(inv, true)?, &file)?;
+        v.define("net-define", &xml::network(inv, nat)?, &file)?;
     }
     if state != Some(true) {
         let r = v.call(&["net-start", &name], virsh::SHORT)?;
         if !r.ok {
-            if !r.stderr.contains("firewall") {
+            if !nat || !r.stderr.contains("firewall") {
                 anyhow::bail!("`virsh net-start {name}` failed: {}", r.stderr.trim());
             }
             let why = r
@@ -142,16 +145,23 @@ fn ensure_network(v: &Virsh, inv: &Inventory, p: &dyn Progress) -> anyhow::Resul
             v.run(&["net-undefine", &name])?;
             v.define("net-define", &xml::network(inv, false)?, &file)?;
             v.run(&["net-start", &name])?;
-            if v.is_local() {
-                p.line(&format!("network: this kernel refuses libvirt's NAT rules ({why}); labctl masquerades the lab subnet itself (nft table {})", nspawn::network::nft_table(&inv.lab)));
-            } else {
-                p.line(&format!("warning: the hypervisor refuses libvirt's NAT rules ({why}): the nodes cannot reach a package mirror"));
-            }
+            p.line(&format!("warning: the hypervisor refuses libvirt's NAT rules ({why}): the nodes cannot reach a package mirror"));
         }
     }
-    let xml_now = v.run(&["net-dumpxml", &name])?;
-    if v.is_local() && xml_now.contains("mode='open'") {
+    if v.is_local() {
+        let xml_now = v.run(&["net-dumpxml", &name])?;
+        if !xml_now.contains("mode='open'") {
+            anyhow::bail!(
+                "the libvirt network {name} of an older labctl forwards the lab to the outside\n  fix: `labctl destroy` the lab, then `labctl up` (the new network is closed)"
+            );
+        }
         nspawn::network::ensure(inv)?;
+        if inv.egress_nat {
+            p.line(&format!(
+                "warning: lab `{}` is open (egress: nat): its nodes reach the Internet through this machine",
+                inv.lab
+            ));
+        }
     }
     Ok(())
 }
@@ -303,7 +313,13 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         ));
         return Ok(());
     }
-    let nameservers = rootfs::host_nameservers();
+    // a local lab is closed like an nspawn one (no DNS beyond it unless
+    // `egress: nat`); a remote hypervisor's lab has libvirt's NAT
+    let nameservers = if v.is_local() {
+        rootfs::nameservers(inv)
+    } else {
+        rootfs::host_nameservers()
+    };
     let boot = xml::Boot {
         kernel: uploaded.kernel.clone(),
         initrd: uploaded.initrd.clone(),

@@ -9,8 +9,10 @@
 //! that is renamed into place only when complete, under a lock, so a crash or
 //! a concurrent `up` never leaves a half image in use.
 //!
-//! The mirror is the one the host's apt uses (so nodes reach it the same way
-//! through the host's NAT); `LABCTL_MIRROR` overrides it.
+//! The mirror is the one the host's apt uses; `LABCTL_MIRROR` overrides it.
+//! The build fetches through the host's package cache ([`super::cache`]) when
+//! a lab gateway has one, so the packages are downloaded once per host. Nodes
+//! keep no downloaded package (`/var/cache/apt/archives` stays empty).
 
 use super::paths;
 use crate::progress::Progress;
@@ -21,8 +23,9 @@ use std::time::Instant;
 
 /// Bump when the post-install steps (or the builder) change, so images are
 /// rebuilt. 2: mmdebstrap instead of debootstrap (it resolves and fetches
-/// with apt, in parallel: a cold image in about a third of the time).
-const STEPS_VERSION: u32 = 2;
+/// with apt, in parallel: a cold image in about a third of the time). 3: no
+/// shared package pool (nodes keep no download; the host's cache has them).
+const STEPS_VERSION: u32 = 3;
 
 /// Packages on top of minbase.
 pub const PACKAGES: &[&str] = &[
@@ -216,6 +219,11 @@ fn proxy_has_credentials(line: &str) -> bool {
             .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or_default().contains('@'))
 }
 
+/// The host's own apt HTTP proxy (the package cache fetches through it).
+pub fn host_http_proxy(recipe: &Recipe) -> Option<String> {
+    http_proxy(&recipe.apt_conf)
+}
+
 fn http_proxy(conf: &[String]) -> Option<String> {
     conf.iter()
         .find(|l| l.starts_with("Acquire::http::Proxy "))
@@ -225,7 +233,8 @@ fn http_proxy(conf: &[String]) -> Option<String> {
 }
 
 /// The image for `recipe`: reused when present, else built (with progress).
-pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
+/// `proxy`: the host's package cache the build fetches through.
+pub fn ensure(recipe: &Recipe, proxy: Option<&str>, p: &dyn Progress) -> anyhow::Result<PathBuf> {
     let images = paths::root().join("images");
     std::fs::create_dir_all(&images)?;
     let hash = recipe.hash();
@@ -255,7 +264,7 @@ pub fn ensure(recipe: &Recipe, p: &dyn Progress) -> anyhow::Result<PathBuf> {
         std::fs::remove_dir_all(&tmp)?;
     }
     let log_path = images.join(format!("{hash}.log"));
-    bootstrap(recipe, &tmp, &log_path, start, p)?;
+    bootstrap(recipe, proxy, &tmp, &log_path, start, p)?;
     p.line(&format!(
         "image: [{:5.1}s] configuring",
         start.elapsed().as_secs_f64()
@@ -314,6 +323,7 @@ fn prune_unused(images: &Path, keep: &str, p: &dyn Progress) {
 
 fn bootstrap(
     recipe: &Recipe,
+    proxy: Option<&str>,
     target: &Path,
     log_path: &Path,
     start: Instant,
@@ -327,6 +337,10 @@ fn bootstrap(
         // `apt-get install` on a node needs no `apt-get update`
         .arg("--skip=cleanup/apt/lists");
     for l in &recipe.apt_conf {
+        // through the cache when there is one (it uses the host's proxy itself)
+        if proxy.is_some() && l.starts_with("Acquire::http::Proxy ") {
+            continue;
+        }
         cmd.arg(format!("--aptopt={l}"));
     }
     cmd.arg(&recipe.suite)
@@ -335,7 +349,10 @@ fn bootstrap(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(p) = http_proxy(&recipe.apt_conf) {
+    if let Some(p) = proxy
+        .map(String::from)
+        .or_else(|| http_proxy(&recipe.apt_conf))
+    {
         cmd.env("http_proxy", p);
     }
     let mut child = cmd.spawn().map_err(|e| {
@@ -402,7 +419,7 @@ fn post_install(recipe: &Recipe, root: &Path) -> anyhow::Result<()> {
     };
     w("etc/apt/sources.list", &recipe.sources_list())?;
     let mut apt = String::from(
-        "// labctl: keep downloaded packages; /var/cache/apt/archives is shared\n// between nodes through an overlay on the host's package pool.\nAPT::Keep-Downloaded-Packages \"true\";\nBinary::apt::APT::Keep-Downloaded-Packages \"true\";\nAPT::Install-Recommends \"false\";\n",
+        "// labctl: packages come from the host's cache; a node keeps none\nAPT::Keep-Downloaded-Packages \"false\";\nBinary::apt::APT::Keep-Downloaded-Packages \"false\";\nAPT::Install-Recommends \"false\";\n",
     );
     for l in &recipe.apt_conf {
         apt.push_str(l);

@@ -79,7 +79,13 @@ pub fn key(image: &Path, packages: &[String]) -> String {
 
 /// The layer of `packages` on `image`: reused when present, else built (a few
 /// minutes, once).
-pub fn ensure(image: &Path, packages: &[String], p: &dyn Progress) -> anyhow::Result<PathBuf> {
+/// `proxy`: the host's package cache the build fetches through.
+pub fn ensure(
+    image: &Path,
+    packages: &[String],
+    proxy: Option<&str>,
+    p: &dyn Progress,
+) -> anyhow::Result<PathBuf> {
     let dir = layers_dir();
     std::fs::create_dir_all(&dir)?;
     let name = key(image, packages);
@@ -101,7 +107,13 @@ pub fn ensure(image: &Path, packages: &[String], p: &dyn Progress) -> anyhow::Re
     ));
     let tmp = dir.join(format!(".build-{name}"));
     discard_tmp(&tmp)?;
-    let result = build(image, packages, &tmp, &dir.join(format!("{name}.log")));
+    let result = build(
+        image,
+        packages,
+        proxy,
+        &tmp,
+        &dir.join(format!("{name}.log")),
+    );
     let merged = tmp.join("merged");
     super::rootfs::unmount(&merged)?;
     if let Err(e) = result {
@@ -132,11 +144,25 @@ fn discard_tmp(tmp: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::Result<()> {
+fn build(
+    image: &Path,
+    packages: &[String],
+    proxy: Option<&str>,
+    tmp: &Path,
+    log: &Path,
+) -> anyhow::Result<()> {
     let merged = tmp.join("merged");
     super::rootfs::mount_overlay(image, &tmp.join("upper"), &tmp.join("work"), &merged)?;
-    let pool = paths::apt_pool();
-    std::fs::create_dir_all(pool.join("partial"))?;
+    // through the host's cache while building; the file is not in the layer
+    let proxy_conf = "etc/apt/apt.conf.d/95labctl-proxy";
+    if let Some(url) = proxy {
+        super::rootfs::write(
+            &merged,
+            proxy_conf,
+            &format!("Acquire::http::Proxy \"{url}\";\nAcquire::Retries \"3\";\n"),
+            0o644,
+        )?;
+    }
     let mut list = crate::shell::Script::new();
     list.args(packages);
     let mut script = sh!("set -e\nset -- {}", list);
@@ -150,13 +176,23 @@ fn build(image: &Path, packages: &[String], tmp: &Path, log: &Path) -> anyhow::R
             .arg("--keep-unit")
             .arg("--resolv-conf=bind-host")
             .arg("--setenv=DEBIAN_FRONTEND=noninteractive")
-            .arg(format!("--bind={}:/var/cache/apt/archives", pool.display()))
             .arg("-D")
             .arg(&merged)
             .args(["/bin/sh", "-c", script.as_str()]),
         log,
     );
     super::cgroup::remove(&cgroup);
+    if proxy.is_some() {
+        let _ = std::fs::remove_file(merged.join(proxy_conf));
+    }
+    // nothing downloaded stays in the layer (the host's cache has it)
+    if let Ok(rd) = std::fs::read_dir(merged.join("var/cache/apt/archives")) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().ends_with(".deb") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
     let (status, text) = run?;
     if !status.success() {
         anyhow::bail!(

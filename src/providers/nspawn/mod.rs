@@ -4,7 +4,8 @@
 //! - [`image`]: the cached base image (mmdebstrap, built once per recipe).
 //! - [`layer`]: the inventory's `preinstall:` packages, a cached layer on the image.
 //! - [`rootfs`]: a node's overlay on the image and its first-boot files.
-//! - [`network`]: the lab bridge, forwarding and the nft masquerade table.
+//! - [`network`]: the lab bridge and the nft table that keeps the lab to itself.
+//! - [`cache`]: the host's package cache (apt-cacher-ng) on the lab gateways.
 //! - [`cgroup`]: a cgroup of its own for each nspawn process.
 //! - [`process`]: starting, finding, halting and killing the nspawn processes.
 //! - [`keys`]: the lab key pair and the pinned host keys.
@@ -16,6 +17,7 @@
 //! The library functions [`up_nodes`], [`halt_node`], [`fail_node`] and
 //! [`node_state`] are what `verify`'s failover checks call.
 
+pub mod cache;
 pub mod cgroup;
 pub mod image;
 pub mod keys;
@@ -98,18 +100,27 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     // the key first: a mistake in ssh.key is reported before minutes of image build
     let pubkey = keys::ensure_lab_key(inv, p)?;
     keys::write_vagrant_keys(inv)?;
+    preflight::claim(inv)?;
+    // the network first: the image and the layer are fetched through the
+    // package cache on its gateway
+    network::ensure(inv)?;
+    let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));
     let recipe = image::Recipe::from_host();
-    let image = image::ensure(&recipe, p)?;
+    let image = image::ensure(&recipe, proxy.as_deref(), p)?;
     let layer = if inv.preinstall.is_empty() {
         None
     } else {
-        Some(layer::ensure(&image, &inv.preinstall, p)?)
+        Some(layer::ensure(&image, &inv.preinstall, proxy.as_deref(), p)?)
     };
-    preflight::claim(inv)?;
-    network::ensure(inv)?;
-    let nameservers = rootfs::host_nameservers();
-    if nameservers.is_empty() {
-        p.line("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
+    let nameservers = rootfs::nameservers(inv);
+    if inv.egress_nat {
+        p.line(&format!(
+            "warning: lab `{}` is open (egress: nat): its nodes reach the Internet through this machine",
+            inv.lab
+        ));
+        if nameservers.is_empty() {
+            p.line("warning: no usable nameserver in /etc/resolv.conf; nodes will have no DNS until configured");
+        }
     }
 
     if todo.is_empty() {
@@ -401,7 +412,6 @@ impl Provider for Nspawn {
                 names.push(n.name.clone());
             }
         }
-        let mut harvested = 0;
         for name in &names {
             let np = NodePaths::new(&inv.lab, name);
             let pid = process::find_nspawn(&np);
@@ -410,17 +420,10 @@ impl Provider for Nspawn {
                 p.line(&format!("{name}: power cut"));
             }
             rootfs::unmount_node(&np)?;
-            harvested += rootfs::harvest_debs(&np);
             // nspawn leaves an empty propagation folder behind
             let _ = std::fs::remove_dir(
                 std::path::Path::new("/run/systemd/nspawn/propagate").join(&np.machine),
             );
-        }
-        if harvested > 0 {
-            p.line(&format!(
-                "kept {harvested} downloaded package(s) in {}",
-                paths::apt_pool().display()
-            ));
         }
         // destroy returns when nothing of the lab runs any more
         process::wait_lab_gone(&lab_dir, Duration::from_secs(5), Duration::from_secs(15))?;
@@ -444,18 +447,18 @@ impl Provider for Nspawn {
         }
         remove_project_state(inv)?;
         p.line(&format!(
-            "lab `{}` destroyed in {} (the image cache in {} is kept)",
+            "lab `{}` destroyed in {} (the image cache in {} and the package cache in {} are kept)",
             inv.lab,
             super::secs(start.elapsed()),
-            paths::root().join("images").display()
+            paths::root().join("images").display(),
+            cache::dir().join("cache").display()
         ));
         Ok(())
     }
 }
 
 /// Remove `nodes` and only them: each one's processes are killed, its
-/// overlays unmounted, its downloaded packages kept in the pool and its folder
-/// removed, so the next `up` rebuilds it from the image; the other nodes, the
+/// overlays unmounted and its folder removed (nothing of it is kept), so the next `up` rebuilds it from the image; the other nodes, the
 /// bridge and the lab's state stay. The removed nodes' host keys are unpinned
 /// (the rebuilt node gets a new key, pinned by `up`).
 pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
@@ -474,7 +477,6 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
         }
         rootfs::unmount_node(&np)?;
         cgroup::remove(&np.machine);
-        let kept = rootfs::harvest_debs(&np);
         let left = rootfs::mounts_under(&np.dir);
         if !left.is_empty() {
             anyhow::bail!(
@@ -491,7 +493,7 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
             std::path::Path::new("/run/systemd/nspawn/propagate").join(&np.machine),
         );
         p.line(&format!(
-            "{}: destroyed in {} ({kept} downloaded package(s) kept in the pool); `labctl up {}` rebuilds it from the image",
+            "{}: destroyed in {}; `labctl up {}` rebuilds it from the image",
             n.name,
             super::secs(t.elapsed()),
             n.name
@@ -505,10 +507,12 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
 /// the lab's name is free immediately), then deleted by a detached `rm -rf
 /// --one-file-system` (deleting a few hundred MB of node files takes tens of
 /// seconds on slow disks). Leftovers of an interrupted delete are retried by
-/// the next `destroy`.
+/// the next `destroy`. The trash is root's only (0700), and the immutable and
+/// append-only flags a node's root may have set on its files are cleared
+/// first, so `rm` can delete everything.
 pub fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
     let trash = paths::root().join("trash");
-    std::fs::create_dir_all(&trash)?;
+    paths::private_dir(&trash)?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -524,11 +528,19 @@ pub fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
     let entries: Vec<std::path::PathBuf> = std::fs::read_dir(&trash)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    let mut cmd = std::process::Command::new("rm");
-    cmd.arg("-rf")
-        .arg("--one-file-system")
-        .arg("--")
-        .args(&entries)
+    // chattr -i -a on every file first (a node's root can set them; rm then
+    // fails on the file and its folder), then rm; both detached
+    let mut script = crate::shell::Script::new();
+    for e in &entries {
+        script.line(crate::sh!(
+            "chattr -R -f -i -a -- {} 2>/dev/null; rm -rf --one-file-system -- {}",
+            e.display().to_string(),
+            e.display().to_string()
+        ));
+    }
+    let mut cmd = std::process::Command::new("sh");
+    cmd.arg("-c")
+        .arg(script.as_str())
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null());
@@ -548,9 +560,65 @@ pub fn discard(dir: &std::path::Path) -> anyhow::Result<()> {
                 let _ = child.wait();
             });
         }
-        Err(_) => std::fs::remove_dir_all(&target)?,
+        Err(_) => {
+            clear_flags(&target);
+            std::fs::remove_dir_all(&target)?
+        }
     }
     Ok(())
+}
+
+/// Clear the immutable and append-only flags (FS_IOC_SETFLAGS) of every
+/// file and folder under `dir`, never following a link.
+pub fn clear_flags(dir: &std::path::Path) {
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let Ok(m) = p.symlink_metadata() else {
+            continue;
+        };
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        if !(m.is_dir() || m.is_file()) {
+            continue;
+        }
+        clear_flags_of(&p, m.is_dir());
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                todo.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+}
+
+fn clear_flags_of(p: &std::path::Path, dir: bool) {
+    use std::os::unix::fs::OpenOptionsExt;
+    const FS_IMMUTABLE_FL: libc::c_long = 0x10;
+    const FS_APPEND_FL: libc::c_long = 0x20;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(
+            libc::O_NOFOLLOW
+                | libc::O_NONBLOCK
+                | libc::O_NOCTTY
+                | if dir { libc::O_DIRECTORY } else { 0 },
+        )
+        .open(p);
+    let Ok(f) = f else {
+        return;
+    };
+    use std::os::fd::AsRawFd;
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS/SETFLAGS on a descriptor we own, with a pointer
+    // to a long that outlives the calls.
+    unsafe {
+        if libc::ioctl(f.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut flags) == 0
+            && flags & (FS_IMMUTABLE_FL | FS_APPEND_FL) != 0
+        {
+            flags &= !(FS_IMMUTABLE_FL | FS_APPEND_FL);
+            libc::ioctl(f.as_raw_fd(), libc::FS_IOC_SETFLAGS, &flags);
+        }
+    }
 }
 
 /// Remove the project's `.labctl/` state, keeping a key of the user's. Only

@@ -1,7 +1,23 @@
 //! The lab network on the host: a bridge `lab-<lab>` holding the gateway
-//! address, IPv4 forwarding, and an nftables table `labctl_<lab>` that
-//! masquerades the lab subnet so nodes reach the package mirror through the
-//! host. Nodes join the bridge through `systemd-nspawn --network-bridge`.
+//! address (nodes join it through `systemd-nspawn --network-bridge`, VMs
+//! through libvirt), and an nftables table `labctl_<lab>` (family `inet`) that
+//! keeps the lab to itself:
+//!
+//! - forward: between the lab's own bridges (and between its nodes when
+//!   `br_netfilter` makes bridged traffic pass this hook) everything; nothing
+//!   else from or to the lab's bridges (the lab network and its further
+//!   private networks) is forwarded: no node reaches the LAN, the
+//!   Internet, another lab or the host's other networks, and nothing but the
+//!   host opens a connection into the lab;
+//! - input: from the lab's bridges the host accepts only its lab services on
+//!   the lab's own gateway: the package cache ([`super::cache`], TCP 3142),
+//!   the fence daemon (TCP 1229, `libvirt: {fence: true}`), ping, and replies
+//!   to connections the host opened (SSH to the nodes);
+//! - `egress: nat` opens the lab: forwarding from its bridge to anything but
+//!   another lab, masqueraded, and the replies. The host's global
+//!   `ip_forward` is then set, and put back to what it was when the last
+//!   open lab is removed (the value before is kept in
+//!   `/var/lib/labctl/ip_forward.before`). Closed labs never touch it.
 
 use crate::inventory::Inventory;
 use std::path::Path;
@@ -36,18 +52,19 @@ pub fn link_exists(name: &str) -> bool {
 
 /// Whether the lab's nft table exists.
 pub fn nft_table_exists(lab: &str) -> bool {
-    run("nft", &["list", "tables", "ip"])
+    run("nft", &["list", "tables", "inet"])
         .map(|s| {
             s.lines()
-                .any(|l| l.trim() == format!("table ip {}", nft_table(lab)))
+                .any(|l| l.trim() == format!("table inet {}", nft_table(lab)))
         })
         .unwrap_or(false)
 }
 
-/// Create (or complete) the bridge, forwarding and masquerading.
+/// Create (or complete) the bridge and the lab's filter table; start (or
+/// re-bind) the host's package cache on the lab gateways.
 pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
     let Some(net) = &inv.network else {
-        anyhow::bail!("internal error: nspawn lab without network");
+        anyhow::bail!("internal error: lab without network");
     };
     let br = inv.bridge_name();
     if !link_exists(&br) {
@@ -62,22 +79,126 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
     }
     run("ip", &["link", "set", &br, "up"])?;
     ensure_extra(inv)?;
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")
-        .map_err(|e| anyhow::anyhow!("cannot enable IPv4 forwarding: {e}"))?;
-    let t = nft_table(&inv.lab);
-    let rules = format!(
-        "table ip {t} {{}}\nflush table ip {t}\ntable ip {t} {{\n  comment \"labctl lab {lab}: nodes reach the package mirror through the host\"\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {sub} ip daddr != {sub} masquerade\n  }}\n}}\n",
-        lab = inv.lab,
-        sub = net.subnet
-    );
+    let dir = super::paths::lab_dir(&inv.lab);
+    super::paths::private_dir(&dir)?;
+    if inv.egress_nat {
+        open_forwarding()?;
+        std::fs::write(dir.join("egress"), "nat\n")?;
+    } else {
+        let _ = std::fs::remove_file(dir.join("egress"));
+    }
     // from a file of the lab's own folder, not a pipe: labctl never writes to
     // a pipe whose reader may be gone (SIGPIPE ends labctl quietly)
-    let file = super::paths::lab_dir(&inv.lab).join("nftables.conf");
-    std::fs::write(&file, rules)
+    let file = dir.join("nftables.conf");
+    std::fs::write(&file, rules(inv))
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", file.display()))?;
     run("nft", &["-f", &file.to_string_lossy()]).map_err(|e| {
         anyhow::anyhow!("{e}\n  fix: check that nftables works here (`nft list tables`)")
     })?;
+    std::fs::write(dir.join("gateway"), format!("{}\n", net.gateway))?;
+    super::cache::refresh(&crate::progress::Silent)?;
+    Ok(())
+}
+
+/// Every bridge of the lab: its network and its further private networks.
+fn bridges(inv: &Inventory) -> Vec<String> {
+    let mut v = vec![inv.bridge_name()];
+    for n in inv.extra_networks() {
+        if !v.contains(&n.bridge) {
+            v.push(n.bridge.clone());
+        }
+    }
+    v
+}
+
+/// The lab's nft table (see the module's documentation).
+pub fn rules(inv: &Inventory) -> String {
+    let t = nft_table(&inv.lab);
+    let brs: Vec<String> = bridges(inv).iter().map(|b| format!("\"{b}\"")).collect();
+    let brs = format!("{{ {} }}", brs.join(", "));
+    let (gw, sub) = inv
+        .network
+        .as_ref()
+        .map(|n| (n.gateway.to_string(), n.subnet.to_string()))
+        .unwrap_or_default();
+    let mut gws = vec![gw.clone()];
+    for n in inv.extra_networks() {
+        gws.push(n.gateway.to_string());
+    }
+    let gws = format!("{{ {} }}", gws.join(", "));
+    let fence = if inv.libvirt.as_ref().is_some_and(|l| l.fence) {
+        format!(
+            "    iifname {brs} ip daddr {gws} tcp dport {} accept\n",
+            crate::providers::libvirt::fence::PORT
+        )
+    } else {
+        String::new()
+    };
+    let (egress_fwd, nat) = if inv.egress_nat {
+        (
+            format!(
+                "    oifname {brs} ct state established,related accept\n    iifname \"{br}\" oifname != \"lab-*\" oifname != \"lb*\" accept\n",
+                br = inv.bridge_name()
+            ),
+            format!(
+                "  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    ip saddr {sub} ip daddr != {sub} oifname != \"lab-*\" masquerade\n  }}\n"
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    format!(
+        "table inet {t} {{}}\nflush table inet {t}\n\
+table inet {t} {{\n  comment \"labctl lab {lab}: the lab reaches its own nodes and the host's lab services only{open}\"\n\
+  chain forward {{\n    type filter hook forward priority filter; policy accept;\n\
+    iifname {brs} oifname {brs} accept\n{egress_fwd}\
+    iifname {brs} drop\n    oifname {brs} drop\n  }}\n\
+  chain input {{\n    type filter hook input priority filter; policy accept;\n\
+    iifname {brs} ct state established,related accept\n\
+    iifname {brs} ip daddr {gws} tcp dport {cache} accept\n{fence}\
+    iifname {brs} ip daddr {gws} icmp type {{ echo-request, destination-unreachable, time-exceeded }} accept\n\
+    iifname {brs} drop\n  }}\n{nat}}}\n",
+        lab = inv.lab,
+        open = if inv.egress_nat { "; egress: nat opens it to the Internet" } else { "" },
+        cache = super::cache::PORT,
+    )
+}
+
+/// Where the host's `ip_forward` before the first open lab is kept.
+fn forward_before() -> std::path::PathBuf {
+    super::paths::root().join("ip_forward.before")
+}
+
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Forwarding on for an open lab (`egress: nat`), the value before kept once.
+fn open_forwarding() -> anyhow::Result<()> {
+    let now = std::fs::read_to_string(IP_FORWARD).unwrap_or_default();
+    if !forward_before().exists() {
+        std::fs::create_dir_all(super::paths::root())?;
+        std::fs::write(forward_before(), now.trim())?;
+    }
+    if now.trim() != "1" {
+        std::fs::write(IP_FORWARD, "1")
+            .map_err(|e| anyhow::anyhow!("cannot enable IPv4 forwarding: {e}"))?;
+    }
+    Ok(())
+}
+
+/// When no open lab is left: the host's forwarding as it was before the first.
+fn restore_forwarding() -> anyhow::Result<()> {
+    let open_left = std::fs::read_dir(super::paths::root().join("labs"))
+        .map(|rd| rd.flatten().any(|e| e.path().join("egress").exists()))
+        .unwrap_or(false);
+    if open_left {
+        return Ok(());
+    }
+    if let Ok(before) = std::fs::read_to_string(forward_before()) {
+        let v = if before.trim() == "1" { "1" } else { "0" };
+        std::fs::write(IP_FORWARD, v)
+            .map_err(|e| anyhow::anyhow!("cannot restore IPv4 forwarding to {v}: {e}"))?;
+        std::fs::remove_file(forward_before())?;
+    }
     Ok(())
 }
 
@@ -157,7 +278,9 @@ pub fn attach_extra(inv: &Inventory, node: &str, limit: std::time::Duration) -> 
     Ok(())
 }
 
-/// Remove the bridge and the nft table (absent ones are fine).
+/// Remove the bridge and the nft table (absent ones are fine); the host's
+/// forwarding back as before when no open lab is left; the package cache
+/// re-bound to the labs left, or stopped after the last one.
 pub fn remove(inv: &Inventory) -> anyhow::Result<()> {
     // every further network's bridge labctl names for this lab, also one the
     // Vagrantfile no longer has
@@ -172,8 +295,17 @@ pub fn remove(inv: &Inventory) -> anyhow::Result<()> {
         run("ip", &["link", "del", &br])?;
     }
     if nft_table_exists(&inv.lab) {
+        run("nft", &["delete", "table", "inet", &nft_table(&inv.lab)])?;
+    }
+    // a table of an older labctl (family ip, the masquerade)
+    if run("nft", &["list", "table", "ip", &nft_table(&inv.lab)]).is_ok() {
         run("nft", &["delete", "table", "ip", &nft_table(&inv.lab)])?;
     }
+    let dir = super::paths::lab_dir(&inv.lab);
+    let _ = std::fs::remove_file(dir.join("egress"));
+    let _ = std::fs::remove_file(dir.join("gateway"));
+    restore_forwarding()?;
+    super::cache::refresh(&crate::progress::Silent)?;
     Ok(())
 }
 

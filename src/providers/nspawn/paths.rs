@@ -3,14 +3,16 @@
 //! ```text
 //! /var/lib/labctl/images/<recipe-hash>/        cached base image (never modified)
 //! /var/lib/labctl/layers/<image>-<hash>/       a package layer on it (`preinstall:`)
-//! /var/lib/labctl/apt-archives/                shared pool of downloaded .debs
+//! /var/lib/labctl/apt-cache/                   the host's package cache (see `cache`)
 //! /var/lib/labctl/locks/<lab>.lock             one labctl at a time per lab
 //! /var/lib/labctl/labs/<lab>/owner             the inventory that owns the lab
 //! /var/lib/labctl/labs/<lab>/nodes/<node>/     upper/ work/ merged/ (the node's overlay)
-//!                                              apt/{upper,work,merged} (its apt cache)
 //!                                              console.log, nspawn.pid, init.pid, lower
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/ nodes/<node>/upper (a copy), scenario, info
 //! ```
+//!
+//! `labs/`, each lab's folder and `trash/` hold the nodes' files: mode 0700,
+//! no other user traverses them.
 //!
 //! `LABCTL_ROOT` moves `/var/lib/labctl` elsewhere.
 
@@ -27,9 +29,27 @@ pub fn root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/labctl"))
 }
 
-/// The shared pool of downloaded packages.
-pub fn apt_pool() -> PathBuf {
-    root().join("apt-archives")
+/// Make `dir` (and `labs/` or `trash/` above it) a folder only root
+/// traverses (0700): it holds files a node made. A link is refused.
+pub fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut todo = vec![dir.to_path_buf()];
+    if let Some(parent) = dir.parent() {
+        if parent == root().join("labs") || parent == root().join("trash") {
+            todo.insert(0, parent.to_path_buf());
+        }
+    }
+    for d in todo {
+        std::fs::create_dir_all(&d)?;
+        let m = d.symlink_metadata()?;
+        if m.file_type().is_symlink() || !m.is_dir() {
+            anyhow::bail!("refusing {}: it is not a folder of labctl's", d.display());
+        }
+        if m.permissions().mode() & 0o7777 != 0o700 {
+            std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
 }
 
 /// The lab's folder.
@@ -69,15 +89,6 @@ impl NodePaths {
     }
     pub fn merged(&self) -> PathBuf {
         self.dir.join("merged")
-    }
-    pub fn apt_upper(&self) -> PathBuf {
-        self.dir.join("apt/upper")
-    }
-    pub fn apt_work(&self) -> PathBuf {
-        self.dir.join("apt/work")
-    }
-    pub fn apt_merged(&self) -> PathBuf {
-        self.dir.join("apt/merged")
     }
     pub fn console(&self) -> PathBuf {
         self.dir.join("console.log")

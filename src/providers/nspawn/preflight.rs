@@ -148,12 +148,9 @@ pub fn ownership(inv: &Inventory) -> anyhow::Result<()> {
 
 /// Record that this inventory owns the lab.
 pub fn claim(inv: &Inventory) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let o = owner_file(&inv.lab);
-    let dir = paths::lab_dir(&inv.lab);
-    std::fs::create_dir_all(&dir)?;
-    // node files, consoles and keys of the lab: root's only
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    // node files, consoles and keys of the lab: root's only (and labs/ too)
+    paths::private_dir(&paths::lab_dir(&inv.lab))?;
     std::fs::write(&o, format!("{}\n", canonical_inventory(inv).display()))?;
     crate::project::write_state(
         &inv.state_dir(),

@@ -176,10 +176,6 @@ pub fn start(
         .arg(directory_arg(&np.merged()))
         .arg(format!("--machine={}", np.machine))
         .arg(format!("--setenv={TAG}={}", np.machine))
-        .arg(format!(
-            "--bind={}:/var/cache/apt/archives",
-            np.apt_merged().display()
-        ))
         .arg("--resolv-conf=off")
         .arg("--link-journal=no")
         .arg("--console=read-only")

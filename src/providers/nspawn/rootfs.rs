@@ -1,15 +1,16 @@
 //! A node's file system: an overlay whose lower layer is the cached image
 //! (never modified) and whose upper layer is the node's own, so a halted node
-//! keeps its files; plus a second overlay for `/var/cache/apt/archives` whose
-//! lower layer is the host's shared package pool (each node keeps its own apt
-//! lock and downloads; `destroy` adds the new downloads to the pool).
+//! keeps its files. Nothing a node writes is copied out to the host: its
+//! packages come from the host's cache ([`super::cache`]), through the apt
+//! proxy written here.
 //!
 //! On creation the node gets its hostname, `/etc/hosts` with every node, a
 //! static address on `host0` (`10-host0.network`, sorting before the image's
-//! `80-container-host0.network`), DNS, a machine id, its own ed25519 host key
-//! and the lab user with passwordless sudo and the lab's public key.
+//! `80-container-host0.network`), DNS, the apt proxy (the host's package
+//! cache on the lab gateway), a machine id, its own ed25519 host key and the
+//! lab user with passwordless sudo and the lab's public key.
 
-use super::paths::{self, NodePaths};
+use super::paths::NodePaths;
 use crate::inventory::{Inventory, Node};
 use crate::sh;
 use std::ffi::CString;
@@ -149,9 +150,6 @@ pub fn prepare(
     let np = NodePaths::new(&inv.lab, &node.name);
     let lower = lower_layers(&np, image, layer)?;
     mount_overlay(Path::new(&lower), &np.upper(), &np.work(), &np.merged())?;
-    let pool = paths::apt_pool();
-    std::fs::create_dir_all(pool.join("partial"))?;
-    mount_overlay(&pool, &np.apt_upper(), &np.apt_work(), &np.apt_merged())?;
     if !np.created().exists() {
         configure(inv, node, &np.merged(), lab_pubkey, nameservers).map_err(|e| {
             anyhow::anyhow!(
@@ -301,6 +299,20 @@ pub fn write_identity(
         .map(|n| format!("nameserver {n}\n"))
         .collect();
     write(root, "etc/resolv.conf", &resolv, 0o644)?;
+    // the cache runs on this machine: nspawn nodes and local VMs (a remote
+    // hypervisor's VMs reach the mirror through its libvirt NAT)
+    let local = inv
+        .libvirt
+        .as_ref()
+        .is_none_or(|l| l.uri == "qemu:///system");
+    if let (Some(net), true) = (&inv.network, local) {
+        write(
+            root,
+            "etc/apt/apt.conf.d/95labctl-proxy",
+            &super::cache::node_apt_conf(net.gateway),
+            0o644,
+        )?;
+    }
     let id: u128 = rand::random();
     write(root, "etc/machine-id", &format!("{id:032x}\n"), 0o444)?;
     // No /run/nologin at boot: systemd-tmpfiles makes it and
@@ -368,7 +380,18 @@ mkdir -p /var/lib/systemd/linger && touch "/var/lib/systemd/linger/$u""#,
     Ok(script)
 }
 
-/// The host's DNS servers that a node can use through the NAT (not loopback).
+/// The host's DNS servers that a node of an open lab (`egress: nat`) uses
+/// through the NAT (not loopback). A closed lab's nodes get none: nothing
+/// beyond the lab answers them, and apt needs no name (the proxy resolves).
+pub fn nameservers(inv: &Inventory) -> Vec<String> {
+    if inv.egress_nat {
+        host_nameservers()
+    } else {
+        Vec::new()
+    }
+}
+
+/// The host's DNS servers (not loopback).
 pub fn host_nameservers() -> Vec<String> {
     std::fs::read_to_string("/etc/resolv.conf")
         .unwrap_or_default()
@@ -381,29 +404,4 @@ pub fn host_nameservers() -> Vec<String> {
                 .unwrap_or(false)
         })
         .collect()
-}
-
-/// Copy the packages a node downloaded into the shared pool (new ones only).
-pub fn harvest_debs(np: &NodePaths) -> usize {
-    let pool = paths::apt_pool();
-    let Ok(rd) = std::fs::read_dir(np.apt_upper()) else {
-        return 0;
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let is_deb = name.to_string_lossy().ends_with(".deb");
-        let regular = e.file_type().map(|t| t.is_file()).unwrap_or(false);
-        if !is_deb || !regular || pool.join(&name).exists() {
-            continue;
-        }
-        let tmp = pool.join(format!(".{}.tmp", name.to_string_lossy()));
-        if std::fs::copy(e.path(), &tmp).is_ok() && std::fs::rename(&tmp, pool.join(&name)).is_ok()
-        {
-            n += 1;
-        } else {
-            let _ = std::fs::remove_file(&tmp);
-        }
-    }
-    n
 }

@@ -1,0 +1,374 @@
+//! The host's package cache: one apt-cacher-ng for every lab on this machine,
+//! listening only on the lab gateways (TCP [`PORT`]). A node's apt uses it as
+//! its HTTP proxy (`/etc/apt/apt.conf.d/95labctl-proxy`, written when the node
+//! is made), and so do the image and package-layer builds: a package is
+//! downloaded from the mirror once per host, then served from the cache to
+//! every lab, which then converges with no Internet at all.
+//!
+//! ```text
+//! /var/lib/labctl/apt-cache/etc/acng.conf    its configuration (labctl's)
+//! /var/lib/labctl/apt-cache/cache/           the cache (kept, like the images)
+//! /var/lib/labctl/apt-cache/log/             apt-cacher.log (one line per transfer), apt-cacher.err
+//! /var/lib/labctl/apt-cache/run/             its pid file and socket
+//! /var/lib/labctl/apt-cache/labctl.pid       the PID labctl started
+//! ```
+//!
+//! - It runs as the package's user `apt-cacher-ng`, in the foreground of a
+//!   session of its own (no host systemd needed), started by the first lab
+//!   network that needs it and stopped, by its PID checked against its command
+//!   line, when the last lab network is removed (its cache stays).
+//! - `ForceManaged: 1`: it fetches only from the host's Debian mirror and
+//!   security mirror (its `Remap-` lines), so a node cannot use it to reach
+//!   any other address; no `CONNECT` tunnel (`PassThroughPattern` matches
+//!   nothing); no report page (nothing a node can trigger).
+//! - The set of lab gateways is read from the labs' folders (`gateway`, kept
+//!   by [`super::network::ensure`]) and the addresses this host holds; when it
+//!   changes, the daemon is restarted on the new set (a fraction of a second;
+//!   nodes' apt retries).
+
+use super::paths;
+use crate::progress::Progress;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// apt-cacher-ng's port on each lab gateway.
+pub const PORT: u16 = 3142;
+/// The daemon's binary (Debian package apt-cacher-ng).
+const BIN: &str = "/usr/sbin/apt-cacher-ng";
+/// The system user it runs as (made by the package).
+const USER: &str = "apt-cacher-ng";
+/// How long it may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The cache's folder.
+pub fn dir() -> PathBuf {
+    paths::root().join("apt-cache")
+}
+fn conf_dir() -> PathBuf {
+    dir().join("etc")
+}
+/// The transfer log (`time|O|size|client|path` sent to a node, `…|I|…` fetched from the mirror).
+pub fn log_file() -> PathBuf {
+    dir().join("log/apt-cacher.log")
+}
+fn pid_file() -> PathBuf {
+    dir().join("labctl.pid")
+}
+
+/// The URL a node of a lab with gateway `gw` uses as its apt proxy.
+pub fn proxy_url(gw: Ipv4Addr) -> String {
+    format!("http://{gw}:{PORT}/")
+}
+
+/// The apt configuration of a node of a lab with gateway `gw`: packages
+/// through the host's cache, retried across a restart of it.
+pub fn node_apt_conf(gw: Ipv4Addr) -> String {
+    format!(
+        "// labctl: packages come from the host's cache on the lab gateway (apt-cacher-ng)\nAcquire::http::Proxy \"{}\";\nAcquire::https::Proxy \"DIRECT\";\nAcquire::Retries \"3\";\n",
+        proxy_url(gw)
+    )
+}
+
+/// `host/path` of a mirror URL (`http://deb.debian.org/debian` ->
+/// `deb.debian.org/debian`), as a `Remap-` line matches requests.
+fn prefix_of(url: &str) -> String {
+    url.split_once("://")
+        .map(|(_, r)| r)
+        .unwrap_or(url)
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The configuration for listening on `gateways`.
+pub fn conf_text(gateways: &[Ipv4Addr], recipe: &super::image::Recipe) -> String {
+    let d = dir();
+    let binds: Vec<String> = gateways.iter().map(|g| g.to_string()).collect();
+    let mut s = format!(
+        "# Managed by labctl: the package cache of the labs on this machine\n\
+CacheDir: {cache}\nLogDir: {log}\nSupportDir: /usr/lib/apt-cacher-ng\n\
+Port: {PORT}\nBindAddress: {binds}\nPidFile: {run}/pid\nSocketPath: {run}/socket\n\
+ForeGround: 1\nForceManaged: 1\nPassThroughPattern: ^$\nExThreshold: 4\n\
+VerboseLog: 1\nUnbufferLogs: 1\nDirPerms: 00750\nFilePerms: 00640\n\
+Remap-debrep: {mprefix} ; {mirror}\n",
+        cache = d.join("cache").display(),
+        log = d.join("log").display(),
+        run = d.join("run").display(),
+        binds = binds.join(" "),
+        mprefix = prefix_of(&recipe.mirror),
+        mirror = recipe.mirror.trim_end_matches('/'),
+    );
+    if let Some(sec) = &recipe.security {
+        s.push_str(&format!(
+            "Remap-secdeb: {} ; {}\n",
+            prefix_of(sec),
+            sec.trim_end_matches('/')
+        ));
+    }
+    if let Some(up) = super::image::host_http_proxy(recipe) {
+        s.push_str(&format!("Proxy: {up}\n"));
+    }
+    s
+}
+
+/// The gateways of every lab network on this host: each lab's recorded
+/// `gateway`, when a bridge of this host holds it.
+fn lab_gateways() -> Vec<Ipv4Addr> {
+    let held: Vec<Ipv4Addr> = crate::lab::local_addrs()
+        .map(|v| v.into_iter().map(|a| a.addr).collect())
+        .unwrap_or_default();
+    let mut out: Vec<Ipv4Addr> = std::fs::read_dir(paths::root().join("labs"))
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("gateway")).ok())
+                .filter_map(|t| t.trim().parse().ok())
+                .filter(|g| held.contains(g))
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The PID of the cache daemon labctl started, if it still runs (checked
+/// against its command line: a reused PID is not it).
+pub fn running() -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pid_file())
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+    let conf = conf_dir().display().to_string();
+    (cmd.contains("apt-cacher-ng") && cmd.contains(&conf)).then_some(pid)
+}
+
+/// Whether something listens on `addr:port` (TCP, this network namespace).
+fn listening(addr: Ipv4Addr, port: u16) -> bool {
+    let want = format!("{:08X}:{:04X}", u32::from(addr).swap_bytes(), port);
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|t| {
+            t.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1] == want && f[3] == "0A"
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// Start, restart or stop the daemon so it listens on exactly the gateways
+/// of the labs on this host (none: stopped, the cache kept). Says what it did.
+pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
+    let _lock = paths::lock_file(
+        &paths::root().join("locks/apt-cache.lock"),
+        "the package cache",
+        p,
+    )?;
+    let gateways = lab_gateways();
+    let found = running();
+    if gateways.is_empty() {
+        if let Some(pid) = found {
+            stop_pid(pid);
+            p.line(&format!(
+                "package cache: apt-cacher-ng stopped (no lab left; its cache in {} is kept)",
+                dir().join("cache").display()
+            ));
+        }
+        let _ = std::fs::remove_file(pid_file());
+        return Ok(());
+    }
+    let recipe = super::image::Recipe::from_host();
+    let conf = conf_text(&gateways, &recipe);
+    let conf_path = conf_dir().join("acng.conf");
+    let same = std::fs::read_to_string(&conf_path).is_ok_and(|c| c == conf);
+    if same && found.is_some() && gateways.iter().all(|g| listening(*g, PORT)) {
+        return Ok(());
+    }
+    if let Some(pid) = found {
+        stop_pid(pid);
+    }
+    prepare_dirs()?;
+    std::fs::write(&conf_path, conf)?;
+    start(&gateways)?;
+    p.line(&format!(
+        "package cache: apt-cacher-ng on {} (port {PORT}), cache in {}",
+        gateways
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+        dir().join("cache").display()
+    ));
+    Ok(())
+}
+
+/// The uid and gid of the daemon's user.
+fn user_ids() -> anyhow::Result<(u32, u32)> {
+    let name = std::ffi::CString::new(USER)?;
+    // SAFETY: getpwnam with a valid C string; the record is copied out at once.
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return Err(crate::error::user(format!(
+            "the package cache needs apt-cacher-ng, and its user `{USER}` does not exist on this machine\n  fix: `apt-get install apt-cacher-ng` (scripts/install-host-deps does)"
+        )));
+    }
+    // SAFETY: pw is non-null and points to a passwd record.
+    Ok(unsafe { ((*pw).pw_uid, (*pw).pw_gid) })
+}
+
+/// Its folders: configuration root's, cache, log and run the daemon's own;
+/// none readable by other users.
+fn prepare_dirs() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !Path::new(BIN).exists() {
+        return Err(crate::error::user(format!(
+            "the package cache needs {BIN}, which is not installed\n  fix: `apt-get install apt-cacher-ng` (scripts/install-host-deps does)"
+        )));
+    }
+    let (uid, gid) = user_ids()?;
+    let d = dir();
+    for sub in ["etc", "cache", "log", "run"] {
+        let p = d.join(sub);
+        std::fs::create_dir_all(&p)?;
+        if p.symlink_metadata()?.file_type().is_symlink() {
+            anyhow::bail!("refusing {}: it is a link", p.display());
+        }
+        if sub == "etc" {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        } else {
+            std::os::unix::fs::chown(&p, Some(uid), Some(gid))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o750))?;
+        }
+    }
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
+    let (uid, gid) = user_ids()?;
+    let out = dir().join("log/daemon.out");
+    let log = std::fs::File::create(&out)?;
+    let mut cmd = Command::new(BIN);
+    cmd.arg("-c")
+        .arg(conf_dir())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    {
+        use std::os::unix::process::CommandExt;
+        // (std drops the supplementary groups when it sets the uid)
+        cmd.uid(uid).gid(gid);
+        // SAFETY: setsid(2) and close_range in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::setsid();
+                super::process::no_inherited_fds();
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start apt-cacher-ng: {e}"))?;
+    std::fs::write(pid_file(), child.id().to_string())?;
+    // reap it when it ends while labctl still runs (a later labctl stops it by PID)
+    let t = Instant::now();
+    while !gateways.iter().all(|g| listening(*g, PORT)) {
+        if let Ok(Some(st)) = child.try_wait() {
+            let _ = std::fs::remove_file(pid_file());
+            let text = std::fs::read_to_string(&out).unwrap_or_default()
+                + &std::fs::read_to_string(dir().join("log/apt-cacher.err")).unwrap_or_default();
+            anyhow::bail!(
+                "apt-cacher-ng ended ({st}) before it listened on the lab gateways; last lines:\n{}\n  fix: check that nothing else listens on port {PORT} of these addresses",
+                crate::text::last_lines(&text, 10)
+            );
+        }
+        if t.elapsed() > START_TIMEOUT {
+            stop_pid(child.id() as i32);
+            let _ = std::fs::remove_file(pid_file());
+            anyhow::bail!(
+                "apt-cacher-ng did not listen on port {PORT} of {:?} within {} s (see {})",
+                gateways,
+                START_TIMEOUT.as_secs(),
+                out.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::spawn(move || {
+        let _ = child.wait();
+    });
+    Ok(())
+}
+
+fn stop_pid(pid: i32) {
+    // SAFETY: kill(2) on the PID of the apt-cacher-ng labctl started (checked
+    // against its command line by the caller).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let t = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && !is_zombie(pid) {
+        if t.elapsed() > Duration::from_secs(5) {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+/// Transfers in the log since byte `from`: (fetched from the mirror, sent to nodes), in bytes.
+pub fn transfers_since(from: u64) -> (u64, u64) {
+    let text = std::fs::read(log_file()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
+    let (mut fetched, mut served) = (0, 0);
+    for l in text.lines() {
+        let f: Vec<&str> = l.split('|').collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let n: u64 = f[2].parse().unwrap_or(0);
+        match f[1] {
+            "I" => fetched += n,
+            "O" => served += n,
+            _ => {}
+        }
+    }
+    (fetched, served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remaps_the_mirror_and_binds_gateways() {
+        let r = super::super::image::Recipe {
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            security: Some("http://deb.debian.org/debian-security".into()),
+            updates: true,
+            apt_conf: vec![],
+        };
+        let t = conf_text(
+            &[Ipv4Addr::new(10, 1, 74, 1), Ipv4Addr::new(10, 1, 75, 1)],
+            &r,
+        );
+        assert!(t.contains("BindAddress: 10.1.74.1 10.1.75.1\n"), "{t}");
+        assert!(t.contains("Remap-debrep: deb.debian.org/debian ; http://deb.debian.org/debian\n"));
+        assert!(t.contains("Remap-secdeb: deb.debian.org/debian-security ; http://deb.debian.org/debian-security\n"));
+        assert!(t.contains("ForceManaged: 1\n"));
+        assert!(!t.contains("ReportPage"));
+    }
+}
