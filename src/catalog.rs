@@ -97,16 +97,21 @@ pub fn scenarios(project: &Path) -> Vec<Entry> {
     out
 }
 
-/// Every package the project's scenarios install (`package` tasks and
+/// Every package the project's scenarios that this lab can run (their `requires:`) install (`package` tasks and
 /// handlers with `state: present`, names without a template), sorted: the
 /// package layer of a lab whose inventory names no `preinstall:`. A file that
 /// does not load adds nothing (`configure` reports it when it is used).
-pub fn packages(project: &Path) -> Vec<String> {
+pub fn packages(inv: &crate::inventory::Inventory) -> Vec<String> {
+    let project = &inv.dir;
     let mut out: Vec<String> = Vec::new();
     for e in scenarios(project) {
         let Ok(s) = Scenario::load(&project.join(&e.path), project) else {
             continue;
         };
+        // not those of a scenario this lab cannot run (06-08 on containers)
+        if s.check_lab(inv).is_err() {
+            continue;
+        }
         for play in &s.plays {
             for t in play.tasks.iter().chain(play.handlers.values()) {
                 let crate::ops::OpArgs::Package(a) = &t.op else {

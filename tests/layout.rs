@@ -179,10 +179,16 @@ fn readme_rows(heading: &str) -> Vec<String> {
 fn every_registered_operation_and_check_is_in_the_readme() {
     let ops = readme_rows("Operations (each reads the node's state first");
     for op in labctl::ops::OpArgs::NAMES {
-        assert!(ops.iter().any(|r| r == op), "README's operations table lacks `{op}`");
+        assert!(
+            ops.iter().any(|r| r == op),
+            "README's operations table lacks `{op}`"
+        );
     }
     let checks = readme_rows("### Checks (`verify:`)");
     for c in labctl::checks::CheckKind::NAMES {
-        assert!(checks.iter().any(|r| r == c), "README's checks table lacks `{c}`");
+        assert!(
+            checks.iter().any(|r| r == c),
+            "README's checks table lacks `{c}`"
+        );
     }
 }

@@ -185,7 +185,7 @@ pub fn load_inventory(g: &Global) -> anyhow::Result<crate::inventory::Inventory>
 /// package layer (built once, cached), so a first `configure` only configures.
 pub fn with_scenario_packages(mut inv: crate::inventory::Inventory) -> crate::inventory::Inventory {
     if !inv.preinstall_given && inv.provider == crate::inventory::ProviderKind::Nspawn {
-        inv.preinstall = crate::catalog::packages(&inv.dir);
+        inv.preinstall = crate::catalog::packages(&inv);
     }
     inv
 }
