@@ -51,9 +51,9 @@ pub fn run(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
                 (None, None) => "failed".to_string(),
             };
             println!("== {} ({status}, {} ms)", r.node, r.ms);
-            print!("{}", with_newline(&r.stdout));
+            print!("{}", crate::text::printable(&with_newline(&r.stdout)));
             if !r.stderr.is_empty() {
-                eprint!("{}", with_newline(&r.stderr));
+                eprint!("{}", crate::text::printable(&with_newline(&r.stderr)));
             }
         }
         let failed: Vec<&str> = results
