@@ -491,13 +491,17 @@ pub fn valid_lab_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Names no lab may have: they are labctl's own objects (`images`: the
+/// libvirt pool `labctl-images` and its folder, shared by every lab).
+pub const RESERVED_LAB_NAMES: &[&str] = &["images"];
+
 /// The lab name of a Vagrant project in `folder`: the folder's name when it
 /// is a usable lab name; else its letters and digits (lower case, `-` between
 /// words, a `v` first when it starts with a digit), shortened with four hex
 /// digits of the folder name's hash when too long, so two course folders
 /// (`03-HA-IPFailover`, `04-HA-IPFailover-Apache2`) get different names.
 pub fn lab_name_of_folder(folder: &str) -> String {
-    if valid_lab_name(folder) {
+    if valid_lab_name(folder) && !RESERVED_LAB_NAMES.contains(&folder) {
         return folder.to_string();
     }
     let mut s = String::new();
@@ -514,7 +518,7 @@ pub fn lab_name_of_folder(folder: &str) -> String {
     } else {
         format!("v{s}")
     };
-    if valid_lab_name(&s) {
+    if valid_lab_name(&s) && !RESERVED_LAB_NAMES.contains(&s.as_str()) {
         return s;
     }
     use sha2::Digest;
@@ -568,6 +572,11 @@ pub fn subnet_problem(subnet: &Subnet, nodes: usize) -> Option<String> {
     if !private {
         return Some(format!(
             "{subnet} is not a private range: a lab subnet lies inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (labctl routes it to the lab bridge for the whole machine)"
+        ));
+    }
+    if subnet.prefix < 16 {
+        return Some(format!(
+            "{subnet} is wider than /16: labctl routes the whole subnet to the lab bridge, and one that wide would cover networks this machine reaches elsewhere (a VPN, a LAN); a lab needs no more than a /16"
         ));
     }
     if subnet.prefix > 30 {
@@ -780,6 +789,14 @@ impl Inventory {
             user_bail!(
                 "{}: lab name `{}` is not usable: it names the bridge and the nft table\n  fix: use 1 to 11 characters a-z, 0-9 and `-`, starting with a letter (e.g. `lab: ha`)",
                 yaml::at(&text_path, &file.lab.referenced),
+                file.lab.value
+            );
+        }
+        if RESERVED_LAB_NAMES.contains(&file.lab.value.as_str()) {
+            user_bail!(
+                "{}: lab name `{}` is reserved: labctl's shared image pool (`labctl-images`) has that name, and the lab's objects would be the pool's\n  fix: choose another lab name (e.g. `lab: {}1`)",
+                yaml::at(&text_path, &file.lab.referenced),
+                file.lab.value,
                 file.lab.value
             );
         }

@@ -127,7 +127,7 @@ fn config_value(what: &str, s: &str) -> anyhow::Result<String> {
         .any(|c| c.is_control() || c == '"' || c == '\\' || c == '\'')
     {
         user_bail!(
-            "{what} `{}` holds a quote, a backslash or a control character, which an OpenSSH config file cannot hold safely\n  fix: move the project to a folder whose path has none (letters, digits, spaces, `-`, `_`, `.` and `/` are safe)",
+            "{what} `{}` holds a quote, a backslash or a control character, which an OpenSSH config file cannot hold safely\n  fix: rename the file or move the project so the path has none (letters, digits, spaces, `-`, `_`, `.` and `/` are safe)",
             crate::text::one_line(s)
         );
     }
