@@ -923,7 +923,13 @@ impl Inventory {
             key_given: file.ssh.key.is_some(),
             known_hosts,
             port: file.ssh.port.unwrap_or(22),
-            connect_timeout_secs: file.ssh.connect_timeout.unwrap_or(5).max(1),
+            connect_timeout_secs: match file.ssh.connect_timeout.unwrap_or(5) {
+                t @ 1..=600 => t,
+                t => user_bail!(
+                    "{}: ssh.connect_timeout {t} is out of range\n  fix: give 1 to 600 seconds (default 5)",
+                    text_path.display()
+                ),
+            },
         };
 
         if file.nodes.is_empty() {

@@ -26,7 +26,8 @@ pub struct ExecArgs {
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
     /// Stop the command (and all it started) on a node after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = crate::transport::TASK_LIMIT.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = crate::transport::TASK_LIMIT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
     /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
