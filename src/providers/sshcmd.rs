@@ -120,7 +120,7 @@ pub fn explain_ssh_error(inv: &Inventory, err: &str) -> String {
 /// A value for an OpenSSH config file: refused (exit 2) when it holds a
 /// control character (a newline would start a line of its own, e.g. a
 /// `ProxyCommand`), a quote or a backslash (the config's own quoting); `%`
-/// doubled (ssh expands `%h`, `%d`… in these values); always double-quoted.
+/// doubled (ssh expands `%h`, `%d`… in these values); double-quoted unless plain.
 /// `what` names the value for the message.
 fn config_value(what: &str, s: &str) -> anyhow::Result<String> {
     if s.chars()
@@ -131,7 +131,11 @@ fn config_value(what: &str, s: &str) -> anyhow::Result<String> {
             crate::text::one_line(s)
         );
     }
-    Ok(format!("\"{}\"", s.replace('%', "%%")))
+    let v = s.replace('%', "%%");
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./@:+,%".contains(c));
+    Ok(if plain { v } else { format!("\"{v}\"") })
 }
 
 /// A path for an OpenSSH config file ([`config_value`]).
@@ -183,7 +187,7 @@ pub fn config_text(inv: &Inventory) -> anyhow::Result<String> {
         let host = config_value("the node name", &n.name)?;
         s.push_str(&format!(
             "\nHost {}\n  HostName {}\n  Port {}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  PasswordAuthentication no\n",
-            host.trim_matches('"'),
+            host,
             n.address,
             n.port,
         ));
@@ -227,11 +231,11 @@ mod tests {
         let (d, i) = inv(INV);
         let c = config_text(&i).unwrap();
         assert_eq!(c.matches("\nHost ").count(), 2);
-        assert!(c.contains("Host dns\n  HostName 10.1.2.103\n  Port 2222\n  User \"vagrant\"\n"));
+        assert!(c.contains("Host dns\n  HostName 10.1.2.103\n  Port 2222\n  User vagrant\n"));
         assert_eq!(c.matches("StrictHostKeyChecking yes").count(), 2);
         assert_eq!(c.matches("IdentitiesOnly yes").count(), 2);
         let kh = d.path().join(".labctl/known_hosts");
-        assert!(c.contains(&format!("UserKnownHostsFile \"{}\"", kh.display())));
+        assert!(c.contains(&format!("UserKnownHostsFile {}", kh.display())));
     }
 
     #[test]
