@@ -509,13 +509,17 @@ pub fn valid_lab_name(s: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
 }
 
+/// Names no lab may have: they are labctl's own objects (`images`: the
+/// libvirt pool `labctl-images` and its folder, shared by every lab).
+pub const RESERVED_LAB_NAMES: &[&str] = &["images"];
+
 /// The lab name of a Vagrant project in `folder`: the folder's name when it
 /// is a usable lab name; else its letters and digits (lower case, `-` between
 /// words, a `v` first when it starts with a digit), shortened with four hex
 /// digits of the folder name's hash when too long, so two course folders
 /// (`03-HA-IPFailover`, `04-HA-IPFailover-Apache2`) get different names.
 pub fn lab_name_of_folder(folder: &str) -> String {
-    if valid_lab_name(folder) {
+    if valid_lab_name(folder) && !RESERVED_LAB_NAMES.contains(&folder) {
         return folder.to_string();
     }
     let mut s = String::new();
@@ -532,7 +536,7 @@ pub fn lab_name_of_folder(folder: &str) -> String {
     } else {
         format!("v{s}")
     };
-    if valid_lab_name(&s) {
+    if valid_lab_name(&s) && !RESERVED_LAB_NAMES.contains(&s.as_str()) {
         return s;
     }
     use sha2::Digest;
@@ -586,6 +590,11 @@ pub fn subnet_problem(subnet: &Subnet, nodes: usize) -> Option<String> {
     if !private {
         return Some(format!(
             "{subnet} is not a private range: a lab subnet lies inside 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 (labctl routes it to the lab bridge for the whole machine)"
+        ));
+    }
+    if subnet.prefix < 16 {
+        return Some(format!(
+            "{subnet} is wider than /16: labctl routes the whole subnet to the lab bridge, and one that wide would cover networks this machine reaches elsewhere (a VPN, a LAN); a lab needs no more than a /16"
         ));
     }
     if subnet.prefix > 30 {
@@ -801,6 +810,14 @@ impl Inventory {
                 file.lab.value
             );
         }
+        if RESERVED_LAB_NAMES.contains(&file.lab.value.as_str()) {
+            user_bail!(
+                "{}: lab name `{}` is reserved: labctl's shared image pool (`labctl-images`) has that name, and the lab's objects would be the pool's\n  fix: choose another lab name (e.g. `lab: {}1`)",
+                yaml::at(&text_path, &file.lab.referenced),
+                file.lab.value,
+                file.lab.value
+            );
+        }
 
         let network = match &file.network {
             None => None,
@@ -924,7 +941,13 @@ impl Inventory {
             key_given: file.ssh.key.is_some(),
             known_hosts,
             port: file.ssh.port.unwrap_or(22),
-            connect_timeout_secs: file.ssh.connect_timeout.unwrap_or(5).max(1),
+            connect_timeout_secs: match file.ssh.connect_timeout.unwrap_or(5) {
+                t @ 1..=600 => t,
+                t => user_bail!(
+                    "{}: ssh.connect_timeout {t} is out of range\n  fix: give 1 to 600 seconds (default 5)",
+                    text_path.display()
+                ),
+            },
         };
 
         if file.nodes.is_empty() {

@@ -162,10 +162,11 @@ impl Jump {
         let mut words = vec!["ssh".to_string()];
         let args = self.args();
         let (host, opts) = args.split_last().expect("the host is always there");
-        words.extend(opts.iter().map(|a| word(a)));
+        // ssh expands `%` tokens in a ProxyCommand: the hop's own words keep theirs
+        words.extend(opts.iter().map(|a| word(a).replace('%', "%%")));
         words.push("-W".into());
         words.push("'[%h]:%p'".into());
-        words.push(word(host));
+        words.push(word(host).replace('%', "%%"));
         words.join(" ")
     }
 

@@ -55,6 +55,58 @@ pub fn local_addrs() -> anyhow::Result<Vec<LocalAddr>> {
     Ok(parse_ip_addr(&String::from_utf8_lossy(&out.stdout)))
 }
 
+/// One IPv4 route of this machine (not the default one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub iface: String,
+    pub subnet: Subnet,
+}
+
+/// The IPv4 routes of this machine but the default one, from the kernel's own
+/// table (`/proc/net/route`: no tool output, no locale).
+pub fn routes() -> Vec<Route> {
+    std::fs::read_to_string("/proc/net/route")
+        .map(|t| parse_proc_route(&t))
+        .unwrap_or_default()
+}
+
+/// Parse `/proc/net/route` (addresses in hex, in the kernel's byte order).
+pub fn parse_proc_route(text: &str) -> Vec<Route> {
+    let ip = |h: &str| {
+        u32::from_str_radix(h, 16)
+            .ok()
+            .map(|v| Ipv4Addr::from(v.swap_bytes()))
+    };
+    text.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (iface, dest, mask) = (f.first()?, ip(f.get(1)?)?, ip(f.get(7)?)?);
+            let prefix = u32::from(mask).leading_ones() as u8;
+            (prefix > 0).then(|| Route {
+                iface: iface.to_string(),
+                subnet: Subnet {
+                    network: dest,
+                    prefix,
+                },
+            })
+        })
+        .collect()
+}
+
+/// The first of `routes` that overlaps `subnet` (either holds the other),
+/// leaving out the routes of the lab's own interfaces `own`.
+pub fn overlapping_route<'a>(
+    subnet: &Subnet,
+    routes: &'a [Route],
+    own: &[&str],
+) -> Option<&'a Route> {
+    routes.iter().find(|r| {
+        !own.contains(&r.iface.as_str())
+            && (subnet.contains(r.subnet.network) || r.subnet.contains(subnet.network))
+    })
+}
+
 /// Whether the lab's bridge exists and holds the gateway address.
 pub fn bridge_holds_gateway(inv: &Inventory) -> anyhow::Result<bool> {
     let Some(net) = &inv.network else {
@@ -129,6 +181,48 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lab_subnet_overlapping_a_route_is_found() {
+        // default via eth0, a VPN's 10.0.0.0/8 on tun0, the lab's own bridge
+        let table =
+            "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+tun0\t0000000A\t00000000\t0001\t0\t0\t0\t000000FF\t0\t0\t0\n\
+lab-ha\t0001010A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+        let routes = parse_proc_route(table);
+        assert_eq!(routes.len(), 2, "the default route is left out: {routes:?}");
+        assert_eq!(routes[0].iface, "tun0");
+        assert_eq!(routes[0].subnet.to_string(), "10.0.0.0/8");
+        assert_eq!(routes[1].subnet.to_string(), "10.1.1.0/24");
+        let lab = Subnet {
+            network: "10.1.1.0".parse().unwrap(),
+            prefix: 24,
+        };
+        let hit = overlapping_route(&lab, &routes, &["lab-ha"]).unwrap();
+        assert_eq!(hit.iface, "tun0", "the VPN route is shadowed by the lab");
+        let other = Subnet {
+            network: "192.168.7.0".parse().unwrap(),
+            prefix: 24,
+        };
+        assert!(overlapping_route(&other, &routes, &["lab-ha"]).is_none());
+        // a route inside the lab subnet counts too
+        let wide = Subnet {
+            network: "10.1.0.0".parse().unwrap(),
+            prefix: 16,
+        };
+        let only = parse_proc_route(&table.replace("tun0", "lab-x").replace("lab-ha", "eth9"));
+        assert_eq!(
+            overlapping_route(&wide, &only, &["lab-x"]).unwrap().iface,
+            "eth9"
+        );
+        // the live table parses
+        let _ = routes_now();
+    }
+
+    fn routes_now() -> Vec<Route> {
+        routes()
+    }
 
     #[test]
     fn parses_ip_output() {

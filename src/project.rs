@@ -217,6 +217,36 @@ pub fn read_state(state: &Path, path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(v)
 }
 
+/// Make the folder `dir` inside the state folder `state` one part at a time
+/// (mode 0700), checking each part that exists before going into it: a link
+/// or a file on the way is refused before anything is made, so no folder is
+/// ever made through a link.
+pub fn make_state_dirs(state: &Path, dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let (state, dir) = (normalize(state), normalize(dir));
+    let Ok(rest) = dir.strip_prefix(&state) else {
+        anyhow::bail!(
+            "refusing to make {}: outside labctl's state folder {}",
+            dir.display(),
+            state.display()
+        );
+    };
+    check_state_dir(&state)?;
+    let mut p = state.clone();
+    for c in rest.components() {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => check_state_dir(&p)?,
+            Err(_) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&p)
+                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
+        }
+    }
+    Ok(())
+}
+
 /// Write a file of the state folder `state` atomically (a new temporary file,
 /// then a rename over the old one, which replaces a link instead of following
 /// it), with `mode`. Refuses a path labctl does not own.
@@ -225,9 +255,7 @@ pub fn write_state(state: &Path, path: &Path, bytes: &[u8], mode: u32) -> anyhow
     use std::os::unix::fs::OpenOptionsExt;
     ensure_state_dir(state)?;
     if let Some(d) = path.parent() {
-        if d != state {
-            std::fs::create_dir_all(d)?;
-        }
+        make_state_dirs(state, d)?;
     }
     if !owned(state, path) {
         anyhow::bail!(
@@ -250,6 +278,86 @@ pub fn write_state(state: &Path, path: &Path, bytes: &[u8], mode: u32) -> anyhow
     std::fs::rename(&tmp, path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(())
+}
+
+/// The project's record of the scenario `configure` applied last
+/// (`.labctl/last-scenario`), which `verify` and `dashboard` use when no
+/// scenario is named. [`last_scenario`] and [`remember_scenario`] are the only
+/// readers and writers.
+pub const LAST_SCENARIO: &str = "last-scenario";
+
+/// Whether `path` (absolute) lies inside `project`, lexically and after
+/// following every link.
+fn inside(project: &Path, path: &Path) -> bool {
+    normalize(path).starts_with(normalize(project))
+        && real_path(path).starts_with(real_path(project))
+}
+
+/// The scenario recorded as applied last in the project `project` (state folder
+/// `state`): `None` when none is recorded. A record that is not labctl's own
+/// file (a link), that holds control characters, or that names a file outside
+/// the project is refused (exit 2) without reading or showing that file.
+pub fn last_scenario(state: &Path, project: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let f = state.join(LAST_SCENARIO);
+    if std::fs::symlink_metadata(&f).is_err() {
+        return Ok(None);
+    }
+    let refuse = |why: &str| {
+        user(format!(
+            "{} {why}; labctl loads only the project's own files by itself\n  fix: name the scenario (e.g. `labctl verify scenario.yaml`), or remove {} and run `labctl configure SCENARIO` again",
+            f.display(),
+            f.display()
+        ))
+    };
+    let bytes = read_state(state, &f).map_err(|_| refuse("is not labctl's own file (a link?)"))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Err(refuse("is not text"));
+    };
+    let rec = text.trim_end_matches('\n');
+    if rec.trim().is_empty() {
+        return Ok(None);
+    }
+    if has_control(rec) {
+        return Err(refuse("holds a control character"));
+    }
+    let path = project.join(rec);
+    if !inside(project, &path) {
+        return Err(refuse(&format!(
+            "names a file outside the project {}",
+            project.display()
+        )));
+    }
+    Ok(Some(normalize(&path)))
+}
+
+/// Record `scenario` as the one applied last (relative to the project, so the
+/// project may move). A scenario outside the project, or `None`, removes the
+/// record: `verify` then asks for the scenario by name.
+pub fn remember_scenario(
+    state: &Path,
+    project: &Path,
+    scenario: Option<&Path>,
+) -> anyhow::Result<()> {
+    let f = state.join(LAST_SCENARIO);
+    let rel = scenario
+        .map(normalize)
+        .filter(|p| inside(project, p))
+        .and_then(|p| {
+            p.strip_prefix(normalize(project))
+                .ok()
+                .map(Path::to_path_buf)
+        })
+        .and_then(|r| r.to_str().map(str::to_string))
+        .filter(|r| !has_control(r) && !r.is_empty());
+    match rel {
+        Some(r) => write_state(state, &f, format!("{r}\n").as_bytes(), 0o600),
+        None => {
+            if owned(state, &f) && std::fs::symlink_metadata(&f).is_ok() {
+                std::fs::remove_file(&f)?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Open `path` without following a link in its last part (`O_NOFOLLOW`).
@@ -328,6 +436,66 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         write_state(&s, &s.join("kh"), b"pin", 0o600).unwrap();
         assert_eq!(read_state(&s, &s.join("kh")).unwrap(), b"pin");
+    }
+
+    #[test]
+    fn state_folders_are_never_made_through_a_link() {
+        // `.vagrant/machines` as a link: nothing is made where it points
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join(".vagrant");
+        let elsewhere = d.path().join("elsewhere");
+        std::fs::create_dir_all(&s).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, s.join("machines")).unwrap();
+        let key = s.join("machines/n1/libvirt/private_key");
+        let e = write_state(&s, &key, b"k", 0o600).unwrap_err();
+        assert!(e.to_string().contains("is a symlink"), "{e}");
+        assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+        // a real folder is made, part by part
+        std::fs::remove_file(s.join("machines")).unwrap();
+        write_state(&s, &key, b"k", 0o600).unwrap();
+        assert_eq!(std::fs::read(&key).unwrap(), b"k");
+    }
+
+    #[test]
+    fn the_last_scenario_is_the_projects_own() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("proj");
+        let s = p.join(".labctl");
+        std::fs::create_dir_all(p.join("scenarios")).unwrap();
+        assert_eq!(last_scenario(&s, &p).unwrap(), None);
+        let sc = p.join("scenarios/a.yaml");
+        remember_scenario(&s, &p, Some(&sc)).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(s.join(LAST_SCENARIO)).unwrap(),
+            "scenarios/a.yaml\n"
+        );
+        assert_eq!(last_scenario(&s, &p).unwrap(), Some(sc.clone()));
+        // a record naming a file outside: refused, the file neither read nor named
+        for rec in [
+            "/etc/shadow",
+            "../../../etc/shadow",
+            "scenarios/\u{1b}[2J.yaml",
+        ] {
+            std::fs::write(s.join(LAST_SCENARIO), rec).unwrap();
+            let e = last_scenario(&s, &p).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2);
+            assert!(!e.to_string().contains("root:"), "{e}");
+            assert!(e.to_string().contains("fix:"), "{e}");
+        }
+        // inside, but through a link out of the project
+        std::os::unix::fs::symlink("/etc", p.join("scenarios/etc")).unwrap();
+        std::fs::write(s.join(LAST_SCENARIO), "scenarios/etc/passwd").unwrap();
+        assert!(last_scenario(&s, &p).is_err());
+        // the record itself a link
+        std::fs::remove_file(s.join(LAST_SCENARIO)).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", s.join(LAST_SCENARIO)).unwrap();
+        assert!(last_scenario(&s, &p).is_err());
+        std::fs::remove_file(s.join(LAST_SCENARIO)).unwrap();
+        // a scenario outside the project is not recorded; the old record goes
+        remember_scenario(&s, &p, Some(&sc)).unwrap();
+        remember_scenario(&s, &p, Some(&d.path().join("other.yaml"))).unwrap();
+        assert_eq!(last_scenario(&s, &p).unwrap(), None);
     }
 
     #[test]

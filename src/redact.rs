@@ -57,12 +57,15 @@ pub fn remember(r: &Redactor) {
     }
 }
 
-/// `text` with every secret remembered so far masked.
+/// `text` with every secret remembered so far masked, and made printable
+/// ([`crate::text::printable`]: no escape sequence from a file or a node
+/// reaches the terminal).
 pub fn mask(text: &str) -> String {
-    match KNOWN.lock() {
+    let masked = match KNOWN.lock() {
         Ok(k) => k.redact(text),
         Err(_) => text.to_string(),
-    }
+    };
+    crate::text::printable(&masked).into_owned()
 }
 
 /// Add to `r` the values of the variables named `names` in `vars`.

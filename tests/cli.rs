@@ -318,3 +318,43 @@ fn ssh_runs_a_command_given_without_double_dash() {
     let o = p.labctl(&["ssh", "n1", "--", "exit", "3"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
 }
+
+#[test]
+fn endless_remote_output_is_capped_to_its_tail_and_echoed_without_escapes() {
+    let p = project(1);
+    // 40 MB of stdout and 20 MB of stderr: labctl keeps the tail of each
+    let o = p.labctl(&[
+        "exec",
+        "all",
+        "--",
+        "head -c 40000000 /dev/zero | tr '\\0' y; printf 'LAST\\033]0;owned\\007\\n'; head -c 20000000 /dev/zero | tr '\\0' e >&2; echo ERRTAIL >&2",
+    ]);
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        &err[err.len().saturating_sub(500)..]
+    );
+    assert!(
+        out.len() < 10_000_000,
+        "stdout not capped: {} bytes",
+        out.len()
+    );
+    assert!(
+        err.len() < 10_000_000,
+        "stderr not capped: {} bytes",
+        err.len()
+    );
+    assert!(
+        out.contains("bytes of this output were dropped"),
+        "{}",
+        &out[..200.min(out.len())]
+    );
+    assert!(
+        out.contains("LAST\\x1b]0;owned\\x07"),
+        "the tail is kept, its escapes shown, not sent"
+    );
+    assert!(!out.contains('\x1b') && !out.contains('\x07'));
+    assert!(err.contains("ERRTAIL"));
+}

@@ -67,7 +67,7 @@ fn vm_lab_story() {
         .spawn()
         .unwrap();
     let t = Instant::now();
-    let dom = "labctl-vml-nodo1";
+    let dom = "labctl-vml.nodo1";
     loop {
         if virsh(&["domstate", dom]).1.contains("running") {
             break;

@@ -78,7 +78,7 @@ fn stonith_lab_story() {
     assert_eq!(fence_daemons().len(), 1, "one fence daemon for the lab");
     let list = lab.on("nodo1", "sudo fence_virt -T 10.1.94.1 -o list");
     assert!(
-        list.contains("labctl-stonl-nodo1") && list.contains("labctl-stonl-nodo2"),
+        list.contains("labctl-stonl.nodo1") && list.contains("labctl-stonl.nodo2"),
         "the node reaches the fence daemon with the lab's key: {list}"
     );
     // a second `up` keeps the same daemon

@@ -117,10 +117,10 @@ pub fn run(a: ConfigureArgs, g: &Global) -> anyhow::Result<i32> {
 
 /// When the lab last ran another scenario, list what that one left on the nodes.
 fn switching_note(inv: &crate::inventory::Inventory, scenario: &Scenario, json: bool) {
-    let Ok(last) = std::fs::read_to_string(inv.state_dir().join("last-scenario")) else {
+    let Ok(Some(last)) = crate::project::last_scenario(&inv.state_dir(), &inv.dir) else {
         return;
     };
-    if let Some(note) = runner::leftovers::note(inv, std::path::Path::new(last.trim()), scenario) {
+    if let Some(note) = runner::leftovers::note(inv, &last, scenario) {
         if json {
             eprintln!("{note}");
         } else {
@@ -131,12 +131,5 @@ fn switching_note(inv: &crate::inventory::Inventory, scenario: &Scenario, json: 
 
 /// `labctl verify` with no argument uses the scenario last applied.
 fn remember_scenario(inv: &crate::inventory::Inventory, scenario: &std::path::Path) {
-    let dir = inv.state_dir();
-    let abs = crate::project::normalize(scenario);
-    let _ = crate::project::write_state(
-        &dir,
-        &dir.join("last-scenario"),
-        abs.to_string_lossy().as_bytes(),
-        0o600,
-    );
+    let _ = crate::project::remember_scenario(&inv.state_dir(), &inv.dir, Some(scenario));
 }

@@ -52,7 +52,7 @@ pub fn run(a: DashboardArgs, g: &Global) -> anyhow::Result<i32> {
     };
     let path = match a.scenario {
         Some(p) => Some(p),
-        None => super::verify::last_scenario(&inv).ok(),
+        None => crate::project::last_scenario(&inv.state_dir(), &inv.dir)?,
     };
     let scenario = match &path {
         Some(p) => Some(Scenario::load(p, &inv.dir)?),

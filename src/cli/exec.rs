@@ -26,7 +26,8 @@ pub struct ExecArgs {
     #[arg(last = true, required = true, value_name = "CMD")]
     pub command: Vec<String>,
     /// Stop the command (and all it started) on a node after this many seconds.
-    #[arg(long, value_name = "SECS", default_value_t = crate::transport::TASK_LIMIT.as_secs())]
+    #[arg(long, value_name = "SECS", default_value_t = crate::transport::TASK_LIMIT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub timeout: u64,
     /// Do not check host keys (for existing hosts you trust; never needed for nspawn labs).
     #[arg(long = "insecure-no-host-key-check")]
@@ -51,9 +52,9 @@ pub fn run(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
                 (None, None) => "failed".to_string(),
             };
             println!("== {} ({status}, {} ms)", r.node, r.ms);
-            print!("{}", with_newline(&r.stdout));
+            print!("{}", crate::text::printable(&with_newline(&r.stdout)));
             if !r.stderr.is_empty() {
-                eprint!("{}", with_newline(&r.stderr));
+                eprint!("{}", crate::text::printable(&with_newline(&r.stderr)));
             }
         }
         let failed: Vec<&str> = results

@@ -3,6 +3,14 @@
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
+/// `println!` for a line that may hold what a file or a node wrote: made
+/// printable first ([`crate::text::printable`]), so it carries no escape sequence.
+macro_rules! say {
+    ($($t:tt)*) => {
+        println!("{}", crate::text::printable(&format!($($t)*)))
+    };
+}
+
 pub mod configure;
 pub mod dashboard;
 pub mod destroy;

@@ -33,18 +33,21 @@ impl Progress for Draw {
         *g = Some(Spinners::make(labels));
     }
     fn set(&self, label: &str, msg: &str) {
+        let msg = &crate::text::printable(msg);
         self.with(|s| match s {
             Some(s) => s.set(label, msg),
             None => eprintln!("{label}: {msg}"),
         })
     }
     fn finish(&self, label: &str, msg: &str) {
+        let msg = &crate::text::printable(msg);
         self.with(|s| match s {
             Some(s) => s.finish(label, msg),
             None => eprintln!("{label}: {msg}"),
         })
     }
     fn line(&self, msg: &str) {
+        let msg = &crate::text::printable(msg);
         self.with(|s| match s {
             Some(s) => s.println(msg),
             None => eprintln!("{msg}"),

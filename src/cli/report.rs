@@ -95,6 +95,7 @@ impl Reporter {
     /// holds only JSON); off a terminal it starts with the time (UTC).
     fn line(&mut self, s: &str) {
         self.last_line = Instant::now();
+        let s = &crate::text::printable(s);
         let s = if self.bars.is_none() {
             format!("{} {s}", clock())
         } else {

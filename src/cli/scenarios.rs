@@ -40,12 +40,12 @@ pub fn run(_a: ScenariosArgs, g: &Global) -> anyhow::Result<i32> {
         if part.is_empty() {
             continue;
         }
-        println!("{title}:");
+        say!("{title}:");
         for e in part {
             let path = e.path.display().to_string();
             match &e.error {
-                Some(err) => println!("  {path:w$}  (does not load: {err})"),
-                None => println!("  {path:w$}  {}: {}", e.name, e.description),
+                Some(err) => say!("  {path:w$}  (does not load: {err})"),
+                None => say!("  {path:w$}  {}: {}", e.name, e.description),
             }
         }
     }

@@ -37,23 +37,23 @@ pub fn run(a: ShowArgs, g: &Global) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&o)?);
         return Ok(0);
     }
-    println!("scenario `{}` ({})", o.name, o.path.display());
+    say!("scenario `{}` ({})", o.name, o.path.display());
     if !o.description.is_empty() {
-        println!("  {}", o.description);
+        say!("  {}", o.description);
     }
     for (i, p) in o.plays.iter().enumerate() {
         let on = match &p.nodes {
             Some(n) => format!(" → {}", n.join(", ")),
             None => String::new(),
         };
-        println!(
+        say!(
             "\nplay {}: {} (hosts: {}{on})",
             i + 1,
             p.name,
             p.hosts.join(", ")
         );
         for (j, t) in p.tasks.iter().enumerate() {
-            println!(
+            say!(
                 "  {:>2}. [{}] {}{}",
                 j + 1,
                 t.op,
@@ -62,18 +62,18 @@ pub fn run(a: ShowArgs, g: &Global) -> anyhow::Result<i32> {
             );
         }
         if !p.handlers.is_empty() {
-            println!("  handlers:");
+            say!("  handlers:");
             for h in &p.handlers {
-                println!("      [{}] {}", h.op, h.name);
+                say!("      [{}] {}", h.op, h.name);
             }
         }
     }
     if o.checks.is_empty() {
-        println!("\nno checks (`verify:` is empty)");
+        say!("\nno checks (`verify:` is empty)");
     } else {
-        println!("\nchecks (labctl verify):");
+        say!("\nchecks (labctl verify):");
         for (i, c) in o.checks.iter().enumerate() {
-            println!("  {:>2}. [{}] {}", i + 1, c.kind, c.name);
+            say!("  {:>2}. [{}] {}", i + 1, c.kind, c.name);
         }
     }
     Ok(0)

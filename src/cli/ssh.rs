@@ -66,6 +66,6 @@ pub fn run(a: SshArgs, g: &Global) -> anyhow::Result<i32> {
 
 pub fn run_config(_a: SshConfigArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
-    print!("{}", sshcmd::config_text(&inv));
+    print!("{}", sshcmd::config_text(&inv)?);
     Ok(0)
 }

@@ -108,13 +108,12 @@ pub fn run(a: VerifyArgs, g: &Global) -> anyhow::Result<i32> {
 
 /// The scenario `configure` applied last (`.labctl/last-scenario`).
 pub fn last_scenario(inv: &crate::inventory::Inventory) -> anyhow::Result<PathBuf> {
-    let f = inv.state_dir().join("last-scenario");
-    match crate::project::read_state(&inv.state_dir(), &f).map(|b| String::from_utf8_lossy(&b).into_owned()) {
-        Ok(s) if !s.trim().is_empty() => Ok(PathBuf::from(s.trim())),
-        _ => user_bail!(
+    match crate::project::last_scenario(&inv.state_dir(), &inv.dir)? {
+        Some(p) => Ok(p),
+        None => user_bail!(
             "no scenario given, and none was applied to lab `{}` yet ({} does not exist)\n  fix: name one, e.g. `labctl verify scenario.yaml`, or run `labctl configure scenario.yaml` first",
             inv.lab,
-            f.display()
+            inv.state_dir().join(crate::project::LAST_SCENARIO).display()
         ),
     }
 }

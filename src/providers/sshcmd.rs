@@ -117,43 +117,92 @@ pub fn explain_ssh_error(inv: &Inventory, err: &str) -> String {
     first.to_string()
 }
 
-/// Quote a path for an OpenSSH config file when it needs it.
-fn quote(p: &Path) -> String {
-    let s = p.display().to_string();
-    if s.contains(char::is_whitespace) {
-        format!("\"{s}\"")
-    } else {
-        s
+/// A value for an OpenSSH config file: refused (exit 2) when it holds a
+/// control character (a newline would start a line of its own, e.g. a
+/// `ProxyCommand`), a quote or a backslash (the config's own quoting); `%`
+/// doubled (ssh expands `%h`, `%d`… in these values); double-quoted unless plain.
+/// `what` names the value for the message.
+fn config_value(what: &str, s: &str) -> anyhow::Result<String> {
+    if s.chars()
+        .any(|c| c.is_control() || c == '"' || c == '\\' || c == '\'')
+    {
+        user_bail!(
+            "{what} `{}` holds a quote, a backslash or a control character, which an OpenSSH config file cannot hold safely\n  fix: rename the file or move the project so the path has none (letters, digits, spaces, `-`, `_`, `.` and `/` are safe)",
+            crate::text::one_line(s)
+        );
+    }
+    let v = s.replace('%', "%%");
+    let plain = !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./@:+,%".contains(c));
+    Ok(if plain { v } else { format!("\"{v}\"") })
+}
+
+/// A path for an OpenSSH config file ([`config_value`]).
+fn config_path(what: &str, p: &Path) -> anyhow::Result<String> {
+    match p.to_str() {
+        Some(s) => config_value(what, s),
+        None => user_bail!(
+            "{what} {} is not UTF-8, which an OpenSSH config file cannot hold\n  fix: move the project to a folder whose path is plain text",
+            p.display()
+        ),
     }
 }
 
-/// `labctl ssh-config`: one `Host` block per node.
-pub fn config_text(inv: &Inventory) -> String {
+/// Text for a `#` comment line of an OpenSSH config: one line, printable.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `labctl ssh-config`: one `Host` block per node. Every value that comes
+/// from a path or a name is checked for the config's format
+/// ([`config_value`]): none can add a line of its own.
+pub fn config_text(inv: &Inventory) -> anyhow::Result<String> {
     let mut s = format!(
         "# labctl ssh-config for lab `{}` ({})\n# use: labctl ssh-config > lab.ssh && ssh -F lab.ssh {}\n",
-        inv.lab,
-        inv.path.display(),
-        inv.nodes.first().map(|n| n.name.as_str()).unwrap_or("NODE")
+        comment(&inv.lab),
+        comment(&inv.path.display().to_string()),
+        comment(inv.nodes.first().map(|n| n.name.as_str()).unwrap_or("NODE"))
     );
+    let key = config_path("the lab key", &inv.ssh.key)?;
+    let kh = config_path("the known-hosts file", &inv.ssh.known_hosts)?;
+    let user = config_value("the ssh user", &inv.ssh.user)?;
+    let proxy = match inv.jump() {
+        Some(j) => {
+            let cmd = j.proxy_command();
+            if has_config_breaker(&cmd) {
+                user_bail!(
+                    "{}: the hypervisor hop `{}` holds a control character, which an OpenSSH config file cannot hold\n  fix: write the libvirt URI as plain text",
+                    inv.path.display(),
+                    crate::text::one_line(&j.label())
+                );
+            }
+            Some((comment(&j.label()), cmd))
+        }
+        None => None,
+    };
     for n in &inv.nodes {
+        let host = config_value("the node name", &n.name)?;
         s.push_str(&format!(
-            "\nHost {}\n  HostName {}\n  Port {}\n  User {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  PasswordAuthentication no\n",
-            n.name,
+            "\nHost {}\n  HostName {}\n  Port {}\n  User {user}\n  IdentityFile {key}\n  UserKnownHostsFile {kh}\n  GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n  PasswordAuthentication no\n",
+            host,
             n.address,
             n.port,
-            inv.ssh.user,
-            quote(&inv.ssh.key),
-            quote(&inv.ssh.known_hosts),
         ));
-        if let Some(j) = inv.jump() {
+        if let Some((label, cmd)) = &proxy {
             s.push_str(&format!(
-                "  # the lab's network is on the hypervisor host {}\n  ProxyCommand {}\n",
-                j.label(),
-                j.proxy_command()
+                "  # the lab's network is on the hypervisor host {label}\n  ProxyCommand {cmd}\n"
             ));
         }
     }
-    s
+    Ok(s)
+}
+
+/// Whether `s` would break out of its line in an OpenSSH config file.
+fn has_config_breaker(s: &str) -> bool {
+    s.chars().any(char::is_control)
 }
 
 #[cfg(test)]
@@ -180,13 +229,50 @@ mod tests {
     #[test]
     fn ssh_config_has_one_strict_block_per_node() {
         let (d, i) = inv(INV);
-        let c = config_text(&i);
+        let c = config_text(&i).unwrap();
         assert_eq!(c.matches("\nHost ").count(), 2);
         assert!(c.contains("Host dns\n  HostName 10.1.2.103\n  Port 2222\n  User vagrant\n"));
         assert_eq!(c.matches("StrictHostKeyChecking yes").count(), 2);
         assert_eq!(c.matches("IdentitiesOnly yes").count(), 2);
         let kh = d.path().join(".labctl/known_hosts");
         assert!(c.contains(&format!("UserKnownHostsFile {}", kh.display())));
+    }
+
+    #[test]
+    fn a_hostile_folder_name_adds_no_line_to_the_ssh_config() {
+        for folder in [
+            "p\"\n  ProxyCommand touch /tmp/owned\n#",
+            "p\rProxyCommand x",
+            "p\\\" ProxyCommand x",
+            "q'x",
+        ] {
+            let d = tempfile::tempdir().unwrap();
+            let dir = d.path().join(folder);
+            std::fs::create_dir_all(&dir).unwrap();
+            let p = dir.join("inventory.yaml");
+            std::fs::write(&p, INV).unwrap();
+            let i = Inventory::load(&p).unwrap();
+            let e = config_text(&i).unwrap_err();
+            assert_eq!(crate::error::exit_code(&e), 2, "{e}");
+            assert!(e.to_string().contains("fix:"), "{e}");
+            assert!(
+                !e.to_string().contains('\n') || e.to_string().lines().count() == 2,
+                "{e}"
+            );
+        }
+        // `%` is ssh's token: doubled; spaces: quoted; the lines are the usual ones
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("my %d lab");
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("inventory.yaml");
+        std::fs::write(&p, INV).unwrap();
+        let c = config_text(&Inventory::load(&p).unwrap()).unwrap();
+        assert!(c.contains("my %%d lab/.labctl/known_hosts\""), "{c}");
+        let (_d2, plain) = inv(INV);
+        assert_eq!(
+            c.lines().count(),
+            config_text(&plain).unwrap().lines().count()
+        );
     }
 
     #[test]

@@ -176,6 +176,7 @@ impl Session {
         ch.write_all(wrapped.as_str().as_bytes())?;
         ch.flush()?;
         let mut buf: Vec<u8> = Vec::new();
+        let mut dropped = 0usize;
         let mut chunk = [0u8; 32 * 1024];
         let needle = format!("\n{end}");
         let mut scanned = 0;
@@ -186,18 +187,23 @@ impl Session {
                     break (i, i + needle.len() + j);
                 }
             } else {
+                // no end mark yet: keep only the output's tail in memory
+                if buf.len() > 2 * OUTPUT_CAP {
+                    let cut = buf.len() - OUTPUT_CAP;
+                    buf.drain(..cut);
+                    dropped += cut;
+                }
                 scanned = buf.len().saturating_sub(needle.len());
             }
             let n = ch.read(&mut chunk)?;
             if n == 0 {
                 // the shell ended: its output and exit status are the answer
-                let mut stderr = String::new();
-                ch.stderr().read_to_string(&mut stderr)?;
+                let stderr = read_tail(&mut ch.stderr())?;
                 ch.wait_close()?;
                 let rc = ch.exit_status()?;
                 self.shell = None;
                 return Ok(Output {
-                    stdout: String::from_utf8_lossy(&buf).into_owned(),
+                    stdout: with_dropped(dropped, &buf),
                     stderr,
                     rc,
                 });
@@ -209,16 +215,27 @@ impl Session {
         let rc: i32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(-1);
         let err_len: usize = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
         let ended = parts.next().unwrap_or("ran").to_string();
-        // then exactly err_len bytes of stderr
-        while buf.len() < line_end + 1 + err_len {
-            let n = ch.read(&mut chunk)?;
+        // then exactly err_len bytes of stderr (never more read; only the tail kept)
+        let mut err: Vec<u8> = buf.get(line_end + 1..).unwrap_or_default().to_vec();
+        err.truncate(err_len);
+        let mut remaining = err_len - err.len();
+        let mut err_dropped = 0usize;
+        while remaining > 0 {
+            let want = remaining.min(chunk.len());
+            let n = ch.read(&mut chunk[..want])?;
             anyhow::ensure!(
                 n > 0,
                 "the remote shell ended while sending a script's errors"
             );
-            buf.extend_from_slice(&chunk[..n]);
+            err.extend_from_slice(&chunk[..n]);
+            remaining -= n;
+            if err.len() > 2 * OUTPUT_CAP {
+                let cut = err.len() - OUTPUT_CAP;
+                err.drain(..cut);
+                err_dropped += cut;
+            }
         }
-        let stderr = String::from_utf8_lossy(&buf[line_end + 1..line_end + 1 + err_len]);
+        let stderr = with_dropped(err_dropped, &err);
         let stderr = match ended.as_str() {
             "syntax" => format!(
                 "the script does not parse, so none of it ran: {}",
@@ -228,13 +245,48 @@ impl Session {
                 "stopped: it ran longer than its time limit of {} s (a task may set `timeout:`)\n{stderr}",
                 limit.as_secs()
             ),
-            _ => stderr.into_owned(),
+            _ => stderr,
         };
         Ok(Output {
-            stdout: String::from_utf8_lossy(&buf[..at]).into_owned(),
+            stdout: with_dropped(dropped, &buf[..at]),
             stderr,
             rc,
         })
+    }
+}
+
+/// The most of a script's stdout, and of its stderr, labctl keeps: the tail
+/// (where the error is); what came before is dropped as it arrives, so a node
+/// printing without end (`yes`) or announcing a huge stderr cannot grow
+/// labctl's memory.
+pub const OUTPUT_CAP: usize = 4 * 1024 * 1024;
+
+/// `tail` as text, after a note of how many bytes before it were dropped.
+fn with_dropped(dropped: usize, tail: &[u8]) -> String {
+    let text = String::from_utf8_lossy(tail);
+    if dropped == 0 {
+        text.into_owned()
+    } else {
+        format!("[labctl: the first {dropped} bytes of this output were dropped; the last {} follow]\n{text}", tail.len())
+    }
+}
+
+/// All of `r` read, keeping the last [`OUTPUT_CAP`] bytes or so.
+fn read_tail(r: &mut impl Read) -> std::io::Result<String> {
+    let mut buf = Vec::new();
+    let mut dropped = 0;
+    let mut chunk = [0u8; 32 * 1024];
+    loop {
+        let n = r.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(with_dropped(dropped, &buf));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 2 * OUTPUT_CAP {
+            let cut = buf.len() - OUTPUT_CAP;
+            buf.drain(..cut);
+            dropped += cut;
+        }
     }
 }
 

@@ -189,8 +189,9 @@ pub struct Args {
     pub resources: Vec<Resource>,
     #[serde(default)]
     pub constraints: Vec<Constraint>,
-    /// Seconds to wait for every member to be online (default 180).
-    pub wait: Option<u64>,
+    /// How long to wait for every member to be online (default 180 s; a
+    /// number is seconds, `3m` works too; at most 24 h, checked when read).
+    pub wait: Option<crate::duration::Dur>,
 }
 
 impl Operation for Args {
@@ -312,7 +313,7 @@ pub struct Cluster {
 
 impl Cluster {
     fn wait_secs(&self) -> u64 {
-        self.args.wait.unwrap_or(180)
+        self.args.wait.map_or(180, |d| d.0.as_secs().max(1))
     }
 
     /// The end of the members' wait, which starts with the first probe.

@@ -16,7 +16,7 @@
 //! On the hypervisor a lab is: the network `labctl-<lab>` (bridge `lab-<lab>`
 //! holding the gateway, NAT to the outside, no DHCP), the pool `labctl-<lab>`
 //! (`/var/lib/labctl/libvirt/<lab>/`: each node's copy-on-write root disk,
-//! extra disks, seed and console log) and the domains `labctl-<lab>-<node>`.
+//! extra disks, seed and console log) and the domains `labctl-<lab>.<node>`.
 //! labctl's own state is in `/var/lib/labctl/labs/<lab>/` as for nspawn.
 
 pub mod accel;
@@ -104,14 +104,39 @@ fn checks(inv: &Inventory, what: &str) -> anyhow::Result<Virsh> {
     Ok(v)
 }
 
+/// The state of `node`'s domain (`None`: there is none), refusing a domain
+/// of that name that is not this lab's: one whose metadata does not record
+/// this machine and project as its owner ([`xml::owner_id`]). Every action on
+/// a domain (start, power cut, link, undefine) asks here first.
+fn domain_state(v: &Virsh, inv: &Inventory, node: &str) -> anyhow::Result<Option<String>> {
+    let dom = Names::new(inv).domain(node);
+    let Some(state) = v.domstate(&dom)? else {
+        return Ok(None);
+    };
+    let meta = v.call(&["metadata", &dom, xml::META_NS], virsh::SHORT)?;
+    let owner = if meta.ok {
+        xml::owner_of(&meta.stdout)
+    } else {
+        None
+    };
+    if owner.as_deref() != Some(xml::owner_id(inv).as_str()) {
+        crate::user_bail!(
+            "the domain {dom} on {} is not lab `{}`'s of this project ({}): another machine or project made it; labctl leaves it alone\n  fix: give this lab another name (`lab:` in {})",
+            v.uri,
+            inv.lab,
+            if owner.is_some() { "another owner is recorded in its metadata" } else { "it carries no labctl owner" },
+            inv.path.display()
+        );
+    }
+    Ok(Some(state))
+}
+
 fn state_of(v: &Virsh, inv: &Inventory, node: &str) -> anyhow::Result<NodeState> {
-    Ok(
-        match v.domstate(&Names::new(inv).domain(node))?.as_deref() {
-            None => NodeState::Absent,
-            Some("running" | "paused" | "in shutdown" | "blocked" | "idle") => NodeState::Running,
-            Some(_) => NodeState::Stopped,
-        },
-    )
+    Ok(match domain_state(v, inv, node)?.as_deref() {
+        None => NodeState::Absent,
+        Some("running" | "paused" | "in shutdown" | "blocked" | "idle") => NodeState::Running,
+        Some(_) => NodeState::Stopped,
+    })
 }
 
 /// The network: defined and started. On this machine an `open` network
@@ -406,7 +431,7 @@ fn remove_node(v: &Virsh, inv: &Inventory, node: &str, vols: &[String]) -> anyho
     let names = Names::new(inv);
     let dom = names.domain(node);
     let mut had = false;
-    if let Some(state) = v.domstate(&dom)? {
+    if let Some(state) = domain_state(v, inv, node)? {
         had = true;
         if state != "shut off" {
             v.run(&["destroy", &dom])?;
@@ -597,7 +622,7 @@ impl Provider for Libvirt {
         fence::stop(inv, p);
         let vols = lab_vols(&v, inv)?;
         for n in &nodes {
-            match v.domstate(&names.domain(n))?.as_deref() {
+            match domain_state(&v, inv, n)?.as_deref() {
                 Some("shut off") => p.line(&format!("{n}: domain removed")),
                 Some(_) => p.line(&format!("{n}: power cut, domain removed")),
                 None => {}

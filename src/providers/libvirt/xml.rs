@@ -26,9 +26,11 @@ impl Names {
             lab: inv.lab.clone(),
         }
     }
-    /// Prefix of every domain of the lab.
+    /// Prefix of every domain of the lab: `labctl-<lab>.` — neither a lab
+    /// nor a node name holds a `.`, so lab `a` node `b-c` (`labctl-a.b-c`) and
+    /// lab `a-b` node `c` (`labctl-a-b.c`) never share a domain.
     pub fn domain_prefix(&self) -> String {
-        format!("labctl-{}-", self.lab)
+        format!("labctl-{}.", self.lab)
     }
     pub fn domain(&self, node: &str) -> String {
         format!("{}{node}", self.domain_prefix())
@@ -60,7 +62,38 @@ impl Names {
 }
 
 /// The pool shared by every lab: the cached images (kernel, initrd, disk).
+/// Its name is reserved: no lab may be called `images`
+/// ([`crate::inventory::RESERVED_LAB_NAMES`]).
 pub const IMAGE_POOL: &str = "labctl-images";
+
+/// The XML namespace of labctl's metadata on a domain.
+pub const META_NS: &str = "https://labctl.invalid/ns/lab/1";
+
+/// Who made a lab's objects on a hypervisor: this machine (its machine id)
+/// and the project's inventory, hashed. Recorded in each domain's metadata;
+/// labctl acts only on domains that carry its own, so two machines (or two
+/// projects) sharing one hypervisor never stop or remove each other's VMs.
+pub fn owner_id(inv: &Inventory) -> String {
+    use sha2::Digest;
+    let machine = std::fs::read_to_string("/etc/machine-id")
+        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
+        .unwrap_or_default();
+    let inventory = std::fs::canonicalize(&inv.path).unwrap_or_else(|_| inv.path.clone());
+    let h = hex::encode(sha2::Sha256::digest(
+        format!("{}\n{}", machine.trim(), inventory.display()).as_bytes(),
+    ));
+    h[..24].to_string()
+}
+
+/// The owner recorded in a domain's metadata (as `virsh metadata DOM NS`
+/// prints it), if any.
+pub fn owner_of(metadata: &str) -> Option<String> {
+    let i = metadata.find("owner=")? + "owner=".len();
+    let rest = &metadata[i..];
+    let q = rest.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &rest[1..];
+    Some(rest[..rest.find(q)?].to_string())
+}
 
 /// `vda`, `vdb`, … (`i` from 0).
 pub fn disk_dev(i: usize) -> String {
@@ -175,6 +208,9 @@ pub fn domain(inv: &Inventory, node: &Node, boot: &Boot) -> String {
   <name>{name}</name>
   <uuid>{uuid}</uuid>
   <description>labctl lab {lab}, node {node}</description>
+  <metadata>
+    <labctl:lab xmlns:labctl='{ns}' lab='{lab}' node='{node}' owner='{owner}'/>
+  </metadata>
   <memory unit='MiB'>{mem}</memory>
   <vcpu>{cpus}</vcpu>
 {cpu}  <os>
@@ -209,6 +245,8 @@ pub fn domain(inv: &Inventory, node: &Node, boot: &Boot) -> String {
         uuid = uuid(&inv.lab, &node.name),
         lab = esc(&inv.lab),
         node = esc(&node.name),
+        ns = META_NS,
+        owner = owner_id(inv),
         mem = node.vm.memory.mib(),
         cpus = node.vm.cpus,
         kernel = esc(&boot.kernel),
@@ -253,6 +291,42 @@ mod tests {
         assert!(Names::vol_is_nodes("nodo1-vdb.qcow2", "nodo1"));
         assert!(!Names::vol_is_nodes("nodo1-x-root.qcow2", "nodo1"));
         assert!(!Names::vol_is_nodes("nodo10-root.qcow2", "nodo1"));
+    }
+
+    #[test]
+    fn lab_and_node_names_never_share_a_domain() {
+        let a = Names { lab: "a".into() };
+        let ab = Names { lab: "a-b".into() };
+        assert_ne!(a.domain("b-c"), ab.domain("c"));
+        assert_eq!(a.domain("b-c"), "labctl-a.b-c");
+        // nor a lab's network or pool the image pool
+        for lab in ["a", "ha", "a-b"] {
+            let n = Names { lab: lab.into() };
+            assert_ne!(n.pool(), IMAGE_POOL);
+            assert!(
+                !n.domain("x")
+                    .starts_with(&Names { lab: "a".into() }.domain_prefix())
+                    || lab == "a"
+            );
+        }
+        assert_eq!(
+            Names {
+                lab: "images".into()
+            }
+            .pool(),
+            IMAGE_POOL,
+            "why `images` is reserved"
+        );
+    }
+
+    #[test]
+    fn the_owner_is_read_back_from_the_metadata() {
+        assert_eq!(
+            owner_of("<lab xmlns=\"https://labctl.invalid/ns/lab/1\" lab=\"ha\" node=\"n\" owner=\"abc123\"/>").as_deref(),
+            Some("abc123")
+        );
+        assert_eq!(owner_of("<lab owner='x1'/>").as_deref(), Some("x1"));
+        assert_eq!(owner_of("error: no metadata"), None);
     }
 
     #[test]

@@ -45,16 +45,8 @@ pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<Strin
         p.line(&format!("made the lab key {}", key.display()));
     }
     crate::transport::ssh::check_key(inv)?;
-    let pubp = {
-        let mut s = key.as_os_str().to_owned();
-        s.push(".pub");
-        std::path::PathBuf::from(s)
-    };
-    if let Ok(p) = std::fs::read_to_string(&pubp) {
-        if p.starts_with("ssh-") {
-            return Ok(p.trim().to_string());
-        }
-    }
+    // the public half derived from the private key, never read from a `.pub`
+    // beside it: a `.pub` of several lines would authorize every one of them
     let out = Command::new("ssh-keygen")
         .arg("-y")
         .arg("-f")
@@ -68,7 +60,25 @@ pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<Strin
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    public_line(&String::from_utf8_lossy(&out.stdout)).ok_or_else(|| {
+        anyhow::anyhow!(
+            "ssh-keygen -y -f {} printed no public key line",
+            key.display()
+        )
+    })
+}
+
+/// The one public key line of `ssh-keygen -y` output (`ssh-ed25519 AAAA… comment`):
+/// the first line of a key type and base64 only, nothing after it.
+pub fn public_line(text: &str) -> Option<String> {
+    let line = text.lines().next()?.trim();
+    let mut w = line.split_whitespace();
+    let (kind, b64) = (w.next()?, w.next()?);
+    let ok_kind = kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-");
+    let ok_b64 = b64
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || b"+/=".contains(&c));
+    (ok_kind && ok_b64).then(|| format!("{kind} {b64}"))
 }
 
 /// Rewrite the lab's known-hosts file from the nodes' own host keys; returns
@@ -182,5 +192,51 @@ pub fn remove_vagrant_keys(inv: &Inventory) {
             }
             d = dir.parent();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_public_key_line_only() {
+        assert_eq!(
+            public_line("ssh-ed25519 AAAAC3Nz+/= labctl@ha\nssh-rsa BBBB evil\n").as_deref(),
+            Some("ssh-ed25519 AAAAC3Nz+/=")
+        );
+        assert_eq!(public_line("command=\"x\" ssh-ed25519 AAAA"), None);
+        assert_eq!(public_line(""), None);
+    }
+
+    #[test]
+    fn a_pub_file_of_several_lines_authorizes_only_the_labs_key() {
+        let d = tempfile::tempdir().unwrap();
+        let key = d.path().join("id_ed25519");
+        let ok = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let real = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        // a hostile project's .pub: the real key and a stranger's
+        std::fs::write(
+            key.with_extension("pub"),
+            format!("{real}ssh-ed25519 AAAAstranger evil@elsewhere\n"),
+        )
+        .unwrap();
+        let inv_path = d.path().join("inventory.yaml");
+        std::fs::write(
+            &inv_path,
+            "lab: t\nprovider: ssh\nssh: {key: id_ed25519}\nnodes:\n  n1: {address: 127.0.0.1}\n",
+        )
+        .unwrap();
+        let inv = Inventory::load(&inv_path).unwrap();
+        let line = ensure_lab_key(&inv, &crate::progress::Silent).unwrap();
+        assert_eq!(line.lines().count(), 1);
+        assert!(!line.contains("stranger"), "{line}");
+        let mut w = real.split_whitespace();
+        assert_eq!(line, format!("{} {}", w.next().unwrap(), w.next().unwrap()));
     }
 }

@@ -85,6 +85,31 @@ pub fn subnet_free(inv: &Inventory) -> anyhow::Result<()> {
             }
         }
     }
+    // a route (a VPN's 10.0.0.0/8, a static route to a LAN) the lab would shadow
+    let routes = crate::lab::routes();
+    let mut own: Vec<&str> = vec![br.as_str()];
+    own.extend(inv.extra_networks().iter().map(|n| n.bridge.as_str()));
+    let mut nets = vec![(
+        net.subnet,
+        "`network.subnet` (and node addresses)".to_string(),
+    )];
+    nets.extend(inv.extra_networks().iter().map(|n| {
+        (
+            n.subnet,
+            format!("subnet for the private network {}", n.subnet),
+        )
+    }));
+    for (subnet, what) in nets {
+        if let Some(r) = crate::lab::overlapping_route(&subnet, &routes, &own) {
+            user_bail!(
+                "the lab subnet {subnet} overlaps the route to {} (interface {}) of this machine: the lab would take that route's traffic\n  fix: pick another {what} in {}, outside {}",
+                r.subnet,
+                r.iface,
+                inv.path.display(),
+                r.subnet
+            );
+        }
+    }
     for a in addrs {
         if a.iface == br {
             continue;

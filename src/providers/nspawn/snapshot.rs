@@ -184,9 +184,8 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
         let _ = super::discard(&tmp);
         anyhow::bail!("snapshot `{name}` not saved:\n{}", errors.join("\n"));
     }
-    let last = inv.state_dir().join("last-scenario");
-    if let Ok(s) = crate::project::read_state(&inv.state_dir(), &last) {
-        std::fs::write(tmp.join("scenario"), s)?;
+    if let Ok(Some(s)) = crate::project::last_scenario(&inv.state_dir(), &inv.dir) {
+        std::fs::write(tmp.join("scenario"), s.to_string_lossy().as_bytes())?;
     }
     std::fs::write(
         tmp.join("info"),
@@ -257,14 +256,11 @@ pub fn restore(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<
                 errors.join("\n")
             );
         }
-        let sd = inv.state_dir();
-        let last = sd.join("last-scenario");
-        match &info.scenario {
-            Some(s) => crate::project::write_state(&sd, &last, s.as_bytes(), 0o600)?,
-            None => {
-                let _ = std::fs::remove_file(&last);
-            }
-        }
+        crate::project::remember_scenario(
+            &inv.state_dir(),
+            &inv.dir,
+            info.scenario.as_deref().map(std::path::Path::new),
+        )?;
     }
     let files = start.elapsed();
     super::up_nodes(inv, &nodes, p)?;
