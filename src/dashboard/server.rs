@@ -52,6 +52,10 @@ pub struct Access {
     pub action_token: Option<String>,
 }
 
+/// What anyone who can name the server may read: the page's script and
+/// style, the same in every labctl (the page loads them without the token).
+const PUBLIC: [&str; 2] = ["/app.js", "/app.css"];
+
 /// Why a request is refused: its status and the reason shown.
 pub type Refusal = (u16, &'static str);
 
@@ -83,6 +87,7 @@ impl Access {
     pub fn refuse(
         &self,
         method: &str,
+        path: &str,
         host: Option<&str>,
         origin: Option<&str>,
         read_token: Option<&str>,
@@ -120,6 +125,7 @@ impl Access {
                 ));
             }
         } else if self.token_for_reads
+            && !PUBLIC.contains(&path)
             && !read_token.is_some_and(|t| same(t.as_bytes(), self.read_token.as_bytes()))
         {
             return Some((
@@ -193,6 +199,7 @@ impl Server<'_> {
         let read_token = req.header("X-Labctl-Token").or_else(|| req.query("token"));
         if let Some((status, why)) = self.access.refuse(
             method,
+            req.path(),
             req.header("Host"),
             req.header("Origin"),
             read_token,
@@ -350,51 +357,75 @@ mod tests {
             Some("s3cret".into()),
         );
         let h = Some("127.0.0.1:8080");
-        assert_eq!(a.refuse("GET", h, None, None, None), None);
+        assert_eq!(a.refuse("GET", "/", h, None, None, None), None);
         assert_eq!(
-            a.refuse("GET", Some("localhost:8080"), None, None, None),
+            a.refuse("GET", "/", Some("localhost:8080"), None, None, None),
             None
         );
         assert!(a
-            .refuse("GET", Some("evil.example:8080"), None, None, None)
+            .refuse("GET", "/", Some("evil.example:8080"), None, None, None)
             .is_some());
-        assert!(a.refuse("GET", None, None, None, None).is_some());
+        assert!(a.refuse("GET", "/", None, None, None, None).is_some());
         let o = Some("http://127.0.0.1:8080");
-        assert_eq!(a.refuse("POST", h, o, None, Some("s3cret")), None);
-        assert!(a.refuse("POST", h, o, None, Some("wrong")).is_some());
-        assert!(a.refuse("POST", h, o, None, None).is_some());
+        assert_eq!(a.refuse("POST", "/", h, o, None, Some("s3cret")), None);
+        assert!(a.refuse("POST", "/", h, o, None, Some("wrong")).is_some());
+        assert!(a.refuse("POST", "/", h, o, None, None).is_some());
         // the read token is no action token
-        assert!(a.refuse("POST", h, o, Some("r3ad"), Some("r3ad")).is_some());
         assert!(a
-            .refuse("POST", h, Some("http://evil.example"), None, Some("s3cret"))
+            .refuse("POST", "/", h, o, Some("r3ad"), Some("r3ad"))
             .is_some());
-        assert!(a.refuse("POST", h, None, None, Some("s3cret")).is_some());
+        assert!(a
+            .refuse(
+                "POST",
+                "/",
+                h,
+                Some("http://evil.example"),
+                None,
+                Some("s3cret")
+            )
+            .is_some());
+        assert!(a
+            .refuse("POST", "/", h, None, None, Some("s3cret"))
+            .is_some());
         // off loopback, reading needs the read token too
         let a = Access::for_listen("10.0.0.5:8080".parse().unwrap(), "r3ad".into(), None);
         let h = Some("10.0.0.5:8080");
-        assert!(a.refuse("GET", h, None, None, None).is_some());
-        assert_eq!(a.refuse("GET", h, None, Some("r3ad"), None), None);
+        assert!(a.refuse("GET", "/", h, None, None, None).is_some());
+        assert_eq!(a.refuse("GET", "/", h, None, Some("r3ad"), None), None);
         assert!(a
-            .refuse("GET", Some("localhost:8080"), None, Some("r3ad"), None)
+            .refuse("GET", "/", Some("localhost:8080"), None, Some("r3ad"), None)
             .is_some());
         // no action token: no actions at all
         let o = Some("http://10.0.0.5:8080");
-        assert!(a.refuse("POST", h, o, Some("r3ad"), Some("")).is_some());
+        assert!(a
+            .refuse("POST", "/", h, o, Some("r3ad"), Some(""))
+            .is_some());
         // on all addresses: any name of the machine, with the read token
         let a = Access::for_listen("0.0.0.0:8080".parse().unwrap(), "r3ad".into(), None);
         assert_eq!(
-            a.refuse("GET", Some("10.1.81.1:8080"), None, Some("r3ad"), None),
+            a.refuse("GET", "/", Some("10.1.81.1:8080"), None, Some("r3ad"), None),
             None
         );
         assert_eq!(
-            a.refuse("GET", Some("teacher.local:8080"), None, Some("r3ad"), None),
+            a.refuse(
+                "GET",
+                "/",
+                Some("teacher.local:8080"),
+                None,
+                Some("r3ad"),
+                None
+            ),
             None
         );
         assert!(a
-            .refuse("GET", Some("10.1.81.1:8080"), None, None, None)
+            .refuse("GET", "/", Some("10.1.81.1:8080"), None, None, None)
             .is_some());
         assert!(a
-            .refuse("GET", Some(""), None, Some("r3ad"), None)
+            .refuse("GET", "/", Some(""), None, Some("r3ad"), None)
             .is_some());
+        // the script and the style are the same in every labctl: no token
+        let h = Some("10.1.81.1:8080");
+        assert_eq!(a.refuse("GET", "/app.js", h, None, None, None), None);
+        assert!(a.refuse("GET", "/state", h, None, None, None).is_some());
     }
 }

@@ -253,4 +253,20 @@ mod tests {
             assert!(s.wait_past(seen, Duration::from_secs(30)) > seen);
         });
     }
+
+    #[test]
+    fn every_string_of_the_view_is_masked() {
+        let mut r = crate::redact::Redactor::new();
+        r.add("dashboard-unit-s3cret");
+        crate::redact::remember(&r);
+        let s = Shared::new(View {
+            lab: "lab".into(),
+            probing: Some("HTTP http://dashboard-unit-s3cret/".into()),
+            ..Default::default()
+        });
+        s.event("info", Some("x"), "said dashboard-unit-s3cret".into(), None);
+        let json = s.masked_json();
+        assert!(!json.contains("dashboard-unit-s3cret"), "{json}");
+        assert!(json.contains("said ********"), "{json}");
+    }
 }
