@@ -9,12 +9,15 @@
 //! - [`state`]: the view they update and the page shows;
 //! - [`actions`]: power cut, boot, stop/start a service;
 //! - [`server`]: the page (built into the binary, `page/`), the view as
-//!   server-sent events, the actions as POSTs, with the Host, Origin and token
-//!   checks.
+//!   server-sent events, the actions as POSTs, with the Host, Origin and the
+//!   read and action tokens' checks;
+//! - [`http`]: the HTTP/1.1 server under it, bounded in memory, threads and
+//!   time whatever a client sends.
 //!
-//! The library prints nothing: the caller gets the URL through `on_start`.
+//! The library prints nothing: the caller gets the URLs through `on_start`.
 
 pub mod actions;
+pub mod http;
 pub mod limiter;
 pub mod probes;
 pub mod server;
@@ -25,8 +28,9 @@ use crate::checks::{Env, ProviderPower};
 use crate::inventory::{Inventory, ProviderKind};
 use crate::scenario::Scenario;
 use crate::user_bail;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The address the dashboard listens on unless told otherwise (a free port
@@ -40,15 +44,22 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// Skip SSH host key checks (existing hosts you trust).
     pub insecure: bool,
+    /// Offer the actions even when listening off loopback (on loopback they
+    /// always are, to the operator's URL only).
+    pub actions: bool,
 }
 
 /// Where the dashboard listens, once it does.
 #[derive(Debug, Clone)]
 pub struct Started {
     pub addr: SocketAddr,
-    /// The URL to open (with the token when it is needed).
-    pub url: String,
-    /// Whether the URL carries a token (off loopback).
+    /// The URLs to watch the page (for the class): one per address of the
+    /// machine when listening on all of them; with the read token off loopback.
+    pub watch: Vec<String>,
+    /// The operator's URL: the page with the action token (in its
+    /// fragment); `None` when actions are off.
+    pub operator: Option<String>,
+    /// Whether the watch URLs carry a token (off loopback).
     pub token_in_url: bool,
 }
 
@@ -58,23 +69,114 @@ fn new_token() -> String {
     hex::encode(b)
 }
 
-fn bind(opts: &Options) -> anyhow::Result<tiny_http::Server> {
+fn bind(opts: &Options) -> anyhow::Result<http::Server> {
     let tried = match opts.listen {
         Some(a) => a,
         None => DEFAULT_LISTEN.parse()?,
     };
-    match tiny_http::Server::http(tried) {
+    match http::Server::bind(tried, http::Limits::default()) {
         Ok(s) => Ok(s),
-        Err(_) if opts.listen.is_none() => tiny_http::Server::http("127.0.0.1:0")
-            .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1: {e}")),
+        Err(_) if opts.listen.is_none() => {
+            http::Server::bind(([127, 0, 0, 1], 0).into(), http::Limits::default())
+                .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1: {e}"))
+        }
         Err(e) => user_bail!(
             "--listen {tried}: cannot listen there: {e}\n  fix: give an address of this machine and a free port, e.g. --listen 127.0.0.1:7071"
         ),
     }
 }
 
+/// The IPv4 addresses of this machine's interfaces that are up, loopback last.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs(3) fills `head` with a list freed below by freeifaddrs(3);
+    // each entry is read only while the list lives.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return vec![IpAddr::from([127, 0, 0, 1])];
+        }
+        let mut p = head;
+        while !p.is_null() {
+            let ifa = &*p;
+            let up = ifa.ifa_flags & (libc::IFF_UP as libc::c_uint) != 0;
+            if up
+                && !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                let ip = IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes());
+                if !out.contains(&ip) {
+                    out.push(ip);
+                }
+            }
+            p = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out.sort_by_key(|ip| ip.is_loopback());
+    out
+}
+
+/// The URLs for the class and for the operator.
+fn urls(addr: SocketAddr, access: &server::Access) -> (Vec<String>, Option<String>) {
+    let query = if access.token_for_reads {
+        format!("?token={}", access.read_token)
+    } else {
+        String::new()
+    };
+    let hosts: Vec<SocketAddr> = if addr.ip().is_unspecified() {
+        local_addresses()
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, addr.port()))
+            .collect()
+    } else {
+        vec![addr]
+    };
+    let watch: Vec<String> = hosts
+        .iter()
+        .filter(|h| !h.ip().is_loopback() || addr.ip().is_loopback() || hosts.len() == 1)
+        .map(|h| format!("http://{h}/{query}"))
+        .collect();
+    // the operator sits at this machine: loopback when it is listened on
+    let own = if addr.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::from([127, 0, 0, 1]), addr.port())
+    } else {
+        addr
+    };
+    let operator = access
+        .action_token
+        .as_ref()
+        .map(|t| format!("http://{own}/{query}#act={t}"));
+    (watch, operator)
+}
+
+/// Remember every secret the inventory and the scenario name, for every
+/// node, so the page masks them as the CLI does.
+fn remember_secrets(inv: &Inventory, scenario: Option<&Scenario>) {
+    let names: Vec<&String> = inv
+        .secrets
+        .iter()
+        .chain(scenario.into_iter().flat_map(|s| s.secrets.iter()))
+        .collect();
+    if names.is_empty() {
+        return;
+    }
+    let templates = crate::templates::Templates::new(&inv.dir, &inv.dir.join("templates"));
+    let facts = crate::templates::Facts::of(inv);
+    let empty = BTreeMap::new();
+    let mut r = crate::redact::Redactor::new();
+    for node in &inv.nodes {
+        let vars = scenario.map(|s| &s.vars).unwrap_or(&empty);
+        if let Ok(v) = crate::templates::host_vars(inv, &facts, node, vars, &empty, &templates) {
+            crate::redact::add_named(&mut r, &v, &names);
+        }
+    }
+    crate::redact::remember(&r);
+}
+
 /// Serve the dashboard of `inv` (with what `scenario` names) until
-/// `should_stop` says so. `on_start` gets the URL once the server listens.
+/// `should_stop` says so. `on_start` gets the URLs once the server listens.
 pub fn run(
     inv: &Inventory,
     scenario: Option<&Scenario>,
@@ -82,6 +184,7 @@ pub fn run(
     should_stop: &(dyn Fn() -> bool + Sync),
     on_start: &dyn Fn(&Started),
 ) -> anyhow::Result<()> {
+    remember_secrets(inv, scenario);
     let targets = targets::Targets::of(inv, scenario)?;
     if inv.provider == ProviderKind::Nspawn && !crate::lab::bridge_holds_gateway(inv)? {
         user_bail!(
@@ -91,22 +194,21 @@ pub fn run(
         );
     }
     let http = bind(opts)?;
-    let addr = match http.server_addr().to_ip() {
-        Some(a) => a,
-        None => user_bail!("the dashboard listens on TCP only"),
-    };
-    let token = new_token();
-    let access = server::Access::for_listen(addr, token.clone());
+    let addr = http.local_addr()?;
+    let actions_on = addr.ip().is_loopback() || opts.actions;
+    let access = server::Access::for_listen(addr, new_token(), actions_on.then(new_token));
+    let (watch, operator) = urls(addr, &access);
     let started = Started {
         addr,
-        url: if access.token_for_reads {
-            format!("http://{addr}/?token={token}")
-        } else {
-            format!("http://{addr}/")
-        },
+        watch,
+        operator,
         token_in_url: access.token_for_reads,
     };
-    let shared = state::Shared::new(initial_view(inv, scenario, &targets));
+    let mut view = initial_view(inv, scenario, &targets);
+    if !actions_on {
+        view.actions.clear();
+    }
+    let shared = state::Shared::new(view);
     let limiter = limiter::Limiter::default();
     let stop = AtomicBool::new(false);
     let progress = |_: &str| {};
@@ -119,11 +221,16 @@ pub fn run(
         probes: &probes,
         env: &env,
         stop: &stop,
+        streams: AtomicUsize::new(0),
     };
     shared.event(
         "info",
         None,
-        format!("dashboard started on {}", started.url),
+        format!(
+            "dashboard started on port {}{}",
+            addr.port(),
+            if actions_on { "" } else { " (read-only)" }
+        ),
         None,
     );
     on_start(&started);

@@ -179,11 +179,12 @@ impl<'a> Probes<'a> {
                                 let new = st.state.as_str().to_string();
                                 if n.state != new {
                                     changes.push((n.name.clone(), n.state.clone(), st.state));
-                                    if matches!(st.state, NodeState::Stopped | NodeState::Absent) {
-                                        // a node without power runs nothing
-                                        for s in &mut n.services {
-                                            s.active = Some(false);
-                                        }
+                                    // a node without power runs nothing; any
+                                    // other change: not measured until the next probe
+                                    let off =
+                                        matches!(st.state, NodeState::Stopped | NodeState::Absent);
+                                    for s in &mut n.services {
+                                        s.active = off.then_some(false);
                                     }
                                     n.state = new;
                                 }
@@ -537,8 +538,11 @@ impl<'a> Probes<'a> {
         };
         let mut sess: Option<Session> = None;
         loop {
-            let running = self.node_state(name) == "running"
-                || self.inv.provider == crate::inventory::ProviderKind::Ssh;
+            let state = self.node_state(name);
+            let running =
+                state == "running" || self.inv.provider == crate::inventory::ProviderKind::Ssh;
+            // measured off: nothing runs; not measured yet (unknown, unreachable): not known
+            let off = state == "stopped" || state == "absent";
             let states: Vec<Option<bool>> = if running {
                 if !self.take() {
                     return;
@@ -562,7 +566,7 @@ impl<'a> Probes<'a> {
                 }
             } else {
                 sess = None;
-                vec![Some(false); services.len()]
+                vec![off.then_some(false); services.len()]
             };
             self.shared.update(|v| {
                 if let Some(n) = v.nodes.iter_mut().find(|n| n.name == name) {

@@ -1,50 +1,85 @@
-//! The dashboard's HTTP server (tiny_http): the page and its assets, the view
-//! as JSON (`/state`) and as server-sent events (`/events`), the actions
-//! (`POST /action`), and the site fetched through the lab (`/www/…`).
+//! What the dashboard serves (over [`super::http`]): the page and its
+//! assets, the view as JSON (`/state`) and as server-sent events
+//! (`/events`), the actions (`POST /action`), and the site fetched through
+//! the lab (`/www/…`).
 //!
-//! Safety: a request whose `Host:` is not the address the server listens on
-//! is refused (a page on another site cannot reach the dashboard by renaming
-//! itself, DNS rebinding); off loopback every request needs the token the URL
-//! carries; an action needs the token (the page has it, a page of another
-//! origin cannot read it) and an `Origin:` that is the dashboard's own.
+//! Who may do what ([`Access`]):
+//! - a request whose `Host:` does not name this server is refused (a page on
+//!   another site cannot reach it by renaming itself, DNS rebinding); bound to
+//!   all addresses (`0.0.0.0`), any name of the machine will do, since every
+//!   request then needs the read token;
+//! - reading (the page, the view, the site) needs the *read token* of the
+//!   class's URL when the server listens off loopback;
+//! - an action needs the *action token*, which only the operator's URL
+//!   carries (in its `#fragment`: never sent in a request line, a log or a
+//!   `Referer`), and an `Origin:` that is the dashboard's own. Off loopback
+//!   there is no action token unless `--actions` asked for one.
+//!
+//! Every answer says `Referrer-Policy: no-referrer`, and every string of the
+//! view is masked like the CLI's output ([`crate::redact::mask`]).
 
 use super::actions::{Action, Request as ActionRequest};
+use super::http::{Conn, Request, Response};
 use super::probes::Probes;
 use super::state::Shared;
 use crate::checks::http_client::get;
 use crate::checks::{dns, Env};
+use crate::redact::mask;
 use hickory_proto::rr::RecordType;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Method, Request, Response};
 
 const PAGE: &str = include_str!("page/index.html");
 const SCRIPT: &str = include_str!("page/app.js");
 const STYLE: &str = include_str!("page/app.css");
 
+/// The most page streams (`/events`) at once; the other requests keep the
+/// rest of the server's workers.
+pub const MAX_STREAMS: usize = 96;
+
 /// Who may talk to the server.
 #[derive(Debug, Clone)]
 pub struct Access {
-    /// The `Host:` values that name this server.
-    pub hosts: Vec<String>,
-    pub token: String,
-    /// Whether reading (the page, the view) needs the token too (off loopback).
+    /// The `Host:` values that name this server; `None`: any (bound to all
+    /// addresses, where every request needs the read token).
+    pub hosts: Option<Vec<String>>,
+    pub read_token: String,
+    /// Whether reading (the page, the view) needs the read token (off loopback).
     pub token_for_reads: bool,
+    /// The action token; `None`: actions are off.
+    pub action_token: Option<String>,
 }
 
+/// What anyone who can name the server may read: the page's script and
+/// style, the same in every labctl (the page loads them without the token).
+const PUBLIC: [&str; 2] = ["/app.js", "/app.css"];
+
+/// Why a request is refused: its status and the reason shown.
+pub type Refusal = (u16, &'static str);
+
 impl Access {
-    pub fn for_listen(addr: SocketAddr, token: String) -> Access {
-        let mut hosts = vec![addr.to_string()];
+    pub fn for_listen(
+        addr: SocketAddr,
+        read_token: String,
+        action_token: Option<String>,
+    ) -> Access {
         let loopback = addr.ip().is_loopback();
-        if loopback {
-            hosts.push(format!("localhost:{}", addr.port()));
-        }
+        let hosts = if addr.ip().is_unspecified() {
+            None
+        } else {
+            let mut hosts = vec![addr.to_string()];
+            if loopback {
+                hosts.push(format!("localhost:{}", addr.port()));
+            }
+            Some(hosts)
+        };
         Access {
             hosts,
-            token,
+            read_token,
             token_for_reads: !loopback,
+            action_token,
         }
     }
 
@@ -52,28 +87,51 @@ impl Access {
     pub fn refuse(
         &self,
         method: &str,
+        path: &str,
         host: Option<&str>,
         origin: Option<&str>,
-        token: Option<&str>,
-    ) -> Option<&'static str> {
-        let Some(host) = host.filter(|h| self.hosts.iter().any(|x| x.eq_ignore_ascii_case(h)))
-        else {
-            return Some("this dashboard answers only to its own address (Host header)");
+        read_token: Option<&str>,
+        action_token: Option<&str>,
+    ) -> Option<Refusal> {
+        let host = match (host, &self.hosts) {
+            (Some(h), None) if !h.is_empty() => h,
+            (Some(h), Some(hosts)) if hosts.iter().any(|x| x.eq_ignore_ascii_case(h)) => h,
+            _ => {
+                return Some((
+                    403,
+                    "this dashboard answers only to its own address (Host header)",
+                ))
+            }
         };
-        let token_ok = token.is_some_and(|t| same(t.as_bytes(), self.token.as_bytes()));
         if method == "POST" {
             if origin.map(|o| o.to_ascii_lowercase())
                 != Some(format!("http://{}", host.to_ascii_lowercase()))
             {
-                return Some(
+                return Some((
+                    403,
                     "actions are accepted only from the dashboard's own page (Origin header)",
-                );
+                ));
             }
-            if !token_ok {
-                return Some("actions need the dashboard's token");
+            let Some(want) = &self.action_token else {
+                return Some((
+                    403,
+                    "actions are off: this dashboard listens off loopback without --actions",
+                ));
+            };
+            if !action_token.is_some_and(|t| same(t.as_bytes(), want.as_bytes())) {
+                return Some((
+                    403,
+                    "actions need the action token: open the operator's URL labctl printed",
+                ));
             }
-        } else if self.token_for_reads && !token_ok {
-            return Some("this dashboard needs the token of its URL (printed when it started)");
+        } else if self.token_for_reads
+            && !PUBLIC.contains(&path)
+            && !read_token.is_some_and(|t| same(t.as_bytes(), self.read_token.as_bytes()))
+        {
+            return Some((
+                403,
+                "this dashboard needs the token of its URL (printed when it started)",
+            ));
         }
         None
     }
@@ -84,127 +142,101 @@ fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn header<'r>(req: &'r Request, name: &str) -> Option<&'r str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
+/// The headers every answer carries.
+fn guarded(r: Response) -> Response {
+    r.with_header("Cache-Control", "no-store")
+        .with_header("X-Content-Type-Options", "nosniff")
+        .with_header("Referrer-Policy", "no-referrer")
+        .with_header("X-Frame-Options", "DENY")
 }
 
-fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
-    let q = url.split_once('?')?.1;
-    q.split('&').find_map(|kv| {
-        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-        (k == name).then_some(v)
-    })
+fn text(status: u16, ctype: &str, body: String) -> Response {
+    guarded(Response::new(status, ctype, body))
 }
 
-fn hdr(k: &str, v: &str) -> Header {
-    Header::from_bytes(k.as_bytes(), v.as_bytes()).unwrap_or_else(|_| {
-        Header::from_bytes(&b"X-Invalid"[..], &b"1"[..]).expect("a valid header")
-    })
-}
-
-fn text(status: u16, ctype: &str, body: String) -> Response<std::io::Cursor<Vec<u8>>> {
-    Response::from_data(body.into_bytes())
-        .with_status_code(status)
-        .with_header(hdr("Content-Type", ctype))
-        .with_header(hdr("Cache-Control", "no-store"))
-        .with_header(hdr("X-Content-Type-Options", "nosniff"))
-}
-
-fn json_error(status: u16, msg: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+fn json_error(status: u16, msg: &str) -> Response {
     text(
         status,
         "application/json",
-        serde_json::json!({ "error": msg }).to_string(),
+        serde_json::json!({ "error": mask(msg) }).to_string(),
     )
 }
 
 /// The server with what it serves.
 pub struct Server<'a> {
-    pub http: tiny_http::Server,
+    pub http: super::http::Server,
     pub access: Access,
     pub shared: &'a Shared,
     pub probes: &'a Probes<'a>,
     pub env: &'a Env<'a>,
     pub stop: &'a AtomicBool,
+    pub streams: AtomicUsize,
+}
+
+/// Counts a page stream while it lives.
+struct Stream<'a>(&'a AtomicUsize);
+
+impl Drop for Stream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Server<'_> {
     /// Serve until `stop` is set; each request on a thread of its own.
     pub fn serve<'s>(&'s self, s: &'s std::thread::Scope<'s, '_>) {
-        while !self.stop.load(Ordering::SeqCst) {
-            match self.http.recv_timeout(Duration::from_millis(100)) {
-                Ok(Some(req)) => {
-                    s.spawn(move || self.handle(req, s));
-                }
-                Ok(None) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
+        let handler = move |req: Request, conn: Conn| self.handle(req, conn, s);
+        self.http.serve(s, self.stop, handler);
         self.shared.wake_all();
     }
 
-    fn handle<'s>(&'s self, mut req: Request, s: &'s std::thread::Scope<'s, '_>) {
-        let method = match req.method() {
-            Method::Get | Method::Head => "GET",
-            Method::Post => "POST",
-            _ => {
-                let _ = req.respond(json_error(405, "only GET and POST"));
-                return;
-            }
+    fn handle<'s>(&'s self, req: Request, conn: Conn, s: &'s std::thread::Scope<'s, '_>) {
+        let method = match req.method.as_str() {
+            "GET" | "HEAD" => "GET",
+            "POST" => "POST",
+            _ => return conn.respond(json_error(405, "only GET and POST")),
         };
-        let url = req.url().to_string();
-        let path = url.split('?').next().unwrap_or("/").to_string();
-        let token = header(&req, "X-Labctl-Token").or_else(|| query_param(&url, "token"));
-        if let Some(why) =
-            self.access
-                .refuse(method, header(&req, "Host"), header(&req, "Origin"), token)
-        {
-            let _ = req.respond(json_error(403, why));
-            return;
+        let read_token = req.header("X-Labctl-Token").or_else(|| req.query("token"));
+        if let Some((status, why)) = self.access.refuse(
+            method,
+            req.path(),
+            req.header("Host"),
+            req.header("Origin"),
+            read_token,
+            req.header("X-Labctl-Action"),
+        ) {
+            return conn.respond(json_error(status, why));
         }
+        let path = req.path().to_string();
         let r = match (method, path.as_str()) {
-            ("GET", "/") => {
-                let page = PAGE.replace("{{TOKEN}}", &self.access.token);
-                text(200, "text/html; charset=utf-8", page)
-                    .with_header(hdr(
-                        "Content-Security-Policy",
-                        "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
-                    ))
-                    .with_header(hdr("Referrer-Policy", "no-referrer"))
-            }
+            ("GET", "/") => text(200, "text/html; charset=utf-8", PAGE.into()).with_header(
+                "Content-Security-Policy",
+                "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+            ),
             ("GET", "/app.js") => text(200, "text/javascript; charset=utf-8", SCRIPT.into()),
             ("GET", "/app.css") => text(200, "text/css; charset=utf-8", STYLE.into()),
-            ("GET", "/state") => text(
-                200,
-                "application/json",
-                serde_json::to_string(&self.shared.snapshot()).unwrap_or_default(),
-            ),
-            ("GET", "/events") => {
-                self.events(req);
-                return;
-            }
-            ("POST", "/action") => self.action(&mut req, s),
+            ("GET", "/state") => text(200, "application/json", self.shared.masked_json()),
+            ("GET", "/events") => return self.events(conn),
+            ("POST", "/action") => self.action(&req, s),
             ("GET", p) if p == "/www" || p.starts_with("/www/") => {
-                self.www(&url[4.min(url.len())..])
+                self.www(&req.target[4.min(req.target.len())..])
             }
             _ => json_error(404, "no such page"),
         };
-        let _ = req.respond(r);
+        conn.respond(r)
     }
 
     /// Server-sent events: the whole view at every change (at most every 100 ms).
-    fn events(&self, req: Request) {
-        let mut w = req.into_writer();
-        let head = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\nConnection: close\r\nX-Content-Type-Options: nosniff\r\n\r\n";
-        if w.write_all(head.as_bytes())
-            .and_then(|_| w.flush())
-            .is_err()
-        {
-            return;
+    fn events(&self, conn: Conn) {
+        if self.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+            self.streams.fetch_sub(1, Ordering::SeqCst);
+            return conn.respond(json_error(503, "too many pages open: try again later"));
         }
+        let _counted = Stream(&self.streams);
+        let head = guarded(Response::new(200, "text/event-stream", Vec::new()));
+        let Ok(mut w) = conn.stream(head) else {
+            return;
+        };
         let mut seen = 0u64;
         let mut quiet = Instant::now();
         while !self.stop.load(Ordering::SeqCst) {
@@ -212,8 +244,7 @@ impl Server<'_> {
             let msg = if now > seen {
                 seen = now;
                 quiet = Instant::now();
-                let json = serde_json::to_string(&self.shared.snapshot()).unwrap_or_default();
-                format!("data: {json}\n\n")
+                format!("data: {}\n\n", self.shared.masked_json())
             } else if quiet.elapsed() > Duration::from_secs(10) {
                 quiet = Instant::now();
                 ": still here\n\n".to_string()
@@ -227,16 +258,8 @@ impl Server<'_> {
         }
     }
 
-    fn action<'s>(
-        &'s self,
-        req: &mut Request,
-        s: &'s std::thread::Scope<'s, '_>,
-    ) -> Response<std::io::Cursor<Vec<u8>>> {
-        let mut body = Vec::new();
-        if req.as_reader().take(4096).read_to_end(&mut body).is_err() {
-            return json_error(400, "cannot read the request");
-        }
-        let r: ActionRequest = match serde_json::from_slice(&body) {
+    fn action<'s>(&'s self, req: &Request, s: &'s std::thread::Scope<'s, '_>) -> Response {
+        let r: ActionRequest = match serde_json::from_slice(&req.body) {
             Ok(r) => r,
             Err(e) => return json_error(400, &format!("not an action: {e}")),
         };
@@ -254,7 +277,7 @@ impl Server<'_> {
 
     /// The site through the lab: its name resolved by the lab's DNS on each
     /// request, fetched from the address it answers (a lab address only).
-    fn www(&self, rest: &str) -> Response<std::io::Cursor<Vec<u8>>> {
+    fn www(&self, rest: &str) -> Response {
         let Some(www) = self.probes.targets.www.clone() else {
             return json_error(404, "the scenario names no site");
         };
@@ -312,10 +335,10 @@ impl Server<'_> {
                 } else {
                     "text/plain; charset=utf-8"
                 };
-                text(r.status, ctype, r.body).with_header(hdr(
+                text(r.status, ctype, mask(&r.body)).with_header(
                     "Content-Security-Policy",
                     "default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-                ))
+                )
             }
             Err(e) => json_error(502, &e),
         }
@@ -327,31 +350,82 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_origin_and_token_are_checked() {
-        let a = Access::for_listen("127.0.0.1:8080".parse().unwrap(), "s3cret".into());
+    fn host_origin_and_tokens_are_checked() {
+        let a = Access::for_listen(
+            "127.0.0.1:8080".parse().unwrap(),
+            "r3ad".into(),
+            Some("s3cret".into()),
+        );
         let h = Some("127.0.0.1:8080");
-        assert_eq!(a.refuse("GET", h, None, None), None);
-        assert_eq!(a.refuse("GET", Some("localhost:8080"), None, None), None);
+        assert_eq!(a.refuse("GET", "/", h, None, None, None), None);
+        assert_eq!(
+            a.refuse("GET", "/", Some("localhost:8080"), None, None, None),
+            None
+        );
         assert!(a
-            .refuse("GET", Some("evil.example:8080"), None, None)
+            .refuse("GET", "/", Some("evil.example:8080"), None, None, None)
             .is_some());
-        assert!(a.refuse("GET", None, None, None).is_some());
+        assert!(a.refuse("GET", "/", None, None, None, None).is_some());
         let o = Some("http://127.0.0.1:8080");
-        assert_eq!(a.refuse("POST", h, o, Some("s3cret")), None);
-        assert!(a.refuse("POST", h, o, Some("wrong")).is_some());
-        assert!(a.refuse("POST", h, o, None).is_some());
+        assert_eq!(a.refuse("POST", "/", h, o, None, Some("s3cret")), None);
+        assert!(a.refuse("POST", "/", h, o, None, Some("wrong")).is_some());
+        assert!(a.refuse("POST", "/", h, o, None, None).is_some());
+        // the read token is no action token
         assert!(a
-            .refuse("POST", h, Some("http://evil.example"), Some("s3cret"))
+            .refuse("POST", "/", h, o, Some("r3ad"), Some("r3ad"))
             .is_some());
-        assert!(a.refuse("POST", h, None, Some("s3cret")).is_some());
-        // off loopback, reading needs the token too
-        let a = Access::for_listen("10.0.0.5:8080".parse().unwrap(), "s3cret".into());
+        assert!(a
+            .refuse(
+                "POST",
+                "/",
+                h,
+                Some("http://evil.example"),
+                None,
+                Some("s3cret")
+            )
+            .is_some());
+        assert!(a
+            .refuse("POST", "/", h, None, None, Some("s3cret"))
+            .is_some());
+        // off loopback, reading needs the read token too
+        let a = Access::for_listen("10.0.0.5:8080".parse().unwrap(), "r3ad".into(), None);
         let h = Some("10.0.0.5:8080");
-        assert!(a.refuse("GET", h, None, None).is_some());
-        assert_eq!(a.refuse("GET", h, None, Some("s3cret")), None);
+        assert!(a.refuse("GET", "/", h, None, None, None).is_some());
+        assert_eq!(a.refuse("GET", "/", h, None, Some("r3ad"), None), None);
         assert!(a
-            .refuse("GET", Some("localhost:8080"), None, Some("s3cret"))
+            .refuse("GET", "/", Some("localhost:8080"), None, Some("r3ad"), None)
             .is_some());
-        assert_eq!(query_param("/?a=1&token=x", "token"), Some("x"));
+        // no action token: no actions at all
+        let o = Some("http://10.0.0.5:8080");
+        assert!(a
+            .refuse("POST", "/", h, o, Some("r3ad"), Some(""))
+            .is_some());
+        // on all addresses: any name of the machine, with the read token
+        let a = Access::for_listen("0.0.0.0:8080".parse().unwrap(), "r3ad".into(), None);
+        assert_eq!(
+            a.refuse("GET", "/", Some("10.1.81.1:8080"), None, Some("r3ad"), None),
+            None
+        );
+        assert_eq!(
+            a.refuse(
+                "GET",
+                "/",
+                Some("teacher.local:8080"),
+                None,
+                Some("r3ad"),
+                None
+            ),
+            None
+        );
+        assert!(a
+            .refuse("GET", "/", Some("10.1.81.1:8080"), None, None, None)
+            .is_some());
+        assert!(a
+            .refuse("GET", "/", Some(""), None, Some("r3ad"), None)
+            .is_some());
+        // the script and the style are the same in every labctl: no token
+        let h = Some("10.1.81.1:8080");
+        assert_eq!(a.refuse("GET", "/app.js", h, None, None, None), None);
+        assert!(a.refuse("GET", "/state", h, None, None, None).is_some());
     }
 }

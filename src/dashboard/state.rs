@@ -28,7 +28,8 @@ pub struct NodeView {
     pub groups: Vec<String>,
     /// The provider's word: running, stopped, absent, unreachable (`unknown` before the first look).
     pub state: String,
-    /// The scenario's services on this node, with whether each is active (`None`: not known now).
+    /// The scenario's services on this node, with whether each is active
+    /// (`None`: not measured, so the page offers no button for it).
     pub services: Vec<ServiceView>,
 }
 
@@ -154,6 +155,13 @@ impl Shared {
         self.lock().clone()
     }
 
+    /// The view as JSON with every string in it masked like the CLI's
+    /// output ([`crate::redact::mask`]): names, addresses, events, errors.
+    pub fn masked_json(&self) -> String {
+        let v = serde_json::to_value(&*self.lock()).unwrap_or_default();
+        masked(v).to_string()
+    }
+
     /// Read the view without copying it.
     pub fn read<R>(&self, f: impl FnOnce(&View) -> R) -> R {
         f(&self.lock())
@@ -205,6 +213,21 @@ impl Shared {
     }
 }
 
+/// `v` with every string (keys too) masked.
+fn masked(v: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => Value::String(crate::redact::mask(&s)),
+        Value::Array(a) => Value::Array(a.into_iter().map(masked).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (crate::redact::mask(&k), masked(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +252,21 @@ mod tests {
             sc.spawn(|| s.event("info", None, "x".into(), None));
             assert!(s.wait_past(seen, Duration::from_secs(30)) > seen);
         });
+    }
+
+    #[test]
+    fn every_string_of_the_view_is_masked() {
+        let mut r = crate::redact::Redactor::new();
+        r.add("dashboard-unit-s3cret");
+        crate::redact::remember(&r);
+        let s = Shared::new(View {
+            lab: "lab".into(),
+            probing: Some("HTTP http://dashboard-unit-s3cret/".into()),
+            ..Default::default()
+        });
+        s.event("info", Some("x"), "said dashboard-unit-s3cret".into(), None);
+        let json = s.masked_json();
+        assert!(!json.contains("dashboard-unit-s3cret"), "{json}");
+        assert!(json.contains("said ********"), "{json}");
     }
 }

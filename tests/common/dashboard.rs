@@ -1,6 +1,6 @@
 //! A running `labctl dashboard` for the browser tests: started in a project
-//! folder, its URL read from its first line, its output forwarded to the
-//! test log; Ctrl-C (SIGINT, by its PID) stops it, and drop kills it if a
+//! folder, its URLs read from its first lines (the watch URLs, and the
+//! operator's after `actions:`), its output forwarded to the test log; Ctrl-C (SIGINT, by its PID) stops it, and drop kills it if a
 //! failed test left it running.
 
 use std::io::{BufRead, BufReader};
@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 
 pub struct Dashboard {
     child: Child,
-    /// The URL it printed.
+    /// The operator's URL (with the action token) when it printed one, else the first watch URL.
     pub url: String,
-    /// `127.0.0.1:PORT`.
+    /// The watch URLs it printed (for the class).
+    pub watch: Vec<String>,
+    /// The operator's URL, when actions are on.
+    pub operator: Option<String>,
+    /// `ADDR:PORT` of `url`.
     pub host: String,
 }
 
@@ -22,14 +26,29 @@ impl Dashboard {
         let mut child = super::spawn_labctl(dir, args);
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        eprintln!("{line}");
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no URL in {line:?}"))
-            .to_string();
+        let mut watch = Vec::new();
+        let mut operator = None;
+        loop {
+            let mut line = String::new();
+            if out.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            eprintln!("{}", line.trim_end());
+            for w in line.split_whitespace().filter(|w| w.starts_with("http://")) {
+                if line.trim_start().starts_with("actions:") {
+                    operator = Some(w.to_string());
+                } else {
+                    watch.push(w.to_string());
+                }
+            }
+            if line.contains("Ctrl-C") {
+                break;
+            }
+        }
+        let url = operator
+            .clone()
+            .or_else(|| watch.first().cloned())
+            .unwrap_or_else(|| panic!("no URL printed"));
         // keep reading its output so it never blocks on a full pipe
         for r in [Box::new(out) as Box<dyn BufRead + Send>, Box::new(err)] {
             std::thread::spawn(move || {
@@ -44,7 +63,30 @@ impl Dashboard {
             .next()
             .unwrap()
             .to_string();
-        Dashboard { child, url, host }
+        Dashboard {
+            child,
+            url,
+            watch,
+            operator,
+            host,
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The token of `url`'s query (`?token=`), if any.
+    pub fn read_token(&self) -> Option<String> {
+        let u = self.watch.first()?;
+        let q = u.split_once("?token=")?.1;
+        Some(q.split(['&', '#']).next()?.to_string())
+    }
+
+    /// The action token of the operator's URL (`#act=`), if any.
+    pub fn action_token(&self) -> Option<String> {
+        Some(self.operator.as_ref()?.split_once("#act=")?.1.to_string())
     }
 
     /// Ctrl-C: how it ended.

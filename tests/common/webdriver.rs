@@ -1,7 +1,9 @@
 //! A small WebDriver client for the browser tests: Debian's `chromedriver`
 //! (package chromium-driver) driving headless `chromium`, over the W3C
 //! WebDriver HTTP protocol (one request per connection, JSON bodies).
-//! The driver process and the browser session end on drop.
+//! The driver process and the browser session end on drop. The browser runs
+//! on this machine, or inside a network namespace ([`Browser::start_in_netns`]),
+//! as another machine's browser would.
 
 use super::free_port;
 use serde_json::{json, Value};
@@ -13,17 +15,29 @@ use std::time::{Duration, Instant};
 
 pub struct Browser {
     driver: Child,
+    /// Where the driver answers.
+    ip: String,
     port: u16,
     session: String,
 }
 
 /// One HTTP exchange with the driver: the JSON it answered.
-fn call(port: u16, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+fn call(
+    ip: &str,
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("{ip}:{port}").parse().map_err(|e| format!("{e}"))?,
+        Duration::from_secs(5),
+    )
+    .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
     let body = body.map(|b| b.to_string()).unwrap_or_default();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
@@ -72,8 +86,36 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver (packages chromium and chromium-driver: scripts/install-host-deps)");
+        Browser::session(driver, "127.0.0.1", port)
+    }
+
+    /// Start chromedriver and chromium inside the network namespace `ns`
+    /// (its loopback up): the driver answers on `ns_ip`, to this machine's
+    /// `host_ip` only.
+    pub fn start_in_netns(ns: &str, ns_ip: &str, host_ip: &str) -> Browser {
+        let port = 9515;
+        let driver = Command::new("ip")
+            .args(["netns", "exec", ns, "chromedriver"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--allowed-ips={host_ip}"))
+            .arg("--allowed-origins=*")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver in the namespace");
+        Browser::session(driver, ns_ip, port)
+    }
+
+    fn session(driver: Child, ip: &str, port: u16) -> Browser {
+        let mut b = Browser {
+            driver,
+            ip: ip.to_string(),
+            port,
+            session: String::new(),
+        };
         let until = Instant::now() + Duration::from_secs(30);
-        while call(port, "GET", "/status", None).is_err() {
+        while call(ip, port, "GET", "/status", None).is_err() {
             assert!(Instant::now() < until, "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -85,18 +127,14 @@ impl Browser {
                          "--window-size=1280,1000", "--no-proxy-server"]
             }
         }}});
-        let mut b = Browser {
-            driver,
-            port,
-            session: String::new(),
-        };
-        let v = call(port, "POST", "/session", Some(&caps)).expect("a chromium session");
+        let v = call(ip, port, "POST", "/session", Some(&caps)).expect("a chromium session");
         b.session = v["sessionId"].as_str().unwrap().to_string();
         b
     }
 
     fn cmd(&self, method: &str, what: &str, body: Option<Value>) -> Result<Value, String> {
         call(
+            &self.ip,
             self.port,
             method,
             &format!("/session/{}{what}", self.session),

@@ -2,7 +2,17 @@
 // and posts the actions, each confirmed first.
 "use strict";
 (function () {
-  const token = document.querySelector('meta[name="labctl-token"]').content;
+  // the read token (off loopback) is in the query; the action token, only
+  // in the operator's URL, in the fragment: kept for this tab and taken out
+  // of the address bar, so a projected page never shows it
+  const token = new URLSearchParams(location.search).get("token") || "";
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("act");
+  if (fromHash) {
+    sessionStorage.setItem("labctl-act", fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+  const actToken = sessionStorage.getItem("labctl-act") || "";
+  const withToken = (path) => path + (token ? "?token=" + encodeURIComponent(token) : "");
   const q = (s) => document.querySelector(s);
   const PALETTE = ["#2563eb", "#f97316", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563"];
   let view = null;
@@ -53,22 +63,29 @@
       );
       const svcs = el("div", {});
       for (const s of n.services) {
-        const cls = s.active === true ? "active" : s.active === false ? "inactive" : "";
-        svcs.append(el("span", { class: "svc " + cls, "data-service": s.name, title: s.active === null ? "not known now" : "" }, s.name));
+        const known = s.active === true || s.active === false;
+        const cls = s.active === true ? "active" : s.active === false ? "inactive" : "unknown";
+        svcs.append(el("span", {
+          class: "svc " + cls, "data-service": s.name, "data-active": known ? String(s.active) : "unknown",
+          title: known ? (s.active ? "active" : "not active") : "unknown: not measured yet",
+        }, s.name + (known ? "" : " ?")));
       }
       card.append(svcs);
       const acts = el("div", { class: "actions" });
-      // only what makes sense now: power cut a running node, boot one that is
-      // not; stop an active service, start one that is not (both while unknown)
+      // only what makes sense in the state measured: power cut a running
+      // node, boot a stopped one; stop an active service, start an inactive
+      // one; nothing while a state is not measured; nothing without the
+      // action token (a watching page)
       const svc = (name) => n.services.find((s) => s.name === name) || { active: null };
       const useful = (a) => {
-        if (a.action === "power_cut") return n.state === "running" || n.state === "unknown";
-        if (a.action === "boot") return n.state !== "running";
-        if (a.action === "stop_service") return svc(a.service).active !== false;
-        if (a.action === "start_service") return svc(a.service).active !== true;
-        return true;
+        if (a.action === "power_cut") return n.state === "running";
+        if (a.action === "boot") return n.state === "stopped" || n.state === "absent";
+        if (a.action === "stop_service") return svc(a.service).active === true;
+        if (a.action === "start_service") return svc(a.service).active === false;
+        return false;
       };
-      for (const a of v.actions.filter((a) => a.node === n.name && useful(a))) {
+      const mine = actToken ? v.actions : [];
+      for (const a of mine.filter((a) => a.node === n.name && useful(a))) {
         acts.append(el("button", {
           type: "button",
           class: a.action === "power_cut" ? "danger" : "",
@@ -173,7 +190,11 @@
     q("#scenario").textContent = v.scenario ? "· " + v.scenario : "";
     const www = q("#www");
     www.classList.toggle("hidden", !v.www);
-    www.href = "www/" + (token && location.search.includes("token=") ? "?token=" + encodeURIComponent(token) : "");
+    www.href = withToken("www/");
+    const mode = q("#mode");
+    const acting = actToken && v.actions.length;
+    mode.textContent = acting ? "operator" : "watching";
+    mode.className = "conn " + (acting ? "on" : "off");
     if (changed("nodes", [v.nodes, v.actions])) renderNodes(v);
     if (changed("cluster", v.cluster)) renderCluster(v);
     renderStrip(v);
@@ -195,7 +216,7 @@
   function post(a) {
     fetch("action", {
       method: "POST",
-      headers: { "Content-Type": "application/json", "X-Labctl-Token": token },
+      headers: { "Content-Type": "application/json", "X-Labctl-Action": actToken },
       body: JSON.stringify({ action: a.action, node: a.node, service: a.service }),
     }).then((r) => r.ok ? null : r.json().then((j) => alertBox(j.error || ("error " + r.status))))
       .catch((e) => alertBox(String(e)));
@@ -207,7 +228,7 @@
   }
 
   function connect() {
-    const es = new EventSource("events" + (location.search.includes("token=") ? "?token=" + encodeURIComponent(token) : ""));
+    const es = new EventSource(withToken("events"));
     const conn = q("#conn");
     es.onopen = () => { conn.textContent = "live"; conn.className = "conn on"; };
     es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn off"; };
