@@ -50,6 +50,7 @@ pub fn parse_ip_addr(out: &str) -> Vec<LocalAddr> {
 pub fn local_addrs() -> anyhow::Result<Vec<LocalAddr>> {
     let out = Command::new("ip")
         .args(["-o", "-4", "addr", "show"])
+        .env("LC_ALL", "C") // parsed: the same words whatever the host's locale
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run `ip` (package iproute2): {e}"))?;
     Ok(parse_ip_addr(&String::from_utf8_lossy(&out.stdout)))

@@ -18,7 +18,6 @@ pub struct OneAtATime {
 }
 
 pub fn one_at_a_time() -> OneAtATime {
-    use std::os::fd::AsRawFd;
     let guard = LABS.lock().unwrap_or_else(|e| e.into_inner());
     assert!(is_root(), "the lab tests need root (CI runs as root)");
     std::fs::create_dir_all("/var/lib/labctl/locks").unwrap();
@@ -28,8 +27,7 @@ pub fn one_at_a_time() -> OneAtATime {
         .write(true)
         .open("/var/lib/labctl/locks/lab-tests.lock")
         .unwrap();
-    // SAFETY: flock on a file descriptor we own.
-    assert_eq!(unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) }, 0);
+    file.lock().unwrap();
     OneAtATime {
         _guard: guard,
         _file: file,

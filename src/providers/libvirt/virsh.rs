@@ -38,6 +38,7 @@ impl Virsh {
     /// Run `virsh -c URI args…` within `limit`; its output, whatever the exit status.
     pub fn call(&self, args: &[&str], limit: Duration) -> anyhow::Result<Reply> {
         let child = Command::new("virsh")
+            .env("LC_ALL", "C") // its English output is parsed, whatever the host's locale
             .arg("-q")
             .arg("-c")
             .arg(&self.uri)

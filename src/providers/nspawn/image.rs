@@ -187,7 +187,11 @@ fn parse_one_line(text: &str) -> Vec<(String, Vec<String>)> {
 
 /// The host's apt settings that a node needs to reach the same mirror.
 fn host_apt_conf() -> Vec<String> {
-    let Ok(o) = Command::new("apt-config").arg("dump").output() else {
+    let Ok(o) = Command::new("apt-config")
+        .arg("dump")
+        .env("LC_ALL", "C")
+        .output()
+    else {
         return Vec::new();
     };
     String::from_utf8_lossy(&o.stdout)

@@ -32,6 +32,7 @@ pub fn nft_table(lab: &str) -> String {
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new(cmd)
         .args(args)
+        .env("LC_ALL", "C") // its output and errors are parsed: English, whatever the host's locale
         .stdin(Stdio::null())
         .output()
         .map_err(|e| anyhow::anyhow!("cannot run `{cmd}`: {e}"))?;

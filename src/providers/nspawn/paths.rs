@@ -18,7 +18,6 @@
 
 use crate::inventory::Inventory;
 use crate::progress::Progress;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// `/var/lib/labctl` (or `$LABCTL_ROOT`).
@@ -127,20 +126,13 @@ pub fn lock_file(path: &Path, what: &str, p: &dyn Progress) -> anyhow::Result<Lo
         .write(true)
         .open(path)
         .map_err(|e| anyhow::anyhow!("cannot open lock {}: {e}", path.display()))?;
-    // SAFETY: flock on a file descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+    if f.try_lock().is_err() {
         p.line(&format!(
             "waiting for another labctl working on {what} ({})",
             path.display()
         ));
-        // SAFETY: as above.
-        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            anyhow::bail!(
-                "cannot lock {}: {}",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+        f.lock()
+            .map_err(|e| anyhow::anyhow!("cannot lock {}: {e}", path.display()))?;
     }
     Ok(Lock(f))
 }

@@ -7,7 +7,7 @@
 //! node, and the test node is this machine: it is covered by the runner's unit
 //! tests, not here.)
 
-mod common;
+use crate::common;
 use common::{stderr, stdout, Project};
 
 const OLD: &str = "Tr0ub4dor-and-3";

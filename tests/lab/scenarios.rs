@@ -1,10 +1,10 @@
 //! Every shipped scenario converges fresh nspawn nodes with one `configure`,
 //! stays converged on a re-run (`changed: 0`), and serves what it promises:
 //! checked from the host with `labctl verify` (without the power-cut checks,
-//! which tests/verify_lab.rs covers) and, for the clusters, `crm_mon` on a member.
+//! which tests/lab/verify.rs covers) and, for the clusters, `crm_mon` on a member.
 //! Needs root (CI runs as root).
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use std::time::Instant;
 

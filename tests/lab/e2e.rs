@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-mod common;
+use crate::common;
 use common::lab::{labctl_at as labctl, ok_at as ok, one_at_a_time, Lab};
 
 const SUBNET: &str = "10.1.2";

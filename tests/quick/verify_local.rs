@@ -3,7 +3,7 @@
 //! loopback addresses, with an inventory (`provider: ssh`) whose nodes live on
 //! 127.0.0.x. No packet leaves loopback.
 
-mod common;
+use crate::common;
 
 use common::fake::{FakeDns, FakeWeb, Order, Threads};
 

@@ -1,6 +1,6 @@
 //! The layout rules of `src/`, checked on the source: dependencies between the
 //! top-level modules point one way (no cycle), and nothing outside `src/cli/`
-//! and `src/main.rs` uses the CLI. `cargo test --test layout -- --nocapture`
+//! and `src/main.rs` uses the CLI. `cargo test --test quick layout:: -- --nocapture`
 //! prints the graph.
 
 use std::collections::{BTreeMap, BTreeSet};

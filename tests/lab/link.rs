@@ -8,7 +8,7 @@
 //! is destroyed on drop (also on panic) and checked for leftovers. Waits wait
 //! for events with generous deadlines, never for a duration.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -11,7 +11,7 @@
 //! other lab tests; takes the machine-wide lab lock; the lab is destroyed on
 //! drop, also on panic, and the test checks nothing of it is left.
 
-mod common;
+use crate::common;
 
 use common::dashboard::Dashboard;
 use common::lab::{one_at_a_time, Lab};

@@ -17,7 +17,7 @@
 //! stopped by it (by their PIDs) at the end. Needs root and the packages of
 //! scripts/install-host-deps. Durations are printed as FIGURE lines, never asserted.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::libvirt::{assert_vm_gone, virsh, Daemons, PREINSTALL};
 use std::process::{Command, Stdio};

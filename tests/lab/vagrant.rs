@@ -14,7 +14,7 @@
 //! Needs root; one lab test at a time on this machine; labs are destroyed on
 //! drop (also on panic). Durations are printed as FIGURE lines, never asserted.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::{stderr, stdout};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@
 //! Needs root (CI runs as root); one lab test at a time on this machine; the
 //! lab is destroyed on drop (also on panic) and checked for leftovers.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::stderr;
 

@@ -22,7 +22,7 @@
 //! Needs root (CI runs as root); one lab test at a time on this machine; the
 //! labs and the network namespace are removed on drop (also on panic).
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::{stderr, stdout};
 use std::os::unix::fs::PermissionsExt;

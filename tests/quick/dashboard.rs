@@ -14,7 +14,7 @@
 //! page streams) leaves the server's memory, threads and descriptors bounded
 //! and the page served. Screenshots go to target/dashboard/.
 
-mod common;
+use crate::common;
 
 use common::dashboard::Dashboard;
 use common::fake::{FakeDns, FakeWeb, Order};

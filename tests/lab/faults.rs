@@ -19,7 +19,7 @@
 //! generous deadlines and wait for events (files, lines), never for a duration;
 //! durations are printed as FIGURE lines, not asserted.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::processes;
 use std::io::BufRead;

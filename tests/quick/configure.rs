@@ -1,7 +1,7 @@
 //! `labctl configure` against a real OpenSSH server on loopback: idempotency,
 //! check mode, diffs, handlers, key permissions, early template errors.
 
-mod common;
+use crate::common;
 use common::{json, stderr, stdout, Project};
 use std::os::unix::fs::PermissionsExt;
 

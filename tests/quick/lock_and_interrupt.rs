@@ -8,7 +8,7 @@
 //!
 //! "Slow" tasks here wait for a file the test creates, so nothing depends on timing.
 
-mod common;
+use crate::common;
 use common::{processes, stderr, stdout, Project};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@
 //! root and the packages of scripts/install-host-deps. Durations are printed
 //! as FIGURE lines, never asserted.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::time::Instant;

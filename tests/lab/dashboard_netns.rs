@@ -12,7 +12,7 @@
 //! dashboard lab test's subnet. The namespace and the veth are deleted on
 //! drop, also on panic, and the test checks they are gone.
 
-mod common;
+use crate::common;
 
 use common::dashboard::Dashboard;
 use common::lab::one_at_a_time;

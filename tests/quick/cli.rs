@@ -3,7 +3,7 @@
 //! commands (`scenarios`, `show`, `exec`, `ssh CMD` without `--`) against a
 //! real sshd on loopback.
 
-mod common;
+use crate::common;
 use common::{stderr, stdout, Project};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;

@@ -14,7 +14,7 @@
 //! Nothing here asserts a duration: the times are printed; the failover
 //! bound is the scenario's own `within:` (the product's check).
 
-mod common;
+use crate::common;
 
 use common::lab::one_at_a_time;
 use labctl::checks::cluster::{parse_crm_mon, CrmStatus};

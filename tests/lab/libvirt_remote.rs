@@ -20,7 +20,7 @@
 //! host key is pinned in root's `~/.ssh/known_hosts` for the test's duration
 //! (what a user of qemu+ssh has), and the file is put back as it was.
 
-mod common;
+use crate::common;
 use common::lab::{one_at_a_time, Lab};
 use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::net::TcpListener;

@@ -10,7 +10,7 @@
 //! JSON trees (JSON is YAML) built from the real keys with values of every type.
 //!
 //! CI runs proptest's default 256 cases per property (a few seconds). A longer run:
-//! `PROPTEST_CASES=100000 cargo test --release --test fuzz`.
+//! `PROPTEST_CASES=100000 cargo test --release --test quick fuzz::`.
 
 use labctl::error::exit_code;
 use labctl::inventory::Inventory;

@@ -17,7 +17,7 @@
 //! `file:line:col` where there is one); carry a `fix:` hint; show no panic and no
 //! backtrace; and leave the node untouched (its managed-files folder stays empty).
 
-mod common;
+use crate::common;
 use common::{stderr, stdout, Project};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -97,7 +97,7 @@ fn run_case(case: &Path) -> Vec<String> {
         .output()
         .unwrap();
     let (out, err) = (stdout(&o), stderr(&o));
-    // `cargo test --test bad_input -- --nocapture` shows every message for review
+    // `cargo test --test quick bad_input -- --nocapture` shows every message for review
     println!("== {}\n{err}", case.display());
 
     let mut wrong = Vec::new();

@@ -7,7 +7,7 @@
 //! the Vagrantfile is found as `labctl up` finds it. `expect`: the first line
 //! is `exit 0` or `exit 2`; every other line must appear in stdout (exit 0)
 //! or in the one `error:` message (exit 2).
-//! `cargo test --test vagrantfile -- --nocapture` prints every answer for review.
+//! `cargo test --test quick vagrantfile:: -- --nocapture` prints every answer for review.
 
 use std::path::Path;
 use std::process::Command;
