@@ -48,7 +48,21 @@ impl Sshd {
             .args(["-q", "-t", "ed25519", "-N", "", "-f"])
             .arg(d.join("host_key")));
         std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
+        if lab::is_root() {
+            std::fs::create_dir_all("/run/sshd").unwrap();
+        } else {
+            // a normal user's sshd logs in only that user, whom labctl runs
+            // through `sudo -n`: here a sudo that just runs the command
+            std::fs::create_dir_all(d.join("bin")).unwrap();
+            std::fs::write(
+                d.join("bin/sudo"),
+                "#!/bin/sh\n[ \"$1\" = -n ] && shift\nexec \"$@\"\n",
+            )
+            .unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d.join("bin/sudo"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
         let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
         let mut cfg = String::new();
         for p in &ports {
@@ -60,6 +74,12 @@ impl Sshd {
             ak = d.join("authorized_keys").display(),
             pid = d.join("sshd.pid").display(),
         );
+        if !lab::is_root() {
+            cfg += &format!(
+                "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
+                d.join("bin").display()
+            );
+        }
         std::fs::write(d.join("sshd_config"), cfg).unwrap();
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
@@ -115,7 +135,10 @@ impl Project {
             .arg(&key));
         let sshd = Sshd::start(nodes, &key.with_extension("pub"));
         std::fs::write(d.join(".labctl/known_hosts"), sshd.known_hosts()).unwrap();
-        let mut inv = String::from("lab: test\nprovider: ssh\nssh: {user: root}\nnodes:\n");
+        let mut inv = format!(
+            "lab: test\nprovider: ssh\nssh: {{user: {}}}\nnodes:\n",
+            user()
+        );
         for (i, p) in sshd.ports.iter().enumerate() {
             let n = i + 1;
             inv += &format!(
@@ -154,6 +177,15 @@ impl Project {
             .current_dir(self.dir.path())
             .output()
             .unwrap()
+    }
+}
+
+/// The user the test sshd logs in: root, or the normal user running the tests.
+pub fn user() -> String {
+    if lab::is_root() {
+        "root".into()
+    } else {
+        std::env::var("USER").unwrap_or_else(|_| "root".into())
     }
 }
 
