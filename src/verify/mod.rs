@@ -62,6 +62,9 @@ pub fn run_checks_with(
     power: &dyn Power,
     on: &(dyn Fn(Event<'_>) + Sync),
 ) -> anyhow::Result<VerifyReport> {
+    // a lab the scenario cannot run on is refused before anything is sent
+    // (`list_checks` shows a scenario's checks on any lab)
+    scenario.check_lab(inv)?;
     let plans = prepare::prepare(inv, scenario, opts)?;
     let progress = |msg: &str| on(Event::Progress(msg));
     let env = Env::new(inv, opts.insecure, power, &progress);

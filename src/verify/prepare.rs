@@ -24,7 +24,6 @@ pub fn prepare(
             );
         }
     }
-    scenario.check_lab(inv)?;
     if scenario.verify.is_empty() {
         user_bail!(
             "{}: the scenario has no `verify:` checks\n  fix: add a `verify:` section, e.g. `verify: [{{dns: {{server: dns, name: www.example.com}}}}]`",

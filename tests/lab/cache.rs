@@ -152,7 +152,9 @@ fn cache_log_since(from: u64, subnet: &str) -> (u64, u64) {
             continue;
         }
         let n: u64 = f[2].parse().unwrap_or(0);
-        if f[1] == "I" {
+        // what this lab's nodes asked for and the cache had to fetch (other
+        // labs on the host may fetch meanwhile: theirs do not count)
+        if f[1] == "I" && f[3].starts_with(subnet) {
             fetched += n;
         }
         if f[1] == "O" && f[3].starts_with(subnet) {

@@ -519,6 +519,10 @@ fn cib(lab: &Lab, node: &str) -> String {
 fn a_first_converge_survives_a_power_cut_during_its_package_installs() {
     let _one = one_at_a_time();
     let lab = Lab::new("tflt1", "10.1.42");
+    // nodes without the package layer: this story is the converge that
+    // installs the packages (a default lab's nodes have them already)
+    let inv = std::fs::read_to_string(lab.inv()).unwrap();
+    std::fs::write(lab.inv(), format!("{inv}preinstall: []\n")).unwrap();
     lab.ok(&["up"]);
 
     // 1. the preview of a first converge

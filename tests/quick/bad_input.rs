@@ -90,7 +90,11 @@ fn run_case(case: &Path) -> Vec<String> {
     let cmd = std::fs::read_to_string(case.join("cmd"))
         .unwrap_or_else(|_| "configure scenario.yaml".into());
     let args: Vec<&str> = cmd.split_whitespace().collect();
-    let o = Command::new(env!("CARGO_BIN_EXE_labctl"))
+    // every case ends at once; one that does not (a server that started)
+    // is stopped after a minute and fails, instead of hanging the suite
+    let o = Command::new("timeout")
+        .arg("60")
+        .arg(env!("CARGO_BIN_EXE_labctl"))
         .args(&args)
         .current_dir(p.dir.path())
         .env("RUST_BACKTRACE", "1")
