@@ -102,6 +102,9 @@ struct SshFile {
     known_hosts: Option<String>,
     port: Option<u16>,
     connect_timeout: Option<u64>,
+    /// Provider ssh: nodes may be on a network of this machine that is not
+    /// a labctl bridge (the LAN): an explicit opt-in.
+    lan: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -311,6 +314,9 @@ pub struct SshSettings {
     pub known_hosts: PathBuf,
     pub port: u16,
     pub connect_timeout_secs: u64,
+    /// `ssh: {lan: true}`: provider ssh may connect to nodes on a network
+    /// that is not a labctl bridge (see [`crate::lab::ensure_safe_target`]).
+    pub lan: bool,
 }
 
 /// One machine of the lab.
@@ -948,6 +954,7 @@ impl Inventory {
                     text_path.display()
                 ),
             },
+            lan: file.ssh.lan.unwrap_or(false),
         };
 
         if file.nodes.is_empty() {

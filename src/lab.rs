@@ -164,19 +164,80 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
                 )
             };
             let local = local_addrs()?;
-            if local
+            let holders: Vec<&LocalAddr> = local
                 .iter()
-                .any(|l| net.subnet.contains(l.addr) && l.subnet.contains(addr))
-            {
-                Ok(())
-            } else {
+                .filter(|l| net.subnet.contains(l.addr) && l.subnet.contains(addr))
+                .collect();
+            if holders.iter().any(|l| is_labctl_bridge(&l.iface)) {
+                return Ok(());
+            }
+            if !inv.ssh.lan {
+                let node = inv.nodes.iter().find(|n| n.address == addr);
+                let at = match node.and_then(|n| node_line(&inv.path, &n.name)) {
+                    Some(line) => format!("{}:{line}", inv.path.display()),
+                    None => inv.path.display().to_string(),
+                };
+                user_bail!(
+                    "{at}: node {}address {addr} is neither loopback nor on a labctl lab's bridge: provider ssh connects to other networks (the LAN) only when the inventory says so\n  fix: point the node at a lab's address, or, if {addr} is a machine of yours on this machine's network, add `ssh: {{lan: true}}` to {}",
+                    node.map(|n| format!("{}: ", n.name)).unwrap_or_default(),
+                    inv.path.display()
+                );
+            }
+            if holders.is_empty() {
                 user_bail!(
                     "refusing to connect to {addr}: no local interface holds an address of the lab network {}, so the traffic would leave this machine\n  fix: bring up the network that holds the nodes (e.g. the nspawn lab they belong to)",
                     net.subnet
                 )
             }
+            Ok(())
         }
     }
+}
+
+/// Whether interface `iface` is a bridge labctl makes for a lab: `lab-LAB`
+/// (a lab network) or `lbN-LAB` (a Vagrant project's further networks), and
+/// a bridge.
+pub fn is_labctl_bridge(iface: &str) -> bool {
+    let named = iface.starts_with("lab-")
+        || iface
+            .strip_prefix("lb")
+            .and_then(|r| r.split_once('-'))
+            .is_some_and(|(n, lab)| {
+                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) && !lab.is_empty()
+            });
+    named
+        && !iface.contains('/')
+        && std::path::Path::new("/sys/class/net")
+            .join(iface)
+            .join("bridge")
+            .is_dir()
+}
+
+/// The line of node `name` under `nodes:` in an inventory file, if found.
+fn node_line(path: &std::path::Path, name: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    node_line_in(&text, name)
+}
+
+fn node_line_in(text: &str, name: &str) -> Option<usize> {
+    let mut in_nodes = false;
+    for (i, line) in text.lines().enumerate() {
+        if !line.starts_with([' ', '\t', '#']) && !line.is_empty() {
+            in_nodes = line.trim_end().starts_with("nodes:");
+            continue;
+        }
+        let t = line.trim_start();
+        let key = t
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        if in_nodes && key == name && t.contains(':') {
+            return Some(i + 1);
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -223,6 +284,24 @@ lab-ha\t0001010A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
 
     fn routes_now() -> Vec<Route> {
         routes()
+    }
+
+    #[test]
+    fn finds_a_nodes_line() {
+        let text = "lab: t\nprovider: ssh\nnodes:\n  web: {address: 192.0.2.10}\n  \"db\": {address: 192.0.2.11}\nvars:\n  web: 1\n";
+        assert_eq!(node_line_in(text, "web"), Some(4));
+        assert_eq!(node_line_in(text, "db"), Some(5));
+        assert_eq!(node_line_in(text, "vars"), None);
+    }
+
+    #[test]
+    fn only_labctl_bridges_count_as_lab_networks() {
+        // names alone: no such interfaces here
+        assert!(!is_labctl_bridge("eth0"));
+        assert!(!is_labctl_bridge("lo"));
+        assert!(!is_labctl_bridge("lab-nosuchlab-here"));
+        assert!(!is_labctl_bridge("lb-x"));
+        assert!(!is_labctl_bridge("lab-../../x"));
     }
 
     #[test]

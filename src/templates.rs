@@ -86,6 +86,7 @@ impl Templates {
         env.add_filter("reverse_ptr", reverse_ptr);
         env.add_filter("last_octet", last_octet);
         env.add_filter("reverse_zone", reverse_zone);
+        env.add_filter("conf_word", conf_word);
         let serials = Arc::new(serials);
         env.add_filter(
             "zone_serial",
@@ -233,6 +234,27 @@ fn reverse_ptr(addr: String) -> String {
     let mut p: Vec<&str> = addr.split('.').collect();
     p.reverse();
     format!("{}.in-addr.arpa", p.join("."))
+}
+
+/// A value written as one word of a configuration file another program
+/// reads (corosync's `key: value`): letters, digits, `_`, `.`, `-` only, so a
+/// variable can never add a line, a section or a comment there.
+fn conf_word(v: minijinja::Value) -> Result<String, minijinja::Error> {
+    let s = v.to_string();
+    if !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        Ok(s)
+    } else {
+        Err(minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!(
+                "{s:?} cannot be written into this configuration file: only letters, digits, `_`, `.` and `-`, up to 64 characters"
+            ),
+        ))
+    }
 }
 
 /// `10.1.1.103` → `103`.
@@ -403,6 +425,24 @@ mod tests {
         let m = e.to_string();
         assert!(m.contains("a.j2:2") && m.contains("undefined"), "{m}");
         assert_eq!(crate::error::exit_code(&e), 2);
+    }
+
+    #[test]
+    fn a_config_word_is_one_word() {
+        assert_eq!(conf_word("lab-1.x_y".into()).unwrap(), "lab-1.x_y");
+        assert_eq!(conf_word(1000.into()).unwrap(), "1000");
+        for bad in [
+            "",
+            "a b",
+            "lab\n}\ntotem {",
+            "a#b",
+            "a:b",
+            "x\"y",
+            "a{",
+            "<&]]>",
+        ] {
+            assert!(conf_word(bad.into()).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -105,6 +105,42 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
         "kept"
     );
 
+    // a node's root cannot pass for another node's init or nspawn: processes in
+    // nodo1 that carry nodo2's tag, PID 1 of a namespace of their own, and one
+    // named systemd-nspawn with nodo2's --directory= argument; `fail nodo2`
+    // cuts nodo2 only, and `status` does not take the fakes for nodo2
+    let nodo2_dir = lab.lab_dir().join("nodes/nodo2/merged");
+    ok(
+        &inv,
+        &[
+            "ssh",
+            "nodo1",
+            "--",
+            &format!(
+                "setsid -f env LABCTL_MACHINE=e2eup.nodo2 sh -c 'unshare -pf sleep 1000 || sleep 1000' </dev/null >/dev/null 2>&1; \
+                 cp /bin/sh /tmp/systemd-nspawn; \
+                 setsid -f /tmp/systemd-nspawn -c 'unshare -pf sleep 1000 || sleep 1000; :' x --directory={} </dev/null >/dev/null 2>&1; sleep 1",
+                nodo2_dir.display()
+            ),
+        ],
+    );
+    let fakes = || {
+        ok(
+            &inv,
+            &["ssh", "nodo1", "--", "pgrep -c -f '[s]leep 1000' || true"],
+        )
+        .trim()
+        .parse::<u32>()
+        .unwrap()
+    };
+    let before = fakes();
+    assert!(before >= 2, "the fake inits did not start");
+    ok(&inv, &["fail", "nodo2"]);
+    assert_eq!(states(&inv), "nodo1=running nodo2=stopped dns=running");
+    assert_eq!(fakes(), before, "`fail nodo2` killed processes of nodo1");
+    ok(&inv, &["up", "nodo2"]);
+    assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
+
     // power cut, then back
     ok(&inv, &["fail", "nodo1"]);
     assert_eq!(states(&inv), "nodo1=stopped nodo2=running dns=running");

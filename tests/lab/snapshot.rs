@@ -39,6 +39,14 @@ fn restore_puts_files_and_services_back_and_destroy_removes_snapshots() {
     let page = lab.ok(&["ssh", "nodo1", "cat", "/var/www/html/info.txt"]);
 
     lab.ok(&["snapshot", "save", "configured"]);
+    // the nodes were frozen while copied, and are thawed after
+    for node in ["nodo1", "nodo2", "dns"] {
+        let events = format!("/sys/fs/cgroup/unified/labctl/snapl.{node}/cgroup.events");
+        if let Ok(e) = std::fs::read_to_string(&events) {
+            assert!(e.contains("frozen 0"), "{node} left frozen: {e}");
+        }
+    }
+    assert_eq!(lab.ok(&["ssh", "dns", "--", "echo", "thawed"]), "thawed\n");
     let o = lab.labctl(&["snapshot", "save", "configured"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(

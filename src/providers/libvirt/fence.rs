@@ -58,25 +58,45 @@ impl Files {
 /// The daemon's configuration for `inv`: the TCP listener on the gateway,
 /// the libvirt backend through the bound socket, one group with the lab's
 /// nodes (their addresses may ask; their domains may be fenced).
-pub fn conf_text(inv: &Inventory, gw: Ipv4Addr, dir: &std::path::Path) -> String {
+pub fn conf_text(inv: &Inventory, gw: Ipv4Addr, dir: &std::path::Path) -> anyhow::Result<String> {
     let names = super::xml::Names::new(inv);
     let mut group = String::new();
     for n in &inv.nodes {
         group.push_str(&format!("\t\tip = \"{}\";\n", n.address));
     }
     for n in &inv.nodes {
-        group.push_str(&format!("\t\tuuid = \"{}\";\n", names.domain(&n.name)));
+        group.push_str(&format!(
+            "\t\tuuid = \"{}\";\n",
+            quotable(&names.domain(&n.name))?
+        ));
     }
-    format!(
+    let key = dir.join("fence_xvm.key");
+    let sock = dir.join("libvirt-run/libvirt-sock");
+    Ok(format!(
         "# Managed by labctl: the fence daemon of lab {lab}\n\
 fence_virtd {{\n\tlistener = \"tcp\";\n\tbackend = \"libvirt\";\n}}\n\
 listeners {{\n\ttcp {{\n\t\tkey_file = \"{key}\";\n\t\taddress = \"{gw}\";\n\t\tport = \"{PORT}\";\n\t}}\n}}\n\
 backends {{\n\tlibvirt {{\n\t\turi = \"qemu:///system?socket={sock}\";\n\t}}\n}}\n\
 groups {{\n\tgroup {{\n\t\tname = \"labctl-{lab}\";\n{group}\t}}\n}}\n",
-        lab = inv.lab,
-        key = dir.join("fence_xvm.key").display(),
-        sock = dir.join("libvirt-run/libvirt-sock").display(),
-    )
+        lab = quotable(&inv.lab)?,
+        key = quotable(&key.to_string_lossy())?,
+        sock = quotable(&sock.to_string_lossy())?,
+    ))
+}
+
+/// A value fence_virtd's configuration can hold between double quotes: no
+/// quote, backslash, `;`, `{`, `}`, `#` or control character (its parser
+/// has no escapes), so a name or a path can never add a setting; refused
+/// otherwise.
+fn quotable(s: &str) -> anyhow::Result<&str> {
+    if s.chars()
+        .any(|c| c.is_control() || matches!(c, '"' | '\\' | ';' | '{' | '}' | '#'))
+    {
+        anyhow::bail!(
+            "{s:?} cannot be written into fence_virtd's configuration (quotes, `\\`, `;`, braces, `#` and control characters are refused)"
+        );
+    }
+    Ok(s)
 }
 
 /// The PID of this lab's running fence_virtd, if any (checked against its
@@ -159,7 +179,7 @@ pub fn ensure(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Res
             .create(&f.dir)?;
     }
     let key = ensure_key(&f)?;
-    let conf = conf_text(inv, gw, &f.dir);
+    let conf = conf_text(inv, gw, &f.dir)?;
     let same = std::fs::read_to_string(f.conf()).is_ok_and(|c| c == conf);
     if !same {
         write_private(&f.conf(), conf.as_bytes())?;
@@ -306,6 +326,24 @@ pub fn stop(inv: &Inventory, p: &dyn Progress) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn hostile_names_and_paths_add_no_setting() {
+        assert_eq!(quotable("labctl-ha.nodo1").unwrap(), "labctl-ha.nodo1");
+        assert!(quotable("/var/lib/labctl/labs/ha/fence/fence_xvm.key").is_ok());
+        for bad in [
+            "a\"; uri = \"x",
+            "a\nb",
+            "a\\b",
+            "a}b",
+            "a{",
+            "a#b",
+            "a]]>\u{1}",
+        ] {
+            assert!(quotable(bad).is_err(), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

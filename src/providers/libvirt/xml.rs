@@ -6,13 +6,36 @@
 
 use crate::inventory::{Inventory, Node};
 
-/// Escape text for an XML attribute or element.
+/// Escape text for an XML attribute or element: markup characters as
+/// entities (so `]]>`, quotes and `<` stay text), tab, newline and carriage
+/// return as character references (an attribute keeps them rather than
+/// folding them into spaces), and the other control characters, which XML 1.0
+/// cannot hold at all, as U+FFFD.
 pub fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push_str(&format!("&#{};", c as u32)),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for an XML comment: escaped, and never `--` (which ends none but
+/// makes the document invalid).
+fn comment(s: &str) -> String {
+    let mut t = esc(s);
+    while t.contains("--") {
+        t = t.replace("--", "- -");
+    }
+    t
 }
 
 /// The lab's objects' names.
@@ -154,7 +177,7 @@ pub fn network(inv: &Inventory, nat: bool) -> anyhow::Result<String> {
     Ok(format!(
         "<network>\n  <name>{}</name>\n  <!-- labctl lab {}: nodes reach the package mirror through the host -->\n  <forward mode='{}'/>\n  <bridge name='{}' stp='off' delay='0'/>\n  <dns enable='no'/>\n  <ip address='{}' prefix='{}'/>\n</network>\n",
         esc(&Names::new(inv).network()),
-        esc(&inv.lab),
+        comment(&inv.lab),
         if nat { "nat" } else { "open" },
         esc(&inv.bridge_name()),
         net.gateway,
@@ -332,5 +355,15 @@ mod tests {
     #[test]
     fn escapes() {
         assert_eq!(esc("a<b>'\"&"), "a&lt;b&gt;&apos;&quot;&amp;");
+        // hostile names stay text: no element, attribute or CDATA end gets out
+        let hostile = "x']]><evil a='1\"\n</name>&\u{1}";
+        let e = esc(hostile);
+        for bad in ['<', '>', '\'', '"', '\n', '\u{1}'] {
+            assert!(!e.contains(bad), "{bad:?} in {e}");
+        }
+        assert_eq!(e.matches('&').count(), e.matches(';').count());
+        assert!(e.contains("&#10;"));
+        assert!(!comment("a--b---c").contains("--"));
+        assert!(!comment("-->").contains("-->"));
     }
 }

@@ -81,9 +81,30 @@ fn prefix_of(url: &str) -> String {
         .to_string()
 }
 
+/// A value apt-cacher-ng's `Key: value` lines can hold as one word: no
+/// white space, control character, `;` or `#` (a URL or path from the
+/// host's apt configuration can never add a setting); refused otherwise.
+fn conf_word(s: &str) -> anyhow::Result<&str> {
+    if s.is_empty()
+        || s.chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == ';' || c == '#')
+    {
+        anyhow::bail!(
+            "{s:?} cannot be written into apt-cacher-ng's configuration (empty, or holds white space, `;`, `#` or a control character)\n  fix: correct the mirror or proxy URL in the host's apt configuration"
+        );
+    }
+    Ok(s)
+}
+
 /// The configuration for listening on `gateways`.
-pub fn conf_text(gateways: &[Ipv4Addr], recipe: &super::image::Recipe) -> String {
+pub fn conf_text(gateways: &[Ipv4Addr], recipe: &super::image::Recipe) -> anyhow::Result<String> {
     let d = dir();
+    let mprefix = prefix_of(&recipe.mirror);
+    conf_word(&mprefix)?;
+    conf_word(recipe.mirror.trim_end_matches('/'))?;
+    for p in [d.join("cache"), d.join("log"), d.join("run")] {
+        conf_word(&p.to_string_lossy())?;
+    }
     let binds: Vec<String> = gateways.iter().map(|g| g.to_string()).collect();
     let mut s = format!(
         "# Managed by labctl: the package cache of the labs on this machine\n\
@@ -96,20 +117,19 @@ Remap-debrep: {mprefix} ; {mirror}\n",
         log = d.join("log").display(),
         run = d.join("run").display(),
         binds = binds.join(" "),
-        mprefix = prefix_of(&recipe.mirror),
         mirror = recipe.mirror.trim_end_matches('/'),
     );
     if let Some(sec) = &recipe.security {
         s.push_str(&format!(
             "Remap-secdeb: {} ; {}\n",
-            prefix_of(sec),
-            sec.trim_end_matches('/')
+            conf_word(&prefix_of(sec))?,
+            conf_word(sec.trim_end_matches('/'))?
         ));
     }
     if let Some(up) = super::image::host_http_proxy(recipe) {
-        s.push_str(&format!("Proxy: {up}\n"));
+        s.push_str(&format!("Proxy: {}\n", conf_word(&up)?));
     }
-    s
+    Ok(s)
 }
 
 /// The gateways of every lab network on this host: each lab's recorded
@@ -181,7 +201,7 @@ pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
         return Ok(());
     }
     let recipe = super::image::Recipe::from_host();
-    let conf = conf_text(&gateways, &recipe);
+    let conf = conf_text(&gateways, &recipe)?;
     let conf_path = conf_dir().join("acng.conf");
     let same = std::fs::read_to_string(&conf_path).is_ok_and(|c| c == conf);
     if same && found.is_some() && gateways.iter().all(|g| listening(*g, PORT)) {
@@ -364,11 +384,44 @@ mod tests {
         let t = conf_text(
             &[Ipv4Addr::new(10, 1, 74, 1), Ipv4Addr::new(10, 1, 75, 1)],
             &r,
-        );
+        )
+        .unwrap();
         assert!(t.contains("BindAddress: 10.1.74.1 10.1.75.1\n"), "{t}");
         assert!(t.contains("Remap-debrep: deb.debian.org/debian ; http://deb.debian.org/debian\n"));
         assert!(t.contains("Remap-secdeb: deb.debian.org/debian-security ; http://deb.debian.org/debian-security\n"));
         assert!(t.contains("ForceManaged: 1\n"));
         assert!(!t.contains("ReportPage"));
+    }
+
+    #[test]
+    fn hostile_mirrors_and_proxies_add_no_setting() {
+        let base = super::super::image::Recipe {
+            suite: "bookworm".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            security: None,
+            updates: true,
+            apt_conf: vec![],
+        };
+        let gw = [Ipv4Addr::new(10, 1, 74, 1)];
+        for bad in [
+            "http://x/debian\nPassThroughPattern: .*",
+            "http://x/d ebian",
+            "http://x/#",
+            "http://x/a;b",
+        ] {
+            let mut r = base.clone();
+            r.mirror = bad.into();
+            assert!(conf_text(&gw, &r).is_err(), "{bad:?}");
+            let mut r = base.clone();
+            r.security = Some(bad.into());
+            assert!(conf_text(&gw, &r).is_err(), "{bad:?}");
+        }
+        let mut r = base.clone();
+        r.apt_conf = vec!["Acquire::http::Proxy \"http://p:3128/ Remap-x: y\";".into()];
+        assert!(conf_text(&gw, &r).is_err());
+        // the nodes' apt file holds an address and a port only
+        let a = node_apt_conf(Ipv4Addr::new(10, 1, 74, 1));
+        assert_eq!(a.lines().count(), 4, "{a}");
+        assert!(a.contains("Acquire::http::Proxy \"http://10.1.74.1:"));
     }
 }

@@ -76,6 +76,10 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     checks(inv, "up")?;
     let _lock = paths::lock_lab(inv, p)?;
     preflight::subnet_free(inv)?;
+    for n in nodes {
+        // a node left frozen by a `snapshot save` stopped at once runs again
+        cgroup::thaw(&NodePaths::new(&inv.lab, &n.name).machine);
+    }
 
     let todo: Vec<&Node> = nodes
         .iter()
@@ -226,6 +230,7 @@ pub fn halt_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     let np = NodePaths::new(&inv.lab, name);
     let (state, pid) = node_state(inv, name);
     if state == NodeState::Running {
+        cgroup::thaw(&np.machine);
         process::poweroff(&np, pid, HALT_TIMEOUT)?;
     }
     rootfs::unmount_node(&np)?;

@@ -3,8 +3,11 @@
 //! `console.log`; the container's init is that process's child.
 //!
 //! labctl recognises a node's nspawn process by its exact
-//! `--directory=/var/lib/labctl/labs/<lab>/nodes/<node>/merged` argument (so
-//! only this lab's processes are ever signalled), and records the PIDs it
+//! `--directory=/var/lib/labctl/labs/<lab>/nodes/<node>/merged` argument in
+//! the host's PID namespace (so only this lab's processes are ever
+//! signalled), a node's init as PID 1 of a namespace in the node's own
+//! cgroup `labctl/<lab>.<node>` (never by anything a node's process can
+//! copy, such as its environment), and records the PIDs it
 //! started in the node's folder. A clean halt sends SIGRTMIN+4 (poweroff) to
 //! the container's init; a power cut sends it SIGKILL, which kills the whole
 //! PID namespace at once (killing nspawn alone would leave the container).
@@ -52,11 +55,14 @@ fn directory_arg(merged: &Path) -> String {
     format!("--directory={}", merged.display())
 }
 
-/// The live systemd-nspawn process of a node, found by its `--directory=` argument.
+/// The live systemd-nspawn process of a node, found by its `--directory=`
+/// argument in the host's PID namespace (a node's process may copy the name
+/// and the arguments, not the namespace).
 pub fn find_nspawn(np: &NodePaths) -> Option<u32> {
     let want = directory_arg(&np.merged());
     all_pids().into_iter().find(|&pid| {
         alive(pid)
+            && in_my_pid_ns(pid)
             && std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .map(|c| c.trim() == "systemd-nspawn")
                 .unwrap_or(false)
@@ -85,22 +91,48 @@ pub fn find_init(nspawn: u32) -> Option<u32> {
     None
 }
 
-/// The environment variable nspawn gives each node's init: `LABCTL_MACHINE=<lab>.<node>`.
+/// The environment variable nspawn gives each node's init:
+/// `LABCTL_MACHINE=<lab>.<node>`, for whoever looks at it. labctl does not
+/// trust it: any process of any node can set it.
 const TAG: &str = "LABCTL_MACHINE";
 
-/// Container inits of this node found by their `LABCTL_MACHINE` tag, also
-/// those whose nspawn process died (an orphaned container keeps running).
-pub fn find_tagged_inits(np: &NodePaths) -> Vec<u32> {
-    let want = format!("{TAG}={}", np.machine);
-    let mine = std::fs::read_link("/proc/self/ns/pid").ok();
+fn pid_ns(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()
+}
+
+/// Whether `pid` runs in labctl's own PID namespace (the host's): a node's
+/// processes never do, whatever they call themselves.
+fn in_my_pid_ns(pid: u32) -> bool {
+    let mine = pid_ns(std::process::id());
+    mine.is_some() && pid_ns(pid) == mine
+}
+
+/// Whether a `/proc/PID/status` text is that of PID 1 of its own namespace
+/// (the last `NSpid` field is 1) below labctl's.
+fn status_is_ns_init(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("NSpid:"))
+        .is_some_and(|f| {
+            let ids: Vec<&str> = f.split_whitespace().collect();
+            ids.len() > 1 && ids.last() == Some(&"1")
+        })
+}
+
+/// Container inits of this node found by their cgroup, also those whose
+/// nspawn process died (an orphaned container keeps running): PID 1 of a PID
+/// namespace in cgroup `labctl/<lab>.<node>`, which only labctl (root on the
+/// host) makes and fills. A process's environment is not asked: a node's
+/// root could copy another node's there.
+pub fn find_cgroup_inits(np: &NodePaths) -> Vec<u32> {
     all_pids()
         .into_iter()
         .filter(|&pid| {
             alive(pid)
-                && std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok() != mine
-                && std::fs::read(format!("/proc/{pid}/environ"))
-                    .map(|b| b.split(|c| *c == 0).any(|e| e == want.as_bytes()))
-                    .unwrap_or(false)
+                && !in_my_pid_ns(pid)
+                && std::fs::read_to_string(format!("/proc/{pid}/status"))
+                    .is_ok_and(|s| status_is_ns_init(&s))
+                && super::cgroup::holds(pid, &np.machine)
         })
         .collect()
 }
@@ -108,8 +140,8 @@ pub fn find_tagged_inits(np: &NodePaths) -> Vec<u32> {
 /// Every live init of the node: nspawn's child, the recorded one, tagged ones.
 pub fn inits(np: &NodePaths, nspawn: Option<u32>) -> Vec<u32> {
     let mut v: Vec<u32> = nspawn.and_then(find_init).into_iter().collect();
-    v.extend(recorded(&np.init_pid()));
-    v.extend(find_tagged_inits(np));
+    v.extend(recorded(&np.init_pid()).filter(|&p| super::cgroup::holds(p, &np.machine)));
+    v.extend(find_cgroup_inits(np));
     v.sort_unstable();
     v.dedup();
     v
@@ -324,7 +356,7 @@ pub fn kill(np: &NodePaths, nspawn: Option<u32>) -> anyhow::Result<()> {
         }
     }
     // an init forked at the last moment, or left behind by a killed nspawn
-    for i in find_tagged_inits(np) {
+    for i in find_cgroup_inits(np) {
         signal(i, libc::SIGKILL);
         killed.push(i);
     }
@@ -344,6 +376,7 @@ pub fn lab_processes(lab_dir: &Path) -> Vec<u32> {
         .into_iter()
         .filter(|&pid| {
             alive(pid)
+                && in_my_pid_ns(pid)
                 && std::fs::read_to_string(format!("/proc/{pid}/comm"))
                     .is_ok_and(|c| c.trim() == "systemd-nspawn")
                 && cmdline(pid).iter().any(|a| a.contains(&needle))
@@ -413,6 +446,19 @@ mod tests {
             strip_ansi("[\x1b[0;32m  OK  \x1b[0m] Started"),
             "[  OK  ] Started"
         );
+    }
+
+    #[test]
+    fn an_init_is_pid_1_of_a_namespace_below_the_hosts() {
+        assert!(status_is_ns_init("Name:\tsystemd\nNSpid:\t4242\t1\n"));
+        assert!(!status_is_ns_init("Name:\tsleep\nNSpid:\t4250\t37\n"));
+        // the host's own init is no node's
+        assert!(!status_is_ns_init("Name:\tinit\nNSpid:\t1\n"));
+        assert!(!status_is_ns_init("Name:\tx\n"));
+        assert!(!status_is_ns_init(
+            &std::fs::read_to_string("/proc/self/status").unwrap()
+        ));
+        assert!(in_my_pid_ns(std::process::id()));
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! /var/lib/labctl/labs/<lab>/snapshots/<name>/nodes/<node>/lower  the layers below them
 //! ```
 //!
-//! `save` copies while the nodes run (under the lab's lock, so no other
-//! labctl changes them meanwhile); `restore` cuts the nodes' power (their
+//! `save` copies each node's files while the node is frozen (its cgroup2
+//! `cgroup.freeze`, or SIGSTOP to its processes where the host has no cgroup2
+//! freezer; thawed after, also on an error or a panic), so no file changes
+//! under the copy, and under the lab's lock, so no other labctl changes them
+//! meanwhile; `restore` cuts the nodes' power (their
 //! present state is being thrown away), puts the saved upper layers back and
 //! boots them. The host keys are in the upper layer, so the pinned keys stay
 //! valid. A snapshot is built in a temporary folder renamed into place when
@@ -35,6 +38,9 @@ fn snapshot_dir(inv: &Inventory, name: &str) -> PathBuf {
 fn saved_upper(dir: &Path, node: &str) -> PathBuf {
     dir.join("nodes").join(node).join("upper")
 }
+
+/// How long a node may take to freeze before `save` gives up.
+const FREEZE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// `cp -a --reflink=auto FROM TO` (TO must not exist).
 fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
@@ -141,6 +147,10 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
     let start = Instant::now();
     super::checks(inv, "snapshot save")?;
     let _lock = paths::lock_lab(inv, p)?;
+    for n in &inv.nodes {
+        // left frozen by a labctl stopped at once in a previous save
+        super::cgroup::thaw(&NodePaths::new(&inv.lab, &n.name).machine);
+    }
     let dir = snapshot_dir(inv, name);
     if dir.exists() {
         user_bail!(
@@ -170,8 +180,11 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
     let labels: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
     p.start(&labels);
     let results = super::parallel(&nodes, &|n: &Node| {
-        p.set(&n.name, "saving its files");
         let np = NodePaths::new(&inv.lab, &n.name);
+        p.set(&n.name, "freezing it");
+        // thawed when dropped, also on an error or a panic
+        let _still = super::cgroup::freeze(&np.machine, FREEZE_TIMEOUT)?;
+        p.set(&n.name, "saving its files (frozen)");
         copy_tree(&np.upper(), &saved_upper(&tmp, &n.name))?;
         if let Ok(lower) = std::fs::read(np.lower()) {
             std::fs::write(tmp.join("nodes").join(&n.name).join("lower"), lower)?;
