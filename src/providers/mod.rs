@@ -15,6 +15,7 @@
 //! and [`snapshots`]' save, restore, list and delete) are what the CLI and
 //! `verify` call: they pick the provider from the inventory.
 
+pub mod host;
 pub mod libvirt;
 pub mod link;
 pub mod nspawn;
@@ -188,7 +189,7 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
 /// (`configure scenario.yaml`), for the fix.
 pub fn require_root(inv: &Inventory, typed: &str) -> anyhow::Result<()> {
     match inv.provider {
-        ProviderKind::Nspawn | ProviderKind::Libvirt => nspawn::preflight::root(typed),
+        ProviderKind::Nspawn | ProviderKind::Libvirt => host::preflight::root(typed),
         ProviderKind::Ssh => Ok(()),
     }
 }
