@@ -474,6 +474,22 @@ impl Provider for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            creates_nodes: true,
+            needs_root: true,
+            power_cut: true,
+            link_cut: true,
+            snapshots: false,
+            fencing: true,
+            vm_hardware: true,
+            derives_layer: false,
+            nic: Some("eth0"),
+            // virsh asks the hypervisor, not the lab
+            status: super::StatusPoll::Host(std::time::Duration::from_millis(500)),
+            safety: super::Safety::LabBridge,
+        }
+    }
 
     fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
         let v = virsh_of(inv);

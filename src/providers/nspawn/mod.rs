@@ -277,6 +277,21 @@ impl Provider for Nspawn {
     fn name(&self) -> &'static str {
         "nspawn"
     }
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            creates_nodes: true,
+            needs_root: true,
+            power_cut: true,
+            link_cut: true,
+            snapshots: true,
+            fencing: false,
+            vm_hardware: false,
+            derives_layer: true,
+            nic: Some("host0"),
+            status: super::StatusPoll::Host(Duration::from_millis(250)),
+            safety: super::Safety::LabBridge,
+        }
+    }
 
     fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
         let (state, _) = node_state(inv, &node.name);
