@@ -8,7 +8,7 @@
 //! for a VM lab on a remote hypervisor, the lab's bridge there must hold the
 //! gateway, and the traffic goes through the SSH hop to it ([`crate::jump`]).
 
-use crate::inventory::{Inventory, ProviderKind, Subnet};
+use crate::inventory::{Inventory, Subnet};
 use crate::user_bail;
 use std::net::Ipv4Addr;
 use std::process::Command;
@@ -124,7 +124,8 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
     if addr.is_loopback() {
         return Ok(());
     }
-    if let (ProviderKind::Libvirt, Some(j)) = (inv.provider, inv.jump()) {
+    // the nodes' network is on another host (libvirt by URI): ask it there
+    if let Some(j) = inv.jump() {
         let gw = inv.network.as_ref().map(|n| n.gateway);
         let held = match gw {
             Some(gw) => j.bridge_holds(&inv.bridge_name(), gw)?,
@@ -141,8 +142,8 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
         }
         return Ok(());
     }
-    match inv.provider {
-        ProviderKind::Nspawn | ProviderKind::Libvirt => {
+    match inv.provider.creates_nodes() {
+        true => {
             if !bridge_holds_gateway(inv)? {
                 let gw = inv.network.as_ref().map(|n| n.gateway.to_string());
                 user_bail!(
@@ -154,7 +155,7 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
             }
             Ok(())
         }
-        ProviderKind::Ssh => {
+        false => {
             // only the lab's own network (inventory load requires one for any
             // address that is not loopback), and only while this machine holds it
             let Some(net) = inv.network.as_ref().filter(|n| n.subnet.contains(addr)) else {

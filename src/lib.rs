@@ -5,7 +5,6 @@
 //! nodes; [`verify`] proves a scenario works by running its [`checks`]. The
 //! library reports what happens as events and progress; `cli` owns all output.
 
-pub mod adhoc;
 pub mod catalog;
 pub mod checks;
 pub mod child;
@@ -22,7 +21,6 @@ pub mod ops;
 pub mod progress;
 pub mod project;
 pub mod providers;
-pub mod reach;
 pub mod redact;
 pub mod runner;
 pub mod scenario;

@@ -37,9 +37,9 @@ pub struct ExecArgs {
 pub fn run(a: ExecArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
     super::need_root(&inv)?;
-    let nodes = crate::adhoc::targets(&inv, &a.target)?;
+    let nodes = crate::runner::adhoc::targets(&inv, &a.target)?;
     let limit = std::time::Duration::from_secs(a.timeout.max(1));
-    let results = crate::adhoc::run(&inv, &nodes, &a.command.join(" "), a.insecure, limit)?;
+    let results = crate::runner::adhoc::run(&inv, &nodes, &a.command.join(" "), a.insecure, limit)?;
     let all_ok = results.iter().all(|r| r.ok());
     if g.json {
         println!("{}", serde_json::json!({ "nodes": results, "ok": all_ok }));

@@ -192,7 +192,7 @@ pub fn load_inventory(g: &Global) -> anyhow::Result<crate::inventory::Inventory>
 /// `preinstall:` gets every package the project's scenarios install in its
 /// package layer (built once, cached), so a first `configure` only configures.
 pub fn with_scenario_packages(mut inv: crate::inventory::Inventory) -> crate::inventory::Inventory {
-    if !inv.preinstall_given && inv.provider == crate::inventory::ProviderKind::Nspawn {
+    if !inv.preinstall_given && crate::providers::capabilities(&inv).derives_layer {
         inv.preinstall = crate::catalog::packages(&inv);
     }
     inv

@@ -86,7 +86,7 @@ pub fn run(a: SnapshotArgs, g: &Global) -> anyhow::Result<i32> {
 
 /// `2026-12-02 05:10:00` from seconds since the epoch (UTC).
 fn utc(secs: u64) -> String {
-    let (y, m, d) = crate::serial::civil_from_days((secs / 86_400) as i64);
+    let (y, m, d) = crate::duration::civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     format!(
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",

@@ -34,7 +34,7 @@ pub enum Action {
 /// The actions the page offers for every node.
 pub fn offered(inv: &Inventory, targets: &Targets) -> Vec<ActionView> {
     let mut v = Vec::new();
-    let can_power = inv.provider == crate::inventory::ProviderKind::Nspawn;
+    let can_power = crate::providers::capabilities(inv).power_cut;
     for n in &inv.nodes {
         if can_power {
             for (action, label) in [("power_cut", "power cut"), ("boot", "boot")] {

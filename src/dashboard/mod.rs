@@ -25,7 +25,7 @@ pub mod state;
 pub mod targets;
 
 use crate::checks::{Env, ProviderPower};
-use crate::inventory::{Inventory, ProviderKind};
+use crate::inventory::Inventory;
 use crate::scenario::Scenario;
 use crate::user_bail;
 use std::collections::BTreeMap;
@@ -186,7 +186,10 @@ pub fn run(
 ) -> anyhow::Result<()> {
     remember_secrets(inv, scenario);
     let targets = targets::Targets::of(inv, scenario)?;
-    if inv.provider == ProviderKind::Nspawn && !crate::lab::bridge_holds_gateway(inv)? {
+    if crate::providers::capabilities(inv).safety == crate::providers::Safety::LabBridge
+        && inv.jump().is_none()
+        && !crate::lab::bridge_holds_gateway(inv)?
+    {
         user_bail!(
             "lab `{}` is not up: bridge {} does not hold the gateway; the dashboard would have nothing to show\n  fix: run `labctl up` first",
             inv.lab,

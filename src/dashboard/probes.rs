@@ -153,16 +153,11 @@ impl<'a> Probes<'a> {
 
     /// The nodes' states; transitions become events.
     fn nodes(&self) {
-        let every = match self.inv.provider {
-            crate::inventory::ProviderKind::Nspawn => Duration::from_millis(250),
-            // virsh asks the hypervisor, not the lab
-            crate::inventory::ProviderKind::Libvirt => Duration::from_millis(500),
-            // the ssh provider asks each node's sshd: lab traffic, within the budget
-            crate::inventory::ProviderKind::Ssh => Duration::from_secs(3),
-        };
+        let poll = crate::providers::capabilities(self.inv).status;
+        let every = poll.every();
         let mut first = true;
         loop {
-            if self.inv.provider == crate::inventory::ProviderKind::Ssh {
+            if matches!(poll, crate::providers::StatusPoll::NodeSsh(_)) {
                 for _ in &self.inv.nodes {
                     if !self.take() {
                         return;
@@ -463,7 +458,7 @@ impl<'a> Probes<'a> {
         let mut sess: Option<Session> = None;
         loop {
             if self.node_state(name) == "running"
-                || self.inv.provider == crate::inventory::ProviderKind::Ssh
+                || !crate::providers::capabilities(self.inv).creates_nodes
             {
                 if !self.take() {
                     return;
@@ -540,7 +535,7 @@ impl<'a> Probes<'a> {
         loop {
             let state = self.node_state(name);
             let running =
-                state == "running" || self.inv.provider == crate::inventory::ProviderKind::Ssh;
+                state == "running" || !crate::providers::capabilities(self.inv).creates_nodes;
             // measured off: nothing runs; not measured yet (unknown, unreachable): not known
             let off = state == "stopped" || state == "absent";
             let states: Vec<Option<bool>> = if running {

@@ -109,6 +109,7 @@ operations! {
 }
 
 pub mod content;
+pub mod reach;
 
 /// Whether a thing (a package, a user, a line) should be there: `state:` of
 /// several operations.
@@ -151,7 +152,7 @@ pub struct PrepareCtx<'a> {
     /// Values that must never be shown.
     pub secrets: &'a std::sync::Mutex<crate::redact::Redactor>,
     /// The hosts this run finds unreachable (filled in while it runs).
-    pub unreachable: &'a crate::reach::Unreachable,
+    pub unreachable: &'a crate::ops::reach::Unreachable,
     /// `--check`: nothing will change, so no operation waits for a change to happen.
     pub check: bool,
 }

@@ -15,6 +15,7 @@
 //! and [`snapshots`]' save, restore, list and delete) are what the CLI and
 //! `verify` call: they pick the provider from the inventory.
 
+pub mod host;
 pub mod libvirt;
 pub mod link;
 pub mod nspawn;
@@ -22,8 +23,10 @@ pub mod probe;
 pub mod snapshots;
 pub mod ssh;
 pub mod sshcmd;
+#[cfg(test)]
+mod toy;
 
-use crate::inventory::{Inventory, Node, ProviderKind};
+use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use crate::user_bail;
 use serde::Serialize;
@@ -71,10 +74,68 @@ pub struct NodeStatus {
     pub link: Option<link::Link>,
 }
 
+/// Which rule proves, before labctl connects into a lab, that the traffic
+/// stays on this machine (see `lab::ensure_safe_target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Safety {
+    /// The lab's bridge on this host (or on the hypervisor, over the SSH hop)
+    /// must hold the gateway address.
+    LabBridge,
+    /// The nodes already exist: only the lab's own subnet, while this host holds it.
+    OwnSubnet,
+}
+
+/// How `status` and the dashboard learn a node's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusPoll {
+    /// Asked of this host (processes, the hypervisor) every so often.
+    Host(std::time::Duration),
+    /// Asked of each node's sshd: lab traffic, within the dashboard's budget.
+    NodeSsh(std::time::Duration),
+}
+
+impl StatusPoll {
+    pub fn every(self) -> std::time::Duration {
+        match self {
+            StatusPoll::Host(d) | StatusPoll::NodeSsh(d) => d,
+        }
+    }
+}
+
+/// What a provider can do and needs: everything outside `src/providers/` that
+/// differs between providers asks this, never the provider's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// labctl creates the nodes (and their network) itself.
+    pub creates_nodes: bool,
+    /// Commands that touch the nodes need root (`require_root`).
+    pub needs_root: bool,
+    /// `fail`/`halt --force` cut a node's power, and `up` boots it again.
+    pub power_cut: bool,
+    /// `unplug`/`plug` cut and restore a node's cable.
+    pub link_cut: bool,
+    /// `snapshot save/restore/list/delete`.
+    pub snapshots: bool,
+    /// A fence agent can power nodes off (STONITH).
+    pub fencing: bool,
+    /// The nodes have hardware of their own (memory, extra disks, a kernel).
+    pub vm_hardware: bool,
+    /// With no `preinstall:`, the package layer is derived from the project's scenarios.
+    pub derives_layer: bool,
+    /// The name of the nodes' lab NIC (`None`: each node says, in the inventory).
+    pub nic: Option<&'static str>,
+    /// How node states are polled.
+    pub status: StatusPoll,
+    /// Which safety rule applies before connecting into the lab.
+    pub safety: Safety,
+}
+
 /// A way of making nodes exist. Chosen by name in the inventory.
 pub trait Provider {
     /// The name used in `inventory.yaml`.
     fn name(&self) -> &'static str;
+    /// What it can do and needs.
+    fn capabilities(&self) -> Capabilities;
     /// Create (if needed) and boot `nodes`, and return once each answers SSH.
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()>;
     /// Each node's state, in inventory order.
@@ -144,13 +205,36 @@ pub trait Provider {
     }
 }
 
+/// How the registry makes a provider.
+pub type MakeProvider = fn() -> Box<dyn Provider>;
+
+/// The registry: every provider, by the name `inventory.yaml` uses. Adding a
+/// provider is a folder under `src/providers/` and one line here.
+pub const REGISTRY: &[(&str, MakeProvider)] = &[
+    ("nspawn", || Box::new(nspawn::Nspawn)),
+    ("ssh", || Box::new(ssh::SshHosts)),
+    ("libvirt", || Box::new(libvirt::Libvirt)),
+    #[cfg(test)]
+    ("toy", || Box::new(toy::Toy)),
+];
+
+/// The provider registered as `name`.
+pub fn by_name(name: &str) -> Option<Box<dyn Provider>> {
+    REGISTRY
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, make)| make())
+}
+
 /// The provider the inventory names.
 pub fn for_inventory(inv: &Inventory) -> Box<dyn Provider> {
-    match inv.provider {
-        ProviderKind::Nspawn => Box::new(nspawn::Nspawn),
-        ProviderKind::Ssh => Box::new(ssh::SshHosts),
-        ProviderKind::Libvirt => Box::new(libvirt::Libvirt),
-    }
+    let name = inv.provider.as_str();
+    by_name(name).unwrap_or_else(|| unreachable!("provider `{name}` is parsed but not registered"))
+}
+
+/// What the inventory's provider can do and needs.
+pub fn capabilities(inv: &Inventory) -> Capabilities {
+    for_inventory(inv).capabilities()
 }
 
 /// Resolve node names (empty: every node); an unknown name is a user error.
@@ -187,9 +271,10 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
 /// ssh provider's files are the user's own. `typed` is the command as typed
 /// (`configure scenario.yaml`), for the fix.
 pub fn require_root(inv: &Inventory, typed: &str) -> anyhow::Result<()> {
-    match inv.provider {
-        ProviderKind::Nspawn | ProviderKind::Libvirt => nspawn::preflight::root(typed),
-        ProviderKind::Ssh => Ok(()),
+    if capabilities(inv).needs_root {
+        host::preflight::root(typed)
+    } else {
+        Ok(())
     }
 }
 

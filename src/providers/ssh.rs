@@ -19,6 +19,21 @@ impl Provider for SshHosts {
     fn name(&self) -> &'static str {
         "ssh"
     }
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            creates_nodes: false,
+            needs_root: false,
+            power_cut: false,
+            link_cut: false,
+            snapshots: false,
+            fencing: false,
+            vm_hardware: false,
+            derives_layer: false,
+            nic: None,
+            status: super::StatusPoll::NodeSsh(std::time::Duration::from_secs(3)),
+            safety: super::Safety::OwnSubnet,
+        }
+    }
 
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
         let start = Instant::now();

@@ -37,7 +37,7 @@ pub struct HostRun<'a> {
     /// The connection broke: nothing more can run on this host.
     lost: bool,
     /// Where the run's hosts tell each other which of them are unreachable.
-    unreachable: crate::reach::Unreachable,
+    unreachable: crate::ops::reach::Unreachable,
     /// `--check`: what earlier tasks would have changed (their probes cannot see it).
     would: crate::ops::Earlier,
     /// The reporter was told this host is done.
@@ -113,14 +113,14 @@ impl<'a> HostRun<'a> {
             total,
             stopped: false,
             lost: false,
-            unreachable: crate::reach::Unreachable::new(),
+            unreachable: crate::ops::reach::Unreachable::new(),
             would: crate::ops::Earlier::default(),
             finished: false,
         }
     }
 
     /// Tell the run's other hosts when this one becomes unreachable (through `u`).
-    pub fn share_unreachable(&mut self, u: crate::reach::Unreachable) {
+    pub fn share_unreachable(&mut self, u: crate::ops::reach::Unreachable) {
         self.unreachable = u;
     }
 

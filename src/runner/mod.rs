@@ -4,6 +4,7 @@
 //! per host in parallel → [`Recap`]. What happens on the way goes to an
 //! [`Observer`] as [`Event`]s (the CLI prints them).
 
+pub mod adhoc;
 pub mod host;
 pub mod leftovers;
 pub mod prepare;
@@ -100,7 +101,7 @@ pub fn run(
     mut observer: Box<dyn Observer>,
 ) -> anyhow::Result<Recap> {
     let mut redactor = crate::redact::Redactor::new();
-    let unreachable = crate::reach::Unreachable::new();
+    let unreachable = crate::ops::reach::Unreachable::new();
     let plans = prepare::prepare_run(
         inv,
         scenario,

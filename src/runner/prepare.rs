@@ -3,8 +3,8 @@
 //! variable or a missing template fails the whole run early (exit 2).
 
 use crate::inventory::{Inventory, Node};
+use crate::ops::reach::Unreachable;
 use crate::ops::{Op, PrepareCtx};
-use crate::reach::Unreachable;
 use crate::redact::Redactor;
 use crate::scenario::{Scenario, Task};
 use crate::templates::{host_vars, Facts, Templates};

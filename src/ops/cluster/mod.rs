@@ -304,7 +304,7 @@ pub struct Cluster {
     args: Args,
     elements: Vec<Element>,
     /// The hosts this run found unreachable.
-    unreachable: crate::reach::Unreachable,
+    unreachable: crate::ops::reach::Unreachable,
     /// When the wait for the members ends (set by the first probe).
     deadline: Mutex<Option<Instant>>,
     /// `--check`: nothing changes, so the members' state is read once, not waited for.
@@ -563,7 +563,7 @@ mod tests {
             leader: true,
             args,
             elements,
-            unreachable: crate::reach::Unreachable::new(),
+            unreachable: crate::ops::reach::Unreachable::new(),
             deadline: Mutex::new(None),
             check: false,
         }

@@ -17,7 +17,7 @@
 
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
-use crate::providers::nspawn::paths;
+use crate::providers::host::paths;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

@@ -21,7 +21,7 @@
 use super::virsh::Virsh;
 use super::xml;
 use crate::progress::Progress;
-use crate::providers::nspawn::{image as base, paths};
+use crate::providers::host::{image as base, paths};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -89,7 +89,7 @@ fn steps(preinstall: &[String]) -> String {
         format!(
             "set -- {}\n{}\n",
             list.as_str(),
-            crate::providers::nspawn::layer::INSTALL_DISABLED
+            crate::providers::host::layer::INSTALL_DISABLED
         )
     };
     format!(
@@ -222,7 +222,7 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
         "copying the base image",
     )?;
     let w = |rel: &str, text: &str, mode: u32| {
-        crate::providers::nspawn::rootfs::write(&root, rel, text, mode)
+        crate::providers::host::rootfs::write(&root, rel, text, mode)
     };
     w("etc/systemd/system/labctl-seed.service", SEED_UNIT, 0o644)?;
     w("usr/local/sbin/labctl-seed", SEED_SCRIPT, 0o755)?;
@@ -238,7 +238,7 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
     let log = images.join(format!("{hash}.log"));
     let mut cmd = Command::new("systemd-nspawn");
     let cgroup = format!("build-{}", std::process::id());
-    crate::providers::nspawn::cgroup::enter(&mut cmd, &cgroup)?;
+    crate::providers::host::cgroup::enter(&mut cmd, &cgroup)?;
     let installed = crate::providers::run_logged(
         cmd.args(["-q", "--register=no", "--keep-unit", "--pipe"])
             .arg("--resolv-conf=copy-host")
@@ -246,7 +246,7 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
             .args(["/bin/sh", "-c", &steps(&preinstall)]),
         &log,
     );
-    crate::providers::nspawn::cgroup::remove(&cgroup);
+    crate::providers::host::cgroup::remove(&cgroup);
     let (status, text) = installed?;
     if !status.success() {
         let _ = std::fs::remove_dir_all(&tmp);

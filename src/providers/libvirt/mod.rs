@@ -30,7 +30,7 @@ use super::link::Link;
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
-use crate::providers::nspawn::{self, keys, paths, preflight, rootfs};
+use crate::providers::host::{keys, network, paths, preflight, process, rootfs, trash};
 use std::time::{Duration, Instant};
 use virsh::Virsh;
 use xml::Names;
@@ -141,7 +141,7 @@ fn state_of(v: &Virsh, inv: &Inventory, node: &str) -> anyhow::Result<NodeState>
 
 /// The network: defined and started. On this machine an `open` network
 /// (libvirt adds no rule of its own) closed by labctl's nft table and served
-/// by the host's package cache, as for nspawn (see `nspawn::network`). On a
+/// by the host's package cache, as for nspawn (see `host::network`). On a
 /// remote hypervisor, libvirt's NAT, as before: its nodes reach the mirror
 /// (and beyond) through the hypervisor; labctl's filter and cache are not
 /// there.
@@ -180,7 +180,7 @@ fn ensure_network(v: &Virsh, inv: &Inventory, p: &dyn Progress) -> anyhow::Resul
                 "the libvirt network {name} of an older labctl forwards the lab to the outside\n  fix: `labctl destroy` the lab, then `labctl up` (the new network is closed)"
             );
         }
-        nspawn::network::ensure(inv)?;
+        network::ensure(inv)?;
         if inv.egress_nat {
             p.line(&format!(
                 "warning: lab `{}` is open (egress: nat): its nodes reach the Internet through this machine",
@@ -283,7 +283,7 @@ pub fn console_tail(v: &Virsh, inv: &Inventory, node: &str, n: usize) -> String 
         ]);
         std::fs::read_to_string(&local).unwrap_or_default()
     };
-    let clean = nspawn::process::strip_ansi(&text);
+    let clean = process::strip_ansi(&text);
     let lines: Vec<&str> = clean.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -474,6 +474,22 @@ impl Provider for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            creates_nodes: true,
+            needs_root: true,
+            power_cut: true,
+            link_cut: true,
+            snapshots: false,
+            fencing: true,
+            vm_hardware: true,
+            derives_layer: false,
+            nic: Some("eth0"),
+            // virsh asks the hypervisor, not the lab
+            status: super::StatusPoll::Host(std::time::Duration::from_millis(500)),
+            safety: super::Safety::LabBridge,
+        }
+    }
 
     fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
         let v = virsh_of(inv);
@@ -647,13 +663,13 @@ impl Provider for Libvirt {
             v.run(&["net-undefine", &net])?;
         }
         if v.is_local() {
-            nspawn::network::remove(inv)?;
+            network::remove(inv)?;
         }
         let lab_dir = paths::lab_dir(&inv.lab);
         if lab_dir.exists() {
-            nspawn::discard(&lab_dir)?;
+            trash::discard(&lab_dir)?;
         }
-        nspawn::remove_project_state(inv)?;
+        trash::remove_project_state(inv)?;
         p.line(&format!(
             "lab `{}` destroyed in {} (domains, volumes, network and pool of the lab; the image cache is kept)",
             inv.lab,

@@ -17,7 +17,7 @@
 
 use super::xml;
 use crate::inventory::{Inventory, Node};
-use crate::providers::nspawn::{paths, rootfs};
+use crate::providers::host::{paths, rootfs};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 

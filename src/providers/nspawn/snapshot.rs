@@ -20,10 +20,11 @@
 //! valid. A snapshot is built in a temporary folder renamed into place when
 //! complete; `destroy` removes the lab's folder and its snapshots with it.
 
-use super::paths::{self, NodePaths};
-use super::{node_state, process, rootfs};
+use super::node_state;
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
+use crate::providers::host::paths::{self, NodePaths};
+use crate::providers::host::{process, rootfs};
 use crate::providers::snapshots::SnapshotInfo;
 use crate::providers::{secs, NodeState};
 use crate::user_bail;
@@ -173,7 +174,7 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
     }
     let tmp = paths::snapshots_dir(&inv.lab).join(format!(".{name}.tmp-{}", std::process::id()));
     if tmp.exists() {
-        super::discard(&tmp)?;
+        crate::providers::host::trash::discard(&tmp)?;
     }
     std::fs::create_dir_all(&tmp)?;
     let nodes: Vec<&Node> = inv.nodes.iter().collect();
@@ -194,7 +195,7 @@ pub fn save(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<Sna
     });
     let errors = failures(results);
     if !errors.is_empty() {
-        let _ = super::discard(&tmp);
+        let _ = crate::providers::host::trash::discard(&tmp);
         anyhow::bail!("snapshot `{name}` not saved:\n{}", errors.join("\n"));
     }
     if let Ok(Some(s)) = crate::project::last_scenario(&inv.state_dir(), &inv.dir) {
@@ -247,7 +248,7 @@ pub fn restore(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<
             p.set(&n.name, "putting its saved files back");
             for d in [np.upper(), np.work()] {
                 if d.exists() {
-                    super::discard(&d)?;
+                    crate::providers::host::trash::discard(&d)?;
                 }
             }
             copy_tree(&saved_upper(&dir, &n.name), &np.upper())?;
@@ -309,7 +310,7 @@ pub fn delete(inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<(
     if read_info(&dir).is_none() {
         return Err(no_such(inv, name));
     }
-    super::discard(&dir)?;
+    crate::providers::host::trash::discard(&dir)?;
     p.line(&format!("snapshot `{name}` of lab `{}` deleted", inv.lab));
     Ok(())
 }
