@@ -166,19 +166,6 @@ pub fn running() -> Option<i32> {
     (cmd.contains("apt-cacher-ng") && cmd.contains(&conf)).then_some(pid)
 }
 
-/// Whether something listens on `addr:port` (TCP, this network namespace).
-fn listening(addr: Ipv4Addr, port: u16) -> bool {
-    let want = format!("{:08X}:{:04X}", u32::from(addr).swap_bytes(), port);
-    std::fs::read_to_string("/proc/net/tcp")
-        .map(|t| {
-            t.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1] == want && f[3] == "0A"
-            })
-        })
-        .unwrap_or(false)
-}
-
 /// Start, restart or stop the daemon so it listens on exactly the gateways
 /// of the labs on this host (none: stopped, the cache kept). Says what it did.
 pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
@@ -204,7 +191,7 @@ pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
     let conf = conf_text(&gateways, &recipe)?;
     let conf_path = conf_dir().join("acng.conf");
     let same = std::fs::read_to_string(&conf_path).is_ok_and(|c| c == conf);
-    if same && found.is_some() && gateways.iter().all(|g| listening(*g, PORT)) {
+    if same && found.is_some() && gateways.iter().all(|g| super::network::listening(*g, PORT)) {
         return Ok(());
     }
     if let Some(pid) = found {
@@ -296,7 +283,7 @@ fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
     std::fs::write(pid_file(), child.id().to_string())?;
     // reap it when it ends while labctl still runs (a later labctl stops it by PID)
     let t = Instant::now();
-    while !gateways.iter().all(|g| listening(*g, PORT)) {
+    while !gateways.iter().all(|g| super::network::listening(*g, PORT)) {
         if let Ok(Some(st)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_file());
             let text = std::fs::read_to_string(&out).unwrap_or_default()

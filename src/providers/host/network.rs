@@ -360,6 +360,20 @@ pub fn link_is_up(dev: &str) -> anyhow::Result<bool> {
     Ok(v & 1 == 1)
 }
 
+/// Whether something listens on `addr:port` (TCP, this network namespace).
+pub fn listening(addr: std::net::Ipv4Addr, port: u16) -> bool {
+    // /proc/net/tcp: local address as little-endian hex, state 0A = LISTEN
+    let want = format!("{:08X}:{:04X}", u32::from(addr).swap_bytes(), port);
+    std::fs::read_to_string("/proc/net/tcp")
+        .map(|t| {
+            t.lines().skip(1).any(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                f.len() > 3 && f[1] == want && f[3] == "0A"
+            })
+        })
+        .unwrap_or(false)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

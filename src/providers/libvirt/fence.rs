@@ -108,20 +108,6 @@ fn running(f: &Files) -> Option<i32> {
     (cmd.contains("fence_virtd") && cmd.contains(&f.conf().display().to_string())).then_some(pid)
 }
 
-/// Whether something listens on `addr:port` (TCP, this network namespace).
-fn listening(addr: Ipv4Addr, port: u16) -> bool {
-    // /proc/net/tcp: local address as little-endian hex, state 0A = LISTEN
-    let want = format!("{:08X}:{:04X}", u32::from(addr).swap_bytes(), port);
-    std::fs::read_to_string("/proc/net/tcp")
-        .map(|t| {
-            t.lines().skip(1).any(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                f.len() > 3 && f[1] == want && f[3] == "0A"
-            })
-        })
-        .unwrap_or(false)
-}
-
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("new");
@@ -238,7 +224,7 @@ fn start(gw: Ipv4Addr, f: &Files, bin: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot start fence_virtd (unshare): {e}"))?;
     std::fs::write(f.pid(), child.id().to_string())?;
     let t = Instant::now();
-    while !listening(gw, PORT) {
+    while !crate::providers::host::network::listening(gw, PORT) {
         if let Ok(Some(st)) = child.try_wait() {
             let _ = std::fs::remove_file(f.pid());
             let text = std::fs::read_to_string(f.log()).unwrap_or_default();
