@@ -33,16 +33,37 @@ pub fn virsh(args: &[&str]) -> (bool, String) {
     )
 }
 
-/// The libvirt daemons this test started (the ones already running are left alone).
+/// The libvirt daemons this test started (the ones already running are left alone),
+/// and the host state libvirtd changes by itself, put back when they stop: its
+/// nft tables (`libvirt_network`) and the host's `ip_forward`.
 pub struct Daemons {
     pids: Vec<i32>,
+    ip_forward: String,
+    tables: String,
+}
+
+fn ip_forward() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default()
+}
+
+fn nft_tables() -> String {
+    Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 impl Daemons {
     pub fn ensure() -> Daemons {
         let mut pids = Vec::new();
+        let (ip_forward, tables) = (ip_forward(), nft_tables());
         if virsh(&["version"]).0 {
-            return Daemons { pids };
+            return Daemons {
+                pids,
+                ip_forward,
+                tables,
+            };
         }
         for (bin, pidfile, sock) in [
             (
@@ -81,7 +102,11 @@ impl Daemons {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
-        Daemons { pids }
+        Daemons {
+            pids,
+            ip_forward,
+            tables,
+        }
     }
 }
 
@@ -98,6 +123,20 @@ impl Drop for Daemons {
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+        if self.pids.is_empty() {
+            return;
+        }
+        for family in ["ip", "ip6"] {
+            let t = format!("table {family} libvirt_network");
+            if !self.tables.contains(&t) && nft_tables().contains(&t) {
+                let _ = Command::new("nft")
+                    .args(["delete", "table", family, "libvirt_network"])
+                    .status();
+            }
+        }
+        if !self.ip_forward.is_empty() && ip_forward() != self.ip_forward {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+        }
     }
 }
 
@@ -105,7 +144,7 @@ impl Drop for Daemons {
 pub fn assert_vm_gone(lab: &Lab) {
     lab.assert_gone();
     let (_, doms) = virsh(&["list", "--all", "--name"]);
-    let prefix = format!("labctl-{}-", lab.lab);
+    let prefix = format!("labctl-{}.", lab.lab);
     assert!(
         !doms.lines().any(|d| d.trim().starts_with(&prefix)),
         "domains left: {doms}"
