@@ -147,10 +147,7 @@ fn drbd_lab_story() {
         j["changed"], 0,
         "nothing to change after a node's return: {j}"
     );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("for the cluster to settle"),
-        "configure says it waited for the cluster"
-    );
+    // (how long it waited, if at all, is on stderr: `waited N s for the cluster to settle`)
     assert_eq!(fs_uuid(&lab, primary), uuid, "never reformatted");
 
     // a broken lab: one side disconnected
