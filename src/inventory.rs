@@ -54,12 +54,6 @@ impl ProviderKind {
         }
     }
 
-    /// Whether this provider's nodes have hardware of their own (memory,
-    /// extra disks, a kernel): VMs.
-    pub fn has_vm_hardware(self) -> bool {
-        matches!(self, ProviderKind::Libvirt)
-    }
-
     /// Whether labctl creates this provider's nodes (and their network) itself.
     pub fn creates_nodes(self) -> bool {
         matches!(self, ProviderKind::Nspawn | ProviderKind::Libvirt)

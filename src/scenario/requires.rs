@@ -40,6 +40,11 @@ pub struct Requires {
     pub preinstall: Vec<String>,
 }
 
+/// Whether the provider's nodes have memory and disks of their own (its capability).
+fn vm_hardware(kind: ProviderKind) -> bool {
+    crate::providers::by_name(kind.as_str()).is_some_and(|p| p.capabilities().vm_hardware)
+}
+
 impl Requires {
     /// Refuse (a user error naming `at`, the `requires:` line) when `inv`'s
     /// lab lacks something; the fix lists the inventory lines that give it.
@@ -66,7 +71,7 @@ impl Requires {
             ))
         })?;
         // sizes only mean something on the provider that has them
-        if provider == inv.provider && provider.has_vm_hardware() {
+        if provider == inv.provider && vm_hardware(provider) {
             for n in &nodes {
                 if let Some(m) = self.memory {
                     if n.vm.memory.0 < m.0 {
@@ -137,7 +142,7 @@ impl Requires {
         if self.fence {
             hw.push("fence: true".into());
         }
-        if provider.has_vm_hardware() && !hw.is_empty() {
+        if vm_hardware(provider) && !hw.is_empty() {
             lines.push(format!("{}: {{{}}}", provider.as_str(), hw.join(", ")));
         }
         if !self.preinstall.is_empty() {

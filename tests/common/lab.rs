@@ -180,6 +180,30 @@ impl Lab {
 
     /// `configure SCENARIO` once more: its `changed` count, and its time as
     /// a FIGURE line (`label`: what was re-converged).
+    /// On nodes just made from the package layer: nothing preinstalled is
+    /// enabled or running before `configure` says so; then the first
+    /// `configure` of `scenario` (01) starts bind9 and installs nothing.
+    pub fn first_converge_from_the_layer(&self, scenario: &str) {
+        let out = self.ok(&[
+            "exec",
+            "all",
+            "--",
+            "systemctl is-enabled named apache2 corosync pacemaker haproxy dnsmasq | sort -u; systemctl is-active named apache2 corosync pacemaker | sort -u",
+        ]);
+        assert!(
+            !out.contains("\nenabled") && !out.contains("\nactive"),
+            "something preinstalled runs before configure: {out}"
+        );
+        let o = self.labctl(&["configure", scenario]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            text.contains("changed: [dns] service named (start, enable)"),
+            "{text}"
+        );
+        assert!(!text.contains("package bind9 (install"), "{text}");
+    }
+
     pub fn reconverge(&self, scenario: &str, label: &str) -> serde_json::Value {
         let t = std::time::Instant::now();
         let j = self.json(&["--json", "configure", scenario]);
