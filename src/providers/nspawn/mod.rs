@@ -278,6 +278,10 @@ fn halt_summary(lab: &str, befores: &[NodeState], force: bool, took: Duration) -
     }
 }
 
+/// The longest machine name systemd accepts (a host name: 64 characters):
+/// a container is named `<lab>.<node>`.
+pub const MAX_MACHINE_NAME: usize = 64;
+
 impl Provider for Nspawn {
     fn name(&self) -> &'static str {
         "nspawn"
@@ -295,6 +299,13 @@ impl Provider for Nspawn {
             nic: Some("host0"),
             status: super::StatusPoll::Host(Duration::from_millis(250)),
             safety: super::Safety::LabBridge,
+        }
+    }
+    fn inventory_rules(&self) -> crate::inventory::InventoryRules {
+        crate::inventory::InventoryRules {
+            machine_name_max: Some(MAX_MACHINE_NAME),
+            preinstall: Some("a package layer"),
+            section: None,
         }
     }
 
