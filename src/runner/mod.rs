@@ -124,17 +124,7 @@ pub fn run(
         hosts,
         check: opts.check,
     });
-    let printer = std::thread::spawn(move || {
-        loop {
-            match rx.recv_timeout(Duration::from_millis(500)) {
-                Ok(ev) => observer.event(ev.masked(&redactor)),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-            observer.tick();
-        }
-        observer.finish();
-    });
+    let printer = std::thread::spawn(move || observe(rx, observer.as_mut(), &redactor));
 
     let t0 = std::time::Instant::now();
     let lap = |what: &str| {
@@ -155,35 +145,7 @@ pub fn run(
             recap: host::HostRecap::default(),
         })
         .collect();
-    parallel(&mut slots, opts.jobs, |slot| {
-        let name = slot.plan.node.name.clone();
-        if crate::interrupt::interrupted() {
-            slot.recap.interrupted = true;
-            return;
-        }
-        let t = Target::for_node(inv, &slot.plan.node, opts.insecure);
-        match Session::connect(&t) {
-            Ok(sess) => {
-                let total = slot.plan.plays.iter().map(|p| p.tasks.len()).sum();
-                let mut run = host::HostRun::new(&name, Box::new(sess), opts, tx.clone(), total);
-                run.share_unreachable(unreachable.clone());
-                slot.run = Some(run);
-            }
-            Err(e) => {
-                unreachable.mark(&name);
-                let _ = tx.send(Event::Task {
-                    host: name,
-                    task: "connect".into(),
-                    status: Status::Unreachable,
-                    what: match &e {
-                        ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m.clone(),
-                    },
-                    diff: None,
-                });
-                slot.recap.unreachable = true;
-            }
-        }
-    });
+    connect(inv, &mut slots, opts, &tx, &unreachable);
 
     lap("connected");
 
@@ -242,6 +204,72 @@ pub fn run(
         ));
     }
 
+    let recap = recap_of(slots, &tx);
+    drop(tx);
+    let _ = printer.join();
+    Ok(recap)
+}
+
+/// Hand the run's events, masked, to `observer` (and tick it twice a
+/// second) until every sender is gone.
+fn observe(
+    rx: mpsc::Receiver<Event>,
+    observer: &mut dyn Observer,
+    redactor: &crate::redact::Redactor,
+) {
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(ev) => observer.event(ev.masked(redactor)),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        observer.tick();
+    }
+    observer.finish();
+}
+
+/// Connect to every slot's host (in parallel), keeping one session per host;
+/// a host that does not answer is marked unreachable for the whole run.
+fn connect<'a>(
+    inv: &Inventory,
+    slots: &mut [Slot<'a>],
+    opts: &'a Options,
+    tx: &mpsc::Sender<Event>,
+    unreachable: &crate::ops::reach::Unreachable,
+) {
+    parallel(slots, opts.jobs, |slot| {
+        let name = slot.plan.node.name.clone();
+        if crate::interrupt::interrupted() {
+            slot.recap.interrupted = true;
+            return;
+        }
+        let t = Target::for_node(inv, &slot.plan.node, opts.insecure);
+        match Session::connect(&t) {
+            Ok(sess) => {
+                let total = slot.plan.plays.iter().map(|p| p.tasks.len()).sum();
+                let mut run = host::HostRun::new(&name, Box::new(sess), opts, tx.clone(), total);
+                run.share_unreachable(unreachable.clone());
+                slot.run = Some(run);
+            }
+            Err(e) => {
+                unreachable.mark(&name);
+                let _ = tx.send(Event::Task {
+                    host: name,
+                    task: "connect".into(),
+                    status: Status::Unreachable,
+                    what: match &e {
+                        ConnectError::Unreachable(m) | ConnectError::HostKey(m) => m.clone(),
+                    },
+                    diff: None,
+                });
+                slot.recap.unreachable = true;
+            }
+        }
+    });
+}
+
+/// The run's recap: each host's, finishing the runs still open.
+fn recap_of(slots: Vec<Slot>, tx: &mpsc::Sender<Event>) -> Recap {
     let mut recap = Recap::default();
     for slot in slots {
         match slot.run {
@@ -258,7 +286,5 @@ pub fn run(
             }
         }
     }
-    drop(tx);
-    let _ = printer.join();
-    Ok(recap)
+    recap
 }
