@@ -43,6 +43,8 @@ pub enum ProviderKind {
     Ssh,
     /// Virtual machines (QEMU, with KVM or TCG) through libvirt.
     Libvirt,
+    /// System containers of an Incus server, in a project of the lab's own.
+    Incus,
 }
 
 impl ProviderKind {
@@ -51,12 +53,16 @@ impl ProviderKind {
             ProviderKind::Nspawn => "nspawn",
             ProviderKind::Ssh => "ssh",
             ProviderKind::Libvirt => "libvirt",
+            ProviderKind::Incus => "incus",
         }
     }
 
     /// Whether labctl creates this provider's nodes (and their network) itself.
     pub fn creates_nodes(self) -> bool {
-        matches!(self, ProviderKind::Nspawn | ProviderKind::Libvirt)
+        matches!(
+            self,
+            ProviderKind::Nspawn | ProviderKind::Libvirt | ProviderKind::Incus
+        )
     }
 }
 
@@ -70,6 +76,7 @@ struct InventoryFile {
     #[serde(default)]
     ssh: SshFile,
     libvirt: Option<Spanned<LibvirtFile>>,
+    incus: Option<Spanned<IncusSettings>>,
     nodes: IndexMap<String, Spanned<NodeFile>>,
     #[serde(default)]
     group_vars: BTreeMap<String, BTreeMap<String, Value>>,
@@ -213,6 +220,16 @@ pub enum Accel {
     Tcg,
 }
 
+/// Settings of provider incus (`incus: {project: …, target: …}`).
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IncusSettings {
+    /// An existing project to use (default: labctl makes `labctl-<lab>`).
+    pub project: Option<String>,
+    /// The cluster member to put the nodes on (default: Incus places them).
+    pub target: Option<String>,
+}
+
 /// Settings of provider libvirt.
 #[derive(Debug, Clone)]
 pub struct LibvirtSettings {
@@ -337,6 +354,8 @@ pub struct Inventory {
     pub ssh: SshSettings,
     /// Provider libvirt's settings (`None` for the other providers).
     pub libvirt: Option<LibvirtSettings>,
+    /// Provider incus's settings (`None` for the other providers).
+    pub incus: Option<IncusSettings>,
     pub nodes: Vec<Node>,
     pub group_vars: BTreeMap<String, BTreeMap<String, Value>>,
     pub vars: BTreeMap<String, Value>,
@@ -786,7 +805,7 @@ impl Inventory {
         }
         match self.provider {
             ProviderKind::Nspawn => "host0".to_string(),
-            ProviderKind::Libvirt => "eth0".to_string(),
+            ProviderKind::Libvirt | ProviderKind::Incus => "eth0".to_string(),
             ProviderKind::Ssh => self
                 .vars
                 .get("nic")
@@ -857,6 +876,16 @@ impl Inventory {
             (Some(l), other) => user_bail!(
                 "{}: `libvirt:` is for provider libvirt, but this inventory's provider is {}\n  fix: add `provider: libvirt`, or remove the `libvirt:` section",
                 yaml::at(&text_path, &l.referenced),
+                other.as_str()
+            ),
+            (None, _) => None,
+        };
+        let incus = match (file.incus, file.provider) {
+            (Some(i), ProviderKind::Incus) => Some(i.value),
+            (None, ProviderKind::Incus) => Some(IncusSettings::default()),
+            (Some(i), other) => user_bail!(
+                "{}: `incus:` is for provider incus, but this inventory's provider is {}\n  fix: add `provider: incus`, or remove the `incus:` section",
+                yaml::at(&text_path, &i.referenced),
                 other.as_str()
             ),
             (None, _) => None,
@@ -1108,6 +1137,7 @@ impl Inventory {
             network,
             ssh,
             libvirt,
+            incus,
             nodes,
             group_vars: file.group_vars,
             vars: file.vars,

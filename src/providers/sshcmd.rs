@@ -18,7 +18,7 @@ pub fn check_known_hosts(inv: &Inventory) -> anyhow::Result<()> {
             "the lab's known-hosts file {} does not exist, so no host key is pinned\n  fix: {}",
             inv.ssh.known_hosts.display(),
             match inv.provider {
-                crate::inventory::ProviderKind::Nspawn | crate::inventory::ProviderKind::Libvirt => "run `labctl up` first (it pins every node's host key)".to_string(),
+                crate::inventory::ProviderKind::Nspawn | crate::inventory::ProviderKind::Libvirt | crate::inventory::ProviderKind::Incus => "run `labctl up` first (it pins every node's host key)".to_string(),
                 crate::inventory::ProviderKind::Ssh => format!(
                     "write one line per node, `ADDRESS ssh-ed25519 AAAA…` (the node's /etc/ssh/ssh_host_ed25519_key.pub), into {}",
                     inv.ssh.known_hosts.display()

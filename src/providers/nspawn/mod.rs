@@ -331,6 +331,7 @@ impl Provider for Nspawn {
                     provider: "nspawn",
                     pid,
                     link: None,
+                    member: None,
                 }
             })
             .collect())
