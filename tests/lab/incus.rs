@@ -48,6 +48,35 @@ fn incus_lab_story() {
     let lab = Lab::new("incl", "10.1.101");
     std::fs::write(lab.inv(), inventory("incl")).unwrap();
 
+    // one clear message (exit 2) for: no daemon, a project or a member that does not exist
+    let none = tempfile::tempdir().unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
+        .args(["status"])
+        .current_dir(&lab.project)
+        .env("INCUS_DIR", none.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("no Incus daemon answers") && err.contains("fix:"),
+        "{err}"
+    );
+    for (section, says) in [
+        (
+            "incus: {project: nope}",
+            "incus.project `nope` does not exist",
+        ),
+        ("incus: {target: m9}", "incus.target `m9` is not a member"),
+    ] {
+        std::fs::write(lab.inv(), format!("{}{section}\n", inventory("incl"))).unwrap();
+        let o = lab.labctl(&["up"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(says) && err.contains("fix:"), "{err}");
+    }
+    std::fs::write(lab.inv(), inventory("incl")).unwrap();
+
     // the image is imported once per server: a first `up` may take longer
     let t = Instant::now();
     lab.ok(&["up"]);

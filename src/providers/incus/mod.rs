@@ -107,7 +107,12 @@ fn checks(inv: &Inventory, what: &str) -> anyhow::Result<Incus> {
 
 /// Refuse a `target:` that is not a member of the cluster.
 fn check_member(incus: &Incus, member: &str, inv: &Inventory) -> anyhow::Result<()> {
-    let members = incus.query("/1.0/cluster/members")?.unwrap_or_default();
+    let clustered = incus.query("/1.0/cluster")?.unwrap_or_default()["enabled"] == true;
+    let members = if clustered {
+        incus.query("/1.0/cluster/members")?.unwrap_or_default()
+    } else {
+        serde_json::Value::Null
+    };
     let names: Vec<String> = members
         .as_array()
         .map(|a| {

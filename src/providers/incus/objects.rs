@@ -2,7 +2,10 @@
 //! by `destroy` (nothing else is touched):
 //!
 //! - the project `labctl-<lab>` (its own instances and profiles; images from
-//!   the default project, where labctl's image is imported once);
+//!   the default project, where labctl's image is imported once), marked as
+//!   the lab's by its description; a project the inventory names instead
+//!   (`incus: {project: …}`) must exist, and `destroy` removes only the lab's
+//!   nodes from it;
 //! - its `default` profile: the root disk on the server's storage pool, the
 //!   NIC `eth0` on the lab network, `/sys` read-only (the container
 //!   interface: systemd-networkd then configures the NIC with no udev);
@@ -76,6 +79,8 @@ pub fn ensure(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
             "project".to_string(),
             "create".into(),
             incus.project.clone(),
+            "--description".into(),
+            network_description(&inv.lab),
         ];
         for (k, v) in PROJECT_FEATURES {
             args.push("-c".into());
@@ -180,10 +185,20 @@ pub fn instances(incus: &Incus) -> anyhow::Result<Vec<(String, String, String)>>
 /// absent ones are fine.
 pub fn remove(incus: &Incus, inv: &Inventory) -> anyhow::Result<Vec<String>> {
     let mut gone = Vec::new();
-    if project_exists(incus)? {
-        let names: Vec<String> = instances(incus)?.into_iter().map(|i| i.0).collect();
+    let project = incus.query(&format!("/1.0/projects/{}", incus.project))?;
+    if let Some(project) = project {
+        // a project the inventory names (not labctl's own) keeps everything but the lab's nodes
+        let own = project["description"] == network_description(&inv.lab).as_str();
+        let names: Vec<String> = instances(incus)?
+            .into_iter()
+            .map(|i| i.0)
+            .filter(|n| own || inv.node(n).is_some())
+            .collect();
         delete_instances(incus, &names)?;
         gone.extend(names.iter().map(|n| format!("instance {n}")));
+        if !own {
+            return Ok(gone);
+        }
         let r = incus.call(&["project", "delete", &incus.project], SHORT)?;
         if !r.ok && !super::client::not_found(&r) {
             anyhow::bail!(
