@@ -107,22 +107,7 @@ fn checks(inv: &Inventory, what: &str) -> anyhow::Result<Incus> {
 
 /// Refuse a `target:` that is not a member of the cluster.
 fn check_member(incus: &Incus, member: &str, inv: &Inventory) -> anyhow::Result<()> {
-    let clustered = incus.query("/1.0/cluster")?.unwrap_or_default()["enabled"] == true;
-    let members = if clustered {
-        incus.query("/1.0/cluster/members")?.unwrap_or_default()
-    } else {
-        serde_json::Value::Null
-    };
-    let names: Vec<String> = members
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|m| m.as_str())
-                .filter_map(|u| u.rsplit('/').next())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
+    let names = objects::members(incus)?;
     if !names.iter().any(|n| n == member) {
         crate::user_bail!(
             "{}: incus.target `{member}` is not a member of this Incus {}\n  fix: use one of: {}",
@@ -174,6 +159,14 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let pubkey = keys::ensure_lab_key(inv, p)?;
     preflight::claim(inv)?;
     objects::ensure(&incus, inv)?;
+    // the nodes are reached over the lab's bridge, which must be on this machine
+    if !network::link_exists(&inv.bridge_name()) {
+        crate::user_bail!(
+            "lab `{}`: Incus made its network {}, but not on this machine (the server is a cluster member or another host), and this version of labctl reaches nodes only over a bridge on this machine; nothing was started\n  fix: run labctl on the Incus server that hosts the lab (with `incus: {{target: THIS_MEMBER}}` on a cluster), then `labctl destroy` here removes what was made",
+            inv.lab,
+            inv.bridge_name()
+        );
+    }
     // the lab's nft table, its gateway file and the package cache on the gateway
     network::ensure(inv)?;
     let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));

@@ -142,6 +142,27 @@ fn ensure_network(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
         return Ok(());
     }
     crate::providers::host::preflight::subnet_free(inv)?;
+    // on a cluster a network is first made pending on every member, then created
+    for m in members(incus)? {
+        let r = incus.call(
+            &[
+                "network",
+                "create",
+                &name,
+                "--project",
+                "default",
+                "--target",
+                &m,
+            ],
+            SHORT,
+        )?;
+        if !r.ok {
+            anyhow::bail!(
+                "creating Incus network {name} on member {m} failed: {}",
+                r.why()
+            );
+        }
+    }
     let mut args: Vec<String> = vec![
         "network".into(),
         "create".into(),
@@ -156,6 +177,17 @@ fn ensure_network(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
     let r = incus.call(&a, SHORT)?;
     if !r.ok {
         anyhow::bail!("creating Incus network {name} failed: {}", r.why());
+    }
+    // a cluster drops the description of a network made pending member by member
+    let body = serde_json::json!({"description": network_description(&inv.lab)}).to_string();
+    let path = format!("/1.0/networks/{name}?project=default");
+    let r = incus.call(&["query", "-X", "PATCH", "--data", &body, &path], SHORT)?;
+    if !r.ok {
+        anyhow::bail!(
+            "marking Incus network {name} as lab `{}`'s failed: {}",
+            inv.lab,
+            r.why()
+        );
     }
     Ok(())
 }
@@ -247,4 +279,22 @@ pub fn delete_instances(incus: &Incus, names: &[String]) -> anyhow::Result<()> {
         anyhow::bail!("{}", errors.join("\n"));
     }
     Ok(())
+}
+
+/// The cluster's members (none: a single server).
+pub fn members(incus: &Incus) -> anyhow::Result<Vec<String>> {
+    let clustered = incus.query("/1.0/cluster")?.unwrap_or_default()["enabled"] == true;
+    if !clustered {
+        return Ok(Vec::new());
+    }
+    let v = incus.query("/1.0/cluster/members")?.unwrap_or_default();
+    Ok(v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|m| m.as_str())
+                .filter_map(|u| u.rsplit('/').next())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default())
 }
