@@ -42,8 +42,10 @@
 //! forgets the removed resources' history, so the cluster leaves their
 //! services as they are (the scenario's own tasks say whether they run).
 
+mod args;
 mod cib;
 mod settle;
+pub use args::{Args, CloneOf, Colocation, Constraint, Location, Ops, Order, Resource};
 use cib::{canonical, live_attr, x, Element};
 use settle::wait_idle;
 use super::{Op, Operation, Plan, PrepareCtx, Probe};
@@ -51,7 +53,6 @@ use crate::sh;
 use crate::shell::Script;
 use base64::Engine;
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,127 +73,6 @@ const OWN_PROPERTIES: &[&str] = &[
     "last-lrm-refresh",
     "maintenance-mode",
 ];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resource {
-    pub id: String,
-    /// `class:provider:type` (`ocf:heartbeat:IPaddr2`) or `class:type` (`systemd:apache2`).
-    pub agent: String,
-    #[serde(default)]
-    pub params: IndexMap<String, String>,
-    #[serde(default)]
-    pub meta: IndexMap<String, String>,
-    /// Operations by name (`monitor`, `start`, `stop`) with their attributes;
-    /// a list for several of one name (a monitor per role).
-    #[serde(default)]
-    pub ops: IndexMap<String, Ops>,
-    /// Run it on every member: a clone of this id.
-    #[serde(default)]
-    pub clone: Option<CloneOf>,
-    /// Run it on every member with one (or `promoted-max`) promoted: a
-    /// promotable clone of this id.
-    #[serde(default)]
-    pub promotable: Option<CloneOf>,
-}
-
-/// One operation's attributes, or several operations of one name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Ops {
-    One(IndexMap<String, String>),
-    Many(Vec<IndexMap<String, String>>),
-}
-
-impl Ops {
-    fn each(&self) -> Vec<&IndexMap<String, String>> {
-        match self {
-            Ops::One(m) => vec![m],
-            Ops::Many(v) => v.iter().collect(),
-        }
-    }
-}
-
-/// The clone around a resource: its id and meta attributes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloneOf {
-    pub id: String,
-    #[serde(default)]
-    pub meta: IndexMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Colocation {
-    pub id: String,
-    pub resource: String,
-    pub with: String,
-    #[serde(default = "infinity")]
-    pub score: String,
-    /// The role of `resource` this applies to (a promotable clone's `Promoted`).
-    #[serde(default)]
-    pub role: Option<String>,
-    /// The role of `with` to follow (`Promoted`: where the clone is promoted).
-    #[serde(default)]
-    pub with_role: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Order {
-    pub id: String,
-    pub first: String,
-    pub then: String,
-    /// What of `first` comes first (`promote`; default start).
-    #[serde(default)]
-    pub first_action: Option<String>,
-    /// What of `then` follows (default start).
-    #[serde(default)]
-    pub then_action: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Location {
-    pub id: String,
-    pub resource: String,
-    pub node: String,
-    #[serde(default = "infinity")]
-    pub score: String,
-}
-
-fn infinity() -> String {
-    "INFINITY".into()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Constraint {
-    pub colocation: Option<Colocation>,
-    pub order: Option<Order>,
-    pub location: Option<Location>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    /// The cluster's members: a group name or a list of nodes. The first applies the configuration.
-    pub members: crate::yaml::OneOrMany,
-    #[serde(default)]
-    pub properties: IndexMap<String, String>,
-    #[serde(default)]
-    pub resource_defaults: IndexMap<String, String>,
-    #[serde(default)]
-    pub op_defaults: IndexMap<String, String>,
-    #[serde(default)]
-    pub resources: Vec<Resource>,
-    #[serde(default)]
-    pub constraints: Vec<Constraint>,
-    /// How long to wait for every member to be online (default 180 s; a
-    /// number is seconds, `3m` works too; at most 24 h, checked when read).
-    pub wait: Option<crate::duration::Dur>,
-}
 
 impl Operation for Args {
     fn manages(&self) -> Option<(&'static str, Vec<String>)> {
@@ -447,6 +327,7 @@ impl Cluster {
             .map_err(|e| anyhow::anyhow!("cannot read the CIB (cibadmin --query): {e}"))?;
         let mut what = Vec::new();
         let mut script = Script::lit("set -e");
+        let mut batch = cib::Batch::default();
         for (kind, map) in [
             ("crm_config", &self.args.properties),
             ("rsc_defaults", &self.args.resource_defaults),
@@ -455,39 +336,42 @@ impl Cluster {
             for (k, v) in map {
                 if live_attr(&doc, kind, k).as_deref() != Some(v.as_str()) {
                     what.push(format!("{k}={v}"));
-                    script.line(sh!(
-                        "crm_attribute --type {} --name {} --update {}",
-                        kind,
-                        k,
-                        v
-                    ));
+                    batch.attr(&doc, kind, k, v);
                 }
             }
         }
+        let mut replaces = Script::new();
         for e in &self.elements {
             let live = doc
                 .descendants()
                 .find(|n| n.is_element() && n.attribute("id") == Some(e.id.as_str()))
                 .map(|n| cib[n.range()].to_string());
-            if let Some(l) = &live {
-                if canonical(l) == canonical(&e.xml) {
-                    continue;
+            match &live {
+                Some(l) if canonical(l) == canonical(&e.xml) => continue,
+                Some(_) => {
+                    what.push(format!("update {}", e.id));
+                    // the XML on stdin, not the command line: resource parameters
+                    // never show in the node's process list
+                    replaces.line(sh!(
+                        "cibadmin --replace --scope {} --xml-pipe {}",
+                        e.scope,
+                        Script::heredoc(&e.xml)
+                    ));
+                }
+                None => {
+                    what.push(format!("create {}", e.id));
+                    batch.create(e.scope, &e.xml);
                 }
             }
-            let (verb, word) = if live.is_some() {
-                ("--replace", "update")
-            } else {
-                ("--create", "create")
-            };
-            what.push(format!("{word} {}", e.id));
-            // the XML on stdin, not the command line: resource parameters
-            // never show in the node's process list
+        }
+        if let Some(xml) = batch.xml() {
             script.line(sh!(
-                "cibadmin {} --scope {} --xml-pipe {}",
-                Script::lit(verb),
-                e.scope,
-                Script::heredoc(&e.xml)
+                "cibadmin --modify --scope configuration --xml-pipe {}",
+                Script::heredoc(&xml)
             ));
+        }
+        if !replaces.is_empty() {
+            script.line(replaces);
         }
         // what the scenario no longer declares (another scenario's), removed
         let mut removal = Script::new();
@@ -622,6 +506,10 @@ mod tests {
             c.what,
             "stonith-enabled=false, resource-stickiness=100, create VirtualIP"
         );
+        // one CIB update for all of it
+        let s = c.script.as_str();
+        assert_eq!(s.matches("cibadmin --modify --scope configuration").count(), 1, "{s}");
+        assert!(!s.contains("crm_attribute") && !s.contains("--create"), "{s}");
     }
 
     #[test]

@@ -21,11 +21,11 @@
 //!   security mirror (its `Remap-` lines), so a node cannot use it to reach
 //!   any other address; no `CONNECT` tunnel (`PassThroughPattern` matches
 //!   nothing); no report page (nothing a node can trigger).
-//! - It listens on one fixed address only, [`LISTEN`] (loopback), and never
+//! - It listens on one fixed address only, [`listen`] (loopback), and never
 //!   moves: each lab's nft table sends what its nodes open to port [`PORT`] of
 //!   their gateway there (`dnat`, see [`super::network`]; the lab's bridges
 //!   carry `route_localnet` for it), and the image and package-layer builds,
-//!   which run in the host's network, use [`LISTEN`] itself. So a lab coming
+//!   which run in the host's network, use [`listen`] itself. So a lab coming
 //!   or going never restarts it: another lab's download in flight goes on.
 //!   It is started with the first lab network and stopped after the last
 //!   (read from the labs' folders: `gateway`, kept by
@@ -41,8 +41,26 @@ use std::time::{Duration, Instant};
 /// The cache's port on each lab gateway (what the nodes' apt uses).
 pub const PORT: u16 = 3142;
 /// Where apt-cacher-ng itself listens: loopback, on a port of labctl's own
-/// (not 3142, which a host's own apt-cacher-ng service may hold).
-pub const LISTEN: (Ipv4Addr, u16) = (Ipv4Addr::LOCALHOST, 3942);
+/// (not 3142, which a host's own apt-cacher-ng service may hold): 3942 for
+/// `/var/lib/labctl`, and for another `LABCTL_ROOT` a port derived from its
+/// path (31000-38999), so two state roots on one host keep two caches apart.
+pub fn listen() -> (Ipv4Addr, u16) {
+    (Ipv4Addr::LOCALHOST, port_for(&paths::root()))
+}
+
+fn listening() -> bool {
+    let (a, p) = listen();
+    super::network::listening(a, p)
+}
+
+fn port_for(root: &Path) -> u16 {
+    use sha2::Digest;
+    if root == Path::new("/var/lib/labctl") {
+        return 3942;
+    }
+    let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    31000 + (u16::from_be_bytes([h[0], h[1]]) % 8000)
+}
 /// The daemon's binary (Debian package apt-cacher-ng).
 const BIN: &str = "/usr/sbin/apt-cacher-ng";
 /// The system user it runs as (made by the package).
@@ -72,7 +90,8 @@ pub fn proxy_url(gw: Ipv4Addr) -> String {
 
 /// The URL the image and package-layer builds (in the host's network) use.
 pub fn host_proxy_url() -> String {
-    format!("http://{}:{}/", LISTEN.0, LISTEN.1)
+    let (a, p) = listen();
+    format!("http://{a}:{p}/")
 }
 
 /// The apt configuration of a node of a lab with gateway `gw`: packages
@@ -109,7 +128,7 @@ fn conf_word(s: &str) -> anyhow::Result<&str> {
     Ok(s)
 }
 
-/// Its configuration: listening on [`LISTEN`], fetching from the host's mirrors.
+/// Its configuration: listening on [`listen`], fetching from the host's mirrors.
 pub fn conf_text(recipe: &super::image::Recipe) -> anyhow::Result<String> {
     let d = dir();
     let mprefix = prefix_of(&recipe.mirror);
@@ -128,8 +147,8 @@ Remap-debrep: {mprefix} ; {mirror}\n",
         cache = d.join("cache").display(),
         log = d.join("log").display(),
         run = d.join("run").display(),
-        port = LISTEN.1,
-        bind = LISTEN.0,
+        port = listen().1,
+        bind = listen().0,
         mirror = recipe.mirror.trim_end_matches('/'),
     );
     if let Some(sec) = &recipe.security {
@@ -205,7 +224,7 @@ pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
     let conf = conf_text(&recipe)?;
     let conf_path = conf_dir().join("acng.conf");
     let same = std::fs::read_to_string(&conf_path).is_ok_and(|c| c == conf);
-    if same && found.is_some() && super::network::listening(LISTEN.0, LISTEN.1) {
+    if same && found.is_some() && listening() {
         return Ok(());
     }
     if let Some(pid) = found {
@@ -292,15 +311,15 @@ fn start() -> anyhow::Result<()> {
     std::fs::write(pid_file(), child.id().to_string())?;
     // reap it when it ends while labctl still runs (a later labctl stops it by PID)
     let t = Instant::now();
-    while !super::network::listening(LISTEN.0, LISTEN.1) {
+    while !listening() {
         if let Ok(Some(st)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_file());
             let text = std::fs::read_to_string(&out).unwrap_or_default()
                 + &std::fs::read_to_string(dir().join("log/apt-cacher.err")).unwrap_or_default();
             anyhow::bail!(
                 "apt-cacher-ng ended ({st}) before it listened on {}:{}; last lines:\n{}\n  fix: check that nothing else listens on that port",
-                LISTEN.0,
-                LISTEN.1,
+                listen().0,
+                listen().1,
                 crate::text::last_lines(&text, 10)
             );
         }
@@ -309,8 +328,8 @@ fn start() -> anyhow::Result<()> {
             let _ = std::fs::remove_file(pid_file());
             anyhow::bail!(
                 "apt-cacher-ng did not listen on {}:{} within {} s (see {})",
-                LISTEN.0,
-                LISTEN.1,
+                listen().0,
+                listen().1,
                 START_TIMEOUT.as_secs(),
                 out.display()
             );
@@ -421,5 +440,13 @@ mod tests {
         let a = node_apt_conf(Ipv4Addr::new(10, 1, 74, 1));
         assert_eq!(a.lines().count(), 4, "{a}");
         assert!(a.contains("Acquire::http::Proxy \"http://10.1.74.1:"));
+    }
+
+    #[test]
+    fn each_state_root_has_its_own_port() {
+        assert_eq!(port_for(Path::new("/var/lib/labctl")), 3942);
+        let a = port_for(Path::new("/tmp/root-a"));
+        assert!((31000..39000).contains(&a));
+        assert_eq!(a, port_for(Path::new("/tmp/root-a")));
     }
 }

@@ -172,8 +172,8 @@ table inet {t} {{\n  comment \"labctl lab {lab}: the lab reaches its own nodes a
         lab = inv.lab,
         open = if inv.egress_nat { "; egress: nat opens it to the Internet" } else { "" },
         cache = super::cache::PORT,
-        lo = super::cache::LISTEN.0,
-        lo_port = super::cache::LISTEN.1,
+        lo = super::cache::listen().0,
+        lo_port = super::cache::listen().1,
     )
 }
 
