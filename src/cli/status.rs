@@ -10,6 +10,7 @@ States: running (booted; for provider ssh: answers SSH), stopped (halted, files 
 absent (not created, or destroyed), unreachable (provider ssh: does not answer).
 LINK: a running node's network cable, plugged or unplugged (`labctl unplug`/`plug`);
 `-` where there is none to show (provider ssh, a node not running).
+MEMBER (provider incus on a cluster): the cluster member that runs the node.
 
 Examples:
   labctl status
@@ -31,18 +32,31 @@ pub fn run(_a: StatusArgs, g: &Global) -> anyhow::Result<i32> {
     }
     let w = nodes.iter().map(|n| n.name.len()).max().unwrap_or(4).max(4);
     println!("lab `{}` (provider {})", inv.lab, inv.provider.as_str());
+    // MEMBER: the cluster member running each node (provider incus on a cluster)
+    let members = nodes.iter().any(|n| n.member.is_some());
     println!(
-        "{:w$}  {:11}  {:15}  {:9}  PID",
-        "NODE", "STATE", "ADDRESS", "LINK"
+        "{:w$}  {:11}  {:15}  {:9}  PID{}",
+        "NODE",
+        "STATE",
+        "ADDRESS",
+        "LINK",
+        if members { "      MEMBER" } else { "" }
     );
     for n in &nodes {
+        let pid = n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        let member = match (&n.member, members) {
+            (Some(m), _) => format!("  {m}"),
+            (None, true) => "  -".to_string(),
+            (None, false) => String::new(),
+        };
         println!(
-            "{:w$}  {:11}  {:15}  {:9}  {}",
+            "{:w$}  {:11}  {:15}  {:9}  {}{}",
             n.name,
             n.state.as_str(),
             n.address,
             n.link.map(|l| l.as_str()).unwrap_or("-"),
-            n.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+            if members { format!("{pid:7}") } else { pid },
+            member
         );
     }
     Ok(0)

@@ -76,6 +76,16 @@ pub enum Accel {
     Tcg,
 }
 
+/// Settings of provider incus (`incus: {project: …, target: …}`).
+#[derive(Debug, Clone, serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IncusSettings {
+    /// An existing project to use (default: labctl makes `labctl-<lab>`).
+    pub project: Option<String>,
+    /// The cluster member to put the nodes on (default: Incus places them).
+    pub target: Option<String>,
+}
+
 /// Settings of provider libvirt.
 #[derive(Debug, Clone)]
 pub struct LibvirtSettings {

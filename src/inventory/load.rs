@@ -69,6 +69,7 @@ impl Inventory {
             }
             None => None,
         };
+        let incus = incus_section(&file, &provider, &text_path)?;
         let ssh = ssh_settings(&file, &provider, &text_path, &dir)?;
         let nodes = nodes(
             &file,
@@ -88,6 +89,7 @@ impl Inventory {
             network,
             ssh,
             libvirt,
+            incus,
             nodes,
             group_vars: file.group_vars,
             vars: file.vars,
@@ -160,6 +162,26 @@ fn provider_section<'a>(
             provider.as_str()
         ),
         None => Ok(None),
+    }
+}
+
+/// Provider incus's `incus:` section (its settings, defaults when not
+/// written), refused for another provider.
+// TODO(house): one generic provider Section would take this too
+fn incus_section(
+    file: &InventoryFile,
+    provider: &ProviderSpec,
+    text_path: &Path,
+) -> anyhow::Result<Option<super::IncusSettings>> {
+    let own = provider.name == "incus";
+    match &file.incus {
+        Some(i) if own => Ok(Some(i.value.clone())),
+        Some(i) => user_bail!(
+            "{}: `incus:` is for provider incus, but this inventory's provider is {}\n  fix: add `provider: incus`, or remove the `incus:` section",
+            yaml::at(text_path, &i.referenced),
+            provider.as_str()
+        ),
+        None => Ok(own.then(super::IncusSettings::default)),
     }
 }
 

@@ -31,7 +31,7 @@ mod schema;
 mod tests;
 mod vagrant;
 
-pub use hardware::{Accel, LibvirtSettings, Size, VmSpec, DEFAULT_VM_MEMORY};
+pub use hardware::{Accel, IncusSettings, LibvirtSettings, Size, VmSpec, DEFAULT_VM_MEMORY};
 pub use names::{
     lab_name_of_folder, valid_lab_name, valid_node_name, valid_package_name, valid_user,
     RESERVED_LAB_NAMES,
@@ -92,6 +92,8 @@ pub struct Inventory {
     pub ssh: SshSettings,
     /// Provider libvirt's settings (`None` for the other providers).
     pub libvirt: Option<LibvirtSettings>,
+    /// Provider incus's settings (`None` for the other providers).
+    pub incus: Option<IncusSettings>,
     pub nodes: Vec<Node>,
     pub group_vars: BTreeMap<String, BTreeMap<String, Value>>,
     pub vars: BTreeMap<String, Value>,

@@ -18,6 +18,7 @@ pub(super) struct InventoryFile {
     #[serde(default)]
     pub(super) ssh: SshFile,
     pub(super) libvirt: Option<Spanned<LibvirtFile>>,
+    pub(super) incus: Option<Spanned<super::IncusSettings>>,
     pub(super) nodes: IndexMap<String, Spanned<NodeFile>>,
     #[serde(default)]
     pub(super) group_vars: BTreeMap<String, BTreeMap<String, Value>>,

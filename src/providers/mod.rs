@@ -2,12 +2,14 @@
 //! reaches them over SSH.
 //!
 //! Like containerlab's node kinds, each provider sits behind one trait and is
-//! chosen by name in `inventory.yaml` (`provider: nspawn | libvirt | ssh`):
+//! chosen by name in `inventory.yaml` (`provider: nspawn | libvirt | incus | ssh`):
 //!
 //! - [`nspawn`] (default): each node is a systemd-nspawn container booting
 //!   systemd from a cached Debian image, on a bridge of the lab's own.
 //! - [`libvirt`]: each node is a QEMU virtual machine (own kernel, own
 //!   disks) driven through libvirt, on this machine or a hypervisor by URI.
+//! - [`incus`]: each node is a system container of an Incus server, in a
+//!   project of the lab's own.
 //! - [`ssh`]: the nodes already exist; labctl only checks that they answer
 //!   with the lab key and the pinned host key, and never powers them off.
 //!
@@ -16,6 +18,7 @@
 //! `verify` call: they pick the provider from the inventory.
 
 pub mod host;
+pub mod incus;
 pub mod libvirt;
 pub mod link;
 pub mod nspawn;
@@ -72,6 +75,9 @@ pub struct NodeStatus {
     /// `unplugged` after `labctl unplug`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<link::Link>,
+    /// The cluster member that runs it (provider incus on a cluster).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<String>,
 }
 
 /// Which rule proves, before labctl connects into a lab, that the traffic
@@ -220,6 +226,7 @@ pub const REGISTRY: &[(&str, MakeProvider)] = &[
     ("nspawn", || Box::new(nspawn::Nspawn)),
     ("ssh", || Box::new(ssh::SshHosts)),
     ("libvirt", || Box::new(libvirt::Libvirt)),
+    ("incus", || Box::new(incus::IncusProvider)),
     #[cfg(test)]
     ("toy", || Box::new(toy::Toy)),
 ];

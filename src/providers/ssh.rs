@@ -114,6 +114,7 @@ impl Provider for SshHosts {
                             provider: "ssh",
                             pid: None,
                             link: None,
+                            member: None,
                         })
                     })
                 })

@@ -5,6 +5,7 @@
 
 pub mod dashboard;
 pub mod fake;
+pub mod incus;
 pub mod lab;
 pub mod libvirt;
 pub mod webdriver;

@@ -14,6 +14,7 @@ mod drbd;
 mod e2e;
 mod faults;
 mod gfs2;
+mod incus;
 mod libvirt;
 mod libvirt_remote;
 mod link;

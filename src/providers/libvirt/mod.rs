@@ -543,6 +543,7 @@ impl Provider for Libvirt {
                     provider: "libvirt",
                     pid: None,
                     link: None,
+                    member: None,
                 })
             })
             .collect()

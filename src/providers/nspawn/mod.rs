@@ -350,6 +350,7 @@ impl Provider for Nspawn {
                     provider: "nspawn",
                     pid,
                     link: None,
+                    member: None,
                 }
             })
             .collect())

@@ -43,6 +43,7 @@ impl Provider for Toy {
                 provider: self.name(),
                 pid: None,
                 link: None,
+                member: None,
             })
             .collect())
     }

@@ -1,0 +1,492 @@
+//! Provider `incus`: each node is a system container of an Incus server
+//! (or cluster), made from labctl's own image, in a project of the lab's own.
+//!
+//! - [`client`]: every call to Incus, through its own client, as JSON, bounded.
+//! - [`objects`]: the lab's project, profile and bridge network.
+//! - [`image`]: labctl's Debian image, imported once per server.
+//! - [`seed`]: a node's identity, pushed before its first boot.
+//! - [`snapshot`]: Incus snapshots of every node under one name.
+//!
+//! The daemon is the local one (its socket; `INCUS_DIR` as the client
+//! reads it). Its bridge `lab-<lab>` is on this machine and holds the lab
+//! gateway, so configure, verify and ssh reach the nodes as they reach
+//! nspawn nodes, after the same "the bridge holds the gateway" check; the
+//! lab's nft table on this host keeps its traffic to itself as for nspawn.
+
+pub mod client;
+pub mod image;
+pub mod objects;
+pub mod seed;
+pub mod snapshot;
+
+use super::{parallel, probe, NodeState, NodeStatus, Provider};
+use crate::inventory::{Inventory, Node};
+use crate::progress::Progress;
+use crate::providers::host::{cache, keys, network, paths, preflight, rootfs, trash};
+use client::{Incus, LONG, SHORT};
+use std::time::{Duration, Instant};
+
+/// How long a node may take to answer SSH after it starts.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long a clean poweroff may take.
+const HALT_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// System containers on an Incus server.
+pub struct IncusProvider;
+
+/// The lab's project on the server.
+pub fn project_of(inv: &Inventory) -> String {
+    inv.incus
+        .as_ref()
+        .and_then(|s| s.project.clone())
+        .unwrap_or_else(|| format!("labctl-{}", inv.lab))
+}
+
+/// The client for the lab's project.
+pub fn client_of(inv: &Inventory) -> Incus {
+    Incus::new(&project_of(inv))
+}
+
+/// The member the inventory pins the nodes to (a cluster), if any.
+fn target_of(inv: &Inventory) -> Option<String> {
+    inv.incus.as_ref().and_then(|s| s.target.clone())
+}
+
+/// A node's state from the instance's Incus status.
+fn state_of(status: &str) -> NodeState {
+    match status {
+        "Running" => NodeState::Running,
+        "" => NodeState::Absent,
+        _ => NodeState::Stopped,
+    }
+}
+
+/// A node's state and member, from a listing.
+fn lookup(list: &[(String, String, String)], name: &str) -> (NodeState, Option<String>) {
+    match list.iter().find(|(n, _, _)| n == name) {
+        Some((_, status, member)) => (
+            state_of(status),
+            (!member.is_empty() && member != "none").then(|| member.clone()),
+        ),
+        None => (NodeState::Absent, None),
+    }
+}
+
+/// Refuse node names Incus cannot take as instance names.
+fn check_names(inv: &Inventory) -> anyhow::Result<()> {
+    for n in &inv.nodes {
+        let ok = !n.name.is_empty()
+            && n.name.len() <= 63
+            && n.name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !n.name.starts_with('-')
+            && !n.name.starts_with(|c: char| c.is_ascii_digit());
+        if !ok {
+            crate::user_bail!(
+                "{}: node {}: provider incus names each container after its node, and Incus takes only letters, digits and `-` (not first), starting with a letter\n  fix: rename the node (e.g. {})",
+                inv.path.display(),
+                n.name,
+                n.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+            );
+        }
+    }
+    Ok(())
+}
+
+fn checks(inv: &Inventory, what: &str) -> anyhow::Result<Incus> {
+    preflight::root(what)?;
+    check_names(inv)?;
+    let incus = client_of(inv);
+    incus.check_daemon()?;
+    if let Some(t) = target_of(inv) {
+        check_member(&incus, &t, inv)?;
+    }
+    Ok(incus)
+}
+
+/// Refuse a `target:` that is not a member of the cluster.
+fn check_member(incus: &Incus, member: &str, inv: &Inventory) -> anyhow::Result<()> {
+    let names = objects::members(incus)?;
+    if !names.iter().any(|n| n == member) {
+        crate::user_bail!(
+            "{}: incus.target `{member}` is not a member of this Incus {}\n  fix: use one of: {}",
+            inv.path.display(),
+            if names.is_empty() {
+                "server (it is not a cluster)"
+            } else {
+                "cluster"
+            },
+            if names.is_empty() {
+                "no `target:` (a single server places every node itself)".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Refuse a project the inventory names that does not exist (labctl makes
+/// only its own `labctl-<lab>`).
+fn check_project(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
+    let named = inv.incus.as_ref().is_some_and(|s| s.project.is_some());
+    if named && !objects::project_exists(incus)? {
+        crate::user_bail!(
+            "{}: incus.project `{}` does not exist on this Incus server\n  fix: create it (`incus project create {} -c features.profiles=true -c features.images=false -c features.networks=false`), or remove `project:` (labctl then makes labctl-{})",
+            inv.path.display(),
+            incus.project,
+            incus.project,
+            inv.lab
+        );
+    }
+    Ok(())
+}
+
+/// Create and boot `nodes` (running ones are left alone), wait until each answers SSH.
+pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
+    let start = Instant::now();
+    let incus = checks(inv, "up")?;
+    check_project(&incus, inv)?;
+    if !inv.preinstall.is_empty() {
+        crate::user_bail!(
+            "{}: preinstall: provider incus does not build a package layer in this version of labctl\n  fix: remove `preinstall:` (configure installs the packages through the host's package cache)",
+            inv.path.display()
+        );
+    }
+    let _lock = paths::lock_lab(inv, p)?;
+    preflight::ownership(inv)?;
+    let pubkey = keys::ensure_lab_key(inv, p)?;
+    preflight::claim(inv)?;
+    objects::ensure(&incus, inv)?;
+    // the nodes are reached over the lab's bridge, which must be on this machine
+    if !network::link_exists(&inv.bridge_name()) {
+        crate::user_bail!(
+            "lab `{}`: Incus made its network {}, but not on this machine (the server is a cluster member or another host), and this version of labctl reaches nodes only over a bridge on this machine; nothing was started\n  fix: run labctl on the Incus server that hosts the lab (with `incus: {{target: THIS_MEMBER}}` on a cluster), then `labctl destroy` here removes what was made",
+            inv.lab,
+            inv.bridge_name()
+        );
+    }
+    // the lab's nft table, its gateway file and the package cache on the gateway
+    network::ensure(inv)?;
+    let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));
+    let alias = image::ensure(&incus, proxy.as_deref(), p)?;
+    let nameservers = rootfs::nameservers(inv);
+    let list = objects::instances(&incus)?;
+    let todo: Vec<&Node> = nodes
+        .iter()
+        .copied()
+        .filter(|n| lookup(&list, &n.name).0 != NodeState::Running)
+        .collect();
+    if todo.is_empty() {
+        keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
+        p.line(&format!(
+            "lab `{}` is already up: {} running; nothing to do",
+            inv.lab,
+            nodes
+                .iter()
+                .map(|n| n.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        return Ok(());
+    }
+    let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
+    p.start(&labels);
+    let target = target_of(inv);
+    let made = parallel(&todo, &|n: &Node| {
+        if lookup(&list, &n.name).0 == NodeState::Absent {
+            p.set(&n.name, "creating");
+            let mut args = vec!["create", alias.as_str(), n.name.as_str()];
+            if let Some(t) = &target {
+                args.extend(["--target", t.as_str()]);
+            }
+            incus.run(&args, LONG)?;
+            seed::push(&incus, inv, n, &pubkey, &nameservers)?;
+        }
+        Ok(())
+    });
+    let errors: Vec<String> = made
+        .into_iter()
+        .filter_map(|(n, r)| r.err().map(|e| format!("{}: {e:#}", n.name)))
+        .collect();
+    if !errors.is_empty() {
+        anyhow::bail!(
+            "{}\n  fix: `labctl destroy` removes the lab",
+            errors.join("\n")
+        );
+    }
+    keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
+    let t_boot = Instant::now();
+    let mut args = vec!["start"];
+    args.extend(todo.iter().map(|n| n.name.as_str()));
+    incus.run(&args, SHORT)?;
+    for n in &todo {
+        p.set(&n.name, "booting");
+        crate::lab::ensure_safe_target(inv, n.address)?;
+    }
+    let alive = |n: &Node| -> anyhow::Result<()> {
+        let list = objects::instances(&incus)?;
+        if lookup(&list, &n.name).0 != NodeState::Running {
+            anyhow::bail!("its container stopped");
+        }
+        Ok(())
+    };
+    let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
+    let results = probe::wait_ssh(None, &todo, BOOT_TIMEOUT, p, &login, &alive);
+    super::boot_failures(&todo, results, &|n: &Node| {
+        let log = incus
+            .run(&["console", n.name.as_str(), "--show-log"], SHORT)
+            .unwrap_or_else(|e| format!("{e:#}"));
+        (
+            format!("incus console {} --show-log", n.name),
+            crate::text::last_lines(&log, 15),
+        )
+    })?;
+    p.line(&format!(
+        "lab `{}` up on Incus (project {}): {} node(s) answer SSH; boot took {}, `up` took {}",
+        inv.lab,
+        incus.project,
+        todo.len(),
+        super::secs(t_boot.elapsed()),
+        super::secs(start.elapsed())
+    ));
+    Ok(())
+}
+
+/// What `halt`/`fail` did to one node.
+fn halt_line(before: NodeState, force: bool, took: Duration) -> String {
+    match before {
+        NodeState::Running if force => {
+            format!("power cut (incus stop --force) in {}", super::secs(took))
+        }
+        NodeState::Running => format!("powered off in {}", super::secs(took)),
+        NodeState::Absent => "absent (never created)".to_string(),
+        _ => "already stopped".to_string(),
+    }
+}
+
+/// Stop one node: cleanly, or at once (`force`); its state before.
+pub fn stop_node(incus: &Incus, name: &str, force: bool) -> anyhow::Result<NodeState> {
+    let list = objects::instances(incus)?;
+    let before = lookup(&list, name).0;
+    if before == NodeState::Running {
+        if force {
+            incus.run(&["stop", "--force", name], SHORT)?;
+        } else {
+            let secs = HALT_TIMEOUT.as_secs().to_string();
+            incus.run(&["stop", name, "--timeout", &secs], HALT_TIMEOUT + SHORT)?;
+        }
+    }
+    Ok(before)
+}
+
+impl Provider for IncusProvider {
+    fn name(&self) -> &'static str {
+        "incus"
+    }
+
+    fn capabilities(&self) -> super::Capabilities {
+        super::Capabilities {
+            creates_nodes: true,
+            needs_root: true,
+            power_cut: true,
+            link_cut: false,
+            snapshots: true,
+            fencing: false,
+            vm_hardware: false,
+            derives_layer: false,
+            nic: Some(seed::NIC),
+            status: super::StatusPoll::Host(Duration::from_millis(1000)),
+            safety: super::Safety::LabBridge,
+        }
+    }
+
+    fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
+        let list = objects::instances(&client_of(inv))?;
+        super::refuse_unless_running(node, lookup(&list, &node.name).0)
+    }
+
+    fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
+        up_nodes(inv, nodes, p)
+    }
+
+    fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>> {
+        let incus = client_of(inv);
+        incus.check_daemon()?;
+        let list = objects::instances(&incus)?;
+        Ok(inv
+            .nodes
+            .iter()
+            .map(|n| {
+                let (state, member) = lookup(&list, &n.name);
+                NodeStatus {
+                    name: n.name.clone(),
+                    address: n.address.to_string(),
+                    port: n.port,
+                    state,
+                    provider: "incus",
+                    pid: None,
+                    link: None,
+                    member,
+                }
+            })
+            .collect())
+    }
+
+    fn halt(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        force: bool,
+        p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let incus = checks(inv, if force { "fail" } else { "halt" })?;
+        let _lock = paths::lock_lab(inv, p)?;
+        let start = Instant::now();
+        let results = parallel(nodes, &|n: &Node| {
+            let t = Instant::now();
+            let before = stop_node(&incus, &n.name, force)?;
+            Ok((before, t.elapsed()))
+        });
+        let mut errors = Vec::new();
+        let mut running = 0;
+        for (n, r) in results {
+            match r {
+                Ok((before, took)) => {
+                    running += usize::from(before == NodeState::Running);
+                    p.line(&format!("{}: {}", n.name, halt_line(before, force, took)));
+                }
+                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
+            }
+        }
+        if !errors.is_empty() {
+            anyhow::bail!("{}", errors.join("\n"));
+        }
+        p.line(&format!(
+            "{} {running} node(s) in {}",
+            if force { "power cut" } else { "halted" },
+            super::secs(start.elapsed())
+        ));
+        Ok(())
+    }
+
+    fn destroy_nodes(
+        &self,
+        inv: &Inventory,
+        nodes: &[&Node],
+        p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let incus = checks(inv, "destroy")?;
+        let _lock = paths::lock_lab(inv, p)?;
+        let list = objects::instances(&incus)?;
+        let t = Instant::now();
+        let mut present = Vec::new();
+        for n in nodes {
+            if lookup(&list, &n.name).0 == NodeState::Absent {
+                p.line(&format!("{}: absent (never created)", n.name));
+            } else {
+                present.push(n.name.clone());
+            }
+        }
+        objects::delete_instances(&incus, &present)?;
+        for n in &present {
+            let dir = seed::node_dir(&inv.lab, n);
+            if dir.exists() {
+                trash::discard(&dir)?;
+            }
+            p.line(&format!(
+                "{n}: destroyed in {}; `labctl up {n}` rebuilds it from the image",
+                super::secs(t.elapsed()),
+            ));
+        }
+        keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
+        Ok(())
+    }
+
+    fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()> {
+        let incus = checks(inv, "destroy")?;
+        let _lock = paths::lock_lab(inv, p)?;
+        let start = Instant::now();
+        for what in objects::remove(&incus, inv)? {
+            p.line(&format!("removed {what}"));
+        }
+        network::remove(inv)?;
+        let lab_dir = paths::lab_dir(&inv.lab);
+        if lab_dir.exists() {
+            trash::discard(&lab_dir)?;
+        }
+        trash::remove_project_state(inv)?;
+        p.line(&format!(
+            "lab `{}` destroyed in {} (labctl's image stays on the Incus server)",
+            inv.lab,
+            super::secs(start.elapsed())
+        ));
+        Ok(())
+    }
+
+    fn snapshot_save(
+        &self,
+        inv: &Inventory,
+        name: &str,
+        p: &dyn Progress,
+    ) -> anyhow::Result<super::snapshots::SnapshotInfo> {
+        let incus = checks(inv, "snapshot save")?;
+        let _lock = paths::lock_lab(inv, p)?;
+        snapshot::save(&incus, inv, name, p)
+    }
+
+    fn snapshot_restore(
+        &self,
+        inv: &Inventory,
+        name: &str,
+        p: &dyn Progress,
+    ) -> anyhow::Result<super::snapshots::SnapshotInfo> {
+        let incus = checks(inv, "snapshot restore")?;
+        let info = {
+            let _lock = paths::lock_lab(inv, p)?;
+            snapshot::restore(&incus, inv, name, p)?
+        };
+        let nodes: Vec<&Node> = inv
+            .nodes
+            .iter()
+            .filter(|n| info.nodes.contains(&n.name))
+            .collect();
+        up_nodes(inv, &nodes, p)?;
+        Ok(info)
+    }
+
+    fn snapshot_list(
+        &self,
+        inv: &Inventory,
+    ) -> anyhow::Result<Vec<super::snapshots::SnapshotInfo>> {
+        let incus = client_of(inv);
+        incus.check_daemon()?;
+        snapshot::list(&incus, inv)
+    }
+
+    fn snapshot_delete(&self, inv: &Inventory, name: &str, p: &dyn Progress) -> anyhow::Result<()> {
+        let incus = checks(inv, "snapshot delete")?;
+        let _lock = paths::lock_lab(inv, p)?;
+        snapshot::delete(&incus, inv, name, p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_members_come_from_the_listing() {
+        let list = vec![
+            ("nodo1".to_string(), "Running".to_string(), "m2".to_string()),
+            ("dns".to_string(), "Stopped".to_string(), "none".to_string()),
+        ];
+        assert_eq!(
+            lookup(&list, "nodo1"),
+            (NodeState::Running, Some("m2".to_string()))
+        );
+        assert_eq!(lookup(&list, "dns"), (NodeState::Stopped, None));
+        assert_eq!(lookup(&list, "nodo2"), (NodeState::Absent, None));
+    }
+}
