@@ -354,6 +354,9 @@ pub struct Inventory {
     /// Read from a `Vagrantfile`: the nodes are shaped like Vagrant's (see
     /// [`VagrantShape`]). `None` for an `inventory.yaml`.
     pub vagrant: Option<VagrantShape>,
+    /// The lab's state folder when it is not the project's `.labctl/` (a
+    /// class's student lab keeps its own, see `crate::class`).
+    pub state: Option<PathBuf>,
 }
 
 /// What a lab read from a `Vagrantfile` needs beyond the inventory model:
@@ -1116,6 +1119,7 @@ impl Inventory {
             preinstall,
             egress_nat,
             vagrant: None,
+            state: None,
         })
     }
 
@@ -1179,7 +1183,9 @@ impl Inventory {
     /// The project's lab state folder (`.labctl/` beside the inventory): key pair,
     /// known hosts, last applied scenario.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join(".labctl")
+        self.state
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".labctl"))
     }
 
     /// The container (machine) name of node `node`: `<lab>.<node>`, one lab's

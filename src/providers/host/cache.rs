@@ -283,7 +283,13 @@ fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
     std::fs::write(pid_file(), child.id().to_string())?;
     // reap it when it ends while labctl still runs (a later labctl stops it by PID)
     let t = Instant::now();
-    while !gateways.iter().all(|g| super::network::listening(*g, PORT)) {
+    // a gateway whose lab went away meanwhile (another lab's destroy) is not waited for
+    let gone =
+        |g: Ipv4Addr| !crate::lab::local_addrs().is_ok_and(|v| v.iter().any(|a| a.addr == g));
+    while !gateways
+        .iter()
+        .all(|g| super::network::listening(*g, PORT) || gone(*g))
+    {
         if let Ok(Some(st)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_file());
             let text = std::fs::read_to_string(&out).unwrap_or_default()
