@@ -259,13 +259,17 @@ impl Roster {
                 },
             );
         }
-        Ok(Roster {
+        let roster = Roster {
             path: path.to_path_buf(),
             class,
             pool,
             server,
             students,
-        })
+        };
+        for s in roster.students.values() {
+            roster.lab_name(s)?;
+        }
+        Ok(roster)
     }
 
     /// The lab name of `student`: the roster's `lab:`, else `<class>-<student>`.
