@@ -332,7 +332,9 @@ fn recap(results: &[LabResult], json: bool, what: &str) -> i32 {
             .map(|r| r.student.as_str())
             .collect();
         let secs = results.iter().map(|r| r.secs).fold(0.0, f64::max);
-        if failed.is_empty() {
+        if results.is_empty() {
+            say!("class {what}: no labs (`labctl class up` builds them)");
+        } else if failed.is_empty() {
             say!(
                 "class {what}: all {} labs ok (slowest {secs:.1} s)",
                 results.len()

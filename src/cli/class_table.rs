@@ -19,8 +19,10 @@ fn check_names(results: &[LabResult]) -> Vec<String> {
         .iter()
         .filter_map(report)
         .map(|v| v.checks.iter().map(|c| c.name.clone()).collect::<Vec<_>>())
-        .max_by_key(Vec::len)
-        .unwrap_or_default()
+        .fold(
+            Vec::new(),
+            |best, v| if v.len() > best.len() { v } else { best },
+        )
 }
 
 /// The `i`th check's mark: every lab runs the same scenario's checks in the
@@ -75,6 +77,12 @@ pub fn verify_table(results: &[LabResult]) -> String {
             }
             (None, Ok(_)) => s.push('\n'),
         }
+    }
+    if let Some(first) = results
+        .iter()
+        .find(|r| report(r).is_some_and(|v| v.checks.len() == names.len()))
+    {
+        s.push_str(&format!("checks (as lab {} names them):\n", first.lab));
     }
     for (i, n) in names.iter().enumerate() {
         s.push_str(&format!("{:>3}. {n}\n", i + 1));

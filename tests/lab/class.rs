@@ -5,7 +5,9 @@
 //! test runs (on loopback) and the config `class ssh-config` gives them,
 //! reaches their own node and is refused for another student's node and for
 //! a shell on the server; a lab a student broke is put back by `class
-//! snapshot restore`; `class destroy` leaves no lab and no login.
+//! snapshot restore`; a student who joins gets a lab (10.1.119.0/24) and
+//! nobody's seat moves; a student who leaves loses lab and way in, the others
+//! keep theirs; `class destroy` leaves no lab and no login.
 //!
 //! Needs root (CI runs as root); one lab test at a time on this machine; the
 //! class is destroyed on drop (also on panic).
@@ -162,7 +164,7 @@ fn assert_lab_gone(lab: &str) {
 fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed() {
     let _one = one_at_a_time();
     // the project: the repository's, its own lab never brought up
-    let project = Lab::new("clsp", "10.1.119");
+    let project = Lab::new("clsp", "10.1.1");
     let sshd = ServerSshd::start();
     let keys = tempfile::tempdir().unwrap();
     let mut roster = format!(
@@ -299,8 +301,52 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
         assert_eq!(j["students"][s]["passed"], true, "{j}");
     }
 
-    timed("class destroy (3 labs)", || class.ok(&["destroy"]));
+    // a student joins: only their lab is built, nobody else's seat moves
+    let dan = keys.path().join("dan");
+    assert!(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "dan", "-f"])
+        .arg(&dan)
+        .status()
+        .unwrap()
+        .success());
+    let dan_pub = std::fs::read_to_string(dan.with_extension("pub")).unwrap();
+    let roster_file = project.path("roster.yaml");
+    let roster = std::fs::read_to_string(&roster_file).unwrap();
+    std::fs::write(
+        &roster_file,
+        format!("{roster}  dan: {{key: \"{}\"}}\n", dan_pub.trim()),
+    )
+    .unwrap();
+    let out = timed("class up (a 4th student joins)", || class.ok(&["up"]));
+    assert!(out.contains("all 4 labs ok"), "{out}");
+    let seats_now: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(project.path(".labctl/class/seats.json")).unwrap(),
+    )
+    .unwrap();
+    let seats_before: serde_json::Value = serde_json::from_str(&seats).unwrap();
     for s in STUDENTS {
+        assert_eq!(seats_now["seats"][s], seats_before["seats"][s]);
+    }
+    assert_eq!(seats_now["seats"]["dan"]["subnet"], "10.1.119.0/24");
+    // eve leaves: her lab and her way in go, the others stay
+    let without_eve: String = std::fs::read_to_string(&roster_file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("eve:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&roster_file, without_eve).unwrap();
+    timed("class destroy eve", || class.ok(&["destroy", "eve"]));
+    assert_lab_gone("cls-eve");
+    let o = student_ssh(&cfgs[2], &["nodo1", "hostname"]);
+    assert!(!o.status.success(), "eve still gets in");
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    let o = student_ssh(&cfgs[0], &["nodo1", "hostname"]);
+    assert!(o.status.success(), "ana lost her way in when eve left");
+    assert!(Path::new("/sys/class/net/lab-cls-ana").exists());
+
+    timed("class destroy (3 labs left)", || class.ok(&["destroy"]));
+    for s in ["ana", "bob", "eve", "dan"] {
         assert_lab_gone(&format!("cls-{s}"));
         assert!(!project.path(&format!(".labctl/class/{s}")).exists());
     }
