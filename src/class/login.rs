@@ -2,7 +2,11 @@
 //! `labctl-<class>`, with no password, no shell and an `authorized_keys`
 //! holding one line per student that only forwards to that student's nodes:
 //!
-//! `restrict,port-forwarding,permitopen="10.2.0.101:22",…,command="/bin/false" ssh-ed25519 AAAA… labctl-class:ana`
+//! `restrict,port-forwarding,permitopen="10.2.0.101:22",…,permitlisten="127.0.0.1:1",command="/bin/false" ssh-ed25519 AAAA… labctl-class:ana`
+//!
+//! (`port-forwarding` would also let the key listen on the server with `ssh
+//! -R`: `permitlisten` allows only port 1 of loopback, which the login, not
+//! root, cannot bind.)
 //!
 //! A student's ssh config jumps through it (`ProxyJump`), which asks sshd
 //! for a forward (`direct-tcpip`) and nothing else. labctl makes the user
@@ -34,7 +38,7 @@ pub fn key_line(student: &str, key: &str, targets: &[Ipv4Addr]) -> String {
         .map(|a| format!("permitopen=\"{a}:22\""))
         .collect();
     format!(
-        "restrict,port-forwarding,{},command=\"/bin/false\" {key} labctl-class:{student}",
+        "restrict,port-forwarding,{},permitlisten=\"127.0.0.1:1\",command=\"/bin/false\" {key} labctl-class:{student}",
         opens.join(",")
     )
 }
@@ -141,7 +145,7 @@ mod tests {
         );
         assert_eq!(
             l,
-            "restrict,port-forwarding,permitopen=\"10.2.0.101:22\",permitopen=\"10.2.0.102:22\",command=\"/bin/false\" ssh-ed25519 AAAAkey labctl-class:ana"
+            "restrict,port-forwarding,permitopen=\"10.2.0.101:22\",permitopen=\"10.2.0.102:22\",permitlisten=\"127.0.0.1:1\",command=\"/bin/false\" ssh-ed25519 AAAAkey labctl-class:ana"
         );
     }
 }

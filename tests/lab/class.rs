@@ -113,8 +113,9 @@ impl Drop for ClassGuard<'_> {
 
 /// `ssh -F CONFIG ARGS…` as the student.
 fn student_ssh(cfg: &Path, args: &[&str]) -> Output {
-    let o = Command::new("ssh")
-        .arg("-F")
+    // bounded: a forward the server wrongly allowed would keep `ssh -N` running
+    let o = Command::new("timeout")
+        .args(["30", "ssh", "-F"])
         .arg(cfg)
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
         .args(args)
@@ -268,6 +269,25 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
     let o = student_ssh(&cfgs[0], &["cls-jump", "id"]);
     assert!(!o.status.success(), "ana got a shell on the server");
     assert!(!stdout(&o).contains("uid="), "{}", stdout(&o));
+
+    // nor a listening port on it (ssh -R)
+    let o = student_ssh(
+        &cfgs[0],
+        &[
+            "-N",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-R",
+            "127.0.0.1:7777:127.0.0.1:22",
+            "cls-jump",
+        ],
+    );
+    assert!(!o.status.success(), "ana listened on the server");
+    assert!(
+        stderr(&o).contains("remote port forwarding failed"),
+        "{}",
+        stderr(&o)
+    );
 
     // a saved starting point; ana breaks her web pages; restore puts them back
     timed("class snapshot save (3 labs)", || {
