@@ -123,15 +123,24 @@ impl Op for Service {
             );
             if want && !is_enabled {
                 what.push("enable".to_string());
-                script.line(sh!("systemctl enable -- {} 2>&1", name));
+                script.line(sh!("{} systemctl enable -- {} 2>&1", Script::lit(SKIP_SYSV), name));
             } else if !want && ufs == "enabled" {
                 what.push("disable".to_string());
-                script.line(sh!("systemctl disable -- {} 2>&1", name));
+                script.line(sh!("{} systemctl disable -- {} 2>&1", Script::lit(SKIP_SYSV), name));
             }
         }
         Ok(Plan::of(what, script))
     }
 }
+
+/// Enabling a native unit that also has a SysV script (apache2, named,
+/// corosync, pacemaker on Debian) makes systemctl run `update-rc.d` for the
+/// script's rc.d links too: a perl run that more than doubles the time of
+/// each `enable` (0.45 s against 0.18 s, measured in a node). A systemd node
+/// never reads those links while a native unit exists (systemd-sysv-generator
+/// skips the script), so they are left as they are; the systemd side (the
+/// `.wants/` links, the daemon's reload) is what it always was.
+const SKIP_SYSV: &str = "SYSTEMCTL_SKIP_SYSV=1";
 
 /// `systemctl VERB -- UNIT`, tried once more a second later when the unit
 /// failed with status 219/CGROUP: in an nspawn node a service started right

@@ -164,6 +164,17 @@ fn cache_log_since(from: u64, subnet: &str) -> (u64, u64) {
     (fetched, served)
 }
 
+/// The PID of the cache daemon labctl started (its record), checked alive.
+fn cache_pid() -> String {
+    let pid = std::fs::read_to_string("/var/lib/labctl/apt-cache/labctl.pid").unwrap_or_default();
+    let pid = pid.trim().to_string();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists() && !pid.is_empty(),
+        "the cache daemon does not run ({pid:?})"
+    );
+    pid
+}
+
 fn log_len() -> u64 {
     std::fs::metadata(LOG).map(|m| m.len()).unwrap_or(0)
 }
@@ -233,7 +244,13 @@ fn the_default_lab_is_fast_closed_and_served_by_one_cache() {
 
     // the second lab: the same package and the same scenario, nothing fetched
     let from = log_len();
+    let daemon = cache_pid();
     b.ok(&["up"]);
+    assert_eq!(
+        cache_pid(),
+        daemon,
+        "a lab coming restarted the cache (another lab's download in flight would fail)"
+    );
     forwarding_on("lab-cacheb");
     assert!(
         !opens(&b, "nodo1", "10.1.74.101", 22),
@@ -261,6 +278,7 @@ fn the_default_lab_is_fast_closed_and_served_by_one_cache() {
     a.ok(&["up", "--fresh", "nodo2"]);
     b.on("nodo2", &format!("sudo sh -c '{plant}'"));
     b.ok(&["destroy"]);
+    assert_eq!(cache_pid(), daemon, "a lab going restarted the cache");
     let (_, found) = sh("find /var/lib/labctl -path /var/lib/labctl/trash -prune -o \\( -name 'evil_1.0_amd64.deb' -o -name 'notes_1.0_all.deb' -o -name plain.txt \\) -print");
     assert!(found.trim().is_empty(), "node files on the host: {found}");
     for d in [

@@ -1,6 +1,9 @@
 //! VM nodes (`provider: libvirt`) on a real libvirt daemon, driven through
 //! the `labctl` binary, in one story:
 //!
+//! - a network and a pool of the lab's name that another machine made (no
+//!   owner of ours recorded on the hypervisor): `up` and `destroy` refuse
+//!   them (exit 2) and leave them as they were;
 //! - `labctl up` killed with SIGKILL while it makes the VMs: `destroy` still
 //!   removes everything;
 //! - `up` of 3 VMs → `status` shows 3 running → the node runs a kernel of its
@@ -45,6 +48,63 @@ vars:
     )
 }
 
+/// A network and a pool named like lab `vml`'s, as another machine sharing
+/// the hypervisor would have made them (no owner of this project recorded);
+/// removed on drop, also when the test fails.
+struct Foreign {
+    pool_dir: String,
+}
+
+impl Foreign {
+    fn define(lab: &Lab) -> Foreign {
+        let net = lab.path("foreign-net.xml");
+        std::fs::write(
+            &net,
+            "<network><name>labctl-vml</name><bridge name='lab-vml'/></network>\n",
+        )
+        .unwrap();
+        let pool_dir = "/var/lib/labctl/libvirt/vml".to_string();
+        let pool = lab.path("foreign-pool.xml");
+        std::fs::write(
+            &pool,
+            format!("<pool type='dir'><name>labctl-vml</name><target><path>{pool_dir}</path></target></pool>\n"),
+        )
+        .unwrap();
+        let f = Foreign { pool_dir };
+        for args in [
+            vec!["net-define", net.to_str().unwrap()],
+            vec!["pool-define", pool.to_str().unwrap()],
+            vec!["pool-build", "labctl-vml"],
+            vec!["pool-start", "labctl-vml"],
+            vec!["vol-create-as", "labctl-vml", "theirs.qcow2", "1M"],
+        ] {
+            let (ok, out) = virsh(&args);
+            assert!(ok, "virsh {args:?}: {out}");
+        }
+        f
+    }
+
+    fn assert_intact(&self) {
+        let (ok, out) = virsh(&["net-info", "labctl-vml"]);
+        assert!(ok, "the other machine's network is gone: {out}");
+        let (ok, out) = virsh(&["vol-list", "labctl-vml"]);
+        assert!(
+            ok && out.contains("theirs.qcow2"),
+            "their volume is gone: {out}"
+        );
+    }
+}
+
+impl Drop for Foreign {
+    fn drop(&mut self) {
+        let _ = virsh(&["net-undefine", "labctl-vml"]);
+        let _ = virsh(&["vol-delete", "--pool", "labctl-vml", "theirs.qcow2"]);
+        let _ = virsh(&["pool-destroy", "labctl-vml"]);
+        let _ = virsh(&["pool-undefine", "labctl-vml"]);
+        let _ = std::fs::remove_dir_all(&self.pool_dir);
+    }
+}
+
 fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
     lab.ok(&["ssh", node, "--", cmd])
 }
@@ -55,6 +115,21 @@ fn vm_lab_story() {
     let _daemons = Daemons::ensure();
     let lab = Lab::new("vml", "10.1.61");
     std::fs::write(lab.inv(), inventory("vml")).unwrap();
+
+    // another machine's objects of the lab's name: refused and left alone
+    {
+        let foreign = Foreign::define(&lab);
+        for verb in ["up", "destroy"] {
+            let o = lab.labctl(&[verb]);
+            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            assert_eq!(o.status.code(), Some(2), "{verb}: {err}");
+            assert!(
+                err.contains("labctl-vml") && err.contains("leaves it alone"),
+                "{verb}: {err}"
+            );
+            foreign.assert_intact();
+        }
+    }
 
     // a killed `up`: destroy still removes everything
     let log = std::fs::File::create(lab.path("killed-up.log")).unwrap();

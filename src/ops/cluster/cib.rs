@@ -212,6 +212,101 @@ pub(super) fn live_attr(doc: &roxmltree::Document, section: &str, name: &str) ->
 }
 
 
+/// Every change to the configuration section that merges in (new or changed
+/// properties and defaults, new resources and constraints), sent as ONE
+/// `cibadmin --modify`: one CIB update, one transition. Sent one by one, a
+/// new cluster's first configure took ~2 s longer: the DC asked for the CIB
+/// while the next update was in flight and slept a fixed second, twice
+/// (seen in pacemaker 2.1's log on a fresh lab).
+#[derive(Default)]
+pub(super) struct Batch {
+    /// section -> (set tag, set id) -> nvpairs
+    sets: IndexMap<&'static str, IndexMap<(String, String), Vec<String>>>,
+    /// `resources`/`constraints` -> elements
+    creates: IndexMap<&'static str, Vec<String>>,
+}
+
+impl Batch {
+    /// `name=value` in `section` (`crm_config`, `rsc_defaults`,
+    /// `op_defaults`): the live nvpair of that name keeps its id and set;
+    /// a new one goes into the section's first set, or pacemaker's default
+    /// set (the ids `crm_attribute` would give).
+    pub(super) fn attr(&mut self, doc: &roxmltree::Document, section: &'static str, name: &str, value: &str) {
+        let sec = doc.descendants().find(|n| n.has_tag_name(section));
+        let live = sec.and_then(|s| {
+            s.descendants()
+                .find(|n| n.has_tag_name("nvpair") && n.attribute("name") == Some(name))
+        });
+        let set_tag = if section == "crm_config" {
+            "cluster_property_set"
+        } else {
+            "meta_attributes"
+        };
+        let default_set = match section {
+            "crm_config" => "cib-bootstrap-options".to_string(),
+            other => format!("{other}-options"),
+        };
+        let (set, id) = match live.and_then(|n| Some((n.parent_element()?, n.attribute("id")?))) {
+            Some((set, id)) => (
+                (set.tag_name().name().to_string(), set.attribute("id").unwrap_or_default().to_string()),
+                id.to_string(),
+            ),
+            None => {
+                let first = sec.and_then(|s| {
+                    s.children()
+                        .find(|n| n.is_element() && n.attribute("id").is_some())
+                });
+                let set = first.map_or_else(
+                    || (set_tag.to_string(), default_set),
+                    |n| (n.tag_name().name().to_string(), n.attribute("id").unwrap_or_default().to_string()),
+                );
+                let id = format!("{}-{name}", set.1);
+                (set, id)
+            }
+        };
+        self.sets.entry(section).or_default().entry(set).or_default().push(format!(
+            "<nvpair id=\"{}\" name=\"{}\" value=\"{}\"/>",
+            x(&id),
+            x(name),
+            x(value)
+        ));
+    }
+
+    /// A new element of `scope`.
+    pub(super) fn create(&mut self, scope: &'static str, xml: &str) {
+        self.creates.entry(scope).or_default().push(xml.to_string());
+    }
+
+    /// The `<configuration>` update, when there is anything to send.
+    pub(super) fn xml(&self) -> Option<String> {
+        if self.sets.is_empty() && self.creates.is_empty() {
+            return None;
+        }
+        let mut out = String::from("<configuration>\n");
+        for (section, sets) in &self.sets {
+            out.push_str(&format!("  <{section}>\n"));
+            for ((tag, id), pairs) in sets {
+                out.push_str(&format!("    <{tag} id=\"{}\">\n", x(id)));
+                for p in pairs {
+                    out.push_str(&format!("      {p}\n"));
+                }
+                out.push_str(&format!("    </{tag}>\n"));
+            }
+            out.push_str(&format!("  </{section}>\n"));
+        }
+        for (scope, xmls) in &self.creates {
+            out.push_str(&format!("  <{scope}>\n"));
+            for e in xmls {
+                out.push_str(e);
+                out.push('\n');
+            }
+            out.push_str(&format!("  </{scope}>\n"));
+        }
+        out.push_str("</configuration>\n");
+        Some(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,5 +404,26 @@ mod tests {
         }))
         .unwrap();
         assert!(both.validate().unwrap_err().contains("keep one"));
+    }
+
+    #[test]
+    fn one_modify_carries_new_and_changed_attributes_and_new_elements() {
+        let cib = r#"<cib><configuration><crm_config><cluster_property_set id="cib-bootstrap-options"><nvpair id="cib-bootstrap-options-dc-deadtime" name="dc-deadtime" value="2s"/></cluster_property_set></crm_config>
+<rsc_defaults><meta_attributes id="build-resource-defaults"><nvpair id="build-resource-defaults-resource-stickiness" name="resource-stickiness" value="50"/></meta_attributes></rsc_defaults><resources/></configuration></cib>"#;
+        let doc = roxmltree::Document::parse(cib).unwrap();
+        let mut b = Batch::default();
+        assert!(b.xml().is_none());
+        b.attr(&doc, "crm_config", "dc-deadtime", "1s");
+        b.attr(&doc, "crm_config", "no-quorum-policy", "ignore");
+        b.attr(&doc, "rsc_defaults", "resource-stickiness", "100");
+        b.attr(&doc, "op_defaults", "timeout", "30s");
+        b.create("resources", "<primitive id=\"A\" class=\"ocf\" provider=\"heartbeat\" type=\"Dummy\"/>");
+        let x = b.xml().unwrap();
+        // the live ones keep their ids and sets; new ones take pacemaker's default ids
+        assert!(x.contains("<cluster_property_set id=\"cib-bootstrap-options\">\n      <nvpair id=\"cib-bootstrap-options-dc-deadtime\" name=\"dc-deadtime\" value=\"1s\"/>\n      <nvpair id=\"cib-bootstrap-options-no-quorum-policy\""), "{x}");
+        assert!(x.contains("<meta_attributes id=\"build-resource-defaults\">\n      <nvpair id=\"build-resource-defaults-resource-stickiness\" name=\"resource-stickiness\" value=\"100\"/>"), "{x}");
+        assert!(x.contains("<op_defaults>\n    <meta_attributes id=\"op_defaults-options\">\n      <nvpair id=\"op_defaults-options-timeout\""), "{x}");
+        assert!(x.contains("<resources>\n<primitive id=\"A\""), "{x}");
+        assert!(roxmltree::Document::parse(&x).is_ok(), "{x}");
     }
 }

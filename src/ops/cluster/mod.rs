@@ -447,6 +447,7 @@ impl Cluster {
             .map_err(|e| anyhow::anyhow!("cannot read the CIB (cibadmin --query): {e}"))?;
         let mut what = Vec::new();
         let mut script = Script::lit("set -e");
+        let mut batch = cib::Batch::default();
         for (kind, map) in [
             ("crm_config", &self.args.properties),
             ("rsc_defaults", &self.args.resource_defaults),
@@ -455,39 +456,42 @@ impl Cluster {
             for (k, v) in map {
                 if live_attr(&doc, kind, k).as_deref() != Some(v.as_str()) {
                     what.push(format!("{k}={v}"));
-                    script.line(sh!(
-                        "crm_attribute --type {} --name {} --update {}",
-                        kind,
-                        k,
-                        v
-                    ));
+                    batch.attr(&doc, kind, k, v);
                 }
             }
         }
+        let mut replaces = Script::new();
         for e in &self.elements {
             let live = doc
                 .descendants()
                 .find(|n| n.is_element() && n.attribute("id") == Some(e.id.as_str()))
                 .map(|n| cib[n.range()].to_string());
-            if let Some(l) = &live {
-                if canonical(l) == canonical(&e.xml) {
-                    continue;
+            match &live {
+                Some(l) if canonical(l) == canonical(&e.xml) => continue,
+                Some(_) => {
+                    what.push(format!("update {}", e.id));
+                    // the XML on stdin, not the command line: resource parameters
+                    // never show in the node's process list
+                    replaces.line(sh!(
+                        "cibadmin --replace --scope {} --xml-pipe {}",
+                        e.scope,
+                        Script::heredoc(&e.xml)
+                    ));
+                }
+                None => {
+                    what.push(format!("create {}", e.id));
+                    batch.create(e.scope, &e.xml);
                 }
             }
-            let (verb, word) = if live.is_some() {
-                ("--replace", "update")
-            } else {
-                ("--create", "create")
-            };
-            what.push(format!("{word} {}", e.id));
-            // the XML on stdin, not the command line: resource parameters
-            // never show in the node's process list
+        }
+        if let Some(xml) = batch.xml() {
             script.line(sh!(
-                "cibadmin {} --scope {} --xml-pipe {}",
-                Script::lit(verb),
-                e.scope,
-                Script::heredoc(&e.xml)
+                "cibadmin --modify --scope configuration --xml-pipe {}",
+                Script::heredoc(&xml)
             ));
+        }
+        if !replaces.is_empty() {
+            script.line(replaces);
         }
         // what the scenario no longer declares (another scenario's), removed
         let mut removal = Script::new();
@@ -622,6 +626,10 @@ mod tests {
             c.what,
             "stonith-enabled=false, resource-stickiness=100, create VirtualIP"
         );
+        // one CIB update for all of it
+        let s = c.script.as_str();
+        assert_eq!(s.matches("cibadmin --modify --scope configuration").count(), 1, "{s}");
+        assert!(!s.contains("crm_attribute") && !s.contains("--create"), "{s}");
     }
 
     #[test]

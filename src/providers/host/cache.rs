@@ -1,5 +1,5 @@
 //! The host's package cache: one apt-cacher-ng for every lab on this machine,
-//! listening only on the lab gateways (TCP [`PORT`]). A node's apt uses it as
+//! reached by the nodes on their lab gateway (TCP [`PORT`]). A node's apt uses it as
 //! its HTTP proxy (`/etc/apt/apt.conf.d/95labctl-proxy`, written when the node
 //! is made), and so do the image and package-layer builds: a package is
 //! downloaded from the mirror once per host, then served from the cache to
@@ -21,10 +21,15 @@
 //!   security mirror (its `Remap-` lines), so a node cannot use it to reach
 //!   any other address; no `CONNECT` tunnel (`PassThroughPattern` matches
 //!   nothing); no report page (nothing a node can trigger).
-//! - The set of lab gateways is read from the labs' folders (`gateway`, kept
-//!   by [`super::network::ensure`]) and the addresses this host holds; when it
-//!   changes, the daemon is restarted on the new set (a fraction of a second;
-//!   nodes' apt retries).
+//! - It listens on one fixed address only, [`listen`] (loopback), and never
+//!   moves: each lab's nft table sends what its nodes open to port [`PORT`] of
+//!   their gateway there (`dnat`, see [`super::network`]; the lab's bridges
+//!   carry `route_localnet` for it), and the image and package-layer builds,
+//!   which run in the host's network, use [`listen`] itself. So a lab coming
+//!   or going never restarts it: another lab's download in flight goes on.
+//!   It is started with the first lab network and stopped after the last
+//!   (read from the labs' folders: `gateway`, kept by
+//!   [`super::network::ensure`], and the addresses this host holds).
 
 use super::paths;
 use crate::progress::Progress;
@@ -33,8 +38,29 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// apt-cacher-ng's port on each lab gateway.
+/// The cache's port on each lab gateway (what the nodes' apt uses).
 pub const PORT: u16 = 3142;
+/// Where apt-cacher-ng itself listens: loopback, on a port of labctl's own
+/// (not 3142, which a host's own apt-cacher-ng service may hold): 3942 for
+/// `/var/lib/labctl`, and for another `LABCTL_ROOT` a port derived from its
+/// path (31000-38999), so two state roots on one host keep two caches apart.
+pub fn listen() -> (Ipv4Addr, u16) {
+    (Ipv4Addr::LOCALHOST, port_for(&paths::root()))
+}
+
+fn listening() -> bool {
+    let (a, p) = listen();
+    super::network::listening(a, p)
+}
+
+fn port_for(root: &Path) -> u16 {
+    use sha2::Digest;
+    if root == Path::new("/var/lib/labctl") {
+        return 3942;
+    }
+    let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+    31000 + (u16::from_be_bytes([h[0], h[1]]) % 8000)
+}
 /// The daemon's binary (Debian package apt-cacher-ng).
 const BIN: &str = "/usr/sbin/apt-cacher-ng";
 /// The system user it runs as (made by the package).
@@ -60,6 +86,12 @@ fn pid_file() -> PathBuf {
 /// The URL a node of a lab with gateway `gw` uses as its apt proxy.
 pub fn proxy_url(gw: Ipv4Addr) -> String {
     format!("http://{gw}:{PORT}/")
+}
+
+/// The URL the image and package-layer builds (in the host's network) use.
+pub fn host_proxy_url() -> String {
+    let (a, p) = listen();
+    format!("http://{a}:{p}/")
 }
 
 /// The apt configuration of a node of a lab with gateway `gw`: packages
@@ -96,8 +128,8 @@ fn conf_word(s: &str) -> anyhow::Result<&str> {
     Ok(s)
 }
 
-/// The configuration for listening on `gateways`.
-pub fn conf_text(gateways: &[Ipv4Addr], recipe: &super::image::Recipe) -> anyhow::Result<String> {
+/// Its configuration: listening on [`listen`], fetching from the host's mirrors.
+pub fn conf_text(recipe: &super::image::Recipe) -> anyhow::Result<String> {
     let d = dir();
     let mprefix = prefix_of(&recipe.mirror);
     conf_word(&mprefix)?;
@@ -105,18 +137,18 @@ pub fn conf_text(gateways: &[Ipv4Addr], recipe: &super::image::Recipe) -> anyhow
     for p in [d.join("cache"), d.join("log"), d.join("run")] {
         conf_word(&p.to_string_lossy())?;
     }
-    let binds: Vec<String> = gateways.iter().map(|g| g.to_string()).collect();
     let mut s = format!(
         "# Managed by labctl: the package cache of the labs on this machine\n\
 CacheDir: {cache}\nLogDir: {log}\nSupportDir: /usr/lib/apt-cacher-ng\n\
-Port: {PORT}\nBindAddress: {binds}\nPidFile: {run}/pid\nSocketPath: {run}/socket\n\
+Port: {port}\nBindAddress: {bind}\nPidFile: {run}/pid\nSocketPath: {run}/socket\n\
 ForeGround: 1\nForceManaged: 1\nPassThroughPattern: ^$\nExThreshold: 4\n\
 VerboseLog: 1\nUnbufferLogs: 1\nDirPerms: 00750\nFilePerms: 00640\n\
 Remap-debrep: {mprefix} ; {mirror}\n",
         cache = d.join("cache").display(),
         log = d.join("log").display(),
         run = d.join("run").display(),
-        binds = binds.join(" "),
+        port = listen().1,
+        bind = listen().0,
         mirror = recipe.mirror.trim_end_matches('/'),
     );
     if let Some(sec) = &recipe.security {
@@ -166,17 +198,18 @@ pub fn running() -> Option<i32> {
     (cmd.contains("apt-cacher-ng") && cmd.contains(&conf)).then_some(pid)
 }
 
-/// Start, restart or stop the daemon so it listens on exactly the gateways
-/// of the labs on this host (none: stopped, the cache kept). Says what it did.
+/// Start the daemon when a lab network on this host needs it, stop it after
+/// the last one (its cache kept). It is restarted only when its
+/// configuration changed (the host's mirrors), never for a lab coming or
+/// going. Says what it did.
 pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
     let _lock = paths::lock_file(
         &paths::root().join("locks/apt-cache.lock"),
         "the package cache",
         p,
     )?;
-    let gateways = lab_gateways();
     let found = running();
-    if gateways.is_empty() {
+    if lab_gateways().is_empty() {
         if let Some(pid) = found {
             stop_pid(pid);
             p.line(&format!(
@@ -188,10 +221,10 @@ pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
         return Ok(());
     }
     let recipe = super::image::Recipe::from_host();
-    let conf = conf_text(&gateways, &recipe)?;
+    let conf = conf_text(&recipe)?;
     let conf_path = conf_dir().join("acng.conf");
     let same = std::fs::read_to_string(&conf_path).is_ok_and(|c| c == conf);
-    if same && found.is_some() && gateways.iter().all(|g| super::network::listening(*g, PORT)) {
+    if same && found.is_some() && listening() {
         return Ok(());
     }
     if let Some(pid) = found {
@@ -199,14 +232,9 @@ pub fn refresh(p: &dyn Progress) -> anyhow::Result<()> {
     }
     prepare_dirs()?;
     std::fs::write(&conf_path, conf)?;
-    start(&gateways)?;
+    start()?;
     p.line(&format!(
-        "package cache: apt-cacher-ng on {} (port {PORT}), cache in {}",
-        gateways
-            .iter()
-            .map(|g| g.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
+        "package cache: apt-cacher-ng on port {PORT} of the lab gateways, cache in {}",
         dir().join("cache").display()
     ));
     Ok(())
@@ -254,7 +282,7 @@ fn prepare_dirs() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
+fn start() -> anyhow::Result<()> {
     let (uid, gid) = user_ids()?;
     let out = dir().join("log/daemon.out");
     let log = std::fs::File::create(&out)?;
@@ -283,19 +311,15 @@ fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
     std::fs::write(pid_file(), child.id().to_string())?;
     // reap it when it ends while labctl still runs (a later labctl stops it by PID)
     let t = Instant::now();
-    // a gateway whose lab went away meanwhile (another lab's destroy) is not waited for
-    let gone =
-        |g: Ipv4Addr| !crate::lab::local_addrs().is_ok_and(|v| v.iter().any(|a| a.addr == g));
-    while !gateways
-        .iter()
-        .all(|g| super::network::listening(*g, PORT) || gone(*g))
-    {
+    while !listening() {
         if let Ok(Some(st)) = child.try_wait() {
             let _ = std::fs::remove_file(pid_file());
             let text = std::fs::read_to_string(&out).unwrap_or_default()
                 + &std::fs::read_to_string(dir().join("log/apt-cacher.err")).unwrap_or_default();
             anyhow::bail!(
-                "apt-cacher-ng ended ({st}) before it listened on the lab gateways; last lines:\n{}\n  fix: check that nothing else listens on port {PORT} of these addresses",
+                "apt-cacher-ng ended ({st}) before it listened on {}:{}; last lines:\n{}\n  fix: check that nothing else listens on that port",
+                listen().0,
+                listen().1,
                 crate::text::last_lines(&text, 10)
             );
         }
@@ -303,8 +327,9 @@ fn start(gateways: &[Ipv4Addr]) -> anyhow::Result<()> {
             stop_pid(child.id() as i32);
             let _ = std::fs::remove_file(pid_file());
             anyhow::bail!(
-                "apt-cacher-ng did not listen on port {PORT} of {:?} within {} s (see {})",
-                gateways,
+                "apt-cacher-ng did not listen on {}:{} within {} s (see {})",
+                listen().0,
+                listen().1,
                 START_TIMEOUT.as_secs(),
                 out.display()
             );
@@ -366,7 +391,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn remaps_the_mirror_and_binds_gateways() {
+    fn remaps_the_mirror_and_listens_on_loopback_only() {
         let r = super::super::image::Recipe {
             suite: "bookworm".into(),
             mirror: "http://deb.debian.org/debian".into(),
@@ -374,12 +399,12 @@ mod tests {
             updates: true,
             apt_conf: vec![],
         };
-        let t = conf_text(
-            &[Ipv4Addr::new(10, 1, 74, 1), Ipv4Addr::new(10, 1, 75, 1)],
-            &r,
-        )
-        .unwrap();
-        assert!(t.contains("BindAddress: 10.1.74.1 10.1.75.1\n"), "{t}");
+        let t = conf_text(&r).unwrap();
+        assert!(
+            t.contains("BindAddress: 127.0.0.1\nPort: 3942\n")
+                || t.contains("Port: 3942\nBindAddress: 127.0.0.1\n"),
+            "{t}"
+        );
         assert!(t.contains("Remap-debrep: deb.debian.org/debian ; http://deb.debian.org/debian\n"));
         assert!(t.contains("Remap-secdeb: deb.debian.org/debian-security ; http://deb.debian.org/debian-security\n"));
         assert!(t.contains("ForceManaged: 1\n"));
@@ -395,7 +420,6 @@ mod tests {
             updates: true,
             apt_conf: vec![],
         };
-        let gw = [Ipv4Addr::new(10, 1, 74, 1)];
         for bad in [
             "http://x/debian\nPassThroughPattern: .*",
             "http://x/d ebian",
@@ -404,17 +428,25 @@ mod tests {
         ] {
             let mut r = base.clone();
             r.mirror = bad.into();
-            assert!(conf_text(&gw, &r).is_err(), "{bad:?}");
+            assert!(conf_text(&r).is_err(), "{bad:?}");
             let mut r = base.clone();
             r.security = Some(bad.into());
-            assert!(conf_text(&gw, &r).is_err(), "{bad:?}");
+            assert!(conf_text(&r).is_err(), "{bad:?}");
         }
         let mut r = base.clone();
         r.apt_conf = vec!["Acquire::http::Proxy \"http://p:3128/ Remap-x: y\";".into()];
-        assert!(conf_text(&gw, &r).is_err());
+        assert!(conf_text(&r).is_err());
         // the nodes' apt file holds an address and a port only
         let a = node_apt_conf(Ipv4Addr::new(10, 1, 74, 1));
         assert_eq!(a.lines().count(), 4, "{a}");
         assert!(a.contains("Acquire::http::Proxy \"http://10.1.74.1:"));
+    }
+
+    #[test]
+    fn each_state_root_has_its_own_port() {
+        assert_eq!(port_for(Path::new("/var/lib/labctl")), 3942);
+        let a = port_for(Path::new("/tmp/root-a"));
+        assert!((31000..39000).contains(&a));
+        assert_eq!(a, port_for(Path::new("/tmp/root-a")));
     }
 }

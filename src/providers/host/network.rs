@@ -10,7 +10,10 @@
 //!   Internet, another lab or the host's other networks, and nothing but the
 //!   host opens a connection into the lab;
 //! - input: from the lab's bridges the host accepts only its lab services on
-//!   the lab's own gateway: the package cache ([`super::cache`], TCP 3142),
+//!   the lab's own gateway: the package cache ([`super::cache`], TCP 3142,
+//!   sent on to where the one cache daemon listens on loopback by a `dnat` in
+//!   prerouting; the bridges carry `route_localnet=1` for that, and nothing
+//!   else from a lab to a loopback address is accepted),
 //!   the fence daemon (TCP 1229, `libvirt: {fence: true}`), ping, and replies
 //!   to connections the host opened (SSH to the nodes);
 //! - `egress: nat` opens the lab: forwarding from its bridge to anything but
@@ -96,6 +99,11 @@ pub fn ensure(inv: &Inventory) -> anyhow::Result<()> {
     run("nft", &["-f", &file.to_string_lossy()]).map_err(|e| {
         anyhow::anyhow!("{e}\n  fix: check that nftables works here (`nft list tables`)")
     })?;
+    // the cache's dnat to loopback: a per-bridge setting, gone with the bridge
+    for b in bridges(inv) {
+        let f = format!("/proc/sys/net/ipv4/conf/{b}/route_localnet");
+        std::fs::write(&f, "1\n").map_err(|e| anyhow::anyhow!("cannot write {f}: {e}"))?;
+    }
     std::fs::write(dir.join("gateway"), format!("{}\n", net.gateway))?;
     super::cache::refresh(&crate::progress::Silent)?;
     Ok(())
@@ -156,12 +164,16 @@ table inet {t} {{\n  comment \"labctl lab {lab}: the lab reaches its own nodes a
     iifname {brs} drop\n    oifname {brs} drop\n  }}\n\
   chain input {{\n    type filter hook input priority filter; policy accept;\n\
     iifname {brs} ct state established,related accept\n\
-    iifname {brs} ip daddr {gws} tcp dport {cache} accept\n{fence}\
+    iifname {brs} ct status dnat ip daddr {lo} tcp dport {lo_port} accept\n{fence}\
     iifname {brs} ip daddr {gws} icmp type {{ echo-request, destination-unreachable, time-exceeded }} accept\n\
-    iifname {brs} drop\n  }}\n{nat}}}\n",
+    iifname {brs} drop\n  }}\n\
+  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n\
+    iifname {brs} ip daddr {gws} tcp dport {cache} dnat ip to {lo}:{lo_port}\n  }}\n{nat}}}\n",
         lab = inv.lab,
         open = if inv.egress_nat { "; egress: nat opens it to the Internet" } else { "" },
         cache = super::cache::PORT,
+        lo = super::cache::listen().0,
+        lo_port = super::cache::listen().1,
     )
 }
 

@@ -22,6 +22,7 @@
 pub mod accel;
 pub mod fence;
 pub mod image;
+mod owner;
 pub mod seed;
 pub mod virsh;
 pub mod xml;
@@ -113,21 +114,7 @@ fn domain_state(v: &Virsh, inv: &Inventory, node: &str) -> anyhow::Result<Option
     let Some(state) = v.domstate(&dom)? else {
         return Ok(None);
     };
-    let meta = v.call(&["metadata", &dom, xml::META_NS], virsh::SHORT)?;
-    let owner = if meta.ok {
-        xml::owner_of(&meta.stdout)
-    } else {
-        None
-    };
-    if owner.as_deref() != Some(xml::owner_id(inv).as_str()) {
-        crate::user_bail!(
-            "the domain {dom} on {} is not lab `{}`'s of this project ({}): another machine or project made it; labctl leaves it alone\n  fix: give this lab another name (`lab:` in {})",
-            v.uri,
-            inv.lab,
-            if owner.is_some() { "another owner is recorded in its metadata" } else { "it carries no labctl owner" },
-            inv.path.display()
-        );
-    }
+    owner::check_domain(v, inv, &dom)?;
     Ok(Some(state))
 }
 
@@ -327,8 +314,13 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let img = image::ensure(&inv.preinstall, p)?;
     let uploaded = image::upload(&v, &img, p)?;
     preflight::claim(inv)?;
+    // another machine's or project's network or pool of this name: refused
+    // before anything is made
+    owner::check_network(&v, inv)?;
+    owner::check_pool(&v, inv, &lab_vols(&v, inv)?)?;
     ensure_network(&v, inv, p)?;
     ensure_pool(&v, &Names::new(inv).pool(), &lab_pool_path(&inv.lab))?;
+    owner::check_pool(&v, inv, &lab_vols(&v, inv)?)?;
     repin(inv, p)?;
     if todo.is_empty() {
         fence::ensure(inv, nodes, p)?;
@@ -635,8 +627,11 @@ impl Provider for Libvirt {
                 nodes.push(n.name.clone());
             }
         }
-        fence::stop(inv, p);
+        // nothing is removed unless the network and pool of the lab's name are its own
         let vols = lab_vols(&v, inv)?;
+        owner::check_network(&v, inv)?;
+        owner::check_pool(&v, inv, &vols)?;
+        fence::stop(inv, p);
         for n in &nodes {
             match domain_state(&v, inv, n)?.as_deref() {
                 Some("shut off") => p.line(&format!("{n}: domain removed")),

@@ -175,9 +175,12 @@ pub fn network(inv: &Inventory, nat: bool) -> anyhow::Result<String> {
         anyhow::bail!("internal error: libvirt lab without network");
     };
     Ok(format!(
-        "<network>\n  <name>{}</name>\n  <!-- labctl lab {}: nodes reach the package mirror through the host -->\n  <forward mode='{}'/>\n  <bridge name='{}' stp='off' delay='0'/>\n  <dns enable='no'/>\n  <ip address='{}' prefix='{}'/>\n</network>\n",
+        "<network>\n  <name>{}</name>\n  <!-- labctl lab {}: nodes reach the package mirror through the host -->\n  <metadata>\n    <labctl:lab xmlns:labctl='{}' lab='{}' owner='{}'/>\n  </metadata>\n  <forward mode='{}'/>\n  <bridge name='{}' stp='off' delay='0'/>\n  <dns enable='no'/>\n  <ip address='{}' prefix='{}'/>\n</network>\n",
         esc(&Names::new(inv).network()),
         comment(&inv.lab),
+        META_NS,
+        esc(&inv.lab),
+        owner_id(inv),
         if nat { "nat" } else { "open" },
         esc(&inv.bridge_name()),
         net.gateway,

@@ -102,7 +102,8 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     // the network first: the image and the layer are fetched through the
     // package cache on its gateway
     network::ensure(inv)?;
-    let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));
+    // (the builds run in the host's network: the cache's own address)
+    let proxy = inv.network.as_ref().map(|_| cache::host_proxy_url());
     let recipe = image::Recipe::from_host();
     let image = image::ensure(&recipe, proxy.as_deref(), p)?;
     let layer = if inv.preinstall.is_empty() {
