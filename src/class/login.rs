@@ -11,7 +11,8 @@
 //! A student's ssh config jumps through it (`ProxyJump`), which asks sshd
 //! for a forward (`direct-tcpip`) and nothing else. labctl makes the user
 //! itself, marked in its comment field; it edits and removes only a user
-//! that carries the mark, and keeps its home in `/var/lib/labctl`.
+//! that carries the mark, and keeps its home in `/var/lib/labctl/class-logins`
+//! (a folder the login can traverse: sshd reads `authorized_keys` as the user).
 
 use crate::user_bail;
 use std::net::Ipv4Addr;
@@ -28,7 +29,9 @@ pub fn user_name(class: &str) -> String {
 
 /// Where the login's home (and its `authorized_keys`) lives.
 pub fn home(class: &str) -> PathBuf {
-    PathBuf::from("/var/lib/labctl/class-logins").join(user_name(class))
+    crate::providers::host::paths::root()
+        .join("class-logins")
+        .join(user_name(class))
 }
 
 /// One student's line: their key, allowed to open only `targets` port 22.
@@ -102,7 +105,11 @@ pub fn write(class: &str, lines: &[String]) -> anyhow::Result<()> {
     // root owns the home and the keys: the student can change nothing
     let ssh = home.join(".ssh");
     std::fs::create_dir_all(&ssh)?;
-    for d in [&home, &ssh] {
+    let logins = home
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.clone());
+    for d in [&logins, &home, &ssh] {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
     }
     let mut text = format!(
@@ -128,7 +135,7 @@ pub fn remove(class: &str) -> anyhow::Result<()> {
     let user = user_name(class);
     run(Command::new("userdel").arg(&user))?;
     let home = home(class);
-    if home.starts_with("/var/lib/labctl/class-logins") {
+    if home.starts_with(crate::providers::host::paths::root().join("class-logins")) {
         let _ = std::fs::remove_dir_all(&home);
     }
     Ok(())
