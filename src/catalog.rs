@@ -284,7 +284,7 @@ mod tests {
             Scenario::load(&repo().join("scenarios/05-ip-failover-apache.yaml"), repo()).unwrap();
         let bare = outline(&s, None).unwrap();
         assert!(bare.plays.iter().all(|p| p.nodes.is_none()));
-        let inv = Inventory::load(&repo().join("inventory.yaml")).unwrap();
+        let inv = crate::providers::load_inventory(&repo().join("inventory.yaml")).unwrap();
         let o = outline(&s, Some(&inv)).unwrap();
         let ops: Vec<&str> = o
             .plays

@@ -142,7 +142,7 @@ pub fn ensure_safe_target(inv: &Inventory, addr: Ipv4Addr) -> anyhow::Result<()>
         }
         return Ok(());
     }
-    match inv.provider.creates_nodes() {
+    match inv.provider.creates_nodes {
         true => {
             if !bridge_holds_gateway(inv)? {
                 let gw = inv.network.as_ref().map(|n| n.gateway.to_string());

@@ -336,7 +336,7 @@ pub(crate) fn test_inventory() -> crate::inventory::Inventory {
         "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
     )
     .unwrap();
-    crate::inventory::Inventory::load(&p).unwrap()
+    crate::providers::load_inventory(&p).unwrap()
 }
 
 /// For unit tests: `yaml` parsed as a check's spec and prepared by `plan`
@@ -462,7 +462,7 @@ mod tests {
             "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1, port: 1}\n  nodo10: {address: 127.0.0.1, port: 2}\n",
         )
         .unwrap();
-        let inv = Inventory::load(&p).unwrap();
+        let inv = crate::providers::load_inventory(&p).unwrap();
         assert_eq!(node_in_body(&inv, "nodo10\n"), Some("nodo10"));
         assert_eq!(node_in_body(&inv, "served by nodo1."), Some("nodo1"));
         assert_eq!(node_in_body(&inv, "nobody"), None);

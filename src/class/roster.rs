@@ -171,42 +171,7 @@ impl Roster {
             })?,
             None => parse_pool(DEFAULT_POOL).map_err(user)?,
         };
-        let server = match &file.server {
-            Some(s) => {
-                let v = &s.value;
-                let host_ok = !v.host.is_empty()
-                    && v.host
-                        .bytes()
-                        .all(|c| c.is_ascii_alphanumeric() || b".-:_".contains(&c));
-                if !host_ok || v.port == 0 {
-                    user_bail!(
-                        "{}: server `{}` port {} is not a host students can connect to\n  fix: write the server's DNS name or address and its SSH port, e.g. `server: {{host: lab.school.example, port: 22}}`",
-                        at(&s.referenced),
-                        crate::text::one_line(&v.host),
-                        v.port
-                    );
-                }
-                let host_key = match &v.host_key {
-                    Some(k) => Some(parse_public_key(k).map_err(|why| {
-                        user(format!(
-                            "{}: server.host_key {why}\n  fix: paste the server's /etc/ssh/ssh_host_ed25519_key.pub",
-                            at(&s.referenced)
-                        ))
-                    })?),
-                    None => None,
-                };
-                Server {
-                    host: v.host.clone(),
-                    port: v.port,
-                    host_key,
-                }
-            }
-            None => Server {
-                host: this_host(),
-                port: 22,
-                host_key: None,
-            },
-        };
+        let server = server_of(file.server.as_ref(), path)?;
         if file.students.value.is_empty() {
             user_bail!(
                 "{}: `students:` is empty\n  fix: add one entry per student, e.g. `ana: {{key: \"ssh-ed25519 AAAA…\"}}`",
@@ -299,6 +264,47 @@ fn suggest_lab(class: &str, student: &str) -> String {
         .take(room)
         .collect();
     format!("{class}-{short}")
+}
+
+/// The roster's `server:`, or this machine on port 22.
+fn server_of(server: Option<&Spanned<ServerFile>>, path: &Path) -> anyhow::Result<Server> {
+    let at = |l: &serde_saphyr::Location| yaml::at(path, l);
+    Ok(match server {
+        Some(s) => {
+            let v = &s.value;
+            let host_ok = !v.host.is_empty()
+                && v.host
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b".-:_".contains(&c));
+            if !host_ok || v.port == 0 {
+                user_bail!(
+                        "{}: server `{}` port {} is not a host students can connect to\n  fix: write the server's DNS name or address and its SSH port, e.g. `server: {{host: lab.school.example, port: 22}}`",
+                        at(&s.referenced),
+                        crate::text::one_line(&v.host),
+                        v.port
+                    );
+            }
+            let host_key = match &v.host_key {
+                    Some(k) => Some(parse_public_key(k).map_err(|why| {
+                        user(format!(
+                            "{}: server.host_key {why}\n  fix: paste the server's /etc/ssh/ssh_host_ed25519_key.pub",
+                            at(&s.referenced)
+                        ))
+                    })?),
+                    None => None,
+                };
+            Server {
+                host: v.host.clone(),
+                port: v.port,
+                host_key,
+            }
+        }
+        None => Server {
+            host: this_host(),
+            port: 22,
+            host_key: None,
+        },
+    })
 }
 
 /// A class name: 1 to 7 characters a-z, 0-9, starting with a letter.

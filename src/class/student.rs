@@ -100,7 +100,7 @@ mod tests {
             "lab: ha\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  nodo1: {address: 10.1.1.101}\n  dns: {address: 10.1.1.103}\nvars:\n  vip: 10.1.1.100\n  domain: example.com\n  net: 10.1.1.0/24\n",
         )
         .unwrap();
-        let project = Inventory::load(&p).unwrap();
+        let project = crate::providers::load_inventory(&p).unwrap();
         let seat = Seat {
             lab: "c-ana".into(),
             subnet: "10.1.112.0/24".into(),

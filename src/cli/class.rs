@@ -157,7 +157,7 @@ fn roster_path(a: &ClassArgs, g: &Global) -> PathBuf {
 pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
     let project = super::load_inventory(g)?;
     let mut class = Class::load(project, &roster_path(&a, g))?;
-    if !class.project.provider.creates_nodes() {
+    if !class.project.provider.creates_nodes {
         crate::user_bail!(
             "{}: provider {} does not make nodes, and a class makes one lab per student\n  fix: use `provider: nspawn` (the default) for a class",
             class.project.path.display(),
@@ -172,16 +172,7 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
         Action::Up { students } => {
             class.seat_all()?;
             let members = class.members(&students)?;
-            let left: Vec<&Member> = members.iter().filter(|m| m.entry.is_none()).collect();
-            for m in &left {
-                eprintln!(
-                    "note: student `{}` is no longer in {}: lab {} stays until `labctl class destroy {}`",
-                    m.student,
-                    class.roster.path.display(),
-                    m.inv.lab,
-                    m.student
-                );
-            }
+            note_left(&class, &members);
             let members: Vec<Member> = members.into_iter().filter(|m| m.entry.is_some()).collect();
             let results = run::each(&members, n, &lines, &run::up);
             login::write(&class.roster.class, &class.login_lines()?)?;
@@ -247,25 +238,7 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             student,
             node,
             command,
-        } => {
-            let m = class.members(std::slice::from_ref(&student))?.remove(0);
-            let inv = &m.inv;
-            let node = crate::providers::select(inv, std::slice::from_ref(&node))?[0];
-            crate::lab::ensure_safe_target(inv, node.address)?;
-            crate::providers::for_inventory(inv).check_running(inv, node)?;
-            crate::transport::ssh::check_key(inv)?;
-            crate::providers::sshcmd::check_known_hosts(inv)?;
-            let mut cmd = crate::providers::sshcmd::base_command(inv, node);
-            cmd.args(["-o", "LogLevel=ERROR"])
-                .arg(node.address.to_string());
-            if !command.is_empty() {
-                cmd.arg("--").args(&command);
-            }
-            let err = cmd.exec();
-            Err(anyhow::anyhow!(
-                "cannot run `ssh` (package openssh-client): {err}"
-            ))
-        }
+        } => ssh(&class, &student, &node, &command),
         Action::SshConfig {
             student,
             known_hosts,
@@ -293,23 +266,69 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             print!("{}", access::config(&class.roster, entry, &m.inv, &paths)?);
             Ok(0)
         }
-        Action::Destroy { students } => {
-            let all = students.is_empty();
-            let members = class.members(&students)?;
-            let results = run::each(&members, n, &lines, &run::destroy);
-            let gone: Vec<String> = results
-                .iter()
-                .filter(|r| r.ok())
-                .map(|r| r.student.clone())
-                .collect();
-            class.unseat(&gone)?;
-            if all && class.seats.seats.is_empty() {
-                login::remove(&class.roster.class)?;
-            } else {
-                login::write(&class.roster.class, &class.login_lines()?)?;
-            }
-            Ok(recap(&results, g.json, "destroy"))
-        }
+        Action::Destroy { students } => destroy(&mut class, &students, n, &lines, g.json),
+    }
+}
+
+/// `class ssh STUDENT NODE [CMD…]`: `labctl ssh` on the student's lab.
+fn ssh(class: &Class, student: &str, node: &str, command: &[String]) -> anyhow::Result<i32> {
+    let m = class
+        .members(std::slice::from_ref(&student.to_string()))?
+        .remove(0);
+    let inv = &m.inv;
+    let node = crate::providers::select(inv, std::slice::from_ref(&node.to_string()))?[0];
+    crate::lab::ensure_safe_target(inv, node.address)?;
+    crate::providers::for_inventory(inv).check_running(inv, node)?;
+    crate::transport::ssh::check_key(inv)?;
+    crate::providers::sshcmd::check_known_hosts(inv)?;
+    let mut cmd = crate::providers::sshcmd::base_command(inv, node);
+    cmd.args(["-o", "LogLevel=ERROR"])
+        .arg(node.address.to_string());
+    if !command.is_empty() {
+        cmd.arg("--").args(command);
+    }
+    let err = cmd.exec();
+    Err(anyhow::anyhow!(
+        "cannot run `ssh` (package openssh-client): {err}"
+    ))
+}
+
+/// `class destroy [STUDENT…]`: their labs, their login lines (all: the login).
+fn destroy(
+    class: &mut Class,
+    students: &[String],
+    n: usize,
+    lines: &Lines,
+    json: bool,
+) -> anyhow::Result<i32> {
+    let all = students.is_empty();
+    let members = class.members(students)?;
+    let results = run::each(&members, n, lines, &run::destroy);
+    let gone: Vec<String> = results
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| r.student.clone())
+        .collect();
+    class.unseat(&gone)?;
+    if all && class.seats.seats.is_empty() {
+        login::remove(&class.roster.class)?;
+    } else {
+        login::write(&class.roster.class, &class.login_lines()?)?;
+    }
+    Ok(recap(&results, json, "destroy"))
+}
+
+/// Students who left the roster keep their labs: say so.
+fn note_left(class: &Class, members: &[Member]) {
+    let left: Vec<&Member> = members.iter().filter(|m| m.entry.is_none()).collect();
+    for m in &left {
+        eprintln!(
+            "note: student `{}` is no longer in {}: lab {} stays until `labctl class destroy {}`",
+            m.student,
+            class.roster.path.display(),
+            m.inv.lab,
+            m.student
+        );
     }
 }
 

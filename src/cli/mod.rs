@@ -190,7 +190,7 @@ pub fn project_dir(g: &Global) -> PathBuf {
 
 /// Load the inventory named by `-i`.
 pub fn load_inventory(g: &Global) -> anyhow::Result<crate::inventory::Inventory> {
-    crate::inventory::Inventory::load(&g.inventory)
+    crate::providers::load_inventory(&g.inventory)
 }
 
 /// The inventory for making nodes: an nspawn lab whose inventory names no

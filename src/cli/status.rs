@@ -23,7 +23,7 @@ pub fn run(_a: StatusArgs, g: &Global) -> anyhow::Result<i32> {
         let v = serde_json::json!({
             "lab": inv.lab,
             "provider": inv.provider.as_str(),
-            "bridge": inv.provider.creates_nodes().then(|| inv.bridge_name()),
+            "bridge": inv.provider.creates_nodes.then(|| inv.bridge_name()),
             "nodes": nodes,
         });
         println!("{}", serde_json::to_string_pretty(&v)?);

@@ -26,7 +26,7 @@ pub mod sshcmd;
 #[cfg(test)]
 mod toy;
 
-use crate::inventory::{Inventory, Node};
+use crate::inventory::{Inventory, InventoryRules, Node, ProviderSpec};
 use crate::progress::Progress;
 use crate::user_bail;
 use serde::Serialize;
@@ -136,6 +136,11 @@ pub trait Provider {
     fn name(&self) -> &'static str;
     /// What it can do and needs.
     fn capabilities(&self) -> Capabilities;
+    /// What it adds to the inventory's checks: a limit on machine names, how
+    /// it preinstalls packages, its own section (default: nothing).
+    fn inventory_rules(&self) -> InventoryRules {
+        InventoryRules::default()
+    }
     /// Create (if needed) and boot `nodes`, and return once each answers SSH.
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()>;
     /// Each node's state, in inventory order.
@@ -208,8 +213,9 @@ pub trait Provider {
 /// How the registry makes a provider.
 pub type MakeProvider = fn() -> Box<dyn Provider>;
 
-/// The registry: every provider, by the name `inventory.yaml` uses. Adding a
-/// provider is a folder under `src/providers/` and one line here.
+/// The registry: every provider, by the name `inventory.yaml` uses; the
+/// first is the default (an inventory without `provider:`, a Vagrantfile).
+/// Adding a provider is a folder under `src/providers/` and one line here.
 pub const REGISTRY: &[(&str, MakeProvider)] = &[
     ("nspawn", || Box::new(nspawn::Nspawn)),
     ("ssh", || Box::new(ssh::SshHosts)),
@@ -224,6 +230,33 @@ pub fn by_name(name: &str) -> Option<Box<dyn Provider>> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, make)| make())
+}
+
+/// What the inventory asks of provider `p` (see [`crate::inventory::ProviderSpec`]).
+pub fn spec(p: &dyn Provider) -> ProviderSpec {
+    let caps = p.capabilities();
+    ProviderSpec {
+        name: p.name(),
+        creates_nodes: caps.creates_nodes,
+        vm_hardware: caps.vm_hardware,
+        nic: caps.nic,
+        rules: p.inventory_rules(),
+    }
+}
+
+/// Every registered provider's name, in registry order.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|(n, _)| *n).collect()
+}
+
+/// Load and validate an inventory (or a Vagrantfile) for the registered
+/// providers (see [`Inventory::load_with`]).
+pub fn load_inventory(path: &std::path::Path) -> anyhow::Result<Inventory> {
+    let specs: Vec<ProviderSpec> = REGISTRY
+        .iter()
+        .map(|(_, make)| spec(make().as_ref()))
+        .collect();
+    Inventory::load_with(path, &specs)
 }
 
 /// The provider the inventory names.

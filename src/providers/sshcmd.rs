@@ -17,12 +17,13 @@ pub fn check_known_hosts(inv: &Inventory) -> anyhow::Result<()> {
         user_bail!(
             "the lab's known-hosts file {} does not exist, so no host key is pinned\n  fix: {}",
             inv.ssh.known_hosts.display(),
-            match inv.provider {
-                crate::inventory::ProviderKind::Nspawn | crate::inventory::ProviderKind::Libvirt => "run `labctl up` first (it pins every node's host key)".to_string(),
-                crate::inventory::ProviderKind::Ssh => format!(
+            if super::capabilities(inv).creates_nodes {
+                "run `labctl up` first (it pins every node's host key)".to_string()
+            } else {
+                format!(
                     "write one line per node, `ADDRESS ssh-ed25519 AAAA…` (the node's /etc/ssh/ssh_host_ed25519_key.pub), into {}",
                     inv.ssh.known_hosts.display()
-                ),
+                )
             }
         );
     }
@@ -213,7 +214,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("inventory.yaml");
         std::fs::write(&p, text).unwrap();
-        let i = Inventory::load(&p).unwrap();
+        let i = crate::providers::load_inventory(&p).unwrap();
         (d, i)
     }
 
@@ -251,7 +252,7 @@ mod tests {
             std::fs::create_dir_all(&dir).unwrap();
             let p = dir.join("inventory.yaml");
             std::fs::write(&p, INV).unwrap();
-            let i = Inventory::load(&p).unwrap();
+            let i = crate::providers::load_inventory(&p).unwrap();
             let e = config_text(&i).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2, "{e}");
             assert!(e.to_string().contains("fix:"), "{e}");
@@ -266,7 +267,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("inventory.yaml");
         std::fs::write(&p, INV).unwrap();
-        let c = config_text(&Inventory::load(&p).unwrap()).unwrap();
+        let c = config_text(&crate::providers::load_inventory(&p).unwrap()).unwrap();
         assert!(c.contains("my %%d lab/.labctl/known_hosts\""), "{c}");
         let (_d2, plain) = inv(INV);
         assert_eq!(

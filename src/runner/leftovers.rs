@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn switching_from_05_to_01_lists_the_cluster_stack_and_05_to_04_not_its_resources() {
-        let inv = Inventory::load(&repo("inventory.yaml")).unwrap();
+        let inv = crate::providers::load_inventory(&repo("inventory.yaml")).unwrap();
         let s05 = Scenario::load(&repo("scenarios/05-ip-failover-apache.yaml"), &repo("")).unwrap();
         let s01 = Scenario::load(&repo("scenarios/01-dns-round-robin.yaml"), &repo("")).unwrap();
         let s04 = Scenario::load(&repo("scenarios/04-ip-failover.yaml"), &repo("")).unwrap();

@@ -302,7 +302,11 @@ impl Scenario {
     }
 
     fn load_file(path: &Path, project: &Path, depth: usize) -> anyhow::Result<Scenario> {
-        let file: ScenarioFile = yaml::load(path, "scenario")?;
+        // `requires: {provider: …}` names a registered provider
+        let file: ScenarioFile =
+            crate::inventory::with_provider_names(&crate::providers::names(), || {
+                yaml::load(path, "scenario")
+            })?;
         if let Some(imp) = &file.import {
             let at = yaml::at(path, &imp.referenced);
             if file.name.is_some()

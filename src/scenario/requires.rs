@@ -14,7 +14,7 @@
 //!   preinstall: [dlm-controld] # in the nodes' image (`preinstall:`)
 //! ```
 
-use crate::inventory::{Inventory, ProviderKind, Size};
+use crate::inventory::{Inventory, ProviderName, Size};
 use crate::yaml::OneOrMany;
 use serde::Deserialize;
 
@@ -23,7 +23,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct Requires {
     /// The provider the lab must use.
-    pub provider: Option<ProviderKind>,
+    pub provider: Option<ProviderName>,
     /// The nodes the sizes apply to (a node, a group, `all`; default all).
     #[serde(default)]
     pub hosts: Option<OneOrMany>,
@@ -41,8 +41,8 @@ pub struct Requires {
 }
 
 /// Whether the provider's nodes have memory and disks of their own (its capability).
-fn vm_hardware(kind: ProviderKind) -> bool {
-    crate::providers::by_name(kind.as_str()).is_some_and(|p| p.capabilities().vm_hardware)
+fn vm_hardware(name: &str) -> bool {
+    crate::providers::by_name(name).is_some_and(|p| p.capabilities().vm_hardware)
 }
 
 impl Requires {
@@ -50,11 +50,13 @@ impl Requires {
     /// lab lacks something; the fix lists the inventory lines that give it.
     pub fn check(&self, inv: &Inventory, at: &str) -> anyhow::Result<()> {
         let mut missing: Vec<String> = Vec::new();
-        let provider = self.provider.unwrap_or(inv.provider);
-        if provider != inv.provider {
+        let provider = self
+            .provider
+            .as_ref()
+            .map_or(inv.provider.name, |p| p.0.as_str());
+        if provider != inv.provider.name {
             missing.push(format!(
-                "nodes of provider {} (this lab's are {})",
-                provider.as_str(),
+                "nodes of provider {provider} (this lab's are {})",
                 inv.provider.as_str()
             ));
         }
@@ -71,7 +73,7 @@ impl Requires {
             ))
         })?;
         // sizes only mean something on the provider that has them
-        if provider == inv.provider && vm_hardware(provider) {
+        if provider == inv.provider.name && vm_hardware(provider) {
             for n in &nodes {
                 if let Some(m) = self.memory {
                     if n.vm.memory.0 < m.0 {
@@ -122,10 +124,10 @@ impl Requires {
     }
 
     /// The inventory lines that give the lab what this asks for.
-    fn lines(&self, inv: &Inventory, provider: ProviderKind) -> String {
+    fn lines(&self, inv: &Inventory, provider: &str) -> String {
         let mut lines = Vec::new();
-        if provider != inv.provider {
-            lines.push(format!("provider: {}", provider.as_str()));
+        if provider != inv.provider.name {
+            lines.push(format!("provider: {provider}"));
         }
         let mut hw = Vec::new();
         if let Some(m) = self.memory {
@@ -143,7 +145,7 @@ impl Requires {
             hw.push("fence: true".into());
         }
         if vm_hardware(provider) && !hw.is_empty() {
-            lines.push(format!("{}: {{{}}}", provider.as_str(), hw.join(", ")));
+            lines.push(format!("{provider}: {{{}}}", hw.join(", ")));
         }
         if !self.preinstall.is_empty() {
             let mut all = inv.preinstall.clone();
@@ -168,7 +170,7 @@ mod tests {
     fn inv(dir: &std::path::Path, text: &str) -> Inventory {
         let p = dir.join("inventory.yaml");
         std::fs::write(&p, text).unwrap();
-        Inventory::load(&p).unwrap()
+        crate::providers::load_inventory(&p).unwrap()
     }
 
     const NSPAWN: &str = "lab: ha\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  nodo1: {address: 10.1.1.101, groups: [nodos]}\n  dns: {address: 10.1.1.103}\n";

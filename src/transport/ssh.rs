@@ -64,7 +64,7 @@ pub fn check_key(inv: &crate::inventory::Inventory) -> anyhow::Result<()> {
     let meta = match std::fs::metadata(key) {
         Ok(m) => m,
         Err(_)
-            if inv.provider.creates_nodes() && inv.key_is_managed() =>
+            if inv.provider.creates_nodes && inv.key_is_managed() =>
         {
             user_bail!(
                 "the lab key {} does not exist yet\n  fix: run `labctl up` first (it creates the key)",

@@ -13,7 +13,6 @@
 //! `PROPTEST_CASES=100000 cargo test --release --test quick fuzz::`.
 
 use labctl::error::exit_code;
-use labctl::inventory::Inventory;
 use labctl::redact::Redactor;
 use labctl::runner::prepare::prepare;
 use labctl::scenario::Scenario;
@@ -343,7 +342,7 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 fn the_seed_files_are_valid() {
     // the mutations start from files that work, so they probe the edges of validity
     let d = project();
-    let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
+    let inv = labctl::providers::load_inventory(&d.path().join("inventory.yaml")).unwrap();
     let s = Scenario::load(&write(d.path(), "scenario.yaml", SCENARIO), d.path()).unwrap();
     let plans = prepare(&inv, &s, None, &mut Redactor::new(), true).unwrap();
     assert_eq!(plans.len(), 3);
@@ -354,7 +353,7 @@ proptest! {
     fn inventory_parser_never_panics(text in yaml_input(INVENTORY, INVENTORY_KEYS)) {
         let d = project();
         let p = write(d.path(), "inventory.yaml", &text);
-        user_error_or_ok("Inventory::load", Inventory::load(&p))?;
+        user_error_or_ok("Inventory::load", labctl::providers::load_inventory(&p))?;
     }
 
     #[test]
@@ -364,7 +363,7 @@ proptest! {
         let loaded = Scenario::load(&p, d.path());
         if let Ok(s) = &loaded {
             // planning renders every task for every host, before any host is touched
-            let inv = Inventory::load(&d.path().join("inventory.yaml")).unwrap();
+            let inv = labctl::providers::load_inventory(&d.path().join("inventory.yaml")).unwrap();
             user_error_or_ok("prepare", prepare(&inv, s, None, &mut Redactor::new(), true))?;
         }
         user_error_or_ok("Scenario::load", loaded)?;
@@ -470,6 +469,6 @@ proptest! {
             std::net::Ipv4Addr::from(a.wrapping_add(5)),
         );
         let p = write(d.path(), "inventory.yaml", &text);
-        user_error_or_ok("Inventory::load", Inventory::load(&p))?;
+        user_error_or_ok("Inventory::load", labctl::providers::load_inventory(&p))?;
     }
 }

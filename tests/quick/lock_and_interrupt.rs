@@ -138,7 +138,7 @@ fn a_second_configure_refuses_while_one_runs_and_check_still_works() {
 #[test]
 fn the_lock_held_by_another_process_names_it() {
     let p = slow_project(1);
-    let inv = labctl::inventory::Inventory::load(&p.path("inventory.yaml")).unwrap();
+    let inv = labctl::providers::load_inventory(&p.path("inventory.yaml")).unwrap();
     let held = labctl::lock::LabLock::acquire(&inv, "up").unwrap();
     let o = p.labctl(&["configure", "scenario.yaml"]);
     assert_eq!(o.status.code(), Some(1));

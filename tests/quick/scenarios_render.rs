@@ -1,7 +1,6 @@
 //! Every shipped scenario loads and its templates render for the default lab,
 //! with the content each scenario depends on (no lab needed).
 
-use labctl::inventory::Inventory;
 use labctl::ops::OpArgs;
 use labctl::scenario::Scenario;
 use labctl::serial::ZoneSerials;
@@ -22,7 +21,7 @@ fn render_all(scenario: &str) -> BTreeMap<(String, String), String> {
 /// [`render_all`] with the zone serials of a project state folder.
 fn render_with(scenario: &str, serials: ZoneSerials) -> BTreeMap<(String, String), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let inv = Inventory::load(&root.join("inventory.yaml")).unwrap();
+    let inv = labctl::providers::load_inventory(&root.join("inventory.yaml")).unwrap();
     let sc = Scenario::load(&root.join(scenario), root).unwrap();
     let t = Templates::with_zone_serials(root, &root.join("templates"), serials);
     let facts = labctl::templates::Facts::of(&inv);

@@ -525,7 +525,7 @@ fn the_library_entry_point_runs_checks() {
     let web = web();
     let lab = Lab::new();
     let s = lab.scenario(dns.port, web.port, "");
-    let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
+    let inv = labctl::providers::load_inventory(&lab.path("inventory.yaml")).unwrap();
     let scenario = labctl::scenario::Scenario::load(Path::new(&s), &inv.dir).unwrap();
     let opts = labctl::verify::VerifyOptions::default();
     let r = labctl::verify::run_checks(&inv, &scenario, &opts).unwrap();
@@ -626,7 +626,7 @@ fn run_failover(within: &str, broken: bool) -> (labctl::verify::VerifyReport, St
         ),
     )
     .unwrap();
-    let inv = labctl::inventory::Inventory::load(&lab.path("inventory.yaml")).unwrap();
+    let inv = labctl::providers::load_inventory(&lab.path("inventory.yaml")).unwrap();
     let scenario = labctl::scenario::Scenario::load(&lab.path("s.yaml"), &inv.dir).unwrap();
     let power = FakePower {
         cut: lab.path("cut"),

@@ -42,8 +42,10 @@
 //! forgets the removed resources' history, so the cluster leaves their
 //! services as they are (the scenario's own tasks say whether they run).
 
+mod args;
 mod cib;
 mod settle;
+pub use args::{Args, CloneOf, Colocation, Constraint, Location, Ops, Order, Resource};
 use cib::{canonical, live_attr, x, Element};
 use settle::wait_idle;
 use super::{Op, Operation, Plan, PrepareCtx, Probe};
@@ -51,7 +53,6 @@ use crate::sh;
 use crate::shell::Script;
 use base64::Engine;
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -72,127 +73,6 @@ const OWN_PROPERTIES: &[&str] = &[
     "last-lrm-refresh",
     "maintenance-mode",
 ];
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Resource {
-    pub id: String,
-    /// `class:provider:type` (`ocf:heartbeat:IPaddr2`) or `class:type` (`systemd:apache2`).
-    pub agent: String,
-    #[serde(default)]
-    pub params: IndexMap<String, String>,
-    #[serde(default)]
-    pub meta: IndexMap<String, String>,
-    /// Operations by name (`monitor`, `start`, `stop`) with their attributes;
-    /// a list for several of one name (a monitor per role).
-    #[serde(default)]
-    pub ops: IndexMap<String, Ops>,
-    /// Run it on every member: a clone of this id.
-    #[serde(default)]
-    pub clone: Option<CloneOf>,
-    /// Run it on every member with one (or `promoted-max`) promoted: a
-    /// promotable clone of this id.
-    #[serde(default)]
-    pub promotable: Option<CloneOf>,
-}
-
-/// One operation's attributes, or several operations of one name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(untagged)]
-pub enum Ops {
-    One(IndexMap<String, String>),
-    Many(Vec<IndexMap<String, String>>),
-}
-
-impl Ops {
-    fn each(&self) -> Vec<&IndexMap<String, String>> {
-        match self {
-            Ops::One(m) => vec![m],
-            Ops::Many(v) => v.iter().collect(),
-        }
-    }
-}
-
-/// The clone around a resource: its id and meta attributes.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CloneOf {
-    pub id: String,
-    #[serde(default)]
-    pub meta: IndexMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Colocation {
-    pub id: String,
-    pub resource: String,
-    pub with: String,
-    #[serde(default = "infinity")]
-    pub score: String,
-    /// The role of `resource` this applies to (a promotable clone's `Promoted`).
-    #[serde(default)]
-    pub role: Option<String>,
-    /// The role of `with` to follow (`Promoted`: where the clone is promoted).
-    #[serde(default)]
-    pub with_role: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Order {
-    pub id: String,
-    pub first: String,
-    pub then: String,
-    /// What of `first` comes first (`promote`; default start).
-    #[serde(default)]
-    pub first_action: Option<String>,
-    /// What of `then` follows (default start).
-    #[serde(default)]
-    pub then_action: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Location {
-    pub id: String,
-    pub resource: String,
-    pub node: String,
-    #[serde(default = "infinity")]
-    pub score: String,
-}
-
-fn infinity() -> String {
-    "INFINITY".into()
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Constraint {
-    pub colocation: Option<Colocation>,
-    pub order: Option<Order>,
-    pub location: Option<Location>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Args {
-    /// The cluster's members: a group name or a list of nodes. The first applies the configuration.
-    pub members: crate::yaml::OneOrMany,
-    #[serde(default)]
-    pub properties: IndexMap<String, String>,
-    #[serde(default)]
-    pub resource_defaults: IndexMap<String, String>,
-    #[serde(default)]
-    pub op_defaults: IndexMap<String, String>,
-    #[serde(default)]
-    pub resources: Vec<Resource>,
-    #[serde(default)]
-    pub constraints: Vec<Constraint>,
-    /// How long to wait for every member to be online (default 180 s; a
-    /// number is seconds, `3m` works too; at most 24 h, checked when read).
-    pub wait: Option<crate::duration::Dur>,
-}
 
 impl Operation for Args {
     fn manages(&self) -> Option<(&'static str, Vec<String>)> {

@@ -232,7 +232,7 @@ mod tests {
             "lab: t\nprovider: ssh\nssh: {key: id_ed25519}\nnodes:\n  n1: {address: 127.0.0.1}\n",
         )
         .unwrap();
-        let inv = Inventory::load(&inv_path).unwrap();
+        let inv = crate::providers::load_inventory(&inv_path).unwrap();
         let line = ensure_lab_key(&inv, &crate::progress::Silent).unwrap();
         assert_eq!(line.lines().count(), 1);
         assert!(!line.contains("stranger"), "{line}");

@@ -22,7 +22,7 @@ use super::virsh::Virsh;
 use super::xml;
 use crate::progress::Progress;
 use crate::providers::host::{image as base, paths};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -171,6 +171,33 @@ fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Install the VM's packages and `preinstall` into the image being built
+/// in `tmp` (its `root/`), the log beside the images; on failure `tmp` goes.
+fn install(images: &Path, hash: &str, tmp: &Path, preinstall: &[String]) -> anyhow::Result<()> {
+    let log = images.join(format!("{hash}.log"));
+    let mut cmd = Command::new("systemd-nspawn");
+    let cgroup = format!("build-{}", std::process::id());
+    crate::providers::host::cgroup::enter(&mut cmd, &cgroup)?;
+    let installed = crate::providers::run_logged(
+        cmd.args(["-q", "--register=no", "--keep-unit", "--pipe"])
+            .arg("--resolv-conf=copy-host")
+            .arg(format!("--directory={}", tmp.join("root").display()))
+            .args(["/bin/sh", "-c", &steps(preinstall)]),
+        &log,
+    );
+    crate::providers::host::cgroup::remove(&cgroup);
+    let (status, text) = installed?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(tmp);
+        anyhow::bail!(
+            "installing the VM kernel failed ({status}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host)",
+            log.display(),
+            crate::text::last_lines(&text, 15)
+        );
+    }
+    Ok(())
+}
+
 /// The VM image for this host's recipe and the inventory's `preinstall:`
 /// packages (each package set has an image of its own): reused when
 /// present, else built.
@@ -235,27 +262,7 @@ pub fn ensure(preinstall: &[String], p: &dyn Progress) -> anyhow::Result<VmImage
             .collect::<Vec<_>>()
             .join(" ")
     ));
-    let log = images.join(format!("{hash}.log"));
-    let mut cmd = Command::new("systemd-nspawn");
-    let cgroup = format!("build-{}", std::process::id());
-    crate::providers::host::cgroup::enter(&mut cmd, &cgroup)?;
-    let installed = crate::providers::run_logged(
-        cmd.args(["-q", "--register=no", "--keep-unit", "--pipe"])
-            .arg("--resolv-conf=copy-host")
-            .arg(format!("--directory={}", root.display()))
-            .args(["/bin/sh", "-c", &steps(&preinstall)]),
-        &log,
-    );
-    crate::providers::host::cgroup::remove(&cgroup);
-    let (status, text) = installed?;
-    if !status.success() {
-        let _ = std::fs::remove_dir_all(&tmp);
-        anyhow::bail!(
-            "installing the VM kernel failed ({status}); last lines (full log: {}):\n{}\n  fix: check that this machine reaches the mirror (`apt-get update` on the host)",
-            log.display(),
-            crate::text::last_lines(&text, 15)
-        );
-    }
+    install(&images, &hash, &tmp, &preinstall)?;
     let find = |prefix: &str| -> anyhow::Result<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(root.join("boot"))?
             .flatten()

@@ -23,6 +23,7 @@ pub mod accel;
 pub mod fence;
 pub mod image;
 mod owner;
+pub mod section;
 pub mod seed;
 pub mod virsh;
 pub mod xml;
@@ -480,6 +481,16 @@ impl Provider for Libvirt {
             // virsh asks the hypervisor, not the lab
             status: super::StatusPoll::Host(std::time::Duration::from_millis(500)),
             safety: super::Safety::LabBridge,
+        }
+    }
+    fn inventory_rules(&self) -> crate::inventory::InventoryRules {
+        crate::inventory::InventoryRules {
+            machine_name_max: None,
+            preinstall: Some("the VM image"),
+            section: Some(crate::inventory::Section {
+                key: "libvirt",
+                settings: section::settings,
+            }),
         }
     }
 

@@ -152,19 +152,33 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     }
     repin(inv, p)?;
     let t_boot = Instant::now();
-    for n in &todo {
+    boot_and_wait(inv, &todo, progress)?;
+    p.line(&format!(
+        "lab `{}` up: {} node(s) answer SSH; boot took {}, `up` took {}",
+        inv.lab,
+        todo.len(),
+        super::secs(t_boot.elapsed()),
+        super::secs(start.elapsed())
+    ));
+    Ok(())
+}
+
+/// Start `todo`'s containers (prepared), attach their further links, and
+/// wait until each answers SSH; a node that does not is shown with its console.
+fn boot_and_wait(inv: &Inventory, todo: &[&Node], progress: &dyn Progress) -> anyhow::Result<()> {
+    for n in todo {
         let np = NodePaths::new(&inv.lab, &n.name);
         let pid = process::start(&np, &inv.bridge_name(), &network::extra_links(inv, &n.name))?;
         progress.set(&n.name, &format!("booting (systemd-nspawn PID {pid})"));
     }
-    for n in &todo {
+    for n in todo {
         network::attach_extra(inv, &n.name, Duration::from_secs(10))?;
     }
     // every node is checked for safety before we connect to it
-    for n in &todo {
+    for n in todo {
         crate::lab::ensure_safe_target(inv, n.address)?;
     }
-    for n in &todo {
+    for n in todo {
         let np = NodePaths::new(&inv.lab, &n.name);
         if let Some(pid) = process::find_nspawn(&np) {
             process::record_init(&np, pid, Duration::from_secs(5));
@@ -178,21 +192,14 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         Ok(())
     };
     let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
-    let results = probe::wait_ssh(None, &todo, BOOT_TIMEOUT, progress, &login, &alive);
-    super::boot_failures(&todo, results, &|n: &Node| {
+    let results = probe::wait_ssh(None, todo, BOOT_TIMEOUT, progress, &login, &alive);
+    super::boot_failures(todo, results, &|n: &Node| {
         let np = NodePaths::new(&inv.lab, &n.name);
         (
             np.console().display().to_string(),
             process::console_tail(&np, 15),
         )
     })?;
-    p.line(&format!(
-        "lab `{}` up: {} node(s) answer SSH; boot took {}, `up` took {}",
-        inv.lab,
-        todo.len(),
-        super::secs(t_boot.elapsed()),
-        super::secs(start.elapsed())
-    ));
     Ok(())
 }
 
@@ -279,6 +286,10 @@ fn halt_summary(lab: &str, befores: &[NodeState], force: bool, took: Duration) -
     }
 }
 
+/// The longest machine name systemd accepts (a host name: 64 characters):
+/// a container is named `<lab>.<node>`.
+pub const MAX_MACHINE_NAME: usize = 64;
+
 impl Provider for Nspawn {
     fn name(&self) -> &'static str {
         "nspawn"
@@ -296,6 +307,13 @@ impl Provider for Nspawn {
             nic: Some("host0"),
             status: super::StatusPoll::Host(Duration::from_millis(250)),
             safety: super::Safety::LabBridge,
+        }
+    }
+    fn inventory_rules(&self) -> crate::inventory::InventoryRules {
+        crate::inventory::InventoryRules {
+            machine_name_max: Some(MAX_MACHINE_NAME),
+            preinstall: Some("a package layer"),
+            section: None,
         }
     }
 

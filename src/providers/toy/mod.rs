@@ -87,7 +87,7 @@ mod tests {
             "lab: toy\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  n1: {address: 10.1.1.101}\n",
         )
         .unwrap();
-        let inv = crate::inventory::Inventory::load(&path).unwrap();
+        let inv = crate::providers::load_inventory(&path).unwrap();
         assert!(toy.snapshot_list(&inv).is_err());
         assert!(toy.set_link(&inv, &inv.nodes[0], false).is_err());
         assert_eq!(toy.status(&inv).unwrap().len(), inv.nodes.len());
