@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod checks;
 pub mod child;
+pub mod class;
 pub mod cli;
 pub mod dashboard;
 pub mod duration;

@@ -11,6 +11,8 @@ macro_rules! say {
     };
 }
 
+pub mod class;
+pub mod class_table;
 pub mod configure;
 pub mod dashboard;
 pub mod destroy;
@@ -51,6 +53,7 @@ Examples:
   labctl dashboard                       # a live page of the lab, faults one click away
   labctl snapshot save configured        # save the nodes; `snapshot restore configured` puts them back
   labctl destroy                         # remove everything the lab created
+  labctl class up                        # one lab per student of roster.yaml
 
 Exit codes: 0 success, 1 a host or check failed, 2 bad input (files, flags, keys).";
 
@@ -101,6 +104,7 @@ pub enum Command {
     Show(show::ShowArgs),
     Dashboard(dashboard::DashboardArgs),
     Snapshot(snapshot::SnapshotArgs),
+    Class(class::ClassArgs),
 }
 
 /// Parse the command line, run, print the error if any; returns the exit code.
@@ -123,6 +127,7 @@ pub fn main() -> i32 {
         Command::Show(a) => show::run(a, &cli.global),
         Command::Dashboard(a) => dashboard::run(a, &cli.global),
         Command::Snapshot(a) => snapshot::run(a, &cli.global),
+        Command::Class(a) => class::run(a, &cli.global),
     };
     match res {
         Ok(code) => code,

@@ -98,6 +98,7 @@ impl Inventory {
             preinstall,
             egress_nat,
             vagrant: None,
+            state: None,
         })
     }
 }

@@ -111,6 +111,9 @@ pub struct Inventory {
     /// Read from a `Vagrantfile`: the nodes are shaped like Vagrant's (see
     /// [`VagrantShape`]). `None` for an `inventory.yaml`.
     pub vagrant: Option<VagrantShape>,
+    /// The lab's state folder when it is not the project's `.labctl/` (a
+    /// class's student lab keeps its own, see `crate::class`).
+    pub state: Option<PathBuf>,
 }
 
 impl Inventory {
@@ -228,7 +231,9 @@ impl Inventory {
     /// The project's lab state folder (`.labctl/` beside the inventory): key pair,
     /// known hosts, last applied scenario.
     pub fn state_dir(&self) -> PathBuf {
-        self.dir.join(".labctl")
+        self.state
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".labctl"))
     }
 
     /// The container (machine) name of node `node`: `<lab>.<node>`, one lab's

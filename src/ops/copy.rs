@@ -116,7 +116,7 @@ const MAX_GENERATED: usize = 65536;
 
 /// The project's generated key `name`, made on first use.
 fn generated(ctx: &PrepareCtx, name: &str, size: usize) -> anyhow::Result<Vec<u8>> {
-    let state = ctx.project_dir.join(".labctl");
+    let state = ctx.state_dir.to_path_buf();
     let path = state.join("generated").join(name);
     match crate::project::read_state(&state, &path) {
         Ok(b) => return Ok(b),

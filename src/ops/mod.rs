@@ -147,6 +147,8 @@ pub struct PrepareCtx<'a> {
     pub vars: &'a Value,
     /// The project folder (`files/` lives there).
     pub project_dir: &'a Path,
+    /// The lab's state folder (`.labctl/`, or a class student's own): its generated keys live there.
+    pub state_dir: &'a Path,
     /// Where the task was written (`file:line:col`), for messages.
     pub at: &'a str,
     /// Values that must never be shown.

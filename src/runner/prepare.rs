@@ -98,6 +98,7 @@ pub fn prepare_run(
                 ),
             }
         }
+        let state_dir = inv.state_dir();
         for node in nodes {
             if let Some(l) = &limited {
                 if !l.contains(&node.name) {
@@ -113,6 +114,7 @@ pub fn prepare_run(
                     templates: &templates,
                     vars: &vars,
                     project_dir: &inv.dir,
+                    state_dir: &state_dir,
                     at: &t.at,
                     secrets: &secrets,
                     unreachable,

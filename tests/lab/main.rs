@@ -7,6 +7,7 @@
 mod common;
 
 mod cache;
+mod class;
 mod cli;
 mod dashboard;
 mod dashboard_netns;
