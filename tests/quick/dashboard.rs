@@ -368,6 +368,10 @@ fn serves(host: &str, limit: Duration) -> bool {
 
 #[test]
 fn a_hostile_client_leaves_the_server_bounded_and_serving() {
+    // this test holds 1150+ sockets itself: a normal user's soft limit is
+    // often 1024, so it is raised to the hard limit first (the server,
+    // started after, inherits it)
+    raise_open_files_limit();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("inventory.yaml"),
@@ -467,4 +471,19 @@ fn a_hostile_client_leaves_the_server_bounded_and_serving() {
     drop(idle);
     drop(streams);
     assert!(serves(&d.host, Duration::from_secs(5)));
+}
+
+/// The soft limit on open files up to the hard one (allowed to any user).
+fn raise_open_files_limit() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            r.rlim_cur = r.rlim_max.min(65536);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
 }
