@@ -43,7 +43,7 @@ pub const PORT: u16 = 3142;
 /// Where apt-cacher-ng itself listens: loopback, on a port of labctl's own
 /// (not 3142, which a host's own apt-cacher-ng service may hold): 3942 for
 /// `/var/lib/labctl`, and for another `LABCTL_ROOT` a port derived from its
-/// path (31000-38999), so two state roots on one host keep two caches apart.
+/// path (31000-32699: apt-cacher-ng refuses ports above 32767), so two state roots on one host keep two caches apart.
 pub fn listen() -> (Ipv4Addr, u16) {
     (Ipv4Addr::LOCALHOST, port_for(&paths::root()))
 }
@@ -59,7 +59,7 @@ fn port_for(root: &Path) -> u16 {
         return 3942;
     }
     let h = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-    31000 + (u16::from_be_bytes([h[0], h[1]]) % 8000)
+    31000 + (u16::from_be_bytes([h[0], h[1]]) % 1700)
 }
 /// The daemon's binary (Debian package apt-cacher-ng).
 const BIN: &str = "/usr/sbin/apt-cacher-ng";
@@ -446,7 +446,7 @@ mod tests {
     fn each_state_root_has_its_own_port() {
         assert_eq!(port_for(Path::new("/var/lib/labctl")), 3942);
         let a = port_for(Path::new("/tmp/root-a"));
-        assert!((31000..39000).contains(&a));
+        assert!((31000..32700).contains(&a));
         assert_eq!(a, port_for(Path::new("/tmp/root-a")));
     }
 }
