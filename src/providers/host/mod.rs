@@ -24,4 +24,5 @@ pub mod paths;
 pub mod preflight;
 pub mod process;
 pub mod rootfs;
+pub mod seed;
 pub mod trash;

@@ -15,22 +15,13 @@
 
 use super::client::{Incus, SHORT};
 use crate::inventory::{Inventory, Node};
-use crate::providers::host::{paths, rootfs};
-use std::path::PathBuf;
+use crate::providers::host;
 use std::process::{Command, Stdio};
 
 /// The nodes' interface on the lab network (the profile's NIC).
 pub const NIC: &str = "eth0";
 
-/// The node's folder in the lab's state on this machine.
-pub fn node_dir(lab: &str, node: &str) -> PathBuf {
-    paths::nodes_dir(lab).join(node)
-}
-
-/// The node's public host key, as labctl made it.
-pub fn host_key_pub(lab: &str, node: &str) -> PathBuf {
-    node_dir(lab, node).join("seed/root/etc/ssh/ssh_host_ed25519_key.pub")
-}
+pub use crate::providers::host::seed::{host_key_pub, node_dir};
 
 /// Make the node's seed (a new identity: a new host key) and push it into
 /// its instance, which must exist and be stopped.
@@ -42,34 +33,8 @@ pub fn push(
     nameservers: &[String],
 ) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let Some(net) = &inv.network else {
-        anyhow::bail!("internal error: incus lab without network");
-    };
+    let seed = host::seed::make(inv, node, &format!("Name={NIC}"), lab_pubkey, nameservers)?;
     let dir = node_dir(&inv.lab, &node.name);
-    let seed = dir.join("seed");
-    if seed.exists() {
-        std::fs::remove_dir_all(&seed)?;
-    }
-    std::fs::create_dir_all(seed.join("root"))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let mut netf = format!(
-        "# labctl: static address on the lab network\n[Match]\nName={NIC}\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
-        node.address, net.subnet.prefix, net.gateway
-    );
-    for ns in nameservers {
-        netf.push_str(&format!("DNS={ns}\n"));
-    }
-    let root = seed.join("root");
-    rootfs::write_identity(
-        inv,
-        node,
-        &root,
-        ("etc/systemd/network/10-labctl.network", &netf),
-        nameservers,
-    )?;
-    rootfs::write(&seed, "lab.pub", &format!("{}\n", lab_pubkey.trim()), 0o644)?;
-    let script = rootfs::user_script(inv)?;
-    rootfs::write(&seed, "setup.sh", script.as_str(), 0o700)?;
     let tar = dir.join("seed.tar");
     let out = Command::new("tar")
         .arg("-cf")

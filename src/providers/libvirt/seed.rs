@@ -17,19 +17,11 @@
 
 use super::xml;
 use crate::inventory::{Inventory, Node};
-use crate::providers::host::{paths, rootfs};
+use crate::providers::host;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-/// The node's folder in the lab's state on this machine.
-pub fn node_dir(lab: &str, node: &str) -> PathBuf {
-    paths::nodes_dir(lab).join(node)
-}
-
-/// The node's public host key, as labctl made it.
-pub fn host_key_pub(lab: &str, node: &str) -> PathBuf {
-    node_dir(lab, node).join("seed/root/etc/ssh/ssh_host_ed25519_key.pub")
-}
+pub use crate::providers::host::seed::{host_key_pub, node_dir};
 
 /// Make the node's seed (a new identity: a new host key) and return the disk image.
 pub fn make(
@@ -39,39 +31,11 @@ pub fn make(
     nameservers: &[String],
 ) -> anyhow::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let Some(net) = &inv.network else {
-        anyhow::bail!("internal error: libvirt lab without network");
-    };
-    let dir = node_dir(&inv.lab, &node.name);
-    let seed = dir.join("seed");
-    if seed.exists() {
-        std::fs::remove_dir_all(&seed)?;
-    }
-    std::fs::create_dir_all(seed.join("root"))?;
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    let mut netf = format!(
-        "# labctl: static address on the lab network\n[Match]\nMACAddress={}\n\n[Network]\nAddress={}/{}\nGateway={}\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
-        xml::mac(&inv.lab, &node.name),
-        node.address,
-        net.subnet.prefix,
-        net.gateway
-    );
-    for ns in nameservers {
-        netf.push_str(&format!("DNS={ns}\n"));
-    }
-    let root = seed.join("root");
-    rootfs::write_identity(
-        inv,
-        node,
-        &root,
-        ("etc/systemd/network/10-labctl.network", &netf),
-        nameservers,
-    )?;
+    let matching = format!("MACAddress={}", xml::mac(&inv.lab, &node.name));
+    let seed = host::seed::make(inv, node, &matching, lab_pubkey, nameservers)?;
     // systemd makes the VM's machine id at first boot
-    std::fs::remove_file(root.join("etc/machine-id"))?;
-    rootfs::write(&seed, "lab.pub", &format!("{}\n", lab_pubkey.trim()), 0o644)?;
-    let script = rootfs::user_script(inv)?;
-    rootfs::write(&seed, "setup.sh", script.as_str(), 0o700)?;
+    std::fs::remove_file(seed.join("root/etc/machine-id"))?;
+    let dir = node_dir(&inv.lab, &node.name);
     let img = dir.join("seed.img");
     let _ = std::fs::remove_file(&img);
     let out = Command::new("mkfs.ext4")
