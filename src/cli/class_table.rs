@@ -35,21 +35,18 @@ fn mark(v: &crate::verify::VerifyReport, i: usize) -> &'static str {
     }
 }
 
+/// The widths of the STUDENT and LAB columns.
+fn widths(results: &[LabResult]) -> (usize, usize) {
+    let w = |f: fn(&LabResult) -> usize, min: usize| {
+        results.iter().map(f).max().unwrap_or(min).max(min)
+    };
+    (w(|r| r.student.len(), 7), w(|r| r.lab.len(), 3))
+}
+
 /// `STUDENT LAB 1 2 … FAILOVER RESULT`, then the checks' names by number.
 pub fn verify_table(results: &[LabResult]) -> String {
     let names = check_names(results);
-    let sw = results
-        .iter()
-        .map(|r| r.student.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
-    let lw = results
-        .iter()
-        .map(|r| r.lab.len())
-        .max()
-        .unwrap_or(3)
-        .max(3);
+    let (sw, lw) = widths(results);
     let mut s = format!("{:sw$}  {:lw$}", "STUDENT", "LAB");
     for i in 0..names.len() {
         s.push_str(&format!("  {:>4}", i + 1));
@@ -159,18 +156,7 @@ pub fn status_json(results: &[LabResult]) -> String {
 
 /// `STUDENT LAB SUBNET? NODES…`: each lab's nodes and their states.
 pub fn status_table(results: &[LabResult]) -> String {
-    let sw = results
-        .iter()
-        .map(|r| r.student.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
-    let lw = results
-        .iter()
-        .map(|r| r.lab.len())
-        .max()
-        .unwrap_or(3)
-        .max(3);
+    let (sw, lw) = widths(results);
     let mut s = format!("{:sw$}  {:lw$}  NODES\n", "STUDENT", "LAB");
     for r in results {
         let nodes = match &r.result {
