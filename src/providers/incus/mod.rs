@@ -22,7 +22,7 @@ pub mod snapshot;
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
-use crate::providers::host::{cache, keys, network, paths, preflight, rootfs, trash};
+use crate::providers::host::{keys, network, paths, preflight, rootfs, trash};
 use client::{Incus, LONG, SHORT};
 use std::time::{Duration, Instant};
 
@@ -148,12 +148,6 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let start = Instant::now();
     let incus = checks(inv, "up")?;
     check_project(&incus, inv)?;
-    if !inv.preinstall.is_empty() {
-        crate::user_bail!(
-            "{}: preinstall: provider incus does not build a package layer in this version of labctl\n  fix: remove `preinstall:` (configure installs the packages through the host's package cache)",
-            inv.path.display()
-        );
-    }
     let _lock = paths::lock_lab(inv, p)?;
     preflight::ownership(inv)?;
     let pubkey = keys::ensure_lab_key(inv, p)?;
@@ -169,8 +163,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     }
     // the lab's nft table, its gateway file and the package cache on the gateway
     network::ensure(inv)?;
-    let proxy = inv.network.as_ref().map(|n| cache::proxy_url(n.gateway));
-    let alias = image::ensure(&incus, proxy.as_deref(), p)?;
+    let alias = image::ensure(&incus, inv, p)?;
     let nameservers = rootfs::nameservers(inv);
     let list = objects::instances(&incus)?;
     let todo: Vec<&Node> = nodes
@@ -295,10 +288,17 @@ impl Provider for IncusProvider {
             snapshots: true,
             fencing: false,
             vm_hardware: false,
-            derives_layer: false,
+            derives_layer: true,
             nic: Some(seed::NIC),
             status: super::StatusPoll::Host(Duration::from_millis(1000)),
             safety: super::Safety::LabBridge,
+        }
+    }
+
+    fn inventory_rules(&self) -> crate::inventory::InventoryRules {
+        crate::inventory::InventoryRules {
+            preinstall: Some("a layered image"),
+            ..Default::default()
         }
     }
 
