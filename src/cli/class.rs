@@ -30,6 +30,7 @@ Examples:
   labctl class configure scenario.yaml
   labctl class verify --csv > grades.csv
   labctl class ssh-config ana > ana.ssh # what ana gets: ssh -F ana.ssh nodo1
+  labctl class dashboard                # the teacher's page; each student's own dashboard
   labctl class destroy                  # every lab and the login")]
 pub struct ClassArgs {
     /// The class's roster.
@@ -101,6 +102,8 @@ pub enum Action {
     },
     /// Remove students' labs (default: all, and the class's login).
     Destroy { students: Vec<String> },
+    /// The teacher's page of every lab, and each student's own lab dashboard.
+    Dashboard(super::class_dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -175,6 +178,7 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             note_left(&class, &members);
             let members: Vec<Member> = members.into_iter().filter(|m| m.entry.is_some()).collect();
             let results = run::each(&members, n, &lines, &run::up);
+            crate::class::desk::assign(&class.members(&[])?)?;
             login::write(&class.roster.class, &class.login_lines()?)?;
             Ok(recap(&results, g.json, "up"))
         }
@@ -195,7 +199,11 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
                 skip,
             };
             let results = run::each(&members, n, &lines, &|m, p| {
-                run::verify(m, scenario.as_deref(), &opts, p)
+                let o = run::verify(m, scenario.as_deref(), &opts, p)?;
+                if let Outcome::Verified(r) = &o {
+                    crate::class::desk::record_verify(m, r)?;
+                }
+                Ok(o)
             });
             if g.json {
                 println!("{}", super::class_table::verify_json(&results));
@@ -263,10 +271,15 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             if let Some(k) = known_hosts_file {
                 paths.known_hosts = k;
             }
-            print!("{}", access::config(&class.roster, entry, &m.inv, &paths)?);
+            let desk = crate::class::desk::desk(&m);
+            print!(
+                "{}",
+                access::config(&class.roster, entry, &m.inv, &paths, desk.as_ref())?
+            );
             Ok(0)
         }
         Action::Destroy { students } => destroy(&mut class, &students, n, &lines, g.json),
+        Action::Dashboard(d) => super::class_dashboard::run(&class, d),
     }
 }
 
