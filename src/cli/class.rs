@@ -252,35 +252,44 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             known_hosts,
             identity,
             known_hosts_file,
-        } => {
-            let m = class.members(std::slice::from_ref(&student))?.remove(0);
-            let Some(entry) = &m.entry else {
-                crate::user_bail!(
-                    "student `{student}` is no longer in {}: they get nothing\n  fix: add them back, or `labctl class destroy {student}`",
-                    class.roster.path.display()
-                );
-            };
-            if known_hosts {
-                print!("{}", access::known_hosts(&class.roster, &m.inv));
-                return Ok(0);
-            }
-            let mut paths = access::ClientPaths::default_for(&m.inv.lab);
-            if let Some(i) = identity {
-                paths.identity = i;
-            }
-            if let Some(k) = known_hosts_file {
-                paths.known_hosts = k;
-            }
-            let desk = crate::class::desk::desk(&m);
-            print!(
-                "{}",
-                access::config(&class.roster, entry, &m.inv, &paths, desk.as_ref())?
-            );
-            Ok(0)
-        }
+        } => ssh_config(&class, &student, known_hosts, identity, known_hosts_file),
         Action::Destroy { students } => destroy(&mut class, &students, n, &lines, g.json),
         Action::Dashboard(d) => super::class_dashboard::run(&class, d),
     }
+}
+
+/// `class ssh-config STUDENT`: the student's ssh config (or its known hosts).
+fn ssh_config(
+    class: &Class,
+    student: &str,
+    known_hosts: bool,
+    identity: Option<String>,
+    known_hosts_file: Option<String>,
+) -> anyhow::Result<i32> {
+    let m = class.members(&[student.to_string()])?.remove(0);
+    let Some(entry) = &m.entry else {
+        crate::user_bail!(
+            "student `{student}` is no longer in {}: they get nothing\n  fix: add them back, or `labctl class destroy {student}`",
+            class.roster.path.display()
+        );
+    };
+    if known_hosts {
+        print!("{}", access::known_hosts(&class.roster, &m.inv));
+        return Ok(0);
+    }
+    let mut paths = access::ClientPaths::default_for(&m.inv.lab);
+    if let Some(i) = identity {
+        paths.identity = i;
+    }
+    if let Some(k) = known_hosts_file {
+        paths.known_hosts = k;
+    }
+    let desk = crate::class::desk::desk(&m);
+    print!(
+        "{}",
+        access::config(&class.roster, entry, &m.inv, &paths, desk.as_ref())?
+    );
+    Ok(0)
 }
 
 /// `class ssh STUDENT NODE [CMD…]`: `labctl ssh` on the student's lab.

@@ -103,6 +103,15 @@ verify:
         "the view shows a secret: {state}"
     );
 
+    // a client that closes its side once its request is sent (`ssh -W`, `nc -N`) gets its answer
+    let mut s = TcpStream::connect(&d.host).unwrap();
+    let req = format!("GET /state HTTP/1.1\r\nHost: {}\r\n\r\n", d.host);
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "half-closed: {answer}");
+
     // not measured: no SSH answers on these nodes, so no service state and no button
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();
     for n in v["nodes"].as_array().unwrap() {
