@@ -23,9 +23,8 @@ use super::http::{Conn, Request, Response};
 use super::probes::Probes;
 use super::state::Shared;
 use crate::checks::http_client::get;
-use crate::checks::{dns, Env};
+use crate::checks::Env;
 use crate::redact::mask;
-use hickory_proto::rr::RecordType;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -320,26 +319,16 @@ impl Server<'_> {
         let stop = || self.stop.load(Ordering::SeqCst);
         let addr = match (url.ip(), &www.dns) {
             (Some(a), _) => Ok(a),
-            (None, Some((server, port, name))) => {
-                if !self.probes.limiter.take(&stop) {
-                    return json_error(503, "stopping");
-                }
-                ctx.ensure_safe(server.addr)
-                    .and_then(|_| {
-                        dns::query(
-                            ctx.inv.jump(),
-                            SocketAddr::new(server.addr.into(), *port),
-                            name,
-                            RecordType::A,
-                            Duration::from_secs(1),
-                        )
-                    })
-                    .and_then(|a| {
-                        a.answers
+            (None, Some((server, _, name))) => {
+                match self.probes.www_dns(&ctx, Duration::from_secs(1)) {
+                    None => return json_error(503, "stopping"),
+                    Some(r) => r.and_then(|answers| {
+                        answers
                             .first()
                             .and_then(|s| s.parse().ok())
                             .ok_or_else(|| format!("{} has no address for {name}", server.label))
-                    })
+                    }),
+                }
             }
             (None, None) => Err(format!("no DNS server to resolve {}", url.host)),
         };
