@@ -38,12 +38,15 @@ pub fn jump_name(roster: &Roster) -> String {
     format!("{}-jump", roster.class)
 }
 
-/// The student's ssh config for their lab `inv`: `ssh -F FILE nodo1`.
+/// The student's ssh config for their lab `inv`: `ssh -F FILE nodo1`; with
+/// their `desk`, the jump also forwards their dashboard's port (`ssh -F FILE
+/// -N JUMP`, then their URL in a browser).
 pub fn config(
     roster: &Roster,
     student: &Student,
     inv: &Inventory,
     paths: &ClientPaths,
+    desk: Option<&super::desk::Desk>,
 ) -> anyhow::Result<String> {
     let id = plain("--identity", &paths.identity)?;
     let kh = plain("--known-hosts", &paths.known_hosts)?;
@@ -59,12 +62,24 @@ pub fn config(
     let common = format!(
         "  IdentityFile {id}\n  IdentitiesOnly yes\n  UserKnownHostsFile {kh}\n  StrictHostKeyChecking yes\n  PasswordAuthentication no\n"
     );
+    if let Some(d) = desk {
+        s.push_str(&format!(
+            "# your lab's dashboard: `ssh -F THIS_FILE -N {jump}`, then open (yours alone: it can cut power)\n#   {}\n",
+            d.url()
+        ));
+    }
     s.push_str(&format!(
         "\nHost {jump}\n  HostName {}\n  Port {}\n  User {}\n{common}",
         roster.server.host,
         roster.server.port,
         super::login::user_name(&roster.class)
     ));
+    if let Some(d) = desk {
+        s.push_str(&format!(
+            "  LocalForward 127.0.0.1:{p} 127.0.0.1:{p}\n",
+            p = d.port
+        ));
+    }
     for n in &inv.nodes {
         s.push_str(&format!(
             "\nHost {}\n  HostName {}\n  Port 22\n  User {}\n  ProxyJump {jump}\n{common}",

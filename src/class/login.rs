@@ -2,14 +2,16 @@
 //! `labctl-<class>`, with no password, no shell and an `authorized_keys`
 //! holding one line per student that only forwards to that student's nodes:
 //!
-//! `restrict,port-forwarding,permitopen="10.2.0.101:22",…,permitlisten="127.0.0.1:1",command="/bin/false" ssh-ed25519 AAAA… labctl-class:ana`
+//! `restrict,port-forwarding,permitopen="10.2.0.101:22",…,permitopen="127.0.0.1:7101",permitlisten="127.0.0.1:1",command="/bin/false" ssh-ed25519 AAAA… labctl-class:ana`
 //!
 //! (`port-forwarding` would also let the key listen on the server with `ssh
 //! -R`: `permitlisten` allows only port 1 of loopback, which the login, not
 //! root, cannot bind.)
 //!
 //! A student's ssh config jumps through it (`ProxyJump`), which asks sshd
-//! for a forward (`direct-tcpip`) and nothing else. labctl makes the user
+//! for a forward (`direct-tcpip`) and nothing else; its `LocalForward`
+//! reaches the student's own dashboard (see [`super::desk`]) on the server's
+//! loopback, and no other student's. labctl makes the user
 //! itself, marked in its comment field; it edits and removes only a user
 //! that carries the mark, and keeps its home in `/var/lib/labctl/class-logins`
 //! (a folder the login can traverse: sshd reads `authorized_keys` as the user).
@@ -34,12 +36,14 @@ pub fn home(class: &str) -> PathBuf {
         .join(user_name(class))
 }
 
-/// One student's line: their key, allowed to open only `targets` port 22.
-pub fn key_line(student: &str, key: &str, targets: &[Ipv4Addr]) -> String {
-    let opens: Vec<String> = targets
+/// One student's line: their key, allowed to open only `targets` port 22
+/// and their own dashboard's port on the server's loopback (`dashboard`).
+pub fn key_line(student: &str, key: &str, targets: &[Ipv4Addr], dashboard: Option<u16>) -> String {
+    let mut opens: Vec<String> = targets
         .iter()
         .map(|a| format!("permitopen=\"{a}:22\""))
         .collect();
+    opens.extend(dashboard.map(|p| format!("permitopen=\"127.0.0.1:{p}\"")));
     format!(
         "restrict,port-forwarding,{},permitlisten=\"127.0.0.1:1\",command=\"/bin/false\" {key} labctl-class:{student}",
         opens.join(",")
@@ -149,10 +153,11 @@ mod tests {
             "ana",
             "ssh-ed25519 AAAAkey",
             &["10.2.0.101".parse().unwrap(), "10.2.0.102".parse().unwrap()],
+            Some(7101),
         );
         assert_eq!(
             l,
-            "restrict,port-forwarding,permitopen=\"10.2.0.101:22\",permitopen=\"10.2.0.102:22\",permitlisten=\"127.0.0.1:1\",command=\"/bin/false\" ssh-ed25519 AAAAkey labctl-class:ana"
+            "restrict,port-forwarding,permitopen=\"10.2.0.101:22\",permitopen=\"10.2.0.102:22\",permitopen=\"127.0.0.1:7101\",permitlisten=\"127.0.0.1:1\",command=\"/bin/false\" ssh-ed25519 AAAAkey labctl-class:ana"
         );
     }
 }

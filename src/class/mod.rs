@@ -8,6 +8,7 @@
 
 pub mod access;
 pub mod capacity;
+pub mod desk;
 pub mod login;
 pub mod roster;
 pub mod run;
@@ -130,7 +131,8 @@ impl Class {
             .filter_map(|m| {
                 let e = m.entry.as_ref()?;
                 let addrs: Vec<_> = m.inv.nodes.iter().map(|n| n.address).collect();
-                Some(login::key_line(&m.student, &e.key, &addrs))
+                let port = desk::desk(m).map(|d| d.port);
+                Some(login::key_line(&m.student, &e.key, &addrs, port))
             })
             .collect())
     }

@@ -30,6 +30,7 @@ Examples:
   labctl class configure scenario.yaml
   labctl class verify --csv > grades.csv
   labctl class ssh-config ana > ana.ssh # what ana gets: ssh -F ana.ssh nodo1
+  labctl class dashboard                # the teacher's page; each student's own dashboard
   labctl class destroy                  # every lab and the login")]
 pub struct ClassArgs {
     /// The class's roster.
@@ -104,6 +105,8 @@ pub enum Action {
     },
     /// Remove students' labs (default: all, and the class's login).
     Destroy { students: Vec<String> },
+    /// The teacher's page of every lab, and each student's own lab dashboard.
+    Dashboard(super::class_dashboard::DashboardArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -183,6 +186,7 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             note_left(&class, &members);
             let members: Vec<Member> = members.into_iter().filter(|m| m.entry.is_some()).collect();
             let results = run::each(&members, n, &lines, &run::up);
+            crate::class::desk::assign(&class.members(&[])?)?;
             login::write(&class.roster.class, &class.login_lines()?)?;
             Ok(recap(&results, g.json, "up"))
         }
@@ -203,7 +207,11 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
                 skip,
             };
             let results = run::each(&members, n, &lines, &|m, p| {
-                run::verify(m, scenario.as_deref(), &opts, p)
+                let o = run::verify(m, scenario.as_deref(), &opts, p)?;
+                if let Outcome::Verified(r) = &o {
+                    crate::class::desk::record_verify(m, r)?;
+                }
+                Ok(o)
             });
             if g.json {
                 println!("{}", super::class_table::verify_json(&results));
@@ -252,30 +260,44 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             known_hosts,
             identity,
             known_hosts_file,
-        } => {
-            let m = class.members(std::slice::from_ref(&student))?.remove(0);
-            let Some(entry) = &m.entry else {
-                crate::user_bail!(
-                    "student `{student}` is no longer in {}: they get nothing\n  fix: add them back, or `labctl class destroy {student}`",
-                    class.roster.path.display()
-                );
-            };
-            if known_hosts {
-                print!("{}", access::known_hosts(&class.roster, &m.inv));
-                return Ok(0);
-            }
-            let mut paths = access::ClientPaths::default_for(&m.inv.lab);
-            if let Some(i) = identity {
-                paths.identity = i;
-            }
-            if let Some(k) = known_hosts_file {
-                paths.known_hosts = k;
-            }
-            print!("{}", access::config(&class.roster, entry, &m.inv, &paths)?);
-            Ok(0)
-        }
+        } => ssh_config(&class, &student, known_hosts, identity, known_hosts_file),
         Action::Destroy { students } => destroy(&mut class, &students, n, &lines, g.json),
+        Action::Dashboard(d) => super::class_dashboard::run(&class, d),
     }
+}
+
+/// `class ssh-config STUDENT`: the student's ssh config (or its known hosts).
+fn ssh_config(
+    class: &Class,
+    student: &str,
+    known_hosts: bool,
+    identity: Option<String>,
+    known_hosts_file: Option<String>,
+) -> anyhow::Result<i32> {
+    let m = class.members(&[student.to_string()])?.remove(0);
+    let Some(entry) = &m.entry else {
+        crate::user_bail!(
+            "student `{student}` is no longer in {}: they get nothing\n  fix: add them back, or `labctl class destroy {student}`",
+            class.roster.path.display()
+        );
+    };
+    if known_hosts {
+        print!("{}", access::known_hosts(&class.roster, &m.inv));
+        return Ok(0);
+    }
+    let mut paths = access::ClientPaths::default_for(&m.inv.lab);
+    if let Some(i) = identity {
+        paths.identity = i;
+    }
+    if let Some(k) = known_hosts_file {
+        paths.known_hosts = k;
+    }
+    let desk = crate::class::desk::desk(&m);
+    print!(
+        "{}",
+        access::config(&class.roster, entry, &m.inv, &paths, desk.as_ref())?
+    );
+    Ok(0)
 }
 
 /// `class ssh STUDENT NODE [CMD…]`: `labctl ssh` on the student's lab.

@@ -55,17 +55,21 @@ pub struct DashboardArgs {
     pub insecure: bool,
 }
 
+/// `--listen ADDR:PORT`, if given (the example names `port`).
+pub fn parse_listen(listen: Option<&str>, port: u16) -> anyhow::Result<Option<SocketAddr>> {
+    let Some(s) = listen else { return Ok(None) };
+    let a = s.parse::<SocketAddr>().map_err(|_| {
+        crate::error::user(format!(
+            "--listen {s}: not an ADDR:PORT\n  fix: e.g. --listen 127.0.0.1:{port} or --listen 0.0.0.0:8080"
+        ))
+    })?;
+    Ok(Some(a))
+}
+
 pub fn run(a: DashboardArgs, g: &Global) -> anyhow::Result<i32> {
     let inv = super::load_inventory(g)?;
     super::need_root(&inv)?;
-    let listen = match &a.listen {
-        None => None,
-        Some(s) => Some(s.parse::<SocketAddr>().map_err(|_| {
-            crate::error::user(format!(
-                "--listen {s}: not an ADDR:PORT\n  fix: e.g. --listen 127.0.0.1:7070 or --listen 0.0.0.0:8080"
-            ))
-        })?),
-    };
+    let listen = parse_listen(a.listen.as_deref(), 7070)?;
     let path = match a.scenario {
         Some(p) => Some(p),
         None => crate::project::last_scenario(&inv.state_dir(), &inv.dir)?,
@@ -79,6 +83,7 @@ pub fn run(a: DashboardArgs, g: &Global) -> anyhow::Result<i32> {
         listen,
         insecure: a.insecure,
         actions: a.actions,
+        action_token: None,
     };
     dashboard::run(
         &inv,

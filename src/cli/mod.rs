@@ -12,6 +12,7 @@ macro_rules! say {
 }
 
 pub mod class;
+pub mod class_dashboard;
 pub mod class_table;
 pub mod configure;
 pub mod dashboard;

@@ -319,7 +319,14 @@ impl Server {
                 break;
             }
             match p.stream.read(&mut chunk[..room]) {
-                Ok(0) => return Step::Gone,
+                // a client that sent its whole request and closed its side
+                // (`ssh -W`, `nc -N`) still gets its answer
+                Ok(0) => {
+                    return match self.parse(p) {
+                        Step::More => Step::Gone,
+                        step => step,
+                    }
+                }
                 Ok(n) => p.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}

@@ -17,6 +17,7 @@
 //! The library prints nothing: the caller gets the URLs through `on_start`.
 
 pub mod actions;
+pub mod class;
 pub mod http;
 pub mod limiter;
 pub mod probes;
@@ -47,6 +48,8 @@ pub struct Options {
     /// Offer the actions even when listening off loopback (on loopback they
     /// always are, to the operator's URL only).
     pub actions: bool,
+    /// The action token to use (a class's student keeps theirs); `None`: a new one.
+    pub action_token: Option<String>,
 }
 
 /// Where the dashboard listens, once it does.
@@ -69,14 +72,15 @@ fn new_token() -> String {
     hex::encode(b)
 }
 
-fn bind(opts: &Options) -> anyhow::Result<http::Server> {
-    let tried = match opts.listen {
+/// Listen on `listen`, or on `default` (a free loopback port when that one is busy).
+fn bind(listen: Option<SocketAddr>, default: &str) -> anyhow::Result<http::Server> {
+    let tried = match listen {
         Some(a) => a,
-        None => DEFAULT_LISTEN.parse()?,
+        None => default.parse()?,
     };
     match http::Server::bind(tried, http::Limits::default()) {
         Ok(s) => Ok(s),
-        Err(_) if opts.listen.is_none() => {
+        Err(_) if listen.is_none() => {
             http::Server::bind(([127, 0, 0, 1], 0).into(), http::Limits::default())
                 .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1: {e}"))
         }
@@ -184,6 +188,20 @@ pub fn run(
     should_stop: &(dyn Fn() -> bool + Sync),
     on_start: &dyn Fn(&Started),
 ) -> anyhow::Result<()> {
+    let shared = state::Shared::new(state::View::default());
+    serve(inv, scenario, opts, &shared, should_stop, on_start)
+}
+
+/// [`run`], with the view in `shared` (which others may read meanwhile,
+/// as the class's page does).
+pub fn serve(
+    inv: &Inventory,
+    scenario: Option<&Scenario>,
+    opts: &Options,
+    shared: &state::Shared,
+    should_stop: &(dyn Fn() -> bool + Sync),
+    on_start: &dyn Fn(&Started),
+) -> anyhow::Result<()> {
     remember_secrets(inv, scenario);
     let targets = targets::Targets::of(inv, scenario)?;
     if crate::providers::capabilities(inv).safety == crate::providers::Safety::LabBridge
@@ -196,10 +214,11 @@ pub fn run(
             inv.bridge_name()
         );
     }
-    let http = bind(opts)?;
+    let http = bind(opts.listen, DEFAULT_LISTEN)?;
     let addr = http.local_addr()?;
     let actions_on = addr.ip().is_loopback() || opts.actions;
-    let access = server::Access::for_listen(addr, new_token(), actions_on.then(new_token));
+    let action_token = opts.action_token.clone().unwrap_or_else(new_token);
+    let access = server::Access::for_listen(addr, new_token(), actions_on.then_some(action_token));
     let (watch, operator) = urls(addr, &access);
     let started = Started {
         addr,
@@ -211,16 +230,19 @@ pub fn run(
     if !actions_on {
         view.actions.clear();
     }
-    let shared = state::Shared::new(view);
+    shared.update(|v| {
+        view.version = v.version;
+        *v = view;
+    });
     let limiter = limiter::Limiter::default();
     let stop = AtomicBool::new(false);
     let progress = |_: &str| {};
     let env = Env::new(inv, opts.insecure, &ProviderPower, &progress);
-    let probes = probes::Probes::new(inv, &targets, &shared, &limiter, &env, &stop);
+    let probes = probes::Probes::new(inv, &targets, shared, &limiter, &env, &stop);
     let server = server::Server {
         http,
         access,
-        shared: &shared,
+        shared,
         probes: &probes,
         env: &env,
         stop: &stop,

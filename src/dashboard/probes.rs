@@ -100,6 +100,24 @@ impl<'a> Probes<'a> {
         self.limiter.take(&|| self.stopped())
     }
 
+    /// The A records the scenario's DNS server (`www`'s) gives for its name,
+    /// asked within the request budget; `None`: no such server, or stopping.
+    pub fn www_dns(
+        &self,
+        ctx: &crate::checks::Ctx,
+        timeout: Duration,
+    ) -> Option<Result<Vec<String>, String>> {
+        let (server, port, name) = self.targets.www.as_ref()?.dns.as_ref()?;
+        if !self.take() {
+            return None;
+        }
+        let to = SocketAddr::new(server.addr.into(), *port);
+        let r = ctx
+            .ensure_safe(server.addr)
+            .and_then(|_| dns::query(ctx.inv.jump(), to, name, RecordType::A, timeout));
+        Some(r.map(|a| a.answers))
+    }
+
     /// Start every probe on `s`; they end once `stop` is set.
     pub fn spawn<'s>(&'s self, s: &'s std::thread::Scope<'s, '_>) {
         s.spawn(|| self.nodes());
@@ -258,24 +276,14 @@ impl<'a> Probes<'a> {
                 error: None,
             };
             let mut first_answer: Option<Ipv4Addr> = None;
-            if let Some((server, port, name)) = &www.dns {
-                if !self.take() {
-                    return;
-                }
-                match ctx.ensure_safe(server.addr).and_then(|_| {
-                    dns::query(
-                        ctx.inv.jump(),
-                        SocketAddr::new(server.addr.into(), *port),
-                        name,
-                        RecordType::A,
-                        Duration::from_millis(500),
-                    )
-                }) {
-                    Ok(a) => {
-                        first_answer = a.answers.first().and_then(|s| s.parse().ok());
-                        sample.dns = Some(a.answers.iter().map(|s| self.label(s)).collect());
+            if www.dns.is_some() {
+                match self.www_dns(&ctx, Duration::from_millis(500)) {
+                    None => return,
+                    Some(Ok(answers)) => {
+                        first_answer = answers.first().and_then(|s| s.parse().ok());
+                        sample.dns = Some(answers.iter().map(|s| self.label(s)).collect());
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         sample.dns = Some(Vec::new());
                         sample.error = Some(format!("DNS: {e}"));
                     }

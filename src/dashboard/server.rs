@@ -23,17 +23,17 @@ use super::http::{Conn, Request, Response};
 use super::probes::Probes;
 use super::state::Shared;
 use crate::checks::http_client::get;
-use crate::checks::{dns, Env};
+use crate::checks::Env;
 use crate::redact::mask;
-use hickory_proto::rr::RecordType;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-const PAGE: &str = include_str!("page/index.html");
-const SCRIPT: &str = include_str!("page/app.js");
-const STYLE: &str = include_str!("page/app.css");
+pub(super) const PAGE: &str = include_str!("page/index.html");
+pub(super) const SCRIPT: &str = include_str!("page/app.js");
+pub(super) const STYLE: &str = include_str!("page/app.css");
+pub(super) const LIVE: &str = include_str!("page/live.js");
 
 /// The most page streams (`/events`) at once; the other requests keep the
 /// rest of the server's workers.
@@ -52,9 +52,18 @@ pub struct Access {
     pub action_token: Option<String>,
 }
 
-/// What anyone who can name the server may read: the page's script and
-/// style, the same in every labctl (the page loads them without the token).
-const PUBLIC: [&str; 2] = ["/app.js", "/app.css"];
+/// What anyone who can name the server may read: the pages' scripts and
+/// styles, the same in every labctl (the pages load them without the token;
+/// the class page's drill-downs too, below `/lab/STUDENT/`).
+const PUBLIC: [&str; 5] = ["/app.js", "/app.css", "/live.js", "/class.js", "/class.css"];
+
+fn public(path: &str) -> bool {
+    PUBLIC.contains(&path)
+        || path
+            .strip_prefix("/lab/")
+            .and_then(|rest| rest.split_once('/'))
+            .is_some_and(|(_, file)| PUBLIC[..3].contains(&format!("/{file}").as_str()))
+}
 
 /// Why a request is refused: its status and the reason shown.
 pub type Refusal = (u16, &'static str);
@@ -125,7 +134,7 @@ impl Access {
                 ));
             }
         } else if self.token_for_reads
-            && !PUBLIC.contains(&path)
+            && !public(path)
             && !read_token.is_some_and(|t| same(t.as_bytes(), self.read_token.as_bytes()))
         {
             return Some((
@@ -143,18 +152,18 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 }
 
 /// The headers every answer carries.
-fn guarded(r: Response) -> Response {
+pub(super) fn guarded(r: Response) -> Response {
     r.with_header("Cache-Control", "no-store")
         .with_header("X-Content-Type-Options", "nosniff")
         .with_header("Referrer-Policy", "no-referrer")
         .with_header("X-Frame-Options", "DENY")
 }
 
-fn text(status: u16, ctype: &str, body: String) -> Response {
+pub(super) fn text(status: u16, ctype: &str, body: String) -> Response {
     guarded(Response::new(status, ctype, body))
 }
 
-fn json_error(status: u16, msg: &str) -> Response {
+pub(super) fn json_error(status: u16, msg: &str) -> Response {
     text(
         status,
         "application/json",
@@ -171,6 +180,43 @@ pub struct Server<'a> {
     pub env: &'a Env<'a>,
     pub stop: &'a AtomicBool,
     pub streams: AtomicUsize,
+}
+
+/// Server-sent events on `conn` until `stop` or the client leaves: each
+/// value `next` gives (it waits about a second for one, `None`: nothing
+/// new), at most every 100 ms, and a comment after 10 quiet seconds. At
+/// most [`MAX_STREAMS`] at once (`streams` counts them).
+pub(super) fn stream_events(
+    conn: Conn,
+    stop: &AtomicBool,
+    streams: &AtomicUsize,
+    mut next: impl FnMut() -> Option<String>,
+) {
+    if streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
+        streams.fetch_sub(1, Ordering::SeqCst);
+        return conn.respond(json_error(503, "too many pages open: try again later"));
+    }
+    let _counted = Stream(streams);
+    let head = guarded(Response::new(200, "text/event-stream", Vec::new()));
+    let Ok(mut w) = conn.stream(head) else {
+        return;
+    };
+    let mut quiet = Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let msg = if let Some(json) = next() {
+            quiet = Instant::now();
+            format!("data: {json}\n\n")
+        } else if quiet.elapsed() > Duration::from_secs(10) {
+            quiet = Instant::now();
+            ": still here\n\n".to_string()
+        } else {
+            continue;
+        };
+        if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Counts a page stream while it lives.
@@ -215,6 +261,7 @@ impl Server<'_> {
             ),
             ("GET", "/app.js") => text(200, "text/javascript; charset=utf-8", SCRIPT.into()),
             ("GET", "/app.css") => text(200, "text/css; charset=utf-8", STYLE.into()),
+            ("GET", "/live.js") => text(200, "text/javascript; charset=utf-8", LIVE.into()),
             ("GET", "/state") => text(200, "application/json", self.shared.masked_json()),
             ("GET", "/events") => return self.events(conn),
             ("POST", "/action") => self.action(&req, s),
@@ -228,34 +275,14 @@ impl Server<'_> {
 
     /// Server-sent events: the whole view at every change (at most every 100 ms).
     fn events(&self, conn: Conn) {
-        if self.streams.fetch_add(1, Ordering::SeqCst) >= MAX_STREAMS {
-            self.streams.fetch_sub(1, Ordering::SeqCst);
-            return conn.respond(json_error(503, "too many pages open: try again later"));
-        }
-        let _counted = Stream(&self.streams);
-        let head = guarded(Response::new(200, "text/event-stream", Vec::new()));
-        let Ok(mut w) = conn.stream(head) else {
-            return;
-        };
         let mut seen = 0u64;
-        let mut quiet = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
+        stream_events(conn, self.stop, &self.streams, || {
             let now = self.shared.wait_past(seen, Duration::from_secs(1));
-            let msg = if now > seen {
+            (now > seen).then(|| {
                 seen = now;
-                quiet = Instant::now();
-                format!("data: {}\n\n", self.shared.masked_json())
-            } else if quiet.elapsed() > Duration::from_secs(10) {
-                quiet = Instant::now();
-                ": still here\n\n".to_string()
-            } else {
-                continue;
-            };
-            if w.write_all(msg.as_bytes()).and_then(|_| w.flush()).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+                self.shared.masked_json()
+            })
+        })
     }
 
     fn action<'s>(&'s self, req: &Request, s: &'s std::thread::Scope<'s, '_>) -> Response {
@@ -292,26 +319,16 @@ impl Server<'_> {
         let stop = || self.stop.load(Ordering::SeqCst);
         let addr = match (url.ip(), &www.dns) {
             (Some(a), _) => Ok(a),
-            (None, Some((server, port, name))) => {
-                if !self.probes.limiter.take(&stop) {
-                    return json_error(503, "stopping");
-                }
-                ctx.ensure_safe(server.addr)
-                    .and_then(|_| {
-                        dns::query(
-                            ctx.inv.jump(),
-                            SocketAddr::new(server.addr.into(), *port),
-                            name,
-                            RecordType::A,
-                            Duration::from_secs(1),
-                        )
-                    })
-                    .and_then(|a| {
-                        a.answers
+            (None, Some((server, _, name))) => {
+                match self.probes.www_dns(&ctx, Duration::from_secs(1)) {
+                    None => return json_error(503, "stopping"),
+                    Some(r) => r.and_then(|answers| {
+                        answers
                             .first()
                             .and_then(|s| s.parse().ok())
                             .ok_or_else(|| format!("{} has no address for {name}", server.label))
-                    })
+                    }),
+                }
             }
             (None, None) => Err(format!("no DNS server to resolve {}", url.host)),
         };
@@ -427,5 +444,15 @@ mod tests {
         let h = Some("10.1.81.1:8080");
         assert_eq!(a.refuse("GET", "/app.js", h, None, None, None), None);
         assert!(a.refuse("GET", "/state", h, None, None, None).is_some());
+        assert_eq!(
+            a.refuse("GET", "/lab/ana/app.js", h, None, None, None),
+            None
+        );
+        assert!(a
+            .refuse("GET", "/lab/ana/state", h, None, None, None)
+            .is_some());
+        assert!(a
+            .refuse("GET", "/lab/ana/x/app.js", h, None, None, None)
+            .is_some());
     }
 }

@@ -159,7 +159,7 @@ impl Shared {
     /// output ([`crate::redact::mask`]): names, addresses, events, errors.
     pub fn masked_json(&self) -> String {
         let v = serde_json::to_value(&*self.lock()).unwrap_or_default();
-        masked(v).to_string()
+        masked_value(v).to_string()
     }
 
     /// Read the view without copying it.
@@ -214,14 +214,14 @@ impl Shared {
 }
 
 /// `v` with every string (keys too) masked.
-fn masked(v: serde_json::Value) -> serde_json::Value {
+pub fn masked_value(v: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match v {
         Value::String(s) => Value::String(crate::redact::mask(&s)),
-        Value::Array(a) => Value::Array(a.into_iter().map(masked).collect()),
+        Value::Array(a) => Value::Array(a.into_iter().map(masked_value).collect()),
         Value::Object(o) => Value::Object(
             o.into_iter()
-                .map(|(k, v)| (crate::redact::mask(&k), masked(v)))
+                .map(|(k, v)| (crate::redact::mask(&k), masked_value(v)))
                 .collect(),
         ),
         other => other,

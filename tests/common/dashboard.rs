@@ -3,7 +3,8 @@
 //! operator's after `actions:`), its output forwarded to the test log; Ctrl-C (SIGINT, by its PID) stops it, and drop kills it if a
 //! failed test left it running.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -115,4 +116,63 @@ impl Drop for Dashboard {
             let _ = self.child.wait();
         }
     }
+}
+
+/// An HTTP answer read whole: (status, head, body).
+pub fn parse_answer(text: &str) -> (u16, String, String) {
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
+    (status, head.to_string(), body.to_string())
+}
+
+/// A raw HTTP request to `host` (ADDR:PORT): the whole answer.
+fn exchange(host: &str, raw: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_answer(&String::from_utf8_lossy(&buf))
+}
+
+/// A raw HTTP request to the dashboard: (status, body).
+pub fn http(host: &str, raw: &str) -> (u16, String) {
+    let (status, _, body) = exchange(host, raw);
+    (status, body)
+}
+
+/// A raw HTTP request: the head of the answer.
+pub fn http_head(host: &str, raw: &str) -> (u16, String) {
+    let (status, head, _) = exchange(host, raw);
+    (status, head)
+}
+
+pub fn get(host: &str, path: &str, host_header: &str) -> (u16, String) {
+    http(
+        host,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// The request of an action posted to `host` with these headers.
+pub fn action_request(host: &str, origin: Option<&str>, token: Option<&str>, body: &str) -> String {
+    let mut h = String::new();
+    if let Some(o) = origin {
+        h += &format!("Origin: {o}\r\n");
+    }
+    if let Some(t) = token {
+        h += &format!("X-Labctl-Action: {t}\r\n");
+    }
+    format!(
+        "POST /action HTTP/1.1\r\nHost: {host}\r\n{h}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+pub fn post(host: &str, origin: Option<&str>, token: Option<&str>, body: &str) -> (u16, String) {
+    http(host, &action_request(host, origin, token, body))
 }

@@ -214,63 +214,10 @@ impl Lab {
         j["changed"].clone()
     }
 
-    /// Assert that nothing of the lab is left on the host.
+    /// Assert that nothing of the lab is left on the host, nor its project's `.labctl/`.
     pub fn assert_gone(&self) {
-        let needle = format!("/var/lib/labctl/labs/{}/", self.lab);
-        let procs: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
-            .collect();
-        assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
-        assert!(left.is_empty(), "mounts left: {left:?}");
-        let br = format!("lab-{}", self.lab);
-        assert!(
-            !Path::new("/sys/class/net").join(&br).exists(),
-            "bridge {br} left"
-        );
-        for k in 2..=9 {
-            let extra = format!("lb{k}-{}", self.lab);
-            assert!(
-                !Path::new("/sys/class/net").join(&extra).exists(),
-                "bridge {extra} left"
-            );
-        }
-        let tables = Command::new("nft")
-            .args(["list", "tables"])
-            .output()
-            .unwrap();
-        let tables = String::from_utf8_lossy(&tables.stdout);
-        assert!(
-            !tables.contains(&format!("labctl_{}", self.lab.replace('-', "_"))),
-            "nft table left: {tables}"
-        );
-        assert!(
-            !self.lab_dir().exists(),
-            "{} left",
-            self.lab_dir().display()
-        );
+        assert_lab_gone(&self.lab);
         assert!(!self.path(".labctl").exists(), "project .labctl/ left");
-        for h in ["systemd", "unified"] {
-            let dir = Path::new("/sys/fs/cgroup").join(h).join("labctl");
-            let left: Vec<String> = std::fs::read_dir(&dir)
-                .map(|rd| {
-                    rd.flatten()
-                        .map(|e| e.file_name().to_string_lossy().into_owned())
-                        .filter(|n| n.starts_with(&format!("{}.", self.lab)))
-                        .collect()
-                })
-                .unwrap_or_default();
-            assert!(
-                left.is_empty(),
-                "cgroups left in {}: {left:?}",
-                dir.display()
-            );
-        }
     }
 
     /// The cgroup (`0::` line of /proc/PID/cgroup) of each running node's
@@ -341,5 +288,49 @@ impl Lab {
             unsafe { libc::kill(pid, libc::SIGKILL) };
             std::thread::sleep(std::time::Duration::from_millis(500));
         }
+    }
+}
+
+/// Assert that nothing of the lab `lab` is left on the host: no nspawn
+/// process, mount, bridge, nft table, lab folder or cgroup.
+pub fn assert_lab_gone(lab: &str) {
+    let needle = format!("/var/lib/labctl/labs/{lab}/");
+    let procs = super::cmdlines_with(&["systemd-nspawn", &needle]);
+    assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();
+    assert!(left.is_empty(), "mounts left: {left:?}");
+    for br in std::iter::once(format!("lab-{lab}")).chain((2..=9).map(|k| format!("lb{k}-{lab}"))) {
+        assert!(
+            !Path::new("/sys/class/net").join(&br).exists(),
+            "bridge {br} left"
+        );
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let tables = String::from_utf8_lossy(&tables.stdout);
+    assert!(
+        !tables.contains(&format!("labctl_{}", lab.replace('-', "_"))),
+        "nft table left: {tables}"
+    );
+    let dir = PathBuf::from("/var/lib/labctl/labs").join(lab);
+    assert!(!dir.exists(), "{} left", dir.display());
+    for h in ["systemd", "unified"] {
+        let dir = Path::new("/sys/fs/cgroup").join(h).join("labctl");
+        let left: Vec<String> = std::fs::read_dir(&dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.starts_with(&format!("{lab}.")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "cgroups left in {}: {left:?}",
+            dir.display()
+        );
     }
 }

@@ -40,14 +40,44 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// A new ed25519 key pair at `path` (and `path`.pub), without a passphrase.
+pub fn keygen(path: &Path, comment: &str) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+        .arg(path));
+}
+
+/// `/usr/sbin/sshd -D -f CONFIG`, logging to `log` (else nowhere), once it
+/// listens on 127.0.0.1 on every one of `ports`.
+pub fn spawn_sshd(config: &Path, log: Option<&Path>, ports: &[u16]) -> Child {
+    let mut cmd = Command::new("/usr/sbin/sshd");
+    cmd.args(["-D", "-f"]).arg(config);
+    match log {
+        Some(l) => cmd.arg("-E").arg(l),
+        None => cmd.arg("-e"),
+    };
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start /usr/sbin/sshd (package openssh-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen on {p}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    child
+}
+
 impl Sshd {
     /// Start sshd with `nodes` listening ports, trusting `client_pub`.
     pub fn start(nodes: usize, client_pub: &Path) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("host_key")));
+        keygen(&d.join("host_key"), "");
         std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
         if lab::is_root() {
             std::fs::create_dir_all("/run/sshd").unwrap();
@@ -82,31 +112,42 @@ impl Sshd {
             );
         }
         std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (package openssh-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for p in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
-                assert!(Instant::now() < deadline, "sshd did not listen on {p}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let child = spawn_sshd(&d.join("sshd_config"), None, &ports);
         Sshd { child, ports, dir }
+    }
+
+    /// An sshd on one port of 127.0.0.1 as a server's own would be: the
+    /// system's users with their own `~/.ssh/authorized_keys`, only those of
+    /// `allow_users` (sshd's `AllowUsers`), logging into `sshd.log` of its folder.
+    pub fn for_system_users(allow_users: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        keygen(&d.join("host_key"), "server");
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let ports = vec![free_port()];
+        let cfg = format!(
+            "Port {}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile .ssh/authorized_keys\nAllowUsers {allow_users}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel VERBOSE\n",
+            ports[0],
+            d.join("host_key").display(),
+            d.join("sshd.pid").display()
+        );
+        std::fs::write(d.join("sshd_config"), cfg).unwrap();
+        let child = spawn_sshd(&d.join("sshd_config"), Some(&d.join("sshd.log")), &ports);
+        Sshd { child, ports, dir }
+    }
+
+    /// The server's host key: `TYPE BASE64`.
+    pub fn host_key(&self) -> String {
+        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
+        key.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
     }
 
     /// known_hosts lines pinning this server's host key on every port.
     pub fn known_hosts(&self) -> String {
-        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
+        let key = self.host_key();
         self.ports
             .iter()
-            .map(|p| format!("[127.0.0.1]:{p} {}\n", key.join(" ")))
+            .map(|p| format!("[127.0.0.1]:{p} {key}\n"))
             .collect()
     }
 }
@@ -214,6 +255,18 @@ pub fn processes(words: &[&str]) -> Vec<String> {
         .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
         .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want.as_bytes()))
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The command lines (arguments joined by spaces) of the processes on this
+/// machine that contain every one of `words`.
+pub fn cmdlines_with(words: &[&str]) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .filter(|c| words.iter().all(|w| c.contains(w)))
         .collect()
 }
 

@@ -157,6 +157,21 @@ impl Browser {
         .unwrap()
     }
 
+    /// The page's text (its `main`, else its body).
+    pub fn text(&self) -> String {
+        self.js("return (document.querySelector('main') || document.body).innerText")
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// [`Browser::wait_for`] that must succeed: else the test fails saying
+    /// `what` is not shown, with the page's text.
+    pub fn must(&self, script: &str, limit: Duration, what: &str) -> Duration {
+        self.wait_for(script, limit)
+            .unwrap_or_else(|| panic!("the page does not show {what}: {}", self.text()))
+    }
+
     /// Wait up to `limit` for `script` to return true; the time it took, or `None`.
     pub fn wait_for(&self, script: &str, limit: Duration) -> Option<Duration> {
         let t = Instant::now();

@@ -5,7 +5,12 @@
 //! test runs (on loopback) and the config `class ssh-config` gives them,
 //! reaches their own node and is refused for another student's node and for
 //! a shell on the server; a lab a student broke is put back by `class
-//! snapshot restore`; a student who joins gets a lab (10.1.119.0/24) and
+//! snapshot restore`; the teacher's page (`class dashboard`, in headless
+//! chromium) shows the three labs and a check of ana's turning from failing
+//! (she stopped apache2 from her own dashboard, through her forward) to
+//! passing (she started it again over her SSH) as `class verify` records it,
+//! and saves its picture to docs/class-dashboard.png; ana's key is refused a
+//! forward to bob's dashboard and her action token is refused by it; a student who joins gets a lab (10.1.119.0/24) and
 //! nobody's seat moves; a student who leaves loses lab and way in, the others
 //! keep theirs; `class destroy` leaves no lab and no login.
 //!
@@ -13,76 +18,16 @@
 //! class is destroyed on drop (also on panic).
 
 use crate::common;
-use common::lab::{labctl_at, one_at_a_time, Lab};
-use common::{free_port, stderr, stdout};
+use common::dashboard::{action_request, parse_answer, post, Dashboard};
+use common::lab::{assert_lab_gone, labctl_at, ok_at, one_at_a_time, Lab};
+use common::webdriver::Browser;
+use common::{keygen, stderr, stdout, Sshd};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const STUDENTS: [&str; 3] = ["ana", "bob", "eve"];
-
-/// An sshd on 127.0.0.1 that logs in only the class's login, with the
-/// system's user database (as the teacher's server would); killed on drop.
-struct ServerSshd {
-    child: Child,
-    port: u16,
-    host_pub: String,
-    _dir: tempfile::TempDir,
-}
-
-impl ServerSshd {
-    fn start() -> ServerSshd {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let ok = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("host_key"))
-            .status()
-            .unwrap();
-        assert!(ok.success());
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = free_port();
-        let cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile .ssh/authorized_keys\nAllowUsers labctl-cls\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel VERBOSE\n",
-            d.join("host_key").display(),
-            d.join("sshd.pid").display()
-        );
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(d.join("sshd_config"))
-            .arg("-E")
-            .arg(d.join("sshd.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (package openssh-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let host_pub = std::fs::read_to_string(d.join("host_key.pub")).unwrap();
-        ServerSshd {
-            child,
-            port,
-            host_pub: host_pub
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" "),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for ServerSshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The class: `class destroy` on drop (also on panic).
 struct ClassGuard<'a>(&'a Lab);
@@ -94,14 +39,9 @@ impl ClassGuard<'_> {
         labctl_at(&self.0.inv(), &a)
     }
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.class(args);
-        assert!(
-            o.status.success(),
-            "labctl class {} failed ({})",
-            args.join(" "),
-            o.status
-        );
-        stdout(&o)
+        let mut a = vec!["class"];
+        a.extend_from_slice(args);
+        ok_at(&self.0.inv(), &a)
     }
 }
 
@@ -113,15 +53,24 @@ impl Drop for ClassGuard<'_> {
 
 /// `ssh -F CONFIG ARGS…` as the student.
 fn student_ssh(cfg: &Path, args: &[&str]) -> Output {
+    student_ssh_with(cfg, args, "")
+}
+
+/// [`student_ssh`] with `input` on its standard input.
+fn student_ssh_with(cfg: &Path, args: &[&str], input: &str) -> Output {
     // bounded: a forward the server wrongly allowed would keep `ssh -N` running
-    let o = Command::new("timeout")
+    let mut child = Command::new("timeout")
         .args(["30", "ssh", "-F"])
         .arg(cfg)
         .args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=10"])
         .args(args)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+    let o = child.wait_with_output().unwrap();
     eprintln!(
         "$ ssh -F {} {} -> {}\n{}{}",
         cfg.display(),
@@ -133,6 +82,19 @@ fn student_ssh(cfg: &Path, args: &[&str]) -> Output {
     o
 }
 
+/// What ssh says when the server refuses a forward.
+const FORWARD_REFUSED: &[&str] = &["administratively prohibited", "open failed"];
+
+/// `o` failed (else: `what`), as the server refused it: its stderr says one of `why`.
+fn refused(o: &Output, what: &str, why: &[&str]) {
+    assert!(!o.status.success(), "{what}");
+    let err = stderr(o);
+    assert!(
+        why.iter().any(|w| err.contains(w)),
+        "{what}: refused for another reason: {err}"
+    );
+}
+
 fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     let t0 = Instant::now();
     let r = f();
@@ -140,46 +102,22 @@ fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
     r
 }
 
-fn assert_lab_gone(lab: &str) {
-    let br = format!("lab-{lab}");
-    assert!(
-        !Path::new("/sys/class/net").join(&br).exists(),
-        "bridge {br} left"
-    );
-    let dir = PathBuf::from("/var/lib/labctl/labs").join(lab);
-    assert!(!dir.exists(), "{} left", dir.display());
-    let needle = format!("/var/lib/labctl/labs/{lab}/");
-    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
-    assert!(!mounts.contains(&needle), "mounts of {lab} left");
-    let procs = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
-        .count();
-    assert_eq!(procs, 0, "nspawn processes of {lab} left");
-}
-
 #[test]
 fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed() {
     let _one = one_at_a_time();
     // the project: the repository's, its own lab never brought up
     let project = Lab::new("clsp", "10.1.1");
-    let sshd = ServerSshd::start();
+    // the teacher's server: its sshd logs in only the class's login
+    let sshd = Sshd::for_system_users("labctl-cls");
     let keys = tempfile::tempdir().unwrap();
     let mut roster = format!(
         "class: cls\npool: 10.1.116.0/22\nserver: {{host: 127.0.0.1, port: {}, host_key: \"{}\"}}\nstudents:\n",
-        sshd.port, sshd.host_pub
+        sshd.ports[0],
+        sshd.host_key()
     );
     for s in STUDENTS {
         let k = keys.path().join(s);
-        assert!(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", s, "-f"])
-            .arg(&k)
-            .status()
-            .unwrap()
-            .success());
+        keygen(&k, s);
         let public = std::fs::read_to_string(k.with_extension("pub")).unwrap();
         roster += &format!("  {s}: {{key: \"{}\"}}\n", public.trim());
     }
@@ -259,11 +197,10 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
             "hostname",
         ],
     );
-    assert!(!o.status.success(), "ana reached bob's node {bob_ip}");
-    assert!(
-        stderr(&o).contains("administratively prohibited") || stderr(&o).contains("open failed"),
-        "refused for another reason: {}",
-        stderr(&o)
+    refused(
+        &o,
+        &format!("ana reached bob's node {bob_ip}"),
+        FORWARD_REFUSED,
     );
     // and no shell on the server
     let o = student_ssh(&cfgs[0], &["cls-jump", "id"]);
@@ -282,12 +219,13 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
             "cls-jump",
         ],
     );
-    assert!(!o.status.success(), "ana listened on the server");
-    assert!(
-        stderr(&o).contains("remote port forwarding failed"),
-        "{}",
-        stderr(&o)
+    refused(
+        &o,
+        "ana listened on the server",
+        &["remote port forwarding failed"],
     );
+
+    the_teacher_sees_a_fix_and_each_student_acts_on_their_own_lab_only(&class, &cfgs);
 
     // a saved starting point; ana breaks her web pages; restore puts them back
     timed("class snapshot save (3 labs)", || {
@@ -323,12 +261,7 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
 
     // a student joins: only their lab is built, nobody else's seat moves
     let dan = keys.path().join("dan");
-    assert!(Command::new("ssh-keygen")
-        .args(["-q", "-t", "ed25519", "-N", "", "-C", "dan", "-f"])
-        .arg(&dan)
-        .status()
-        .unwrap()
-        .success());
+    keygen(&dan, "dan");
     let dan_pub = std::fs::read_to_string(dan.with_extension("pub")).unwrap();
     let roster_file = project.path("roster.yaml");
     let roster = std::fs::read_to_string(&roster_file).unwrap();
@@ -359,8 +292,7 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
     timed("class destroy eve", || class.ok(&["destroy", "eve"]));
     assert_lab_gone("cls-eve");
     let o = student_ssh(&cfgs[2], &["nodo1", "hostname"]);
-    assert!(!o.status.success(), "eve still gets in");
-    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    refused(&o, "eve still gets in", &["Permission denied"]);
     let o = student_ssh(&cfgs[0], &["nodo1", "hostname"]);
     assert!(o.status.success(), "ana lost her way in when eve left");
     assert!(Path::new("/sys/class/net/lab-cls-ana").exists());
@@ -377,4 +309,170 @@ fn a_class_of_three_is_built_verified_reached_only_by_its_students_and_removed()
     assert!(!o.status.success(), "the class login is left");
     assert!(!Path::new("/var/lib/labctl/class-logins/labctl-cls").exists());
     assert!(!project.path(".labctl/class/seats.json").exists());
+}
+
+/// A student's dashboard port and action token (`.labctl/class/STUDENT/desk.json`).
+fn desk(project: &Lab, student: &str) -> (u16, String) {
+    let f = project.path(&format!(".labctl/class/{student}/desk.json"));
+    let j: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap();
+    (
+        j["port"].as_u64().unwrap() as u16,
+        j["action_token"].as_str().unwrap().to_string(),
+    )
+}
+
+/// One HTTP request to the server's 127.0.0.1:`port`, through the student's
+/// login (`ssh -W`, the forward their `LocalForward` asks for).
+fn through_jump(cfg: &Path, port: u16, request: &str) -> Output {
+    student_ssh_with(
+        cfg,
+        &["-W", &format!("127.0.0.1:{port}"), "cls-jump"],
+        request,
+    )
+}
+
+/// Whether the page shows `student`'s lab with its last verify `passed`
+/// (and, failing, a failing check), every node up.
+fn lab_shown(student: &str, passed: bool) -> String {
+    format!(
+        "const l = document.querySelector('.lab[data-student=\"{student}\"][data-passed=\"{passed}\"]'); return !!l && l.querySelectorAll('.pill[data-state=\"running\"]').length === 3 && (l.querySelector('.check[data-passed=\"false\"]') === null) === {passed}"
+    )
+}
+
+/// `class verify` of ana's lab (failover skipped), which fails or passes
+/// (`passed`); then the teacher's page, live, shows it.
+fn verify_ana_and_see(class: &ClassGuard, b: &Browser, passed: bool) {
+    let o = timed(&format!("class verify ana (passing: {passed})"), || {
+        class.class(&["verify", "--skip", "failover", "ana"])
+    });
+    assert_eq!(o.status.success(), passed, "{}", stdout(&o));
+    let t = Instant::now();
+    b.must(
+        &lab_shown("ana", passed),
+        Duration::from_secs(10),
+        &format!("ana's lab with passed={passed}"),
+    );
+    eprintln!(
+        "MEASURE class verify ended -> the page shows ana's lab passed={passed}: {} ms",
+        t.elapsed().as_millis()
+    );
+}
+
+fn the_teacher_sees_a_fix_and_each_student_acts_on_their_own_lab_only(
+    class: &ClassGuard,
+    cfgs: &[PathBuf],
+) {
+    let project = class.0;
+    let (ana_port, ana_token) = desk(project, "ana");
+    let (bob_port, _) = desk(project, "bob");
+    let inv = project.inv();
+    let mut d = Dashboard::start(
+        inv.parent().unwrap(),
+        &[
+            "-i",
+            inv.to_str().unwrap(),
+            "class",
+            "dashboard",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let b = Browser::start();
+    b.goto(&d.url);
+    for s in STUDENTS {
+        b.must(
+            &lab_shown(s, true),
+            Duration::from_secs(60),
+            &format!("{s}'s lab up and verified"),
+        );
+    }
+
+    // ana reaches her own dashboard through her login, and not bob's
+    let state = |port: u16| {
+        format!("GET /state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+    };
+    let o = through_jump(&cfgs[0], ana_port, &state(ana_port));
+    let (status, _, body) = parse_answer(&stdout(&o));
+    assert_eq!(status, 200, "ana's own dashboard through her login: {body}");
+    assert!(body.contains("\"lab\":\"cls-ana\""), "{body}");
+    let o = through_jump(&cfgs[0], bob_port, &state(bob_port));
+    refused(&o, "ana reached bob's dashboard", FORWARD_REFUSED);
+    assert!(!stdout(&o).contains("cls-bob"), "{}", stdout(&o));
+    // ana's action token does not act on bob's lab
+    let stop = |n: &str| {
+        format!("{{\"action\":\"stop_service\",\"node\":\"{n}\",\"service\":\"apache2\"}}")
+    };
+    let bob = format!("127.0.0.1:{bob_port}");
+    let (status, body) = post(
+        &bob,
+        Some(&format!("http://{bob}")),
+        Some(&ana_token),
+        &stop("nodo1"),
+    );
+    assert_eq!(status, 403, "bob's dashboard took ana's token: {body}");
+
+    // ana breaks her lab from her dashboard, through her forward: apache2 stopped
+    let ana = format!("127.0.0.1:{ana_port}");
+    for n in ["nodo1", "nodo2"] {
+        let req = action_request(
+            &ana,
+            Some(&format!("http://{ana}")),
+            Some(&ana_token),
+            &stop(n),
+        );
+        let o = through_jump(&cfgs[0], ana_port, &req);
+        assert_eq!(
+            parse_answer(&stdout(&o)).0,
+            202,
+            "ana's action on her {n}: {}",
+            stdout(&o)
+        );
+    }
+    let active = |s: &str, n: &str| {
+        stdout(&class.class(&["ssh", s, n, "systemctl", "is-active", "apache2"]))
+            .trim()
+            .to_string()
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while ["nodo1", "nodo2"]
+        .iter()
+        .any(|n| active("ana", n) != "inactive")
+    {
+        assert!(
+            Instant::now() < until,
+            "ana's dashboard did not stop apache2"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        active("bob", "nodo1"),
+        "active",
+        "ana's action reached bob's lab"
+    );
+    verify_ana_and_see(class, &b, false);
+    b.must(
+        &lab_shown("bob", true),
+        Duration::from_secs(10),
+        "bob still passing",
+    );
+    b.screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/class-dashboard.png"));
+
+    // ana fixes it over her own SSH; the next verify of her lab turns it green
+    for n in ["nodo1", "nodo2"] {
+        let o = student_ssh(&cfgs[0], &[n, "sudo", "systemctl", "start", "apache2"]);
+        assert!(o.status.success(), "ana cannot start apache2 on her {n}");
+    }
+    verify_ana_and_see(class, &b, true);
+    b.screenshot(&Path::new(env!("CARGO_MANIFEST_DIR")).join("target/class-dashboard/fixed.png"));
+
+    // the drill-down: ana's lab's own page, watch only
+    b.goto(&format!("{}lab/ana/", d.url));
+    b.must(
+        "return document.querySelector('#lab')?.textContent === 'cls-ana' && document.querySelector('.node[data-node=\"nodo1\"]')?.dataset.state === 'running' && document.querySelectorAll('button[data-action]').length === 0",
+        Duration::from_secs(30),
+        "ana's lab page, watch only",
+    );
+    drop(b);
+    let st = d.interrupt();
+    assert!(st.success(), "class dashboard ended with {st} on Ctrl-C");
 }

@@ -54,13 +54,6 @@ fn node_is(node: &str, state: &str) -> String {
     )
 }
 
-fn page_text(b: &Browser) -> String {
-    b.js("return document.querySelector('main').innerText")
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
 #[test]
 fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     let _one = one_at_a_time();
@@ -73,24 +66,23 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     let d = dashboard(&lab, "scenarios/01-dns-round-robin.yaml");
     b.goto(&d.url);
     for n in ["nodo1", "nodo2", "dns"] {
-        assert!(
-            b.wait_for(&node_is(n, "running"), Duration::from_secs(60))
-                .is_some(),
-            "{n} is not shown running: {}",
-            page_text(&b)
+        b.must(
+            &node_is(n, "running"),
+            Duration::from_secs(60),
+            &format!("{n} running"),
         );
     }
     let both = "return ['nodo1','nodo2'].every(n => document.querySelector('#strip-http .cell[data-node=\"' + n + '\"]') && document.querySelector('#strip-dns .cell[data-node=\"' + n + '\"]'))";
-    assert!(
-        b.wait_for(both, Duration::from_secs(60)).is_some(),
-        "the strip does not hold answers from both web nodes: {}",
-        page_text(&b)
+    b.must(
+        both,
+        Duration::from_secs(60),
+        "answers from both web nodes in the strip",
     );
     let active = "return [...document.querySelectorAll('.node[data-node^=\"nodo\"] .svc[data-service=\"apache2\"]')].filter(s => s.classList.contains('active')).length === 2";
-    assert!(
-        b.wait_for(active, Duration::from_secs(60)).is_some(),
-        "apache2 is not shown active on both web nodes: {}",
-        page_text(&b)
+    b.must(
+        active,
+        Duration::from_secs(60),
+        "apache2 active on both web nodes",
     );
     std::thread::sleep(Duration::from_secs(3)); // a few seconds of strip for the picture
     shot(&b, "01-round-robin.png");
@@ -109,7 +101,7 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
         assert!(
             Instant::now() < until,
             "no VIP holder with both members online: {}",
-            page_text(&b)
+            b.text()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -117,11 +109,10 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
     let answers = |n: &str| {
         format!("const c = [...document.querySelectorAll('#strip-http .cell')]; return c.length > 0 && c[c.length - 1].dataset.node === '{n}'")
     };
-    assert!(
-        b.wait_for(&answers(&holder), Duration::from_secs(60))
-            .is_some(),
-        "the strip does not show {holder} answering: {}",
-        page_text(&b)
+    b.must(
+        &answers(&holder),
+        Duration::from_secs(60),
+        &format!("{holder} answering in the strip"),
     );
     eprintln!("the VIP is on {holder}");
     std::thread::sleep(Duration::from_secs(4)); // a few seconds of strip for the picture
@@ -142,27 +133,26 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
             "MEASURE power cut (confirmed on the page) -> the page shows {holder} down: {} ms",
             t.elapsed().as_millis()
         ),
-        None => panic!("{holder} is not shown down: {}", page_text(&b)),
+        None => panic!("{holder} is not shown down: {}", b.text()),
     }
     let failover = "return [...document.querySelectorAll('#events li[data-kind=\"failover\"]')].some(l => /\\d+ ms/.test(l.textContent))";
-    assert!(
-        b.wait_for(failover, Duration::from_secs(60)).is_some(),
-        "no failover event with a time: {}",
-        page_text(&b)
+    b.must(
+        failover,
+        Duration::from_secs(60),
+        "a failover event with its time",
     );
-    assert!(
-        b.wait_for(&answers(other), Duration::from_secs(30))
-            .is_some(),
-        "the strip does not show {other} answering: {}",
-        page_text(&b)
+    b.must(
+        &answers(other),
+        Duration::from_secs(30),
+        &format!("{other} answering in the strip"),
     );
     let moved = format!(
         "return document.querySelector('[data-role=\"vip-holder\"]')?.textContent === '{other}'"
     );
-    assert!(
-        b.wait_for(&moved, Duration::from_secs(30)).is_some(),
-        "the cluster does not show the VIP on {other}: {}",
-        page_text(&b)
+    b.must(
+        &moved,
+        Duration::from_secs(30),
+        &format!("the VIP on {other} in the cluster"),
     );
     eprintln!(
         "MEASURE failover as the page logs it: {}",
@@ -175,19 +165,14 @@ fn the_page_shows_round_robin_and_a_failover_as_they_happen() {
         "button[data-action=\"boot\"][data-node=\"{holder}\"]"
     ));
     b.click("#confirm-yes");
-    assert!(
-        b.wait_for(&node_is(&holder, "running"), Duration::from_secs(120))
-            .is_some(),
-        "{holder} is not shown running again: {}",
-        page_text(&b)
+    let back = node_is(&holder, "running").replace(
+        "return ",
+        &format!("return !!document.querySelector('#cluster tr[data-member=\"{holder}\"][data-online=\"true\"]') && "),
     );
-    let member = format!(
-        "return !!document.querySelector('#cluster tr[data-member=\"{holder}\"][data-online=\"true\"]')"
-    );
-    assert!(
-        b.wait_for(&member, Duration::from_secs(180)).is_some(),
-        "{holder} is not shown online in the cluster again: {}",
-        page_text(&b)
+    b.must(
+        &back,
+        Duration::from_secs(180),
+        &format!("{holder} running and online in the cluster again"),
     );
     shot(&b, "04-back.png");
     drop(b);

@@ -29,68 +29,7 @@ use std::time::{Duration, Instant};
 const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const N2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// A raw HTTP request to the dashboard: (status, body).
-fn http(host: &str, raw: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// A raw HTTP request: the head of the answer.
-fn http_head(host: &str, raw: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        text.split("\r\n\r\n").next().unwrap_or("").to_string(),
-    )
-}
-
-fn get(host: &str, path: &str, host_header: &str) -> (u16, String) {
-    http(
-        host,
-        &format!("GET {path} HTTP/1.1\r\nHost: {host_header}\r\nConnection: close\r\n\r\n"),
-    )
-}
-
-fn post(host: &str, origin: Option<&str>, token: Option<&str>, body: &str) -> (u16, String) {
-    let mut h = String::new();
-    if let Some(o) = origin {
-        h += &format!("Origin: {o}\r\n");
-    }
-    if let Some(t) = token {
-        h += &format!("X-Labctl-Action: {t}\r\n");
-    }
-    http(
-        host,
-        &format!(
-            "POST /action HTTP/1.1\r\nHost: {host}\r\n{h}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    )
-}
+use common::dashboard::{get, http, http_head, post};
 
 fn screenshots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard")
@@ -163,6 +102,15 @@ verify:
         !state.contains("example.com") && state.contains("www.********"),
         "the view shows a secret: {state}"
     );
+
+    // a client that closes its side once its request is sent (`ssh -W`, `nc -N`) gets its answer
+    let mut s = TcpStream::connect(&d.host).unwrap();
+    let req = format!("GET /state HTTP/1.1\r\nHost: {}\r\n\r\n", d.host);
+    s.write_all(req.as_bytes()).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "half-closed: {answer}");
 
     // not measured: no SSH answers on these nodes, so no service state and no button
     let v: serde_json::Value = serde_json::from_str(&state).unwrap();

@@ -2,17 +2,15 @@
 // and posts the actions, each confirmed first.
 "use strict";
 (function () {
-  // the read token (off loopback) is in the query; the action token, only
-  // in the operator's URL, in the fragment: kept for this tab and taken out
+  // the action token, only in the operator's URL, in the fragment: kept for this tab and taken out
   // of the address bar, so a projected page never shows it
-  const token = new URLSearchParams(location.search).get("token") || "";
   const fromHash = new URLSearchParams(location.hash.slice(1)).get("act");
   if (fromHash) {
     sessionStorage.setItem("labctl-act", fromHash);
     history.replaceState(null, "", location.pathname + location.search);
   }
   const actToken = sessionStorage.getItem("labctl-act") || "";
-  const withToken = (path) => path + (token ? "?token=" + encodeURIComponent(token) : "");
+  const { withToken, el, clock } = window.labctl;
   const q = (s) => document.querySelector(s);
   const PALETTE = ["#2563eb", "#f97316", "#16a34a", "#9333ea", "#db2777", "#0891b2", "#ca8a04", "#4b5563"];
   let view = null;
@@ -27,28 +25,13 @@
     return true;
   }
 
-  function el(tag, attrs, ...kids) {
-    const e = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (v === undefined || v === null) continue;
-      if (k === "class") e.className = v;
-      else if (k.startsWith("data-")) e.setAttribute(k, v);
-      else if (k === "onclick") e.addEventListener("click", v);
-      else e[k] = v;
-    }
-    for (const c of kids) if (c !== null && c !== undefined) e.append(c);
-    return e;
-  }
+
 
   function colour(name) {
     return colours[name] || null;
   }
 
-  function clock(ms) {
-    const d = new Date(ms);
-    const p = (n, w) => String(n).padStart(w || 2, "0");
-    return p(d.getHours()) + ":" + p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + p(d.getMilliseconds(), 3);
-  }
+
 
   function renderNodes(v) {
     const box = q("#nodes");
@@ -227,15 +210,9 @@
     box.prepend(el("li", { class: "action_failed", "data-kind": "action_failed" }, el("time", {}, clock(Date.now())), msg));
   }
 
-  function connect() {
-    const es = new EventSource(withToken("events"));
-    const conn = q("#conn");
-    es.onopen = () => { conn.textContent = "live"; conn.className = "conn on"; };
-    es.onerror = () => { conn.textContent = "reconnecting…"; conn.className = "conn off"; };
-    es.onmessage = (m) => { try { render(JSON.parse(m.data)); } catch (e) { console.error(e); } };
-  }
+
 
   // the strip moves with the clock between updates too
   setInterval(() => { if (view) renderStrip(view); }, 1000);
-  connect();
+  window.labctl.connect(render);
 })();
