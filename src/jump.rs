@@ -170,6 +170,26 @@ impl Jump {
         words.join(" ")
     }
 
+    /// `ssh -N -R LISTEN:TO` over the hop: the host listens on `listen` and
+    /// sends what comes there to `to` on this machine (the package cache);
+    /// it ends when the forwarding cannot be set up.
+    pub fn reverse_command(&self, listen: SocketAddr, to: SocketAddr) -> Command {
+        let mut args = self.args();
+        let host = args.pop().expect("the host is always there");
+        let mut c = Command::new("ssh");
+        c.args(args)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+            .arg(format!(
+                "{}:{}:{}:{}",
+                listen.ip(),
+                listen.port(),
+                to.ip(),
+                to.port()
+            ))
+            .arg(host);
+        c
+    }
+
     /// Run `cmd` (a fixed command line labctl wrote) on the hypervisor host
     /// within `limit`: its stdout, or an error with ssh's message and the fix.
     pub fn run(&self, cmd: &str, limit: Duration) -> anyhow::Result<String> {

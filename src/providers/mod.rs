@@ -161,6 +161,11 @@ pub trait Provider {
     ) -> anyhow::Result<()>;
     /// Remove everything the lab created.
     fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()>;
+    /// The SSH hop to the host holding the lab's network when it is not this
+    /// machine (default: none; see [`crate::jump`]).
+    fn jump(&self, _inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
+        Ok(None)
+    }
     /// Refuse, with the fix, to connect to a node the provider knows is not
     /// running (the default: nothing known, connecting will tell).
     fn check_running(&self, _inv: &Inventory, _node: &Node) -> anyhow::Result<()> {
@@ -263,7 +268,9 @@ pub fn load_inventory(path: &std::path::Path) -> anyhow::Result<Inventory> {
         .iter()
         .map(|(_, make)| spec(make().as_ref()))
         .collect();
-    Inventory::load_with(path, &specs)
+    let mut inv = Inventory::load_with(path, &specs)?;
+    inv.jump = for_inventory(&inv).jump(&inv)?;
+    Ok(inv)
 }
 
 /// The provider the inventory names.

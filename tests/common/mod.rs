@@ -5,7 +5,9 @@
 
 pub mod dashboard;
 pub mod fake;
+pub mod hop;
 pub mod incus;
+pub mod incus_cluster;
 pub mod lab;
 pub mod libvirt;
 pub mod webdriver;

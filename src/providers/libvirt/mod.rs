@@ -467,6 +467,9 @@ impl Provider for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }
+    fn jump(&self, inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
+        Ok(inv.libvirt.as_ref().and_then(|l| l.jump.clone()))
+    }
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
             creates_nodes: true,
