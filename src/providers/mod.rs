@@ -256,6 +256,54 @@ pub fn spec(p: &dyn Provider) -> ProviderSpec {
     }
 }
 
+/// "lab `L` is already up: N1, N2 running; nothing to do".
+pub fn already_up(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) {
+    p.line(&format!(
+        "lab `{}` is already up: {} running; nothing to do",
+        inv.lab,
+        nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+}
+
+/// Say what `halt`/`fail` did to each node (from its state before and how
+/// long it took; `how`: the running node's line, cut or clean) and how many
+/// were running; the nodes that failed, as one error.
+pub fn halt_report(
+    results: Vec<(&Node, anyhow::Result<(NodeState, Duration)>)>,
+    force: bool,
+    how: (&str, &str),
+    start: std::time::Instant,
+    p: &dyn Progress,
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    let mut cut = 0;
+    for (n, r) in results {
+        match r {
+            Ok((NodeState::Running, took)) => {
+                cut += 1;
+                let what = if force { how.0 } else { how.1 };
+                p.line(&format!("{}: {what} in {}", n.name, secs(took)));
+            }
+            Ok((NodeState::Absent, _)) => p.line(&format!("{}: absent (never created)", n.name)),
+            Ok(_) => p.line(&format!("{}: already stopped", n.name)),
+            Err(e) => errors.push(format!("{}: {e:#}", n.name)),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    p.line(&format!(
+        "{} {cut} node(s) in {}",
+        if force { "power cut" } else { "halted" },
+        secs(start.elapsed())
+    ));
+    Ok(())
+}
+
 /// Every registered provider's name, in registry order.
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()

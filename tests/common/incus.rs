@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub const INCUSD: &str = "/usr/libexec/incus/incusd";
 
-const PRESEED: &str = "config:
+pub const PRESEED: &str = "config:
   images.auto_update_interval: \"0\"
 storage_pools:
 - name: default

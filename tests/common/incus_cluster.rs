@@ -23,7 +23,9 @@
 //! `ip_forward` checked to be as they were.
 
 use super::hop::{Hop, Pinned};
-use super::incus::{incus_at, links, nft_tables, preseed, stop_daemon, test_folder, INCUSD};
+use super::incus::{
+    incus_at, links, nft_tables, preseed, stop_daemon, test_folder, INCUSD, PRESEED,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -51,12 +53,7 @@ pub struct Cluster {
 }
 
 fn sh(cmd: &str) {
-    let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    super::run(Command::new("sh").args(["-c", cmd]));
 }
 
 /// What `incusd` runs under in a member's namespaces: a private mount
@@ -160,24 +157,10 @@ impl Cluster {
         preseed(
             Some(&m.state),
             &format!(
-                "config:
-  core.https_address: {}:8443
-  images.auto_update_interval: \"0\"
-storage_pools:
-- name: default
-  driver: dir
-profiles:
-- name: default
-  devices:
-    root:
-      path: /
-      pool: default
-      type: disk
-cluster:
-  server_name: {}
-  enabled: true
-",
-                m.addr, m.name
+                "config:\n  core.https_address: {}:8443\n{}cluster:\n  server_name: {}\n  enabled: true\n",
+                m.addr,
+                PRESEED.trim_start_matches("config:\n"),
+                m.name
             ),
         );
     }
@@ -278,32 +261,14 @@ cluster:
 
 /// A new client certificate and key in `conf` (`client.crt`, `client.key`), as Incus's client makes.
 pub fn client_certificate(conf: &Path, name: &str) {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-        ])
-        .arg(conf.join("client.key"))
-        .arg("-out")
-        .arg(conf.join("client.crt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    super::run(
+        Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:secp384r1", "-nodes", "-days", "1"])
+            .args(["-subj", &format!("/CN={name}"), "-keyout"])
+            .arg(conf.join("client.key"))
+            .arg("-out")
+            .arg(conf.join("client.crt")),
     );
 }
 

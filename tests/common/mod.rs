@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn run(cmd: &mut Command) {
+pub fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run helper command");
     assert!(
         out.status.success(),

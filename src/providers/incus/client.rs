@@ -82,23 +82,19 @@ impl Incus {
                     "cannot run incus (Incus's client): {e}\n  fix: `apt-get install -t bookworm-backports incus-client` (scripts/install-host-deps installs Incus)"
                 ))
             })?;
-        let crate::child::Finished {
-            status,
-            stdout,
-            stderr,
-        } = crate::child::wait_within(child, limit)?;
-        match status {
-            None => anyhow::bail!(
+        let done = crate::child::wait_within(child, limit)?;
+        let Some(st) = done.status else {
+            anyhow::bail!(
                 "Incus did not answer `incus {}` within {} s\n  fix: check that incusd runs and answers (`incus info`)",
                 args.join(" "),
                 limit.as_secs()
-            ),
-            Some(st) => Ok(Reply {
-                ok: st.success(),
-                stdout,
-                stderr,
-            }),
-        }
+            );
+        };
+        Ok(Reply {
+            ok: st.success(),
+            stdout: done.stdout,
+            stderr: done.stderr,
+        })
     }
 
     /// [`Incus::call`] with `--project P` added; must succeed: stdout.
@@ -143,6 +139,17 @@ impl Incus {
         Ok(Some(serde_json::from_str(&r.stdout).map_err(|e| {
             anyhow::anyhow!("`incus query {path}`: its answer is not JSON ({e})")
         })?))
+    }
+
+    /// `incus query -X METHOD --data BODY PATH`, which must succeed (`what`
+    /// names the change in the error).
+    pub fn send(&self, method: &str, path: &str, body: &Value, what: &str) -> anyhow::Result<()> {
+        let body = body.to_string();
+        let r = self.call(&["query", "-X", method, "--data", &body, path], SHORT)?;
+        if !r.ok {
+            anyhow::bail!("{what} failed: {}", r.why());
+        }
+        Ok(())
     }
 
     /// The address (`https://HOST:PORT`) of the remote, as the client's

@@ -210,15 +210,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     }
     keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
     if todo.is_empty() {
-        p.line(&format!(
-            "lab `{}` is already up: {} running; nothing to do",
-            inv.lab,
-            nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        super::already_up(inv, nodes, p);
         return Ok(());
     }
     let t_boot = Instant::now();
@@ -353,18 +345,6 @@ fn boot(incus: &Incus, inv: &Inventory, todo: &[&Node], p: &dyn Progress) -> any
     })
 }
 
-/// What `halt`/`fail` did to one node.
-fn halt_line(before: NodeState, force: bool, took: Duration) -> String {
-    match before {
-        NodeState::Running if force => {
-            format!("power cut (incus stop --force) in {}", super::secs(took))
-        }
-        NodeState::Running => format!("powered off in {}", super::secs(took)),
-        NodeState::Absent => "absent (never created)".to_string(),
-        _ => "already stopped".to_string(),
-    }
-}
-
 /// Stop one node: cleanly, or at once (`force`); its state before.
 pub fn stop_node(incus: &Incus, name: &str, force: bool) -> anyhow::Result<NodeState> {
     let list = objects::instances(incus)?;
@@ -452,26 +432,13 @@ impl Provider for IncusProvider {
             let before = stop_node(&incus, &n.name, force)?;
             Ok((before, t.elapsed()))
         });
-        let mut errors = Vec::new();
-        let mut running = 0;
-        for (n, r) in results {
-            match r {
-                Ok((before, took)) => {
-                    running += usize::from(before == NodeState::Running);
-                    p.line(&format!("{}: {}", n.name, halt_line(before, force, took)));
-                }
-                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
-            }
-        }
-        if !errors.is_empty() {
-            anyhow::bail!("{}", errors.join("\n"));
-        }
-        p.line(&format!(
-            "{} {running} node(s) in {}",
-            if force { "power cut" } else { "halted" },
-            super::secs(start.elapsed())
-        ));
-        Ok(())
+        super::halt_report(
+            results,
+            force,
+            ("power cut (incus stop --force)", "powered off"),
+            start,
+            p,
+        )
     }
 
     fn destroy_nodes(
@@ -512,6 +479,9 @@ impl Provider for IncusProvider {
         let _lock = paths::lock_lab(inv, p)?;
         let start = Instant::now();
         tunnel::stop(inv)?;
+        if let Some(j) = inv.jump() {
+            j.close();
+        }
         for what in objects::remove(&incus, inv)? {
             p.line(&format!("removed {what}"));
         }

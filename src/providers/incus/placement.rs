@@ -77,6 +77,8 @@ pub fn jump(inv: &Inventory, p: &Placement) -> Option<Jump> {
         host: h.clone(),
         port: None,
         keyfile: s.hop_key,
+        // one login per lab and host (%C: a hash of both ends), reused by every connection
+        control: Some(paths::lab_dir(&inv.lab).join("hop-%C")),
     })
 }
 
@@ -146,17 +148,15 @@ mod tests {
 
     #[test]
     fn reads_hosts_of_member_urls() {
-        assert_eq!(
-            host_of_url("https://10.1.104.2:8443").as_deref(),
-            Some("10.1.104.2")
-        );
-        assert_eq!(host_of_url("https://srv2").as_deref(), Some("srv2"));
-        assert_eq!(
-            host_of_url("https://[fd00::2]:8443").as_deref(),
-            Some("fd00::2")
-        );
-        assert_eq!(host_of_url("unix://"), None);
-        assert_eq!(host_of_url("https://-oX:1"), None);
+        for (url, host) in [
+            ("https://10.1.104.2:8443", Some("10.1.104.2")),
+            ("https://srv2", Some("srv2")),
+            ("https://[fd00::2]:8443", Some("fd00::2")),
+            ("unix://", None),
+            ("https://-oX:1", None),
+        ] {
+            assert_eq!(host_of_url(url).as_deref(), host, "{url}");
+        }
     }
 
     #[test]
