@@ -6,11 +6,12 @@
 //! a user of such a hop has), the file put back as it was.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub struct Hop {
-    child: Child,
+    // `ip netns exec` execs sshd: the child is sshd itself
+    _child: super::Owned,
     pub addr: String,
     pub port: u16,
     dir: tempfile::TempDir,
@@ -63,7 +64,7 @@ impl Hop {
             std::thread::sleep(Duration::from_millis(20));
         }
         Hop {
-            child,
+            _child: super::Owned(child),
             addr: addr.to_string(),
             port,
             dir,
@@ -106,14 +107,6 @@ impl Hop {
             .filter(|l| l.contains("direct-tcpip") || l.contains("direct_tcpip"))
             .filter(|l| l.contains(&format!("{addr} port")) || l.contains(&format!("{addr}:")))
             .count()
-    }
-}
-
-impl Drop for Hop {
-    fn drop(&mut self) {
-        // `ip netns exec` execs sshd: the child is sshd itself
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -246,6 +246,7 @@ impl Cluster {
         for i in 1..=3 {
             let _ = Command::new("ip")
                 .args(["netns", "del", &format!("iclm{i}")])
+                .stderr(Stdio::null())
                 .status();
             if links().contains(&format!("iclv{i}")) {
                 let _ = Command::new("ip")

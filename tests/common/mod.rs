@@ -17,9 +17,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A process the test started, killed (by its PID) and reaped on drop.
+pub struct Owned(pub Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An sshd listening on 127.0.0.1 on one port per node; killed (by its PID) on drop.
 pub struct Sshd {
-    child: Child,
+    _child: Owned,
     pub ports: Vec<u16>,
     pub dir: tempfile::TempDir,
 }
@@ -99,7 +109,11 @@ impl Sshd {
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
-        Sshd { child, ports, dir }
+        Sshd {
+            _child: Owned(child),
+            ports,
+            dir,
+        }
     }
 
     /// known_hosts lines pinning this server's host key on every port.
@@ -110,13 +124,6 @@ impl Sshd {
             .iter()
             .map(|p| format!("[127.0.0.1]:{p} {}\n", key.join(" ")))
             .collect()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -31,11 +31,12 @@ use common::incus_cluster::{client_certificate, Cluster, REMOTE};
 use common::lab::{one_at_a_time, Lab};
 use std::time::{Duration, Instant};
 
-/// Lab `lab`'s inventory on the cluster: the failover's bound is 5 s (each
-/// probe of the failover check opens an SSH hop; the story is about reaching
-/// and placing the nodes, the 2 s bound is the single-server story's).
+/// Lab `lab`'s inventory on the cluster. The failover's bound is 10 s: the
+/// story is about reaching and placing the nodes (the 2 s bound is the
+/// single-server story's); through the hop, on this 2-core machine shared
+/// with other lab tests, it measured 1.7 s idle and up to 4.2 s under load.
 fn inv(lab: &str, prefix: &str, section: &str) -> String {
-    inventory(lab, prefix, &format!("  failover_within: 5s\n{section}"))
+    inventory(lab, prefix, &format!("  failover_within: 10s\n{section}"))
 }
 
 /// The member each node of the lab runs on, from `status --json`.
