@@ -7,6 +7,7 @@
 //! through [`login`] with what [`access`] writes for them.
 
 pub mod access;
+pub mod capacity;
 pub mod login;
 pub mod roster;
 pub mod run;

@@ -53,6 +53,9 @@ pub enum Action {
     Up {
         /// Only these students (default: the whole roster).
         students: Vec<String>,
+        /// Build even when labctl's capacity estimate says this host cannot hold the labs.
+        #[arg(long)]
+        force: bool,
     },
     /// Converge every lab to a scenario.
     Configure {
@@ -164,12 +167,17 @@ pub fn run(a: ClassArgs, g: &Global) -> anyhow::Result<i32> {
             class.project.provider.as_str()
         );
     }
+    if let Action::Up { students, force } = &a.action {
+        for l in crate::class::capacity::check(&class, students, *force)? {
+            eprintln!("note: {l}");
+        }
+    }
     super::need_root(&class.project)?;
     crate::interrupt::install()?;
     let n = a.parallel.max(1);
     let lines = Lines::new();
     match a.action {
-        Action::Up { students } => {
+        Action::Up { students, .. } => {
             class.seat_all()?;
             let members = class.members(&students)?;
             note_left(&class, &members);

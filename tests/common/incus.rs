@@ -4,7 +4,9 @@
 //!
 //! - Start: `/usr/libexec/incus/incusd --group incus-admin` with
 //!   `INCUS_DIR=<tempdir>/incus`, `incus admin waitready`, then `incus admin
-//!   init --preseed` (a `dir` storage pool `default`, the default profile's
+//!   init --preseed` (a btrfs storage pool `default` in a loop file in the
+//!   folder, as a server has a copy-on-write pool: a container is a snapshot
+//!   of the image, not a copy; the default profile's
 //!   root disk on it, no network: labctl makes the lab's own).
 //! - `INCUS_DIR` is set in this test process's environment while the daemon
 //!   runs, so the `labctl` and `incus` commands the test runs talk to it.
@@ -22,11 +24,13 @@ use std::time::{Duration, Instant};
 
 pub const INCUSD: &str = "/usr/libexec/incus/incusd";
 
-pub const PRESEED: &str = "config:
+const PRESEED: &str = "config:
   images.auto_update_interval: \"0\"
 storage_pools:
 - name: default
-  driver: dir
+  driver: btrfs
+  config:
+    size: 12GiB
 profiles:
 - name: default
   devices:

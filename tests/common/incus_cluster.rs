@@ -23,9 +23,7 @@
 //! `ip_forward` checked to be as they were.
 
 use super::hop::{Hop, Pinned};
-use super::incus::{
-    incus_at, links, nft_tables, preseed, stop_daemon, test_folder, INCUSD, PRESEED,
-};
+use super::incus::{incus_at, links, nft_tables, preseed, stop_daemon, test_folder, INCUSD};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -156,11 +154,10 @@ impl Cluster {
         let m = &self.members[0];
         preseed(
             Some(&m.state),
+            // a `dir` pool: each member's a plain folder in its INCUS_DIR
             &format!(
-                "config:\n  core.https_address: {}:8443\n{}cluster:\n  server_name: {}\n  enabled: true\n",
-                m.addr,
-                PRESEED.trim_start_matches("config:\n"),
-                m.name
+                "config: {{core.https_address: '{}:8443', images.auto_update_interval: '0'}}\nstorage_pools: [{{name: default, driver: dir}}]\nprofiles: [{{name: default, devices: {{root: {{path: /, pool: default, type: disk}}}}}}]\ncluster: {{server_name: {}, enabled: true}}\n",
+                m.addr, m.name
             ),
         );
     }

@@ -236,13 +236,18 @@ fn http_proxy(conf: &[String]) -> Option<String> {
         .map(String::from)
 }
 
+/// Where the image for `recipe` is (or will be) built.
+pub fn image_dir(recipe: &Recipe) -> PathBuf {
+    paths::root().join("images").join(recipe.hash())
+}
+
 /// The image for `recipe`: reused when present, else built (with progress).
 /// `proxy`: the host's package cache the build fetches through.
 pub fn ensure(recipe: &Recipe, proxy: Option<&str>, p: &dyn Progress) -> anyhow::Result<PathBuf> {
     let images = paths::root().join("images");
     std::fs::create_dir_all(&images)?;
     let hash = recipe.hash();
-    let dir = images.join(&hash);
+    let dir = image_dir(recipe);
     let marker = images.join(format!("{hash}.recipe"));
     if dir.join("etc/os-release").exists() && marker.exists() {
         p.line(&format!("image: using cached {}", dir.display()));

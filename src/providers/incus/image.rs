@@ -1,17 +1,20 @@
 //! labctl's image in Incus: the nspawn provider's Debian root file system
-//! (the same mmdebstrap recipe, built once on this machine), plus the unit
+//! (the same mmdebstrap recipe, built once on this machine), with the package
+//! layer of the inventory's `preinstall:` (or the scenarios' packages) over it
+//! when there is one (the same cached layer nspawn nodes get), plus the unit
 //! that applies a node's seed at first boot, packed as an Incus unified
 //! tarball (`metadata.yaml` + `rootfs/`) and imported once per server with
-//! the alias `labctl-<hash>` (the hash of the recipe and of this file's
-//! additions), so a second lab, or a second `up`, reuses it.
+//! the alias `labctl-<hash>` (the hash of the recipe, of the layer and of this
+//! file's additions), so a second lab, or a second `up`, reuses it.
 //!
 //! ```text
 //! /var/lib/labctl/incus-images/<alias>.tar    the tarball (removed once imported)
 //! ```
 
 use super::client::{Incus, LONG};
+use crate::inventory::Inventory;
 use crate::progress::Progress;
-use crate::providers::host::{image as base, paths, rootfs};
+use crate::providers::host::{cache, image as base, layer, paths, rootfs};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -38,7 +41,7 @@ StandardError=journal+console
 WantedBy=sysinit.target
 ";
 
-const SEED_SCRIPT: &str = r#"#!/bin/sh
+const SEED_SCRIPT_TEMPLATE: &str = r#"#!/bin/sh
 # labctl: copy this node's identity from its seed (pushed by labctl up), once.
 set -e
 s=/var/lib/labctl/seed
@@ -48,16 +51,32 @@ tar -xf /var/lib/labctl/seed.tar -C "$s"
 cp -a "$s/root/." /
 chmod 600 /etc/ssh/ssh_host_ed25519_key
 LABCTL_PUBKEY="$(cat "$s/lab.pub")" sh "$s/setup.sh"
+# what the package layer's packages generate per node (the layer holds none)
+{node_secrets}
 hostname "$(cat /etc/hostname)"
 rm -rf "$s" /var/lib/labctl/seed.tar
 sync
 echo "labctl-seed: identity of $(cat /etc/hostname) applied"
 "#;
 
-/// The alias of the image for this host's recipe.
-pub fn alias(recipe: &base::Recipe) -> String {
+/// The script the seed unit runs.
+fn seed_script() -> String {
+    SEED_SCRIPT_TEMPLATE.replace("{node_secrets}", layer::NODE_SECRETS)
+}
+
+/// The alias of the image for this host's recipe and the package layer (by
+/// its name, which holds the packages' hash), if any.
+pub fn alias(recipe: &base::Recipe, layer: Option<&str>) -> String {
     use sha2::Digest;
-    let d = sha2::Sha256::digest(format!("{}{SEED_UNIT}{SEED_SCRIPT}", recipe.hash()).as_bytes());
+    let d = sha2::Sha256::digest(
+        format!(
+            "{}{SEED_UNIT}{}{}",
+            recipe.hash(),
+            seed_script(),
+            layer.unwrap_or_default()
+        )
+        .as_bytes(),
+    );
     format!("labctl-{}", &hex::encode(d)[..16])
 }
 
@@ -68,11 +87,18 @@ fn imported(incus: &Incus, alias: &str) -> anyhow::Result<bool> {
         .is_some())
 }
 
-/// The image's alias on the server, imported first when it is not there
-/// (the base image built first when this machine has none).
-pub fn ensure(incus: &Incus, proxy: Option<&str>, p: &dyn Progress) -> anyhow::Result<String> {
+/// The image's alias on the server for the inventory's `preinstall:`,
+/// imported first when it is not there (the base image and the package layer
+/// built first when this machine has none, through the host's package cache).
+pub fn ensure(incus: &Incus, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<String> {
+    let preinstall = &inv.preinstall;
+    // (built in the host's network: the cache's own address)
+    let proxy = inv.network.as_ref().map(|_| cache::host_proxy_url());
+    let proxy = proxy.as_deref();
     let recipe = base::Recipe::from_host();
-    let alias = alias(&recipe);
+    let layer_name =
+        (!preinstall.is_empty()).then(|| layer::key(&base::image_dir(&recipe), preinstall));
+    let alias = alias(&recipe, layer_name.as_deref());
     if imported(incus, &alias)? {
         return Ok(alias);
     }
@@ -83,6 +109,11 @@ pub fn ensure(incus: &Incus, proxy: Option<&str>, p: &dyn Progress) -> anyhow::R
         return Ok(alias);
     }
     let image = base::ensure(&recipe, proxy, p)?;
+    let layer = if preinstall.is_empty() {
+        None
+    } else {
+        Some(layer::ensure(&image, preinstall, proxy, p)?)
+    };
     let start = Instant::now();
     let work = dir.join(format!("{alias}.tmp"));
     if work.exists() {
@@ -95,7 +126,11 @@ pub fn ensure(incus: &Incus, proxy: Option<&str>, p: &dyn Progress) -> anyhow::R
         SEED_UNIT,
         0o644,
     )?;
-    rootfs::write(&extra, "usr/local/sbin/labctl-seed", SEED_SCRIPT, 0o755)?;
+    rootfs::write(&extra, "usr/local/sbin/labctl-seed", &seed_script(), 0o755)?;
+    // an empty machine id, as in the base image (the package layer removes
+    // it): a missing one is systemd's first boot, which enables every unit
+    // by preset, so the layer's bind9, apache2, corosync… would start at boot
+    rootfs::write(&extra, "etc/machine-id", "", 0o644)?;
     let wants = extra.join("etc/systemd/system/sysinit.target.wants");
     std::fs::create_dir_all(&wants)?;
     std::os::unix::fs::symlink(
@@ -119,7 +154,24 @@ pub fn ensure(incus: &Incus, proxy: Option<&str>, p: &dyn Progress) -> anyhow::R
         0o644,
     )?;
     let tarball = dir.join(format!("{alias}.tar"));
-    pack(&work, &image, &extra, &tarball)?;
+    // with a layer, the tarball holds the merged view (the layer's deletions applied)
+    let root = match &layer {
+        Some(l) => {
+            let lower = format!("{}:{}", l.display(), image.display());
+            let merged = work.join("merged");
+            rootfs::mount_overlay(
+                Path::new(&lower),
+                &work.join("upper"),
+                &work.join("ovl"),
+                &merged,
+            )?;
+            merged
+        }
+        None => image.clone(),
+    };
+    let packed = pack(&work, &root, &extra, &tarball);
+    rootfs::unmount(&work.join("merged"))?;
+    packed?;
     let r = incus.call(
         &[
             "image",

@@ -31,7 +31,7 @@ pub mod tunnel;
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
-use crate::providers::host::{cache, keys, network, paths, preflight, rootfs, trash};
+use crate::providers::host::{keys, network, paths, preflight, rootfs, trash};
 use client::{Incus, LONG, SHORT};
 use std::time::{Duration, Instant};
 
@@ -158,12 +158,6 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let start = Instant::now();
     let incus = checks(inv, "up")?;
     check_project(&incus, inv)?;
-    if !inv.preinstall.is_empty() {
-        crate::user_bail!(
-            "{}: preinstall: provider incus does not build a package layer in this version of labctl\n  fix: remove `preinstall:` (configure installs the packages through the host's package cache)",
-            inv.path.display()
-        );
-    }
     let _lock = paths::lock_lab(inv, p)?;
     preflight::ownership(inv)?;
     let pubkey = keys::ensure_lab_key(inv, p)?;
@@ -178,7 +172,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     } else {
         local_network(inv)?;
     }
-    let alias = image::ensure(&incus, Some(&cache::host_proxy_url()), p)?;
+    let alias = image::ensure(&incus, inv, p)?;
     let nameservers = rootfs::nameservers(inv);
     let list = objects::instances(&incus)?;
     let todo: Vec<&Node> = nodes
@@ -374,10 +368,17 @@ impl Provider for IncusProvider {
             snapshots: true,
             fencing: false,
             vm_hardware: false,
-            derives_layer: false,
+            derives_layer: true,
             nic: Some(seed::NIC),
             status: super::StatusPoll::Host(Duration::from_millis(1000)),
             safety: super::Safety::LabBridge,
+        }
+    }
+
+    fn inventory_rules(&self) -> crate::inventory::InventoryRules {
+        crate::inventory::InventoryRules {
+            preinstall: Some("a layered image"),
+            ..Default::default()
         }
     }
 
