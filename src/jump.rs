@@ -26,7 +26,15 @@ pub struct Jump {
     pub port: Option<u16>,
     /// The private key for the hop (the URI's `?keyfile=`), else the user's own.
     pub keyfile: Option<PathBuf>,
+    /// Where the hop's shared connection listens (OpenSSH's `ControlPath`),
+    /// when the provider keeps one: every later `ssh -W` rides on it (a
+    /// channel, not a new login), and it ends [`CONTROL_PERSIST_SECS`] after
+    /// its last use, or at [`Jump::close`].
+    pub control: Option<PathBuf>,
 }
+
+/// How long a shared hop connection outlives its last use.
+pub const CONTROL_PERSIST_SECS: u32 = 15;
 
 /// How long the hop's own TCP connect and login may take.
 const HOP_CONNECT_SECS: u32 = 10;
@@ -103,6 +111,7 @@ impl Jump {
             host: host.to_string(),
             port,
             keyfile,
+            control: None,
         }))
     }
 
@@ -120,8 +129,47 @@ impl Jump {
         s
     }
 
-    /// The arguments of `ssh` for the hop, up to and including the host.
+    /// The arguments of `ssh` for the hop, up to and including the host,
+    /// sharing the hop's connection when it has one.
     fn args(&self) -> Vec<String> {
+        let mut a = self.login_args();
+        if let Some(c) = &self.control {
+            let host = a.pop().expect("the host is always there");
+            for o in [
+                "ControlMaster=auto".to_string(),
+                format!("ControlPath={}", c.display()),
+                format!("ControlPersist={CONTROL_PERSIST_SECS}"),
+            ] {
+                a.push("-o".into());
+                a.push(o);
+            }
+            a.push(host);
+        }
+        a
+    }
+
+    /// End the hop's shared connection, if it has one (absent is fine).
+    pub fn close(&self) {
+        let Some(c) = &self.control else { return };
+        if !c.exists() {
+            return;
+        }
+        let mut a = self.login_args();
+        let host = a.pop().expect("the host is always there");
+        let _ = Command::new("ssh")
+            .args(a)
+            .arg("-o")
+            .arg(format!("ControlPath={}", c.display()))
+            .args(["-O", "exit"])
+            .arg(host)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// The arguments of `ssh` for one login to the hop, up to and including the host.
+    fn login_args(&self) -> Vec<String> {
         let mut a: Vec<String> = [
             "-o",
             "BatchMode=yes",
@@ -168,6 +216,27 @@ impl Jump {
         words.push("'[%h]:%p'".into());
         words.push(word(host).replace('%', "%%"));
         words.join(" ")
+    }
+
+    /// `ssh -N -R LISTEN:TO` over the hop: the host listens on `listen` and
+    /// sends what comes there to `to` on this machine (the package cache);
+    /// it ends when the forwarding cannot be set up.
+    pub fn reverse_command(&self, listen: SocketAddr, to: SocketAddr) -> Command {
+        // a login of its own: it outlives any shared connection
+        let mut args = self.login_args();
+        let host = args.pop().expect("the host is always there");
+        let mut c = Command::new("ssh");
+        c.args(args)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-R"])
+            .arg(format!(
+                "{}:{}:{}:{}",
+                listen.ip(),
+                listen.port(),
+                to.ip(),
+                to.port()
+            ))
+            .arg(host);
+        c
     }
 
     /// Run `cmd` (a fixed command line labctl wrote) on the hypervisor host

@@ -2,6 +2,8 @@
 
 use serde::Deserialize;
 
+use std::path::PathBuf;
+
 /// A size as people write it: `512M`, `1G`, `1536M` (binary units); a bare
 /// number is MiB (as Vagrant's `memory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +78,22 @@ pub enum Accel {
     Tcg,
 }
 
-/// Settings of provider incus (`incus: {project: …, target: …}`).
+/// Settings of provider incus (`incus: {remote: …, project: …, target: …}`).
 #[derive(Debug, Clone, serde::Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct IncusSettings {
+    /// A remote of Incus's client (`incus remote add NAME https://HOST:8443`)
+    /// to talk to (default: the local daemon).
+    pub remote: Option<String>,
     /// An existing project to use (default: labctl makes `labctl-<lab>`).
     pub project: Option<String>,
     /// The cluster member to put the nodes on (default: Incus places them).
     pub target: Option<String>,
+    /// The SSH login on the server (or member) hosting the lab when it is not
+    /// this machine: labctl reaches the nodes through it (default: your own user).
+    pub hop_user: Option<String>,
+    /// The private key for that login (default: your SSH setup's).
+    pub hop_key: Option<PathBuf>,
 }
 
 /// Settings of provider libvirt.

@@ -69,7 +69,7 @@ impl Inventory {
             }
             None => None,
         };
-        let incus = incus_section(&file, &provider, &text_path)?;
+        let incus = incus_section(&file, &provider, &text_path, &dir)?;
         let ssh = ssh_settings(&file, &provider, &text_path, &dir)?;
         let nodes = nodes(
             &file,
@@ -99,6 +99,7 @@ impl Inventory {
             egress_nat,
             vagrant: None,
             state: None,
+            jump: None,
         })
     }
 }
@@ -173,10 +174,18 @@ fn incus_section(
     file: &InventoryFile,
     provider: &ProviderSpec,
     text_path: &Path,
+    dir: &Path,
 ) -> anyhow::Result<Option<super::IncusSettings>> {
     let own = provider.name == "incus";
     match &file.incus {
-        Some(i) if own => Ok(Some(i.value.clone())),
+        Some(i) if own => {
+            let mut v = i.value.clone();
+            check_incus_words(&v, &yaml::at(text_path, &i.referenced))?;
+            if let Some(k) = &v.hop_key {
+                v.hop_key = Some(crate::project::normalize(&dir.join(k)));
+            }
+            Ok(Some(v))
+        }
         Some(i) => user_bail!(
             "{}: `incus:` is for provider incus, but this inventory's provider is {}\n  fix: add `provider: incus`, or remove the `incus:` section",
             yaml::at(text_path, &i.referenced),
@@ -184,6 +193,37 @@ fn incus_section(
         ),
         None => Ok(own.then(super::IncusSettings::default)),
     }
+}
+
+/// The words of `incus:` reach Incus's and ssh's command lines: plain ones only.
+fn check_incus_words(s: &super::IncusSettings, at: &str) -> anyhow::Result<()> {
+    let words = [
+        ("remote", s.remote.as_deref()),
+        ("project", s.project.as_deref()),
+        ("target", s.target.as_deref()),
+        ("hop_user", s.hop_user.as_deref()),
+    ];
+    for (key, v) in words {
+        let Some(v) = v else { continue };
+        let plain = !v.is_empty()
+            && !v.starts_with('-')
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !plain {
+            user_bail!(
+                "{at}: incus.{key} {v:?} is not a plain name (it reaches Incus's and ssh's command lines)\n  fix: use letters, digits, `.`, `_` and `-` (not first)"
+            );
+        }
+    }
+    if let Some(k) = &s.hop_key {
+        let k = k.to_string_lossy();
+        if crate::project::has_control(&k) || k.contains('"') {
+            user_bail!(
+                "{at}: incus.hop_key {k:?} holds a control character or a quote\n  fix: use a plain path"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `ssh:`, checked: the user, the key and known-hosts paths, the timeouts.

@@ -114,6 +114,10 @@ pub struct Inventory {
     /// The lab's state folder when it is not the project's `.labctl/` (a
     /// class's student lab keeps its own, see `crate::class`).
     pub state: Option<PathBuf>,
+    /// The SSH hop to the host that holds the lab's network when it is not
+    /// this machine, as the provider tells it (`Provider::jump`, set by
+    /// `providers::load_inventory`).
+    pub jump: Option<crate::jump::Jump>,
 }
 
 impl Inventory {
@@ -244,9 +248,10 @@ impl Inventory {
     }
 
     /// The SSH hop to the host that holds the lab's network, when that is not
-    /// this machine (a libvirt lab on a `qemu+ssh://` hypervisor).
+    /// this machine (a libvirt lab on a `qemu+ssh://` hypervisor, an Incus lab
+    /// on another server or cluster member).
     pub fn jump(&self) -> Option<&crate::jump::Jump> {
-        self.libvirt.as_ref().and_then(|l| l.jump.as_ref())
+        self.jump.as_ref()
     }
 
     /// The bridge of an nspawn lab: `lab-<name>` (at most 15 characters).

@@ -161,6 +161,11 @@ pub trait Provider {
     ) -> anyhow::Result<()>;
     /// Remove everything the lab created.
     fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()>;
+    /// The SSH hop to the host holding the lab's network when it is not this
+    /// machine (default: none; see [`crate::jump`]).
+    fn jump(&self, _inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
+        Ok(None)
+    }
     /// Refuse, with the fix, to connect to a node the provider knows is not
     /// running (the default: nothing known, connecting will tell).
     fn check_running(&self, _inv: &Inventory, _node: &Node) -> anyhow::Result<()> {
@@ -251,6 +256,54 @@ pub fn spec(p: &dyn Provider) -> ProviderSpec {
     }
 }
 
+/// "lab `L` is already up: N1, N2 running; nothing to do".
+pub fn already_up(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) {
+    p.line(&format!(
+        "lab `{}` is already up: {} running; nothing to do",
+        inv.lab,
+        nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+}
+
+/// Say what `halt`/`fail` did to each node (from its state before and how
+/// long it took; `how`: the running node's line, cut or clean) and how many
+/// were running; the nodes that failed, as one error.
+pub fn halt_report(
+    results: Vec<(&Node, anyhow::Result<(NodeState, Duration)>)>,
+    force: bool,
+    how: (&str, &str),
+    start: std::time::Instant,
+    p: &dyn Progress,
+) -> anyhow::Result<()> {
+    let mut errors = Vec::new();
+    let mut cut = 0;
+    for (n, r) in results {
+        match r {
+            Ok((NodeState::Running, took)) => {
+                cut += 1;
+                let what = if force { how.0 } else { how.1 };
+                p.line(&format!("{}: {what} in {}", n.name, secs(took)));
+            }
+            Ok((NodeState::Absent, _)) => p.line(&format!("{}: absent (never created)", n.name)),
+            Ok(_) => p.line(&format!("{}: already stopped", n.name)),
+            Err(e) => errors.push(format!("{}: {e:#}", n.name)),
+        }
+    }
+    if !errors.is_empty() {
+        anyhow::bail!("{}", errors.join("\n"));
+    }
+    p.line(&format!(
+        "{} {cut} node(s) in {}",
+        if force { "power cut" } else { "halted" },
+        secs(start.elapsed())
+    ));
+    Ok(())
+}
+
 /// Every registered provider's name, in registry order.
 pub fn names() -> Vec<&'static str> {
     REGISTRY.iter().map(|(n, _)| *n).collect()
@@ -263,7 +316,9 @@ pub fn load_inventory(path: &std::path::Path) -> anyhow::Result<Inventory> {
         .iter()
         .map(|(_, make)| spec(make().as_ref()))
         .collect();
-    Inventory::load_with(path, &specs)
+    let mut inv = Inventory::load_with(path, &specs)?;
+    inv.jump = for_inventory(&inv).jump(&inv)?;
+    Ok(inv)
 }
 
 /// The provider the inventory names.

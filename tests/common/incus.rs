@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const INCUSD: &str = "/usr/libexec/incus/incusd";
+pub const INCUSD: &str = "/usr/libexec/incus/incusd";
 
 const PRESEED: &str = "config:
   images.auto_update_interval: \"0\"
@@ -40,9 +40,38 @@ profiles:
       type: disk
 ";
 
+/// The inventory of a 3-node Incus lab `lab` on `PREFIX.0/24` (the default
+/// scenario's nodes and variables), with `extra` lines (an `incus:` section).
+pub fn inventory(lab: &str, prefix: &str, extra: &str) -> String {
+    format!(
+        "lab: {lab}
+provider: incus
+network: {{subnet: {prefix}.0/24, gateway: {prefix}.1}}
+ssh: {{user: vagrant}}
+nodes:
+  nodo1: {{address: {prefix}.101, groups: [nodos]}}
+  nodo2: {{address: {prefix}.102, groups: [nodos]}}
+  dns: {{address: {prefix}.103, groups: [servidor_dns]}}
+vars:
+  domain: example.com
+  vip: {prefix}.100
+{extra}"
+    )
+}
+
 /// Run `incus ARGS` on the test's daemon: (success, stdout + stderr).
 pub fn incus(args: &[&str]) -> (bool, String) {
-    let out = Command::new("incus")
+    incus_at(None, args)
+}
+
+/// Run `incus ARGS` on the daemon of `INCUS_DIR` `dir` (`None`: as the
+/// environment says): (success, stdout + stderr).
+pub fn incus_at(dir: Option<&Path>, args: &[&str]) -> (bool, String) {
+    let mut cmd = Command::new("incus");
+    if let Some(d) = dir {
+        cmd.env("INCUS_DIR", d);
+    }
+    let out = cmd
         .args(args)
         .stdin(Stdio::null())
         .output()
@@ -69,11 +98,11 @@ pub fn incus_json(args: &[&str]) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("incus {}: not JSON ({e}): {out}", a.join(" ")))
 }
 
-fn ip_forward() -> String {
+pub fn ip_forward() -> String {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default()
 }
 
-fn nft_tables() -> Vec<String> {
+pub fn nft_tables() -> Vec<String> {
     Command::new("nft")
         .args(["list", "tables"])
         .output()
@@ -86,7 +115,7 @@ fn nft_tables() -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn links() -> Vec<String> {
+pub fn links() -> Vec<String> {
     std::fs::read_dir("/sys/class/net")
         .map(|rd| {
             rd.flatten()
@@ -118,6 +147,85 @@ fn processes_naming(needle: &str) -> Vec<i32> {
         .unwrap_or_default()
 }
 
+/// `incus admin init --preseed` with `yaml`, on the daemon of `INCUS_DIR`
+/// `dir` (`None`: as the environment says), which must succeed.
+pub fn preseed(dir: Option<&Path>, yaml: &str) {
+    let mut cmd = Command::new("incus");
+    if let Some(d) = dir {
+        cmd.env("INCUS_DIR", d);
+    }
+    let mut init = cmd
+        .args(["admin", "init", "--preseed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        init.stdin
+            .take()
+            .unwrap()
+            .write_all(yaml.as_bytes())
+            .unwrap();
+    }
+    let out = init.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "incus admin init --preseed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A folder of the test's own for Incus daemons (in /var/tmp: a `dir`
+/// pool holds full copies of the image); Incus must be installed.
+pub fn test_folder(prefix: &str) -> tempfile::TempDir {
+    assert!(
+        Path::new(INCUSD).exists(),
+        "{INCUSD} is missing: run scripts/install-host-deps (Incus from bookworm-backports)"
+    );
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/var/tmp")
+        .unwrap()
+}
+
+/// Stop the `incusd` `child` of `INCUS_DIR` `state`: `incus admin
+/// shutdown` (it stops the instances), SIGKILL after 30 s, then SIGKILL to
+/// every process left whose command line names `state` (only what the test
+/// started), and its mounts under `state` unmounted.
+pub fn stop_daemon(mut child: Child, state: &Path) {
+    let _ = incus_at(Some(state), &["admin", "shutdown", "--timeout", "60"]);
+    let t = Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if t.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let needle = state.to_string_lossy().into_owned();
+    for pid in processes_naming(&needle) {
+        // SAFETY: kill(2) on a process whose command line names this test's folder.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let t = Instant::now();
+    while !processes_naming(&needle).is_empty() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let mut under: Vec<&str> = mounts
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&needle))
+        .collect();
+    under.reverse();
+    for m in under {
+        let _ = Command::new("umount").args(["-l", m]).status();
+    }
+}
+
 /// A running `incusd` of the test's own.
 pub struct Daemon {
     child: Option<Child>,
@@ -133,14 +241,7 @@ impl Daemon {
     /// Start a daemon in a new folder and initialise it; panics (after
     /// cleaning up) when it does not come up.
     pub fn start() -> Daemon {
-        assert!(
-            Path::new(INCUSD).exists(),
-            "{INCUSD} is missing: run scripts/install-host-deps (Incus from bookworm-backports)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix("labctl-incus-")
-            .tempdir_in("/var/tmp")
-            .unwrap();
+        let dir = test_folder("labctl-incus-");
         let state = dir.path().join("incus");
         std::fs::create_dir_all(&state).unwrap();
         let (ip_forward, tables, links) = (ip_forward(), nft_tables(), links());
@@ -165,27 +266,7 @@ impl Daemon {
         };
         let (ok, out) = incus(&["admin", "waitready", "--timeout", "60"]);
         assert!(ok, "incusd did not come up: {out}\n{}", d.log());
-        let mut init = Command::new("incus")
-            .args(["admin", "init", "--preseed"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            init.stdin
-                .take()
-                .unwrap()
-                .write_all(PRESEED.as_bytes())
-                .unwrap();
-        }
-        let out = init.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "incus admin init --preseed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        preseed(None, PRESEED);
         d
     }
 
@@ -210,37 +291,8 @@ impl Daemon {
                 Vec::new()
             }
         };
-        let _ = incus(&["admin", "shutdown", "--timeout", "60"]);
-        if let Some(mut child) = self.child.take() {
-            let t = Instant::now();
-            while child.try_wait().ok().flatten().is_none() {
-                if t.elapsed() > Duration::from_secs(30) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        // what it left running: only processes naming the test's own folder
-        let needle = self.state.to_string_lossy().into_owned();
-        for pid in processes_naming(&needle) {
-            // SAFETY: kill(2) on a process whose command line names this test's folder.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        let t = Instant::now();
-        while !processes_naming(&needle).is_empty() && t.elapsed() < Duration::from_secs(10) {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        let mut under: Vec<&str> = mounts
-            .lines()
-            .filter_map(|l| l.split_whitespace().nth(1))
-            .filter(|m| m.starts_with(&needle))
-            .collect();
-        under.reverse();
-        for m in under {
-            let _ = Command::new("umount").args(["-l", m]).status();
+        if let Some(child) = self.child.take() {
+            stop_daemon(child, &self.state);
         }
         for br in managed {
             if !self.links.contains(&br) && links().contains(&br) {

@@ -5,7 +5,9 @@
 
 pub mod dashboard;
 pub mod fake;
+pub mod hop;
 pub mod incus;
+pub mod incus_cluster;
 pub mod lab;
 pub mod libvirt;
 pub mod webdriver;
@@ -15,9 +17,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A process the test started, killed (by its PID) and reaped on drop.
+pub struct Owned(pub Child);
+
+impl Drop for Owned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// An sshd listening on 127.0.0.1 on one port per node; killed (by its PID) on drop.
 pub struct Sshd {
-    child: Child,
+    _child: Owned,
     pub ports: Vec<u16>,
     pub dir: tempfile::TempDir,
 }
@@ -31,7 +43,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn run(cmd: &mut Command) {
+pub fn run(cmd: &mut Command) {
     let out = cmd.output().expect("run helper command");
     assert!(
         out.status.success(),
@@ -113,7 +125,11 @@ impl Sshd {
         }
         std::fs::write(d.join("sshd_config"), cfg).unwrap();
         let child = spawn_sshd(&d.join("sshd_config"), None, &ports);
-        Sshd { child, ports, dir }
+        Sshd {
+            _child: Owned(child),
+            ports,
+            dir,
+        }
     }
 
     /// An sshd on one port of 127.0.0.1 as a server's own would be: the
@@ -133,7 +149,11 @@ impl Sshd {
         );
         std::fs::write(d.join("sshd_config"), cfg).unwrap();
         let child = spawn_sshd(&d.join("sshd_config"), Some(&d.join("sshd.log")), &ports);
-        Sshd { child, ports, dir }
+        Sshd {
+            _child: Owned(child),
+            ports,
+            dir,
+        }
     }
 
     /// The server's host key: `TYPE BASE64`.
@@ -149,13 +169,6 @@ impl Sshd {
             .iter()
             .map(|p| format!("[127.0.0.1]:{p} {key}\n"))
             .collect()
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -21,23 +21,10 @@ use common::lab::{one_at_a_time, Lab};
 use std::time::Instant;
 
 fn inventory(lab: &str) -> String {
-    format!(
-        "lab: {lab}
-provider: incus
-network: {{subnet: 10.1.101.0/24, gateway: 10.1.101.1}}
-ssh: {{user: vagrant}}
-nodes:
-  nodo1: {{address: 10.1.101.101, groups: [nodos]}}
-  nodo2: {{address: 10.1.101.102, groups: [nodos]}}
-  dns: {{address: 10.1.101.103, groups: [servidor_dns]}}
-vars:
-  domain: example.com
-  vip: 10.1.101.100
-"
-    )
+    common::incus::inventory(lab, "10.1.101", "")
 }
 
-fn figure(what: &str, t: Instant) {
+pub fn figure(what: &str, t: Instant) {
     println!("FIGURE {what}: {:.1} s", t.elapsed().as_secs_f64());
 }
 

@@ -21,165 +21,24 @@
 //! (what a user of qemu+ssh has), and the file is put back as it was.
 
 use crate::common;
+use common::hop::{Hop, Pinned};
 use common::lab::{one_at_a_time, Lab};
 use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Instant;
 
-/// A real sshd on 127.0.0.1 letting root in with the test's key, logging
-/// (LogLevel DEBUG1) the forwardings it is asked for; killed by its PID on drop.
-struct Hop {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Hop {
-    fn start() -> Hop {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        for k in ["host_key", "client_key"] {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(d.join(k))
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let port = if TcpListener::bind("127.0.0.1:22").is_ok() {
-            22
-        } else {
-            common::free_port()
-        };
-        let cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nAllowTcpForwarding yes\nMaxStartups 100:30:200\nLogLevel DEBUG1\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(d.join("sshd_config"))
-            .arg("-E")
-            .arg(d.join("sshd.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (package openssh-server)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Hop { child, port, dir }
-    }
-
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("client_key")
-    }
-
-    /// The line a user's known_hosts holds for this host.
-    fn known_hosts_line(&self) -> String {
-        let key = std::fs::read_to_string(self.dir.path().join("host_key.pub")).unwrap();
-        let key: Vec<&str> = key.split_whitespace().take(2).collect();
-        let name = if self.port == 22 {
-            "127.0.0.1".to_string()
-        } else {
-            format!("[127.0.0.1]:{}", self.port)
-        };
-        format!("{name} {}\n", key.join(" "))
-    }
-
-    fn uri(&self) -> String {
-        let port = if self.port == 22 {
-            String::new()
-        } else {
-            format!(":{}", self.port)
-        };
-        format!(
-            "qemu+ssh://root@127.0.0.1{port}/system?keyfile={}",
-            self.key().display()
-        )
-    }
-
-    /// How many forwardings (`ssh -W`) to `addr` the sshd was asked for.
-    fn forwardings_to(&self, addr: &str) -> usize {
-        std::fs::read_to_string(self.dir.path().join("sshd.log"))
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.contains("direct-tcpip") || l.contains("direct_tcpip"))
-            .filter(|l| l.contains(&format!("{addr} port")) || l.contains(&format!("{addr}:")))
-            .count()
-    }
-}
-
-impl Drop for Hop {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// root's `~/.ssh/known_hosts` with one more line for the test's duration,
-/// put back byte for byte (or removed, with `~/.ssh`, when it did not exist).
-struct Pinned {
-    file: PathBuf,
-    before: Option<Vec<u8>>,
-    made_dir: bool,
-}
-
-impl Pinned {
-    fn add(line: &str) -> Pinned {
-        // OpenSSH reads the home of the user database, not $HOME
-        // SAFETY: getpwuid returns a pointer into static storage or null
-        let home = unsafe {
-            let pw = libc::getpwuid(libc::getuid());
-            assert!(!pw.is_null());
-            std::ffi::CStr::from_ptr((*pw).pw_dir)
-                .to_string_lossy()
-                .into_owned()
-        };
-        let dir = Path::new(&home).join(".ssh");
-        let made_dir = !dir.exists();
-        std::fs::create_dir_all(&dir).unwrap();
-        let file = dir.join("known_hosts");
-        let before = std::fs::read(&file).ok();
-        let mut now = before.clone().unwrap_or_default();
-        if !now.is_empty() && !now.ends_with(b"\n") {
-            now.push(b'\n');
-        }
-        now.extend_from_slice(line.as_bytes());
-        std::fs::write(&file, now).unwrap();
-        Pinned {
-            file,
-            before,
-            made_dir,
-        }
-    }
-}
-
-impl Drop for Pinned {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(b) => {
-                let _ = std::fs::write(&self.file, b);
-            }
-            None => {
-                let _ = std::fs::remove_file(&self.file);
-                if self.made_dir {
-                    if let Some(d) = self.file.parent() {
-                        let _ = std::fs::remove_dir(d);
-                    }
-                }
-            }
-        }
-    }
+/// The hop's `qemu+ssh://` URI, with its key.
+fn uri(hop: &Hop) -> String {
+    let port = if hop.port == 22 {
+        String::new()
+    } else {
+        format!(":{}", hop.port)
+    };
+    format!(
+        "qemu+ssh://root@127.0.0.1{port}/system?keyfile={}",
+        hop.key().display()
+    )
 }
 
 fn inventory(uri: &str) -> String {
@@ -246,10 +105,16 @@ fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
 fn vm_lab_through_qemu_ssh() {
     let _one = one_at_a_time();
     let _daemons = Daemons::ensure();
-    let hop = Hop::start();
+    // port 22 when it is free
+    let port = if TcpListener::bind("127.0.0.1:22").is_ok() {
+        22
+    } else {
+        common::free_port()
+    };
+    let hop = Hop::start("127.0.0.1", port, None, "");
     let _pinned = Pinned::add(&hop.known_hosts_line());
     let lab = Lab::new("vmr", "10.1.62");
-    std::fs::write(lab.inv(), inventory(&hop.uri())).unwrap();
+    std::fs::write(lab.inv(), inventory(&uri(&hop))).unwrap();
     std::fs::write(lab.path("remote.yaml"), SCENARIO).unwrap();
     // a previous run that died hard may have left this lab behind
     lab.labctl(&["destroy"]);

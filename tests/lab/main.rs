@@ -16,6 +16,7 @@ mod e2e;
 mod faults;
 mod gfs2;
 mod incus;
+mod incus_cluster;
 mod libvirt;
 mod libvirt_remote;
 mod link;

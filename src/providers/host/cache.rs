@@ -165,7 +165,8 @@ Remap-debrep: {mprefix} ; {mirror}\n",
 }
 
 /// The gateways of every lab network on this host: each lab's recorded
-/// `gateway`, when a bridge of this host holds it.
+/// `gateway`, when a bridge of this host holds it or the lab is reached
+/// through a hop (its `hop` file: an Incus lab on another host).
 fn lab_gateways() -> Vec<Ipv4Addr> {
     let held: Vec<Ipv4Addr> = crate::lab::local_addrs()
         .map(|v| v.into_iter().map(|a| a.addr).collect())
@@ -173,9 +174,15 @@ fn lab_gateways() -> Vec<Ipv4Addr> {
     let mut out: Vec<Ipv4Addr> = std::fs::read_dir(paths::root().join("labs"))
         .map(|rd| {
             rd.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path().join("gateway")).ok())
-                .filter_map(|t| t.trim().parse().ok())
-                .filter(|g| held.contains(g))
+                .filter_map(|e| {
+                    let g: Ipv4Addr = std::fs::read_to_string(e.path().join("gateway"))
+                        .ok()?
+                        .trim()
+                        .parse()
+                        .ok()?;
+                    // a lab reached through a hop gets the cache through it
+                    (held.contains(&g) || e.path().join("hop").exists()).then_some(g)
+                })
                 .collect()
         })
         .unwrap_or_default();

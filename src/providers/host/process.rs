@@ -154,7 +154,8 @@ fn start_time(pid: u32) -> Option<String> {
     after.split_whitespace().nth(19).map(String::from)
 }
 
-fn record(path: &Path, pid: u32) {
+/// Write `PID STARTTIME` of `pid` to `path` (read back by [`recorded`]).
+pub fn record(path: &Path, pid: u32) {
     let _ = std::fs::write(
         path,
         format!("{pid} {}\n", start_time(pid).unwrap_or_default()),

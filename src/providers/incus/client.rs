@@ -4,7 +4,12 @@
 //! (`--format json`, `incus query`), never as the client's tables.
 //!
 //! The client finds the daemon as it always does: `INCUS_DIR` (or
-//! `INCUS_SOCKET`) for a daemon of its own, else `/var/lib/incus`'s socket.
+//! `INCUS_SOCKET`) for a daemon of its own, else `/var/lib/incus`'s socket;
+//! or, with `incus: {remote: NAME}`, the remote of that name in the client's
+//! configuration (`INCUS_CONF`, else `~/.config/incus`), added the Incus way
+//! (`incus remote add NAME https://HOST:8443` and a trust token): every call
+//! then runs with `INCUS_REMOTE=NAME`, once the name is checked to be there
+//! (the client would otherwise fall back to the local daemon).
 
 use serde_json::Value;
 use std::process::{Command, Stdio};
@@ -20,6 +25,8 @@ pub const LONG: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone)]
 pub struct Incus {
     pub project: String,
+    /// The client's remote to talk to (`None`: the local daemon).
+    pub remote: Option<String>,
 }
 
 /// What one `incus` run printed.
@@ -50,15 +57,20 @@ pub fn not_found(r: &Reply) -> bool {
 }
 
 impl Incus {
-    pub fn new(project: &str) -> Incus {
+    pub fn new(project: &str, remote: Option<&str>) -> Incus {
         Incus {
             project: project.to_string(),
+            remote: remote.map(str::to_string),
         }
     }
 
     /// Run `incus ARGS…` (no project added) within `limit`; its output, whatever the exit status.
     pub fn call(&self, args: &[&str], limit: Duration) -> anyhow::Result<Reply> {
-        let child = Command::new("incus")
+        let mut cmd = Command::new("incus");
+        if let Some(r) = &self.remote {
+            cmd.env("INCUS_REMOTE", r);
+        }
+        let child = cmd
             .args(args)
             .env("LC_ALL", "C")
             .stdin(Stdio::null())
@@ -70,23 +82,19 @@ impl Incus {
                     "cannot run incus (Incus's client): {e}\n  fix: `apt-get install -t bookworm-backports incus-client` (scripts/install-host-deps installs Incus)"
                 ))
             })?;
-        let crate::child::Finished {
-            status,
-            stdout,
-            stderr,
-        } = crate::child::wait_within(child, limit)?;
-        match status {
-            None => anyhow::bail!(
+        let done = crate::child::wait_within(child, limit)?;
+        let Some(st) = done.status else {
+            anyhow::bail!(
                 "Incus did not answer `incus {}` within {} s\n  fix: check that incusd runs and answers (`incus info`)",
                 args.join(" "),
                 limit.as_secs()
-            ),
-            Some(st) => Ok(Reply {
-                ok: st.success(),
-                stdout,
-                stderr,
-            }),
-        }
+            );
+        };
+        Ok(Reply {
+            ok: st.success(),
+            stdout: done.stdout,
+            stderr: done.stderr,
+        })
     }
 
     /// [`Incus::call`] with `--project P` added; must succeed: stdout.
@@ -133,8 +141,41 @@ impl Incus {
         })?))
     }
 
+    /// `incus query -X METHOD --data BODY PATH`, which must succeed (`what`
+    /// names the change in the error).
+    pub fn send(&self, method: &str, path: &str, body: &Value, what: &str) -> anyhow::Result<()> {
+        let body = body.to_string();
+        let r = self.call(&["query", "-X", method, "--data", &body, path], SHORT)?;
+        if !r.ok {
+            anyhow::bail!("{what} failed: {}", r.why());
+        }
+        Ok(())
+    }
+
+    /// The address (`https://HOST:PORT`) of the remote, as the client's
+    /// configuration has it; a user error when it has no such remote.
+    pub fn remote_addr(&self) -> anyhow::Result<Option<String>> {
+        let Some(name) = &self.remote else {
+            return Ok(None);
+        };
+        let plain = Incus::new(&self.project, None);
+        let r = plain.call(&["remote", "list", "--format", "json"], SHORT)?;
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        match v[name.as_str()]["Addr"].as_str() {
+            Some(a) if a.starts_with("https://") => Ok(Some(a.to_string())),
+            Some(a) => crate::user_bail!(
+                "incus.remote `{name}` is {a}, not an Incus server over HTTPS\n  fix: name a remote added with `incus remote add {name} https://HOST:8443`"
+            ),
+            None => crate::user_bail!(
+                "Incus's client has no remote named `{name}` (incus.remote){}\n  fix: add it once: on the server `incus config trust add labctl` prints a token, here `incus remote add {name} https://SERVER:8443 --token TOKEN` (the client's configuration: INCUS_CONF, else ~/.config/incus)",
+                if r.ok { String::new() } else { format!(": {}", r.why()) }
+            ),
+        }
+    }
+
     /// Refuse, with what to start, when no daemon answers.
     pub fn check_daemon(&self) -> anyhow::Result<()> {
+        let addr = self.remote_addr()?;
         let r = self.call(&["query", "/1.0"], Duration::from_secs(20))?;
         if r.ok {
             let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
@@ -142,8 +183,26 @@ impl Incus {
                 return Ok(());
             }
             crate::user_bail!(
-                "Incus answers but does not trust this client (auth: {})\n  fix: run labctl as root or as a member of group incus-admin, or add this client's certificate to the server's trust store (`incus config trust add`)",
+                "Incus{} answers but does not trust this client (auth: {})\n  fix: run labctl as root or as a member of group incus-admin, or add this client's certificate to the server's trust store (`incus config trust add` on the server, then `incus remote add` here with its token)",
+                addr.as_deref().map(|a| format!(" at {a}")).unwrap_or_default(),
                 v["auth"]
+            );
+        }
+        if let (Some(name), Some(a)) = (&self.remote, &addr) {
+            let why = r.why();
+            let cert = why.to_ascii_lowercase().contains("certificate");
+            crate::user_bail!(
+                "the Incus remote `{name}` ({a}) {}: {why}\n  fix: {}",
+                if cert {
+                    "refuses this client's certificate"
+                } else {
+                    "does not answer"
+                },
+                if cert {
+                    format!("trust this client again: on the server `incus config trust add labctl`, here `incus remote remove {name}` and `incus remote add {name} {a} --token TOKEN`")
+                } else {
+                    format!("check that incusd runs there and listens on {a} (`incus config set core.https_address :8443` on the server), and that this machine reaches it")
+                }
             );
         }
         crate::user_bail!(

@@ -6,18 +6,27 @@
 //! - [`image`]: labctl's Debian image, imported once per server.
 //! - [`seed`]: a node's identity, pushed before its first boot.
 //! - [`snapshot`]: Incus snapshots of every node under one name.
+//! - [`placement`]: which member runs the lab, and the SSH hop to it.
+//! - [`tunnel`]: the package cache for a lab reached through a hop.
 //!
 //! The daemon is the local one (its socket; `INCUS_DIR` as the client
-//! reads it). Its bridge `lab-<lab>` is on this machine and holds the lab
-//! gateway, so configure, verify and ssh reach the nodes as they reach
-//! nspawn nodes, after the same "the bridge holds the gateway" check; the
-//! lab's nft table on this host keeps its traffic to itself as for nspawn.
+//! reads it), or a remote of Incus's client (`incus: {remote: NAME}`). When
+//! the lab's bridge `lab-<lab>` is on this machine, configure, verify and
+//! ssh reach the nodes as they reach nspawn nodes, after the same "the
+//! bridge holds the gateway" check, and the lab's nft table on this host
+//! keeps its traffic to itself as for nspawn. When it is on another host (a
+//! remote server, a cluster member), they reach them through an SSH hop to
+//! that host, after the check that the bridge there holds the gateway; the
+//! bridge keeps the traffic to itself there (Incus's NAT, routing and
+//! firewall off).
 
 pub mod client;
 pub mod image;
 pub mod objects;
+pub mod placement;
 pub mod seed;
 pub mod snapshot;
+pub mod tunnel;
 
 use super::{parallel, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
@@ -44,7 +53,8 @@ pub fn project_of(inv: &Inventory) -> String {
 
 /// The client for the lab's project.
 pub fn client_of(inv: &Inventory) -> Incus {
-    Incus::new(&project_of(inv))
+    let remote = inv.incus.as_ref().and_then(|s| s.remote.as_deref());
+    Incus::new(&project_of(inv), remote)
 }
 
 /// The member the inventory pins the nodes to (a cluster), if any.
@@ -153,16 +163,15 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let pubkey = keys::ensure_lab_key(inv, p)?;
     preflight::claim(inv)?;
     objects::ensure(&incus, inv)?;
-    // the nodes are reached over the lab's bridge, which must be on this machine
-    if !network::link_exists(&inv.bridge_name()) {
-        crate::user_bail!(
-            "lab `{}`: Incus made its network {}, but not on this machine (the server is a cluster member or another host), and this version of labctl reaches nodes only over a bridge on this machine; nothing was started\n  fix: run labctl on the Incus server that hosts the lab (with `incus: {{target: THIS_MEMBER}}` on a cluster), then `labctl destroy` here removes what was made",
-            inv.lab,
-            inv.bridge_name()
-        );
+    let clustered = !objects::members(&incus)?.is_empty();
+    // the lab's network is on this machine (a local single server), or
+    // perhaps not (a remote, a cluster): then the cache goes through the hop
+    let may_hop = incus.remote.is_some() || clustered;
+    if may_hop {
+        tunnel::mark(inv)?;
+    } else {
+        local_network(inv)?;
     }
-    // the lab's nft table, its gateway file and the package cache on the gateway
-    network::ensure(inv)?;
     let alias = image::ensure(&incus, inv, p)?;
     let nameservers = rootfs::nameservers(inv);
     let list = objects::instances(&incus)?;
@@ -171,75 +180,40 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         .copied()
         .filter(|n| lookup(&list, &n.name).0 != NodeState::Running)
         .collect();
-    if todo.is_empty() {
-        keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
-        p.line(&format!(
-            "lab `{}` is already up: {} running; nothing to do",
-            inv.lab,
-            nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
-        return Ok(());
-    }
-    let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
-    p.start(&labels);
-    let target = target_of(inv);
-    let made = parallel(&todo, &|n: &Node| {
-        if lookup(&list, &n.name).0 == NodeState::Absent {
-            p.set(&n.name, "creating");
-            let mut args = vec!["create", alias.as_str(), n.name.as_str()];
-            if let Some(t) = &target {
-                args.extend(["--target", t.as_str()]);
-            }
-            incus.run(&args, LONG)?;
-            seed::push(&incus, inv, n, &pubkey, &nameservers)?;
+    let made = Made {
+        incus: &incus,
+        inv,
+        alias: &alias,
+        pubkey: &pubkey,
+        nameservers: &nameservers,
+        p,
+    };
+    let member = made.create(&todo, &list, clustered)?;
+    let place = placement::locate(&incus, member.as_deref())?;
+    placement::save(inv, &place)?;
+    let mut inv = inv.clone();
+    inv.jump = placement::jump(&inv, &place);
+    let inv = &inv;
+    match (&inv.jump, may_hop) {
+        (Some(j), _) => tunnel::ensure(inv, j)?,
+        (None, true) => {
+            tunnel::stop(inv)?;
+            local_network(inv)?;
         }
-        Ok(())
-    });
-    let errors: Vec<String> = made
-        .into_iter()
-        .filter_map(|(n, r)| r.err().map(|e| format!("{}: {e:#}", n.name)))
-        .collect();
-    if !errors.is_empty() {
-        anyhow::bail!(
-            "{}\n  fix: `labctl destroy` removes the lab",
-            errors.join("\n")
-        );
+        (None, false) => {}
     }
     keys::pin_host_keys_from(inv, &|n| seed::host_key_pub(&inv.lab, n))?;
-    let t_boot = Instant::now();
-    let mut args = vec!["start"];
-    args.extend(todo.iter().map(|n| n.name.as_str()));
-    incus.run(&args, SHORT)?;
-    for n in &todo {
-        p.set(&n.name, "booting");
-        crate::lab::ensure_safe_target(inv, n.address)?;
+    if todo.is_empty() {
+        super::already_up(inv, nodes, p);
+        return Ok(());
     }
-    let alive = |n: &Node| -> anyhow::Result<()> {
-        let list = objects::instances(&incus)?;
-        if lookup(&list, &n.name).0 != NodeState::Running {
-            anyhow::bail!("its container stopped");
-        }
-        Ok(())
-    };
-    let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
-    let results = probe::wait_ssh(None, &todo, BOOT_TIMEOUT, p, &login, &alive);
-    super::boot_failures(&todo, results, &|n: &Node| {
-        let log = incus
-            .run(&["console", n.name.as_str(), "--show-log"], SHORT)
-            .unwrap_or_else(|e| format!("{e:#}"));
-        (
-            format!("incus console {} --show-log", n.name),
-            crate::text::last_lines(&log, 15),
-        )
-    })?;
+    let t_boot = Instant::now();
+    boot(&incus, inv, &todo, p)?;
     p.line(&format!(
-        "lab `{}` up on Incus (project {}): {} node(s) answer SSH; boot took {}, `up` took {}",
+        "lab `{}` up on Incus (project {}{}): {} node(s) answer SSH; boot took {}, `up` took {}",
         inv.lab,
         incus.project,
+        place_label(&place),
         todo.len(),
         super::secs(t_boot.elapsed()),
         super::secs(start.elapsed())
@@ -247,16 +221,122 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     Ok(())
 }
 
-/// What `halt`/`fail` did to one node.
-fn halt_line(before: NodeState, force: bool, took: Duration) -> String {
-    match before {
-        NodeState::Running if force => {
-            format!("power cut (incus stop --force) in {}", super::secs(took))
-        }
-        NodeState::Running => format!("powered off in {}", super::secs(took)),
-        NodeState::Absent => "absent (never created)".to_string(),
-        _ => "already stopped".to_string(),
+/// ", member M, reached through HOST" for the `up` line.
+fn place_label(place: &placement::Placement) -> String {
+    let mut s = String::new();
+    if let Some(m) = &place.member {
+        s.push_str(&format!(", member {m}"));
     }
+    if let Some(h) = &place.host {
+        s.push_str(&format!(", reached through {h}"));
+    }
+    s
+}
+
+/// The lab's bridge on this machine: the nft table, its gateway file and
+/// the package cache, as for nspawn; refused when Incus made it elsewhere.
+fn local_network(inv: &Inventory) -> anyhow::Result<()> {
+    if !network::link_exists(&inv.bridge_name()) {
+        crate::user_bail!(
+            "lab `{}`: Incus made its network {}, but not on this machine; nothing was started\n  fix: name the server as a remote (`incus: {{remote: NAME}}`, added with `incus remote add`), so that labctl reaches the nodes through it over SSH; then `labctl destroy` here removes what was made",
+            inv.lab,
+            inv.bridge_name()
+        );
+    }
+    network::ensure(inv)
+}
+
+/// What making a node needs.
+struct Made<'a> {
+    incus: &'a Incus,
+    inv: &'a Inventory,
+    alias: &'a str,
+    pubkey: &'a str,
+    nameservers: &'a [String],
+    p: &'a dyn Progress,
+}
+
+impl Made<'_> {
+    /// Make the absent nodes of `todo`, all on one member: the one
+    /// [`placement::member_for`] names, else the one Incus schedules the
+    /// first on. Returns that member (`None`: a single server).
+    fn create(
+        &self,
+        todo: &[&Node],
+        list: &[(String, String, String)],
+        clustered: bool,
+    ) -> anyhow::Result<Option<String>> {
+        let mut member = placement::member_for(self.inv, list).filter(|_| clustered);
+        let absent: Vec<&Node> = todo
+            .iter()
+            .copied()
+            .filter(|n| lookup(list, &n.name).0 == NodeState::Absent)
+            .collect();
+        let labels: Vec<&str> = todo.iter().map(|n| n.name.as_str()).collect();
+        if !labels.is_empty() {
+            self.p.start(&labels);
+        }
+        let mut rest = &absent[..];
+        if let (true, None, Some(first)) = (clustered, &member, absent.first()) {
+            self.one(first, None)?;
+            let now = objects::instances(self.incus)?;
+            member = lookup(&now, &first.name).1;
+            rest = &absent[1..];
+        }
+        let made = parallel(rest, &|n: &Node| self.one(n, member.as_deref()));
+        let errors: Vec<String> = made
+            .into_iter()
+            .filter_map(|(n, r)| r.err().map(|e| format!("{}: {e:#}", n.name)))
+            .collect();
+        if !errors.is_empty() {
+            anyhow::bail!(
+                "{}\n  fix: `labctl destroy` removes the lab",
+                errors.join("\n")
+            );
+        }
+        Ok(member)
+    }
+
+    /// Make one node (on `member`, when given) and push its seed.
+    fn one(&self, n: &Node, member: Option<&str>) -> anyhow::Result<()> {
+        self.p.set(&n.name, "creating");
+        let mut args = vec!["create", self.alias, n.name.as_str()];
+        if let Some(m) = member {
+            args.extend(["--target", m]);
+        }
+        self.incus.run(&args, LONG)?;
+        seed::push(self.incus, self.inv, n, self.pubkey, self.nameservers)
+    }
+}
+
+/// Start `todo` and wait until each answers SSH (through the hop, when the
+/// inventory has one); the console's last lines of a node that does not.
+fn boot(incus: &Incus, inv: &Inventory, todo: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
+    let mut args = vec!["start"];
+    args.extend(todo.iter().map(|n| n.name.as_str()));
+    incus.run(&args, SHORT)?;
+    for n in todo {
+        p.set(&n.name, "booting");
+        crate::lab::ensure_safe_target(inv, n.address)?;
+    }
+    let alive = |n: &Node| -> anyhow::Result<()> {
+        let list = objects::instances(incus)?;
+        if lookup(&list, &n.name).0 != NodeState::Running {
+            anyhow::bail!("its container stopped");
+        }
+        Ok(())
+    };
+    let login = |n: &Node| super::sshcmd::check_login(inv, n).map(|_| ());
+    let results = probe::wait_ssh(inv.jump(), todo, BOOT_TIMEOUT, p, &login, &alive);
+    super::boot_failures(todo, results, &|n: &Node| {
+        let log = incus
+            .run(&["console", n.name.as_str(), "--show-log"], SHORT)
+            .unwrap_or_else(|e| format!("{e:#}"));
+        (
+            format!("incus console {} --show-log", n.name),
+            crate::text::last_lines(&log, 15),
+        )
+    })
 }
 
 /// Stop one node: cleanly, or at once (`force`); its state before.
@@ -300,6 +380,10 @@ impl Provider for IncusProvider {
             preinstall: Some("a layered image"),
             ..Default::default()
         }
+    }
+
+    fn jump(&self, inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
+        Ok(placement::load(inv).and_then(|p| placement::jump(inv, &p)))
     }
 
     fn check_running(&self, inv: &Inventory, node: &Node) -> anyhow::Result<()> {
@@ -349,26 +433,13 @@ impl Provider for IncusProvider {
             let before = stop_node(&incus, &n.name, force)?;
             Ok((before, t.elapsed()))
         });
-        let mut errors = Vec::new();
-        let mut running = 0;
-        for (n, r) in results {
-            match r {
-                Ok((before, took)) => {
-                    running += usize::from(before == NodeState::Running);
-                    p.line(&format!("{}: {}", n.name, halt_line(before, force, took)));
-                }
-                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
-            }
-        }
-        if !errors.is_empty() {
-            anyhow::bail!("{}", errors.join("\n"));
-        }
-        p.line(&format!(
-            "{} {running} node(s) in {}",
-            if force { "power cut" } else { "halted" },
-            super::secs(start.elapsed())
-        ));
-        Ok(())
+        super::halt_report(
+            results,
+            force,
+            ("power cut (incus stop --force)", "powered off"),
+            start,
+            p,
+        )
     }
 
     fn destroy_nodes(
@@ -408,6 +479,10 @@ impl Provider for IncusProvider {
         let incus = checks(inv, "destroy")?;
         let _lock = paths::lock_lab(inv, p)?;
         let start = Instant::now();
+        tunnel::stop(inv)?;
+        if let Some(j) = inv.jump() {
+            j.close();
+        }
         for what in objects::remove(&incus, inv)? {
             p.line(&format!("removed {what}"));
         }

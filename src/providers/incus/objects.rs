@@ -106,17 +106,12 @@ pub fn ensure(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
             super::seed::NIC: {"type": "nic", "network": inv.bridge_name(), "name": super::seed::NIC},
         }
     });
-    let body = profile.to_string();
-    let path = format!("/1.0/profiles/default?project={}", incus.project);
-    let r = incus.call(&["query", "-X", "PUT", "--data", &body, &path], SHORT)?;
-    if !r.ok {
-        anyhow::bail!(
-            "setting the profile of Incus project {} failed: {}",
-            incus.project,
-            r.why()
-        );
-    }
-    Ok(())
+    incus.send(
+        "PUT",
+        &format!("/1.0/profiles/default?project={}", incus.project),
+        &profile,
+        &format!("setting the profile of Incus project {}", incus.project),
+    )
 }
 
 /// Make the lab's bridge network, or check that the one there is the lab's.
@@ -179,17 +174,12 @@ fn ensure_network(incus: &Incus, inv: &Inventory) -> anyhow::Result<()> {
         anyhow::bail!("creating Incus network {name} failed: {}", r.why());
     }
     // a cluster drops the description of a network made pending member by member
-    let body = serde_json::json!({"description": network_description(&inv.lab)}).to_string();
-    let path = format!("/1.0/networks/{name}?project=default");
-    let r = incus.call(&["query", "-X", "PATCH", "--data", &body, &path], SHORT)?;
-    if !r.ok {
-        anyhow::bail!(
-            "marking Incus network {name} as lab `{}`'s failed: {}",
-            inv.lab,
-            r.why()
-        );
-    }
-    Ok(())
+    incus.send(
+        "PATCH",
+        &format!("/1.0/networks/{name}?project=default"),
+        &json!({"description": network_description(&inv.lab)}),
+        &format!("marking Incus network {name} as lab `{}`'s", inv.lab),
+    )
 }
 
 /// The lab's instances: (name, status, member), from one listing.

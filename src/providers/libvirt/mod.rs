@@ -467,6 +467,9 @@ impl Provider for Libvirt {
     fn name(&self) -> &'static str {
         "libvirt"
     }
+    fn jump(&self, inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
+        Ok(inv.libvirt.as_ref().and_then(|l| l.jump.clone()))
+    }
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
             creates_nodes: true,
@@ -564,35 +567,13 @@ impl Provider for Libvirt {
             let before = power_off(&v, inv, &n.name, force)?;
             Ok((before, t.elapsed()))
         });
-        let mut errors = Vec::new();
-        let mut cut = 0;
-        for (n, r) in results {
-            match r {
-                Ok((NodeState::Running, took)) => {
-                    cut += 1;
-                    let what = if force {
-                        "power cut (VM stopped at once)"
-                    } else {
-                        "powered off (ACPI)"
-                    };
-                    p.line(&format!("{}: {what} in {}", n.name, super::secs(took)));
-                }
-                Ok((NodeState::Absent, _)) => {
-                    p.line(&format!("{}: absent (never created)", n.name))
-                }
-                Ok(_) => p.line(&format!("{}: already stopped", n.name)),
-                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
-            }
-        }
-        if !errors.is_empty() {
-            anyhow::bail!("{}", errors.join("\n"));
-        }
-        p.line(&format!(
-            "{} {cut} node(s) in {}",
-            if force { "power cut" } else { "halted" },
-            super::secs(start.elapsed())
-        ));
-        Ok(())
+        super::halt_report(
+            results,
+            force,
+            ("power cut (VM stopped at once)", "powered off (ACPI)"),
+            start,
+            p,
+        )
     }
 
     fn destroy_nodes(

@@ -83,15 +83,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
     let bridge_ok = crate::lab::bridge_holds_gateway(inv)? && network::nft_table_exists(&inv.lab);
     if todo.is_empty() && bridge_ok {
         repin(inv, p)?;
-        p.line(&format!(
-            "lab `{}` is already up: {} running; nothing to do",
-            inv.lab,
-            nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ));
+        super::already_up(inv, nodes, p);
         return Ok(());
     }
 
