@@ -12,7 +12,7 @@
 //! (a group is started when all its members are). `together: true` expects all
 //! listed resources on one node (colocation).
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::inventory::Node;
 use crate::shell::Script;
 use serde::{Deserialize, Serialize};
@@ -92,11 +92,7 @@ pub struct Plan {
     pub together: bool,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -13,7 +13,7 @@
 //! with random order and two records, 10 queries all starting with the same
 //! one happen 0.2% of the time).
 
-use super::{Check, Ctx, Host, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Host, Outcome, PrepareCtx};
 use crate::duration::Dur;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -68,11 +68,7 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

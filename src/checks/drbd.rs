@@ -13,7 +13,7 @@
 //! not end by itself (StandAlone, no disk, resource down) fails at once, with
 //! what it means and the command that repairs it.
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use crate::inventory::Node;
 use crate::sh;
@@ -47,11 +47,7 @@ pub struct Plan {
     pub within: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -17,7 +17,7 @@
 //! (`rejoin: false` skips this).
 
 use super::http_client::{get, Url};
-use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{cluster, Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -215,11 +215,7 @@ pub struct Plan {
     pub rejoin_within: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -14,7 +14,7 @@
 //! `requests:` requests; `same_node: true` expects one node to answer them all.
 
 use super::http_client::{get, Url};
-use super::{dns, Check, Ctx, Host, Outcome, Prepare, PrepareCtx};
+use super::{dns, Check, Ctx, Host, Outcome, PrepareCtx};
 use crate::duration::Dur;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -68,11 +68,7 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -44,6 +44,21 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+/// `impl Prepare for $spec` where the spec's own `plan(ctx)` is the check
+/// (every kind whose plan needs nothing more).
+macro_rules! prepare_by_plan {
+    ($spec:ty) => {
+        impl $crate::checks::Prepare for $spec {
+            fn prepare(
+                &self,
+                ctx: &$crate::checks::PrepareCtx,
+            ) -> anyhow::Result<Box<dyn $crate::checks::Check>> {
+                Ok(Box::new(self.plan(ctx)?))
+            }
+        }
+    };
+}
+
 /// The check registry: `module => Variant` (with the YAML key's other spelling,
 /// if it has one). One line per check.
 macro_rules! checks {
@@ -330,13 +345,10 @@ pub fn node_in_body<'a>(inv: &'a Inventory, body: &str) -> Option<&'a str> {
 #[cfg(test)]
 pub(crate) fn test_inventory() -> crate::inventory::Inventory {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("inventory.yaml");
-    std::fs::write(
-        &p,
+    crate::providers::inventory_in(
+        d.path(),
         "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
     )
-    .unwrap();
-    crate::providers::load_inventory(&p).unwrap()
 }
 
 /// For unit tests: `yaml` parsed as a check's spec and prepared by `plan`
@@ -456,13 +468,10 @@ mod tests {
     #[test]
     fn finds_the_node_named_in_a_body() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("inventory.yaml");
-        std::fs::write(
-            &p,
+        let inv = crate::providers::inventory_in(
+            d.path(),
             "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1, port: 1}\n  nodo10: {address: 127.0.0.1, port: 2}\n",
-        )
-        .unwrap();
-        let inv = crate::providers::load_inventory(&p).unwrap();
+        );
         assert_eq!(node_in_body(&inv, "nodo10\n"), Some("nodo10"));
         assert_eq!(node_in_body(&inv, "served by nodo1."), Some("nodo1"));
         assert_eq!(node_in_body(&inv, "nobody"), None);

@@ -21,7 +21,7 @@
 //! up NODE` and wait until the node answers SSH again; the node must not have
 //! answered SSH while it was down (else the power cut did not happen).
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
@@ -61,11 +61,7 @@ const CUT_LIMIT: Duration = Duration::from_secs(60);
 /// How long booting the node again may take.
 const UP_LIMIT: Duration = Duration::from_secs(300);
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -22,7 +22,7 @@
 //! crash; note that a unit with `Restart=` may then be restarted by systemd).
 
 use super::failover::{poll, VipTarget};
-use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{cluster, Check, Ctx, Outcome, PrepareCtx};
 use crate::sh;
 use crate::shell::Script;
 use crate::duration::{human_ms, Dur};
@@ -78,11 +78,7 @@ fn shell_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'))
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
