@@ -29,7 +29,7 @@ pub mod virsh;
 pub mod xml;
 
 use super::link::Link;
-use super::{parallel, probe, NodeState, NodeStatus, Provider};
+use super::{power, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use crate::providers::host::{keys, network, paths, preflight, process, rootfs, trash};
@@ -469,18 +469,13 @@ impl Provider for Libvirt {
     }
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
-            creates_nodes: true,
-            needs_root: true,
-            power_cut: true,
-            link_cut: true,
-            snapshots: false,
             fencing: true,
             vm_hardware: true,
-            derives_layer: false,
-            nic: Some("eth0"),
             // virsh asks the hypervisor, not the lab
-            status: super::StatusPoll::Host(std::time::Duration::from_millis(500)),
-            safety: super::Safety::LabBridge,
+            ..super::Capabilities::lab_bridge(
+                "eth0",
+                super::StatusPoll::Host(Duration::from_millis(500)),
+            )
         }
     }
     fn inventory_rules(&self) -> crate::inventory::InventoryRules {
@@ -535,16 +530,8 @@ impl Provider for Libvirt {
         inv.nodes
             .iter()
             .map(|n| {
-                Ok(NodeStatus {
-                    name: n.name.clone(),
-                    address: n.address.to_string(),
-                    port: n.port,
-                    state: state_of(&v, inv, &n.name)?,
-                    provider: "libvirt",
-                    pid: None,
-                    link: None,
-                    member: None,
-                })
+                let state = state_of(&v, inv, &n.name)?;
+                Ok(NodeStatus::new(n, "libvirt", state))
             })
             .collect()
     }
@@ -558,41 +545,13 @@ impl Provider for Libvirt {
     ) -> anyhow::Result<()> {
         let v = checks(inv, if force { "fail" } else { "halt" })?;
         let _lock = paths::lock_lab(inv, p)?;
-        let start = Instant::now();
-        let results = parallel(nodes, &|n: &Node| {
-            let t = Instant::now();
-            let before = power_off(&v, inv, &n.name, force)?;
-            Ok((before, t.elapsed()))
-        });
-        let mut errors = Vec::new();
-        let mut cut = 0;
-        for (n, r) in results {
-            match r {
-                Ok((NodeState::Running, took)) => {
-                    cut += 1;
-                    let what = if force {
-                        "power cut (VM stopped at once)"
-                    } else {
-                        "powered off (ACPI)"
-                    };
-                    p.line(&format!("{}: {what} in {}", n.name, super::secs(took)));
-                }
-                Ok((NodeState::Absent, _)) => {
-                    p.line(&format!("{}: absent (never created)", n.name))
-                }
-                Ok(_) => p.line(&format!("{}: already stopped", n.name)),
-                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
-            }
-        }
-        if !errors.is_empty() {
-            anyhow::bail!("{}", errors.join("\n"));
-        }
-        p.line(&format!(
-            "{} {cut} node(s) in {}",
-            if force { "power cut" } else { "halted" },
-            super::secs(start.elapsed())
-        ));
-        Ok(())
+        let words = power::Words {
+            cut: "power cut (VM stopped at once)",
+            off: "powered off (ACPI)",
+        };
+        power::halt_each(&inv.lab, nodes, force, words, p, &|n: &Node| {
+            power_off(&v, inv, &n.name, force)
+        })
     }
 
     fn destroy_nodes(
