@@ -40,18 +40,62 @@ fn run(cmd: &mut Command) {
     );
 }
 
+/// A new ed25519 key pair without passphrase at `path` (and `path.pub`).
+pub fn keygen(path: &Path) {
+    run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path));
+}
+
+/// Start `/usr/sbin/sshd` on 127.0.0.1 at `ports`, from folder `d`: its
+/// `host_key`, `authorized_keys` and the config written there (the common
+/// lines, then `extra`), logging to `d/sshd.log`. Returns once it listens on
+/// every port; the caller kills it.
+pub fn spawn_sshd(d: &Path, ports: &[u16], extra: &str) -> Child {
+    if lab::is_root() {
+        std::fs::create_dir_all("/run/sshd").unwrap();
+    }
+    let mut cfg: String = ports.iter().map(|p| format!("Port {p}\n")).collect();
+    cfg += &format!(
+        "ListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n{extra}",
+        hk = d.join("host_key").display(),
+        ak = d.join("authorized_keys").display(),
+        pid = d.join("sshd.pid").display(),
+    );
+    std::fs::write(d.join("sshd_config"), cfg).unwrap();
+    let mut child = Command::new("/usr/sbin/sshd")
+        .args(["-D", "-f"])
+        .arg(d.join("sshd_config"))
+        .arg("-E")
+        .arg(d.join("sshd.log"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start /usr/sbin/sshd (package openssh-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for p in ports {
+        while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sshd did not listen on {p}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    child
+}
+
 impl Sshd {
     /// Start sshd with `nodes` listening ports, trusting `client_pub`.
     pub fn start(nodes: usize, client_pub: &Path) -> Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(d.join("host_key")));
+        keygen(&d.join("host_key"));
         std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
-        if lab::is_root() {
-            std::fs::create_dir_all("/run/sshd").unwrap();
-        } else {
+        let mut extra = "LogLevel ERROR\n".to_string();
+        if !lab::is_root() {
             // a normal user's sshd logs in only that user, whom labctl runs
             // through `sudo -n`: here a sudo that just runs the command
             std::fs::create_dir_all(d.join("bin")).unwrap();
@@ -63,40 +107,13 @@ impl Sshd {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(d.join("bin/sudo"), std::fs::Permissions::from_mode(0o755))
                 .unwrap();
-        }
-        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let mut cfg = String::new();
-        for p in &ports {
-            cfg += &format!("Port {p}\n");
-        }
-        cfg += &format!(
-            "ListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
-        if !lab::is_root() {
-            cfg += &format!(
+            extra += &format!(
                 "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
                 d.join("bin").display()
             );
         }
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (package openssh-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for p in &ports {
-            while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
-                assert!(Instant::now() < deadline, "sshd did not listen on {p}");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let child = spawn_sshd(d, &ports, &extra);
         Sshd { child, ports, dir }
     }
 

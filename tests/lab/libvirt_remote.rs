@@ -25,8 +25,8 @@ use common::lab::{one_at_a_time, Lab};
 use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Instant;
 
 /// A real sshd on 127.0.0.1 letting root in with the test's key, logging
 /// (LogLevel DEBUG1) the forwardings it is asked for; killed by its PID on drop.
@@ -40,43 +40,19 @@ impl Hop {
     fn start() -> Hop {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        for k in ["host_key", "client_key"] {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(d.join(k))
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
+        common::keygen(&d.join("host_key"));
+        common::keygen(&d.join("client_key"));
         std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        std::fs::create_dir_all("/run/sshd").unwrap();
         let port = if TcpListener::bind("127.0.0.1:22").is_ok() {
             22
         } else {
             common::free_port()
         };
-        let cfg = format!(
-            "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nAllowTcpForwarding yes\nMaxStartups 100:30:200\nLogLevel DEBUG1\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
+        let child = common::spawn_sshd(
+            d,
+            &[port],
+            "AllowTcpForwarding yes\nMaxStartups 100:30:200\nLogLevel DEBUG1\n",
         );
-        std::fs::write(d.join("sshd_config"), cfg).unwrap();
-        let child = Command::new("/usr/sbin/sshd")
-            .args(["-D", "-f"])
-            .arg(d.join("sshd_config"))
-            .arg("-E")
-            .arg(d.join("sshd.log"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start /usr/sbin/sshd (package openssh-server)");
-        let t = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(10), "sshd did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
         Hop { child, port, dir }
     }
 
@@ -238,10 +214,6 @@ verify:
   - http: {url: "http://{{ nodes.nodo2.address }}:8080/info.txt", nodes: [nodo2], requests: 3}
 "#;
 
-fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
-    lab.ok(&["ssh", node, "--", cmd])
-}
-
 #[test]
 fn vm_lab_through_qemu_ssh() {
     let _one = one_at_a_time();
@@ -275,10 +247,10 @@ fn vm_lab_through_qemu_ssh() {
 
     let host_kernel =
         String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
-    let guest_kernel = ssh(&lab, "nodo1", "uname -r");
+    let guest_kernel = lab.on("nodo1", "uname -r");
     assert_ne!(guest_kernel.trim(), host_kernel.trim());
     assert_eq!(
-        ssh(&lab, "nodo1", "sudo blockdev --getsize64 /dev/vdb").trim(),
+        lab.on("nodo1", "sudo blockdev --getsize64 /dev/vdb").trim(),
         "67108864"
     );
     let cfg = lab.ok(&["ssh-config"]);
@@ -295,8 +267,7 @@ fn vm_lab_through_qemu_ssh() {
     lab.ok(&["verify", "remote.yaml"]);
 
     // synced: a power cut loses what is only in the page cache
-    ssh(
-        &lab,
+    lab.on(
         "nodo1",
         "echo kept | sudo tee /root/mark >/dev/null && sync",
     );
@@ -304,7 +275,7 @@ fn vm_lab_through_qemu_ssh() {
     let st = lab.json(&["--json", "status"]);
     assert_eq!(st["nodes"][0]["state"], "stopped", "{st}");
     lab.ok(&["up", "nodo1"]);
-    assert_eq!(ssh(&lab, "nodo1", "sudo cat /root/mark").trim(), "kept");
+    assert_eq!(lab.on("nodo1", "sudo cat /root/mark").trim(), "kept");
 
     // every connection went through the hop: the sshd was asked to forward to the nodes
     for addr in ["10.1.62.101", "10.1.62.102"] {
