@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The member that runs `crm_mon` (default: the first reachable of `nodes`).
-    #[serde(default)]
     pub on: Option<String>,
     /// Members that must be online.
     #[serde(default)]

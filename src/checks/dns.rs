@@ -35,22 +35,17 @@ pub struct Spec {
     #[serde(default, rename = "type")]
     pub rtype: Option<String>,
     /// The exact set of answers (any order). Without it: at least one answer.
-    #[serde(default)]
     pub expect: Option<Vec<String>>,
     /// Every answer must be one of these (at least one answer); for "any live node".
-    #[serde(default)]
     pub expect_any: Option<Vec<String>>,
     /// The first answer must vary over `queries` queries.
     #[serde(default)]
     pub round_robin: bool,
     /// Queries for `round_robin` (default 10).
-    #[serde(default)]
     pub queries: Option<u32>,
     /// The server's port (default 53).
-    #[serde(default)]
     pub port: Option<u16>,
     /// Time to wait for each answer (default 2s).
-    #[serde(default)]
     pub timeout: Option<Dur>,
 }
 

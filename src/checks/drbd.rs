@@ -31,10 +31,8 @@ pub struct Spec {
     /// The nodes that hold it.
     pub nodes: Vec<String>,
     /// How many of them are Primary (default 1; 2 for dual-primary).
-    #[serde(default)]
     pub primaries: Option<usize>,
     /// How long a resync or reconnect may still take (default 1m).
-    #[serde(default)]
     pub within: Option<Dur>,
 }
 
@@ -293,11 +291,7 @@ impl Plan {
         Ok(format!(
             "{} Connected, UpToDate on {}; Primary: {}",
             self.resource,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            Node::names(&self.nodes),
             if primaries.is_empty() {
                 "none".to_string()
             } else {
@@ -357,15 +351,8 @@ impl Plan {
 
 impl Check for Plan {
     fn summary(&self) -> String {
-        format!(
-            "drbd {} on {}",
-            self.resource,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let nodes = Node::names(&self.nodes);
+        format!("drbd {} on {nodes}", self.resource)
     }
 
     fn deadline(&self) -> Duration {

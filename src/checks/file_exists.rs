@@ -23,7 +23,6 @@ pub struct Spec {
     /// An absolute path.
     pub path: String,
     /// Text the file must hold.
-    #[serde(default)]
     pub contains: Option<String>,
 }
 
@@ -101,19 +100,7 @@ impl Check for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{prepare_check, CheckSpec};
-
-    fn prepare(yaml: &str) -> anyhow::Result<crate::checks::Prepared> {
-        let inv = super::super::test_inventory();
-        let spec: Vec<CheckSpec> = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        prepare_check(
-            &spec[0],
-            &PrepareCtx {
-                inv: &inv,
-                at: "s.yaml:1:3",
-            },
-        )
-    }
+    use crate::checks::test_prepare as prepare;
 
     #[test]
     fn prepares_from_the_registry() {
@@ -123,7 +110,7 @@ mod tests {
         let e = prepare("- file_exists: {on: nodo1, path: relative}\n")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("s.yaml:1:3") && e.contains("not an absolute path"), "{e}");
+        assert!(e.contains("s.yaml:1:1") && e.contains("not an absolute path"), "{e}");
         let e = prepare("- file_exists: {on: nodo9, path: /x}\n")
             .unwrap_err()
             .to_string();

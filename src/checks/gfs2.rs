@@ -69,15 +69,8 @@ impl Plan {
 
 impl Check for Plan {
     fn summary(&self) -> String {
-        format!(
-            "gfs2 {} shared by {}",
-            self.dir,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let nodes = Node::names(&self.nodes);
+        format!("gfs2 {} shared by {nodes}", self.dir)
     }
 
     fn deadline(&self) -> Duration {
@@ -182,20 +175,7 @@ impl Check for Plan {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::checks::{prepare_check, CheckSpec};
-
-    fn prepare(yaml: &str) -> anyhow::Result<crate::checks::Prepared> {
-        let inv = super::super::test_inventory();
-        let spec: Vec<CheckSpec> = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        prepare_check(
-            &spec[0],
-            &PrepareCtx {
-                inv: &inv,
-                at: "s.yaml:1:3",
-            },
-        )
-    }
+    use crate::checks::test_prepare as prepare;
 
     #[test]
     fn prepares_from_the_registry() {

@@ -311,12 +311,7 @@ impl PrepareCtx<'_> {
     }
 
     fn node_names(&self) -> String {
-        self.inv
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Node::names(&self.inv.nodes)
     }
 }
 
@@ -367,6 +362,15 @@ pub(crate) fn test_plan<S: serde::de::DeserializeOwned, P>(
             at: "s.yaml:1:1",
         },
     )
+}
+
+/// For unit tests: the first check of `yaml` (a `verify:` list) prepared
+/// from the registry, as [`test_plan`] does.
+#[cfg(test)]
+pub(crate) fn test_prepare(yaml: &str) -> anyhow::Result<Prepared> {
+    test_plan(yaml, |spec: &Vec<CheckSpec>, ctx| {
+        prepare_check(&spec[0], ctx)
+    })
 }
 
 #[cfg(test)]

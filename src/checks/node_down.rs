@@ -38,7 +38,6 @@ pub struct Spec {
     /// What must work without the node: `dns` and `http` checks, as in `verify:`.
     pub checks: Vec<super::CheckSpec>,
     /// How long the node may take to answer SSH again after `up` (default 2m).
-    #[serde(default)]
     pub back_within: Option<Dur>,
 }
 

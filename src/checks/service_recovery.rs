@@ -47,18 +47,14 @@ pub struct Spec {
     /// The service (systemd unit and process name), e.g. apache2.
     pub service: String,
     /// The virtual IP the service answers on.
-    #[serde(default)]
     pub vip: Option<String>,
     /// What to GET (default `http://VIP/info.txt`); its body names the node.
-    #[serde(default)]
     pub url: Option<String>,
     /// The pacemaker resource of the service: cleaned up and checked afterwards.
-    #[serde(default)]
     pub resource: Option<String>,
     /// The longest acceptable time until the URL answers again.
     pub within: Dur,
     /// `stop` (default) or `kill`.
-    #[serde(default)]
     pub method: Option<Method>,
 }
 

@@ -365,11 +365,7 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
                 "{}: no node named `{n}`{}\n  fix: use one of: {}",
                 inv.path.display(),
                 crate::suggest::hint(n, inv.nodes.iter().map(|n| &n.name)),
-                inv.nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Node::names(&inv.nodes)
             ),
         }
     }

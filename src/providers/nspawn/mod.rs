@@ -86,11 +86,7 @@ pub fn up_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::R
         p.line(&format!(
             "lab `{}` is already up: {} running; nothing to do",
             inv.lab,
-            nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            Node::names(nodes.iter().copied())
         ));
         return Ok(());
     }
