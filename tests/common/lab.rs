@@ -265,13 +265,7 @@ impl Lab {
     /// Assert that nothing of the lab is left on the host.
     pub fn assert_gone(&self) {
         let needle = format!("/var/lib/labctl/labs/{}/", self.lab);
-        let procs: Vec<String> = std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-            .filter(|c| c.contains("systemd-nspawn") && c.contains(&needle))
-            .collect();
+        let procs = super::command_lines_with(&["systemd-nspawn", &needle]);
         assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
         let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
         let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();

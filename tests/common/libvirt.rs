@@ -215,12 +215,6 @@ pub fn assert_vm_gone(lab: &Lab) {
     );
     let dir = format!("/var/lib/labctl/libvirt/{}", lab.lab);
     assert!(!Path::new(&dir).exists(), "{dir} left");
-    let qemus: Vec<String> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
-        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .filter(|c| c.contains("qemu-system") && c.contains(&prefix))
-        .collect();
+    let qemus = super::command_lines_with(&["qemu-system", &prefix]);
     assert!(qemus.is_empty(), "QEMU processes left: {qemus:?}");
 }

@@ -234,6 +234,18 @@ pub fn processes(words: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The command lines (NULs as spaces) of the processes on this machine whose
+/// command line contains every one of `parts`.
+pub fn command_lines_with(parts: &[&str]) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .filter(|c| parts.iter().all(|p| c.contains(p)))
+        .collect()
+}
+
 /// Start labctl in `dir` without waiting for it (stdout and stderr piped).
 pub fn spawn_labctl(dir: &std::path::Path, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_labctl"))
