@@ -570,17 +570,22 @@ mod tests {
             p.summary(),
             "data on /var/www/html survives a power cut of the active node (within 30 s)"
         );
-        let e = prep("{vip: 10.1.1.100, dir: www, resource: r0, members: [nodo1, nodo2], within: 30s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not an absolute path"), "{e}");
-        let e = prep("{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1], within: 30s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("at least two"), "{e}");
-        let e = prep("{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1, nodo2], within: 0s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("more than 0"), "{e}");
+        super::super::assert_refusals(
+            prep,
+            &[
+                (
+                    "{vip: 10.1.1.100, dir: www, resource: r0, members: [nodo1, nodo2], within: 30s}",
+                    &["not an absolute path"],
+                ),
+                (
+                    "{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1], within: 30s}",
+                    &["at least two"],
+                ),
+                (
+                    "{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1, nodo2], within: 0s}",
+                    &["more than 0"],
+                ),
+            ],
+        );
     }
 }

@@ -364,6 +364,28 @@ pub(crate) fn test_plan<S: serde::de::DeserializeOwned, P>(
     )
 }
 
+/// For unit tests: assert that `f` refuses each `(yaml, parts)` with an
+/// error naming every one of `parts`.
+#[cfg(test)]
+pub(crate) fn assert_refusals<T>(f: impl Fn(&str) -> anyhow::Result<T>, cases: &[(&str, &[&str])]) {
+    for (yaml, parts) in cases {
+        let Err(e) = f(yaml) else {
+            panic!("accepted: {yaml}")
+        };
+        let e = e.to_string();
+        assert!(parts.iter().all(|p| e.contains(p)), "{yaml}: {e}");
+    }
+}
+
+/// For unit tests: assert that the first check of `yaml` prepares from the
+/// registry as kind `key`, named `name`.
+#[cfg(test)]
+pub(crate) fn assert_prepares(yaml: &str, key: &str, name: &str) {
+    let p = test_prepare(yaml).unwrap();
+    assert_eq!(p.key, key);
+    assert_eq!(p.name, name);
+}
+
 /// For unit tests: the first check of `yaml` (a `verify:` list) prepared
 /// from the registry, as [`test_plan`] does.
 #[cfg(test)]
@@ -437,22 +459,22 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_zero_or_two_kinds() {
-        let e = parse("- htp: {url: http://x/}\n").unwrap_err().to_string();
-        assert!(e.contains("htp") && e.contains("s.yaml"), "{e}");
-        let e = parse("- dns: {server: dns, nme: x}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nme"), "{e}");
-        let e = parse("- name: nothing\n").unwrap_err().to_string();
-        assert!(e.contains("names no check kind"), "{e}");
-        let e = parse("- dns: {server: dns, name: x}\n  http: {url: http://x/}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("2 check kinds (dns, http)"), "{e}");
-        let e = parse("- failover: {vip: 10.1.1.100, within: soon}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a duration"), "{e}");
+        assert_refusals(
+            parse,
+            &[
+                ("- htp: {url: http://x/}\n", &["htp", "s.yaml"]),
+                ("- dns: {server: dns, nme: x}\n", &["nme"]),
+                ("- name: nothing\n", &["names no check kind"]),
+                (
+                    "- dns: {server: dns, name: x}\n  http: {url: http://x/}\n",
+                    &["2 check kinds (dns, http)"],
+                ),
+                (
+                    "- failover: {vip: 10.1.1.100, within: soon}\n",
+                    &["not a duration"],
+                ),
+            ],
+        );
     }
 
     #[test]
