@@ -234,6 +234,18 @@ pub fn processes(words: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The cases of a test corpus: the entries of `dir` that `is_case`, sorted.
+pub fn corpus_cases(dir: &Path, is_case: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_case(p))
+        .collect();
+    cases.sort();
+    cases
+}
+
 /// The command lines (NULs as spaces) of the processes on this machine whose
 /// command line contains every one of `parts`.
 pub fn command_lines_with(parts: &[&str]) -> Vec<String> {

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 const N1: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const N2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
-/// A raw HTTP request to the dashboard: (status, body).
-fn http(host: &str, raw: &str) -> (u16, String) {
+/// A raw HTTP request to the dashboard: (status, the whole answer).
+fn exchange(host: &str, raw: &str) -> (u16, String) {
     let mut s = TcpStream::connect(host).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(raw.as_bytes()).unwrap();
@@ -42,6 +42,12 @@ fn http(host: &str, raw: &str) -> (u16, String) {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
+    (status, text)
+}
+
+/// A raw HTTP request to the dashboard: (status, body).
+fn http(host: &str, raw: &str) -> (u16, String) {
+    let (status, text) = exchange(host, raw);
     let body = text
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -51,17 +57,7 @@ fn http(host: &str, raw: &str) -> (u16, String) {
 
 /// A raw HTTP request: the head of the answer.
 fn http_head(host: &str, raw: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(host).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    let (status, text) = exchange(host, raw);
     (
         status,
         text.split("\r\n\r\n").next().unwrap_or("").to_string(),
