@@ -12,7 +12,7 @@
 //! (a group is started when all its members are). `together: true` expects all
 //! listed resources on one node (colocation).
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::inventory::Node;
 use crate::shell::Script;
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The member that runs `crm_mon` (default: the first reachable of `nodes`).
-    #[serde(default)]
     pub on: Option<String>,
     /// Members that must be online.
     #[serde(default)]
@@ -92,11 +91,7 @@ pub struct Plan {
     pub together: bool,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

@@ -197,10 +197,7 @@ impl Ctx<'_> {
     /// Unplug (`plugged: false`) or plug back `node`'s network cable.
     pub fn cable(&self, node: &str, plugged: bool) -> Result<(), String> {
         let verb = if plugged { "plug" } else { "unplug" };
-        self.env
-            .power
-            .cable(self.inv, node, plugged)
-            .map_err(|e| format!("`labctl {verb} {node}`: {e}"))
+        as_command(verb, node, self.env.power.cable(self.inv, node, plugged))
     }
 
     /// Whether `node` has power.
@@ -211,11 +208,18 @@ impl Ctx<'_> {
     /// Cut the power of `node` (`up: false`) or boot it again (`up: true`).
     pub fn power(&self, node: &str, up: bool) -> Result<(), String> {
         let verb = if up { "up" } else { "fail" };
-        self.env
-            .power
-            .switch(self.inv, node, up)
-            .map_err(|e| format!("`labctl {verb} {node}`: {e}"))
+        as_command(verb, node, self.env.power.switch(self.inv, node, up))
     }
+}
+
+/// A power or cable switch's error, named as the command that does it
+/// (`labctl fail nodo1`).
+fn as_command<E: std::fmt::Display>(
+    verb: &str,
+    node: &str,
+    r: Result<(), E>,
+) -> Result<(), String> {
+    r.map_err(|e| format!("`labctl {verb} {node}`: {e}"))
 }
 
 #[cfg(test)]

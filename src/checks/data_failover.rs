@@ -45,11 +45,9 @@ pub struct Spec {
     /// The longest acceptable time from the power cut until the token is served again.
     pub within: crate::duration::DurArg,
     /// How long the failed node may take, once up again, to rejoin and resync (default 3m).
-    #[serde(default)]
     pub rejoin_within: Option<Dur>,
     /// How many members are DRBD Primary when all is well (default 1; 2 for
     /// dual-primary, scenario 07).
-    #[serde(default)]
     pub primaries: Option<usize>,
 }
 
@@ -102,21 +100,13 @@ impl Spec {
             within: None,
         }
         .plan(ctx)?;
-        let within = self
-            .within
-            .get()
-            .map_err(|e| ctx.err(format!("{kind}: `within:` {e}")))?
-            .0;
-        if within.is_zero() || within > Duration::from_secs(600) {
-            return Err(ctx.err(format!("{kind}: `within:` must be more than 0 and at most 10m")));
-        }
-        let rejoin_within = self
-            .rejoin_within
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(180));
-        if rejoin_within > Duration::from_secs(1800) {
-            return Err(ctx.err(format!("{kind}: `rejoin_within:` must be at most 30m")));
-        }
+        let (within, rejoin_within) = failover::bounds(
+            ctx,
+            kind,
+            &self.within,
+            self.rejoin_within,
+            Duration::from_secs(180),
+        )?;
         Ok(Plan {
             target,
             dir: dir.to_string(),
@@ -323,152 +313,19 @@ impl Check for Plan {
     }
 
     fn run(&self, ctx: &Ctx) -> Outcome {
-        let holder = match self.target.holder(ctx) {
-            Ok(h) => h,
-            Err(e) => return Outcome::fail(format!("before the power cut: {e}")).with_ms(None),
+        let (holder, token, path) = match self.place_token(ctx) {
+            Ok(placed) => placed,
+            Err(e) => return Outcome::fail(e).with_ms(None),
         };
-        if self.node(&holder).is_none() {
-            return Outcome::fail(format!(
-                "{} is served by {holder}, which is not one of the members {}",
-                self.target.addr,
-                self.members().join(", ")
-            ))
-            .with_ms(None);
-        }
-        let token = format!("{:016x}", rand::random::<u64>());
-        let path = format!("{}/{}", self.dir, self.file(&token));
-        let write = sh!(
-            "printf '%s\\n' {} > {}.tmp && mv {}.tmp {} && sync",
-            token,
-            path,
-            path,
-            path
-        );
-        if let Err(e) = self.on(ctx, &holder, &write) {
-            return Outcome::fail(format!("cannot write the token on {holder}: {e}")).with_ms(None);
-        }
-        match self.serves(ctx, &token, Duration::from_secs(3)) {
-            Ok(true) => {}
-            Ok(false) => {
-                return Outcome::fail(format!(
-                    "{holder} has {path}, but http://{}/{} does not serve it: is {} the web root?",
-                    self.target.addr,
-                    self.file(&token),
-                    self.dir
-                ))
-                .with_ms(None)
-            }
-            Err(e) => return Outcome::fail(format!("before the power cut: {e}")).with_ms(None),
-        }
-        let fp = self.failover_plan();
-        let unsettled = fp.settle(ctx, &holder);
-        let what = match self.cut {
-            Cut::Power => "the power cut",
-            Cut::Link => "the link cut",
+        let unsettled = self.failover_plan().settle(ctx, &holder);
+        let w = match self.cut_and_watch(ctx, &holder, &token) {
+            Ok(w) => w,
+            Err(e) => return Outcome::fail(e).with_ms(None),
         };
-        ctx.progress(&format!(
-            "{}: {holder} serves token {token}; cutting its {}",
-            self.kind(),
-            if self.cut == Cut::Power { "power" } else { "network cable" }
-        ));
-        let t0 = Instant::now();
-        let cut = match self.cut {
-            Cut::Power => ctx.power(&holder, false),
-            Cut::Link => ctx.cable(&holder, false),
-        };
-        if let Err(e) = cut {
-            let _ = self.after(ctx, &holder, None);
-            return Outcome::fail(format!("cannot cut {holder}: {e}")).with_ms(None);
-        }
-        // Power: the holder is off, whoever serves the token now is another
-        // node. Link: the holder runs on, unreachable; it must be fenced
-        // (powered off by the cluster) before another node serves: a sample
-        // where the token is served while the holder still has power is two
-        // nodes answering for the VIP.
-        let until = t0 + self.within + POLL_EXTRA;
-        let mut last_err = String::new();
-        let mut ms = None;
-        let mut fenced_ms = None;
-        let mut both = None;
-        let mut polls = 0u32;
-        while Instant::now() < until && !ctx.stopped() {
-            polls += 1;
-            if self.cut == Cut::Link && fenced_ms.is_none() {
-                match ctx.powered(&holder) {
-                    Ok(false) => fenced_ms = Some(t0.elapsed().as_millis() as u64),
-                    Ok(true) => {}
-                    Err(e) => last_err = e,
-                }
-            }
-            match self.serves(ctx, &token, Duration::from_millis(500)) {
-                Ok(true) => {
-                    if self.cut == Cut::Link && fenced_ms.is_none() {
-                        // served: is the holder still powered right now?
-                        if ctx.powered(&holder).unwrap_or(true) {
-                            both.get_or_insert(t0.elapsed().as_millis() as u64);
-                        } else {
-                            fenced_ms = Some(t0.elapsed().as_millis() as u64);
-                        }
-                    }
-                    ms.get_or_insert(t0.elapsed().as_millis() as u64);
-                    if self.cut == Cut::Power || fenced_ms.is_some() {
-                        break;
-                    }
-                }
-                Ok(false) => last_err = "the VIP answers without the token".into(),
-                Err(e) => last_err = e,
-            }
-            ctx.sleep(Duration::from_millis(100));
-        }
-        let survivor = match ms {
-            Some(_) => self.target.holder(ctx).ok(),
-            None => None,
-        };
-        let within_ms = self.within.as_millis() as u64;
-        let mut detail = match (ms, &survivor) {
-            (Some(ms), s) => format!(
-                "token written on {holder}; served by {} {} after {what} (bound {})",
-                s.as_deref().unwrap_or("the other node"),
-                human_ms(ms),
-                human_ms(within_ms)
-            ),
-            (None, _) => format!(
-                "token written on {holder}; not served again within {} of {what} (last: {last_err})",
-                human_ms((self.within + POLL_EXTRA).as_millis() as u64)
-            ),
-        };
+        let survivor = w.served_ms.and_then(|_| self.target.holder(ctx).ok());
+        let mut detail = self.served_detail(&holder, survivor.as_deref(), &w);
         if self.cut == Cut::Link {
-            match fenced_ms {
-                Some(f) => detail.push_str(&format!(
-                    "; {holder} fenced (powered off) {} after the link cut",
-                    human_ms(f)
-                )),
-                None => {
-                    // what the other node's fencer says about it
-                    let other = self.members().into_iter().find(|m| *m != holder);
-                    let history = other
-                        .as_deref()
-                        .and_then(|o| {
-                            self.on(ctx, o, &sh!("stonith_admin --history {} 2>&1 | tail -n 3", holder))
-                                .ok()
-                                .map(|h| format!(" ({o}'s fence history: {})", h.trim().replace('\n', "; ")))
-                        })
-                        .unwrap_or_default();
-                    detail.push_str(&format!(
-                        "; {holder} was never fenced: it still has power {} after the link cut{history}\n  fix: see `stonith_admin --history {holder}` and `crm_mon -1` on the other node (is the fence device there and started?)",
-                        human_ms(t0.elapsed().as_millis() as u64)
-                    ))
-                }
-            }
-            match both {
-                Some(b) => detail.push_str(&format!(
-                    "; TWO nodes answered for the VIP: the token was served {} after the cut while {holder} still had power",
-                    human_ms(b)
-                )),
-                None => detail.push_str(&format!(
-                    "; never two nodes for the VIP (polled {polls} times from the cut: the token came only once {holder} was off)"
-                )),
-            }
+            detail.push_str(&self.fencing_detail(ctx, &holder, &w));
         }
         let after = self.after(ctx, &holder, survivor.as_deref());
         match &after {
@@ -482,13 +339,197 @@ impl Check for Plan {
         if let Some(u) = unsettled {
             detail.push_str(&format!(" (before the cut the cluster was not idle: {u})"));
         }
+        self.verdict(detail, &w, after.is_ok())
+    }
+}
+
+/// What the polls of the VIP after the cut saw (times since the cut).
+struct Watch {
+    /// When the cut was made.
+    t0: Instant,
+    /// When the token was first served again.
+    served_ms: Option<u64>,
+    /// (link cut) When the holder was first seen powered off.
+    fenced_ms: Option<u64>,
+    /// (link cut) When the token was served while the holder still had power.
+    both_ms: Option<u64>,
+    polls: u32,
+    last_err: String,
+}
+
+/// The steps of [`Check::run`], in order.
+impl Plan {
+    /// Find the VIP's holder, write a fresh token file on it and see the VIP
+    /// serve it: (holder, token, the file's path), or why not.
+    fn place_token(&self, ctx: &Ctx) -> Result<(String, String, String), String> {
+        let holder = self
+            .target
+            .holder(ctx)
+            .map_err(|e| format!("before the power cut: {e}"))?;
+        if self.node(&holder).is_none() {
+            return Err(format!(
+                "{} is served by {holder}, which is not one of the members {}",
+                self.target.addr,
+                self.members().join(", ")
+            ));
+        }
+        let token = format!("{:016x}", rand::random::<u64>());
+        let path = format!("{}/{}", self.dir, self.file(&token));
+        let write = sh!(
+            "printf '%s\\n' {} > {}.tmp && mv {}.tmp {} && sync",
+            token,
+            path,
+            path,
+            path
+        );
+        self.on(ctx, &holder, &write)
+            .map_err(|e| format!("cannot write the token on {holder}: {e}"))?;
+        match self.serves(ctx, &token, Duration::from_secs(3)) {
+            Ok(true) => Ok((holder, token, path)),
+            Ok(false) => Err(format!(
+                "{holder} has {path}, but http://{}/{} does not serve it: is {} the web root?",
+                self.target.addr,
+                self.file(&token),
+                self.dir
+            )),
+            Err(e) => Err(format!("before the power cut: {e}")),
+        }
+    }
+
+    /// Cut the holder's power or cable and poll the VIP until the token is
+    /// served again (and, for a link cut, the holder is fenced), or time is up.
+    fn cut_and_watch(&self, ctx: &Ctx, holder: &str, token: &str) -> Result<Watch, String> {
+        ctx.progress(&format!(
+            "{}: {holder} serves token {token}; cutting its {}",
+            self.kind(),
+            if self.cut == Cut::Power { "power" } else { "network cable" }
+        ));
+        let t0 = Instant::now();
+        let cut = match self.cut {
+            Cut::Power => ctx.power(holder, false),
+            Cut::Link => ctx.cable(holder, false),
+        };
+        if let Err(e) = cut {
+            let _ = self.after(ctx, holder, None);
+            return Err(format!("cannot cut {holder}: {e}"));
+        }
+        // Power: the holder is off, whoever serves the token now is another
+        // node. Link: the holder runs on, unreachable; it must be fenced
+        // (powered off by the cluster) before another node serves: a sample
+        // where the token is served while the holder still has power is two
+        // nodes answering for the VIP.
+        let until = t0 + self.within + POLL_EXTRA;
+        let since = || t0.elapsed().as_millis() as u64;
+        let mut w = Watch {
+            t0,
+            served_ms: None,
+            fenced_ms: None,
+            both_ms: None,
+            polls: 0,
+            last_err: String::new(),
+        };
+        while Instant::now() < until && !ctx.stopped() {
+            w.polls += 1;
+            if self.cut == Cut::Link && w.fenced_ms.is_none() {
+                match ctx.powered(holder) {
+                    Ok(false) => w.fenced_ms = Some(since()),
+                    Ok(true) => {}
+                    Err(e) => w.last_err = e,
+                }
+            }
+            match self.serves(ctx, token, Duration::from_millis(500)) {
+                Ok(true) => {
+                    if self.cut == Cut::Link && w.fenced_ms.is_none() {
+                        // served: is the holder still powered right now?
+                        if ctx.powered(holder).unwrap_or(true) {
+                            w.both_ms.get_or_insert(since());
+                        } else {
+                            w.fenced_ms = Some(since());
+                        }
+                    }
+                    w.served_ms.get_or_insert(since());
+                    if self.cut == Cut::Power || w.fenced_ms.is_some() {
+                        break;
+                    }
+                }
+                Ok(false) => w.last_err = "the VIP answers without the token".into(),
+                Err(e) => w.last_err = e,
+            }
+            ctx.sleep(Duration::from_millis(100));
+        }
+        Ok(w)
+    }
+
+    /// Who served the token again, and when.
+    fn served_detail(&self, holder: &str, survivor: Option<&str>, w: &Watch) -> String {
+        let what = match self.cut {
+            Cut::Power => "the power cut",
+            Cut::Link => "the link cut",
+        };
+        match w.served_ms {
+            Some(ms) => format!(
+                "token written on {holder}; served by {} {} after {what} (bound {})",
+                survivor.unwrap_or("the other node"),
+                human_ms(ms),
+                human_ms(self.within.as_millis() as u64)
+            ),
+            None => format!(
+                "token written on {holder}; not served again within {} of {what} (last: {})",
+                human_ms((self.within + POLL_EXTRA).as_millis() as u64),
+                w.last_err
+            ),
+        }
+    }
+
+    /// (link cut) Whether and when the holder was fenced, and whether two
+    /// nodes ever answered for the VIP.
+    fn fencing_detail(&self, ctx: &Ctx, holder: &str, w: &Watch) -> String {
+        let mut detail = match w.fenced_ms {
+            Some(f) => format!(
+                "; {holder} fenced (powered off) {} after the link cut",
+                human_ms(f)
+            ),
+            None => {
+                // what the other node's fencer says about it
+                let other = self.members().into_iter().find(|m| *m != holder);
+                let history = other
+                    .as_deref()
+                    .and_then(|o| {
+                        self.on(ctx, o, &sh!("stonith_admin --history {} 2>&1 | tail -n 3", holder))
+                            .ok()
+                            .map(|h| format!(" ({o}'s fence history: {})", h.trim().replace('\n', "; ")))
+                    })
+                    .unwrap_or_default();
+                format!(
+                    "; {holder} was never fenced: it still has power {} after the link cut{history}\n  fix: see `stonith_admin --history {holder}` and `crm_mon -1` on the other node (is the fence device there and started?)",
+                    human_ms(w.t0.elapsed().as_millis() as u64)
+                )
+            }
+        };
+        detail.push_str(&match w.both_ms {
+            Some(b) => format!(
+                "; TWO nodes answered for the VIP: the token was served {} after the cut while {holder} still had power",
+                human_ms(b)
+            ),
+            None => format!(
+                "; never two nodes for the VIP (polled {} times from the cut: the token came only once {holder} was off)",
+                w.polls
+            ),
+        });
+        detail
+    }
+
+    /// Pass when the token came back within the bound (for a link cut: the
+    /// holder fenced in time, never two nodes at once) and the node is back.
+    fn verdict(&self, mut detail: String, w: &Watch, back: bool) -> Outcome {
+        let within_ms = self.within.as_millis() as u64;
         let fenced_ok = self.cut == Cut::Power
-            || (matches!(fenced_ms, Some(f) if f <= within_ms) && both.is_none());
-        let passed = matches!(ms, Some(m) if m <= within_ms) && fenced_ok && after.is_ok();
+            || (matches!(w.fenced_ms, Some(f) if f <= within_ms) && w.both_ms.is_none());
+        let passed = matches!(w.served_ms, Some(m) if m <= within_ms) && fenced_ok && back;
         let mut out = if passed {
             Outcome::pass(detail)
         } else {
-            if let Some(m) = ms.filter(|m| *m > within_ms) {
+            if let Some(m) = w.served_ms.filter(|m| *m > within_ms) {
                 detail = format!(
                     "the token came back after {} (more than {}): {detail}",
                     human_ms(m),
@@ -497,7 +538,11 @@ impl Check for Plan {
             }
             Outcome::fail(detail)
         };
-        let figure = if self.cut == Cut::Link { ms.max(fenced_ms) } else { ms };
+        let figure = if self.cut == Cut::Link {
+            w.served_ms.max(w.fenced_ms)
+        } else {
+            w.served_ms
+        };
         out = out.with_ms(figure);
         out.failover_ms = figure;
         out
@@ -519,30 +564,28 @@ mod tests {
 
     #[test]
     fn prepares_and_rejects() {
-        let inv = super::super::test_inventory();
-        let prep = |yaml: &str| -> anyhow::Result<Box<dyn Check>> {
-            let spec: Spec = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-            spec.prepare(&PrepareCtx {
-                inv: &inv,
-                at: "s.yaml:1:1",
-            })
-        };
+        let prep = |yaml: &str| super::super::test_plan(yaml, |s: &Spec, ctx| s.prepare(ctx));
         let p = prep("{vip: 10.1.1.100, dir: /var/www/html/, resource: r0, members: [nodo1, nodo2], within: 30s}").unwrap();
         assert_eq!(
             p.summary(),
             "data on /var/www/html survives a power cut of the active node (within 30 s)"
         );
-        let e = prep("{vip: 10.1.1.100, dir: www, resource: r0, members: [nodo1, nodo2], within: 30s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not an absolute path"), "{e}");
-        let e = prep("{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1], within: 30s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("at least two"), "{e}");
-        let e = prep("{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1, nodo2], within: 0s}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("more than 0"), "{e}");
+        super::super::assert_refusals(
+            prep,
+            &[
+                (
+                    "{vip: 10.1.1.100, dir: www, resource: r0, members: [nodo1, nodo2], within: 30s}",
+                    &["not an absolute path"],
+                ),
+                (
+                    "{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1], within: 30s}",
+                    &["at least two"],
+                ),
+                (
+                    "{vip: 10.1.1.100, dir: /w, resource: r0, members: [nodo1, nodo2], within: 0s}",
+                    &["more than 0"],
+                ),
+            ],
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! with random order and two records, 10 queries all starting with the same
 //! one happen 0.2% of the time).
 
-use super::{Check, Ctx, Host, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Host, Outcome, PrepareCtx};
 use crate::duration::Dur;
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::{Name, RecordType};
@@ -35,22 +35,17 @@ pub struct Spec {
     #[serde(default, rename = "type")]
     pub rtype: Option<String>,
     /// The exact set of answers (any order). Without it: at least one answer.
-    #[serde(default)]
     pub expect: Option<Vec<String>>,
     /// Every answer must be one of these (at least one answer); for "any live node".
-    #[serde(default)]
     pub expect_any: Option<Vec<String>>,
     /// The first answer must vary over `queries` queries.
     #[serde(default)]
     pub round_robin: bool,
     /// Queries for `round_robin` (default 10).
-    #[serde(default)]
     pub queries: Option<u32>,
     /// The server's port (default 53).
-    #[serde(default)]
     pub port: Option<u16>,
     /// Time to wait for each answer (default 2s).
-    #[serde(default)]
     pub timeout: Option<Dur>,
 }
 
@@ -68,11 +63,7 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

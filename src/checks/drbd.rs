@@ -13,7 +13,7 @@
 //! not end by itself (StandAlone, no disk, resource down) fails at once, with
 //! what it means and the command that repairs it.
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use crate::inventory::Node;
 use crate::sh;
@@ -31,10 +31,8 @@ pub struct Spec {
     /// The nodes that hold it.
     pub nodes: Vec<String>,
     /// How many of them are Primary (default 1; 2 for dual-primary).
-    #[serde(default)]
     pub primaries: Option<usize>,
     /// How long a resync or reconnect may still take (default 1m).
-    #[serde(default)]
     pub within: Option<Dur>,
 }
 
@@ -47,11 +45,7 @@ pub struct Plan {
     pub within: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
@@ -297,11 +291,7 @@ impl Plan {
         Ok(format!(
             "{} Connected, UpToDate on {}; Primary: {}",
             self.resource,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            Node::names(&self.nodes),
             if primaries.is_empty() {
                 "none".to_string()
             } else {
@@ -361,15 +351,8 @@ impl Plan {
 
 impl Check for Plan {
     fn summary(&self) -> String {
-        format!(
-            "drbd {} on {}",
-            self.resource,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let nodes = Node::names(&self.nodes);
+        format!("drbd {} on {nodes}", self.resource)
     }
 
     fn deadline(&self) -> Duration {

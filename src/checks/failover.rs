@@ -17,7 +17,7 @@
 //! (`rejoin: false` skips this).
 
 use super::http_client::{get, Url};
-use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{cluster, Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -29,21 +29,16 @@ use std::time::{Duration, Instant};
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The virtual IP (default: the URL's host, when it is an address).
-    #[serde(default)]
     pub vip: Option<String>,
     /// What to GET on the VIP (default `http://VIP/info.txt`); its body names the node.
-    #[serde(default)]
     pub url: Option<String>,
     /// The longest acceptable failover time (may be a template).
     pub within: crate::duration::DurArg,
     /// The cluster members (default: any node of the inventory the answers name).
-    #[serde(default)]
     pub members: Option<Vec<String>>,
     /// After the failover, bring the node back and wait until it rejoins (default true).
-    #[serde(default)]
     pub rejoin: Option<bool>,
     /// How long the node may take to rejoin once it is up again (default 2m).
-    #[serde(default)]
     pub rejoin_within: Option<Dur>,
 }
 
@@ -220,10 +215,31 @@ pub struct Plan {
     pub rejoin_within: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
+prepare_by_plan!(Spec);
+
+/// A `kind` check's `within:` (more than 0, at most 10m) and
+/// `rejoin_within:` (at most 30m; `rejoin_default` when absent).
+pub(crate) fn bounds(
+    ctx: &PrepareCtx,
+    kind: &str,
+    within: &crate::duration::DurArg,
+    rejoin_within: Option<Dur>,
+    rejoin_default: Duration,
+) -> anyhow::Result<(Duration, Duration)> {
+    let within = within
+        .get()
+        .map_err(|e| ctx.err(format!("{kind}: `within:` {e}")))?
+        .0;
+    if within.is_zero() || within > Duration::from_secs(600) {
+        return Err(ctx.err(format!(
+            "{kind}: `within:` must be more than 0 and at most 10m"
+        )));
     }
+    let rejoin_within = rejoin_within.map(|d| d.0).unwrap_or(rejoin_default);
+    if rejoin_within > Duration::from_secs(1800) {
+        return Err(ctx.err(format!("{kind}: `rejoin_within:` must be at most 30m")));
+    }
+    Ok((within, rejoin_within))
 }
 
 impl Spec {
@@ -239,21 +255,13 @@ impl Spec {
                 ctx.err("failover: `members:` needs at least two nodes to fail over between")
             );
         }
-        let within = self
-            .within
-            .get()
-            .map_err(|e| ctx.err(format!("failover: `within:` {e}")))?
-            .0;
-        if within.is_zero() || within > Duration::from_secs(600) {
-            return Err(ctx.err("failover: `within:` must be more than 0 and at most 10m"));
-        }
-        let rejoin_within = self
-            .rejoin_within
-            .map(|d| d.0)
-            .unwrap_or(Duration::from_secs(120));
-        if rejoin_within > Duration::from_secs(1800) {
-            return Err(ctx.err("failover: `rejoin_within:` must be at most 30m"));
-        }
+        let (within, rejoin_within) = bounds(
+            ctx,
+            "failover",
+            &self.within,
+            self.rejoin_within,
+            Duration::from_secs(120),
+        )?;
         Ok(Plan {
             target,
             within,

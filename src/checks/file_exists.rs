@@ -23,7 +23,6 @@ pub struct Spec {
     /// An absolute path.
     pub path: String,
     /// Text the file must hold.
-    #[serde(default)]
     pub contains: Option<String>,
 }
 
@@ -101,37 +100,29 @@ impl Check for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::{prepare_check, CheckSpec};
-
-    fn prepare(yaml: &str) -> anyhow::Result<crate::checks::Prepared> {
-        let inv = super::super::test_inventory();
-        let spec: Vec<CheckSpec> = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        prepare_check(
-            &spec[0],
-            &PrepareCtx {
-                inv: &inv,
-                at: "s.yaml:1:3",
-            },
-        )
-    }
+    use crate::checks::test_prepare as prepare;
 
     #[test]
     fn prepares_from_the_registry() {
-        let p = prepare("- file_exists: {on: nodo1, path: /var/www/html/info.txt}\n").unwrap();
-        assert_eq!(p.key, "file_exists");
-        assert_eq!(p.name, "file_exists /var/www/html/info.txt on nodo1");
-        let e = prepare("- file_exists: {on: nodo1, path: relative}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("s.yaml:1:3") && e.contains("not an absolute path"), "{e}");
-        let e = prepare("- file_exists: {on: nodo9, path: /x}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nodo9") && e.contains("fix: use one of"), "{e}");
-        let e = prepare("- file_exists: {on: nodo1, pth: /x}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("pth"), "{e}");
+        crate::checks::assert_prepares(
+            "- file_exists: {on: nodo1, path: /var/www/html/info.txt}\n",
+            "file_exists",
+            "file_exists /var/www/html/info.txt on nodo1",
+        );
+        crate::checks::assert_refusals(
+            prepare,
+            &[
+                (
+                    "- file_exists: {on: nodo1, path: relative}\n",
+                    &["s.yaml:1:1", "not an absolute path"],
+                ),
+                (
+                    "- file_exists: {on: nodo9, path: /x}\n",
+                    &["nodo9", "fix: use one of"],
+                ),
+                ("- file_exists: {on: nodo1, pth: /x}\n", &["pth"]),
+            ],
+        );
     }
 
     #[test]

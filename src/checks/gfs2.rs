@@ -69,15 +69,8 @@ impl Plan {
 
 impl Check for Plan {
     fn summary(&self) -> String {
-        format!(
-            "gfs2 {} shared by {}",
-            self.dir,
-            self.nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
+        let nodes = Node::names(&self.nodes);
+        format!("gfs2 {} shared by {nodes}", self.dir)
     }
 
     fn deadline(&self) -> Duration {
@@ -108,14 +101,7 @@ impl Check for Plan {
                         o.stdout.trim()
                     ))
                 }
-                Ok(o) => {
-                    return Outcome::fail(format!(
-                        "{}: cannot read the mounts (exit code {}): {}",
-                        n.name,
-                        o.rc,
-                        crate::text::last_lines(&o.stderr, 2)
-                    ))
-                }
+                Ok(o) => return Outcome::fail(cannot(&n.name, "read the mounts", &o)),
                 Err(e) => return Outcome::fail(e),
             }
         }
@@ -128,12 +114,8 @@ impl Check for Plan {
             match ctx.remote(&mut sessions[w], &write) {
                 Ok(o) if o.rc == 0 => {}
                 Ok(o) => {
-                    outcome = Some(Outcome::fail(format!(
-                        "{}: cannot write {file} (exit code {}): {}",
-                        writer.name,
-                        o.rc,
-                        crate::text::last_lines(&o.stderr, 2)
-                    )));
+                    let what = format!("write {file}");
+                    outcome = Some(Outcome::fail(cannot(&writer.name, &what, &o)));
                     break;
                 }
                 Err(e) => {
@@ -180,28 +162,26 @@ impl Check for Plan {
     }
 }
 
+/// `node` could not do `what`: the remote command's exit code and last lines.
+fn cannot(node: &str, what: &str, o: &crate::transport::Output) -> String {
+    format!(
+        "{node}: cannot {what} (exit code {}): {}",
+        o.rc,
+        crate::text::last_lines(&o.stderr, 2)
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::checks::{prepare_check, CheckSpec};
-
-    fn prepare(yaml: &str) -> anyhow::Result<crate::checks::Prepared> {
-        let inv = super::super::test_inventory();
-        let spec: Vec<CheckSpec> = crate::yaml::parse(yaml, std::path::Path::new("s.yaml"))?;
-        prepare_check(
-            &spec[0],
-            &PrepareCtx {
-                inv: &inv,
-                at: "s.yaml:1:3",
-            },
-        )
-    }
+    use crate::checks::test_prepare as prepare;
 
     #[test]
     fn prepares_from_the_registry() {
-        let p = prepare("- gfs2: {dir: /var/www/html/, nodes: [nodo1, nodo2]}\n").unwrap();
-        assert_eq!(p.key, "gfs2");
-        assert_eq!(p.name, "gfs2 /var/www/html shared by nodo1, nodo2");
+        crate::checks::assert_prepares(
+            "- gfs2: {dir: /var/www/html/, nodes: [nodo1, nodo2]}\n",
+            "gfs2",
+            "gfs2 /var/www/html shared by nodo1, nodo2",
+        );
     }
 
     #[test]

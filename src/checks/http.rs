@@ -14,7 +14,7 @@
 //! `requests:` requests; `same_node: true` expects one node to answer them all.
 
 use super::http_client::{get, Url};
-use super::{dns, Check, Ctx, Host, Outcome, Prepare, PrepareCtx};
+use super::{dns, Check, Ctx, Host, Outcome, PrepareCtx};
 use crate::duration::Dur;
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
@@ -30,28 +30,21 @@ pub struct Spec {
     /// `http://HOST[:PORT]/PATH`; HOST is a name (resolved through `dns:`) or an address.
     pub url: String,
     /// The node whose DNS server resolves the URL's host name.
-    #[serde(default)]
     pub dns: Option<String>,
     /// That DNS server's port (default 53).
-    #[serde(default)]
     pub dns_port: Option<u16>,
     /// The status every answer must have (default 200).
-    #[serde(default)]
     pub expect_status: Option<u16>,
     /// Text every answer's body must contain.
-    #[serde(default)]
     pub expect_body: Option<String>,
     /// Every one of these nodes must answer at least once (`info.txt` names the node).
-    #[serde(default)]
     pub nodes: Option<Vec<String>>,
     /// Every answer must come from the same node (active/passive).
     #[serde(default)]
     pub same_node: bool,
     /// How many requests, each on a fresh connection (default 1; 10 with `nodes`/`same_node`).
-    #[serde(default)]
     pub requests: Option<u32>,
     /// Time limit of each request (default 2s).
-    #[serde(default)]
     pub timeout: Option<Dur>,
 }
 
@@ -68,11 +61,7 @@ pub struct Plan {
     pub timeout: Duration,
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     pub(crate) fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {

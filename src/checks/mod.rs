@@ -44,6 +44,21 @@ use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+/// `impl Prepare for $spec` where the spec's own `plan(ctx)` is the check
+/// (every kind whose plan needs nothing more).
+macro_rules! prepare_by_plan {
+    ($spec:ty) => {
+        impl $crate::checks::Prepare for $spec {
+            fn prepare(
+                &self,
+                ctx: &$crate::checks::PrepareCtx,
+            ) -> anyhow::Result<Box<dyn $crate::checks::Check>> {
+                Ok(Box::new(self.plan(ctx)?))
+            }
+        }
+    };
+}
+
 /// The check registry: `module => Variant` (with the YAML key's other spelling,
 /// if it has one). One line per check.
 macro_rules! checks {
@@ -296,12 +311,7 @@ impl PrepareCtx<'_> {
     }
 
     fn node_names(&self) -> String {
-        self.inv
-            .nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Node::names(&self.inv.nodes)
     }
 }
 
@@ -330,13 +340,10 @@ pub fn node_in_body<'a>(inv: &'a Inventory, body: &str) -> Option<&'a str> {
 #[cfg(test)]
 pub(crate) fn test_inventory() -> crate::inventory::Inventory {
     let d = tempfile::tempdir().unwrap();
-    let p = d.path().join("inventory.yaml");
-    std::fs::write(
-        &p,
+    crate::providers::inventory_in(
+        d.path(),
         "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1}\n  nodo2: {address: 127.0.0.2}\n  dns: {address: 127.0.0.3}\n",
     )
-    .unwrap();
-    crate::providers::load_inventory(&p).unwrap()
 }
 
 /// For unit tests: `yaml` parsed as a check's spec and prepared by `plan`
@@ -355,6 +362,37 @@ pub(crate) fn test_plan<S: serde::de::DeserializeOwned, P>(
             at: "s.yaml:1:1",
         },
     )
+}
+
+/// For unit tests: assert that `f` refuses each `(yaml, parts)` with an
+/// error naming every one of `parts`.
+#[cfg(test)]
+pub(crate) fn assert_refusals<T>(f: impl Fn(&str) -> anyhow::Result<T>, cases: &[(&str, &[&str])]) {
+    for (yaml, parts) in cases {
+        let Err(e) = f(yaml) else {
+            panic!("accepted: {yaml}")
+        };
+        let e = e.to_string();
+        assert!(parts.iter().all(|p| e.contains(p)), "{yaml}: {e}");
+    }
+}
+
+/// For unit tests: assert that the first check of `yaml` prepares from the
+/// registry as kind `key`, named `name`.
+#[cfg(test)]
+pub(crate) fn assert_prepares(yaml: &str, key: &str, name: &str) {
+    let p = test_prepare(yaml).unwrap();
+    assert_eq!(p.key, key);
+    assert_eq!(p.name, name);
+}
+
+/// For unit tests: the first check of `yaml` (a `verify:` list) prepared
+/// from the registry, as [`test_plan`] does.
+#[cfg(test)]
+pub(crate) fn test_prepare(yaml: &str) -> anyhow::Result<Prepared> {
+    test_plan(yaml, |spec: &Vec<CheckSpec>, ctx| {
+        prepare_check(&spec[0], ctx)
+    })
 }
 
 #[cfg(test)]
@@ -421,22 +459,22 @@ mod tests {
 
     #[test]
     fn rejects_unknown_keys_and_zero_or_two_kinds() {
-        let e = parse("- htp: {url: http://x/}\n").unwrap_err().to_string();
-        assert!(e.contains("htp") && e.contains("s.yaml"), "{e}");
-        let e = parse("- dns: {server: dns, nme: x}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nme"), "{e}");
-        let e = parse("- name: nothing\n").unwrap_err().to_string();
-        assert!(e.contains("names no check kind"), "{e}");
-        let e = parse("- dns: {server: dns, name: x}\n  http: {url: http://x/}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("2 check kinds (dns, http)"), "{e}");
-        let e = parse("- failover: {vip: 10.1.1.100, within: soon}\n")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("not a duration"), "{e}");
+        assert_refusals(
+            parse,
+            &[
+                ("- htp: {url: http://x/}\n", &["htp", "s.yaml"]),
+                ("- dns: {server: dns, nme: x}\n", &["nme"]),
+                ("- name: nothing\n", &["names no check kind"]),
+                (
+                    "- dns: {server: dns, name: x}\n  http: {url: http://x/}\n",
+                    &["2 check kinds (dns, http)"],
+                ),
+                (
+                    "- failover: {vip: 10.1.1.100, within: soon}\n",
+                    &["not a duration"],
+                ),
+            ],
+        );
     }
 
     #[test]
@@ -456,13 +494,10 @@ mod tests {
     #[test]
     fn finds_the_node_named_in_a_body() {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("inventory.yaml");
-        std::fs::write(
-            &p,
+        let inv = crate::providers::inventory_in(
+            d.path(),
             "lab: t\nprovider: ssh\nnodes:\n  nodo1: {address: 127.0.0.1, port: 1}\n  nodo10: {address: 127.0.0.1, port: 2}\n",
-        )
-        .unwrap();
-        let inv = crate::providers::load_inventory(&p).unwrap();
+        );
         assert_eq!(node_in_body(&inv, "nodo10\n"), Some("nodo10"));
         assert_eq!(node_in_body(&inv, "served by nodo1."), Some("nodo1"));
         assert_eq!(node_in_body(&inv, "nobody"), None);

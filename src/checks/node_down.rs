@@ -21,7 +21,7 @@
 //! up NODE` and wait until the node answers SSH again; the node must not have
 //! answered SSH while it was down (else the power cut did not happen).
 
-use super::{Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{Check, Ctx, Outcome, PrepareCtx};
 use crate::duration::{human_ms, Dur};
 use serde::{Deserialize, Serialize};
 use std::sync::mpsc;
@@ -38,7 +38,6 @@ pub struct Spec {
     /// What must work without the node: `dns` and `http` checks, as in `verify:`.
     pub checks: Vec<super::CheckSpec>,
     /// How long the node may take to answer SSH again after `up` (default 2m).
-    #[serde(default)]
     pub back_within: Option<Dur>,
 }
 
@@ -61,11 +60,7 @@ const CUT_LIMIT: Duration = Duration::from_secs(60);
 /// How long booting the node again may take.
 const UP_LIMIT: Duration = Duration::from_secs(300);
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
@@ -337,16 +332,12 @@ fn answers_ssh(ctx: &Ctx, node: &crate::inventory::Node, timeout: Duration) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn prepare(yaml: &str) -> anyhow::Result<Plan> {
-        crate::checks::test_plan(yaml, Spec::plan)
-    }
+    use crate::checks::test_plan;
 
     #[test]
     fn prepares_nested_dns_and_http() {
-        let p = prepare(
-            "{node: nodo1, within: 15s, checks: [{dns: {server: dns, name: www.example.com, expect: [127.0.0.2]}}, {name: web, http: {url: \"http://www.example.com/info.txt\", dns: dns, nodes: [nodo2], requests: 10}}]}",
-        )
+        let p = test_plan(
+            "{node: nodo1, within: 15s, checks: [{dns: {server: dns, name: www.example.com, expect: [127.0.0.2]}}, {name: web, http: {url: \"http://www.example.com/info.txt\", dns: dns, nodes: [nodo2], requests: 10}}]}", Spec::plan)
         .unwrap();
         assert_eq!(p.node, "nodo1");
         assert_eq!(p.within, Duration::from_secs(15));
@@ -363,38 +354,35 @@ mod tests {
 
     #[test]
     fn refuses_what_cannot_run_while_a_node_is_down() {
-        let e = prepare(
-            "{node: nodo9, within: 5s, checks: [{dns: {server: dns, name: x.example.com}}]}",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("nodo9") && e.contains("fix: use one of"), "{e}");
-        let e = prepare("{node: nodo1, within: 5s, checks: []}")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("`checks:` is empty"), "{e}");
-        let e = prepare(
-            "{node: nodo1, within: 5s, checks: [{failover: {vip: 127.0.0.9, within: 2s}}]}",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("a `failover` check cannot be nested"), "{e}");
-        let e = prepare(
-            "{node: nodo1, within: 0s, checks: [{dns: {server: dns, name: x.example.com}}]}",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("`within:` must be more than 0"), "{e}");
-        // a mistake inside a nested check is reported as such
-        let e = prepare(
-            "{node: nodo1, within: 5s, checks: [{dns: {server: nowhere, name: x.example.com}}]}",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("nowhere"), "{e}");
-        assert!(prepare(
-            "{node: nodo1, within: 5s, checks: [{dns: {server: dns, name: x}}], extra: 1}"
-        )
-        .is_err());
+        crate::checks::assert_refusals(
+            |y| test_plan(y, Spec::plan),
+            &[
+                (
+                    "{node: nodo9, within: 5s, checks: [{dns: {server: dns, name: x.example.com}}]}",
+                    &["nodo9", "fix: use one of"],
+                ),
+                (
+                    "{node: nodo1, within: 5s, checks: []}",
+                    &["`checks:` is empty"],
+                ),
+                (
+                    "{node: nodo1, within: 5s, checks: [{failover: {vip: 127.0.0.9, within: 2s}}]}",
+                    &["a `failover` check cannot be nested"],
+                ),
+                (
+                    "{node: nodo1, within: 0s, checks: [{dns: {server: dns, name: x.example.com}}]}",
+                    &["`within:` must be more than 0"],
+                ),
+                // a mistake inside a nested check is reported as such
+                (
+                    "{node: nodo1, within: 5s, checks: [{dns: {server: nowhere, name: x.example.com}}]}",
+                    &["nowhere"],
+                ),
+                (
+                    "{node: nodo1, within: 5s, checks: [{dns: {server: dns, name: x}}], extra: 1}",
+                    &[],
+                ),
+            ],
+        );
     }
 }

@@ -22,7 +22,7 @@
 //! crash; note that a unit with `Restart=` may then be restarted by systemd).
 
 use super::failover::{poll, VipTarget};
-use super::{cluster, Check, Ctx, Outcome, Prepare, PrepareCtx};
+use super::{cluster, Check, Ctx, Outcome, PrepareCtx};
 use crate::sh;
 use crate::shell::Script;
 use crate::duration::{human_ms, Dur};
@@ -47,18 +47,14 @@ pub struct Spec {
     /// The service (systemd unit and process name), e.g. apache2.
     pub service: String,
     /// The virtual IP the service answers on.
-    #[serde(default)]
     pub vip: Option<String>,
     /// What to GET (default `http://VIP/info.txt`); its body names the node.
-    #[serde(default)]
     pub url: Option<String>,
     /// The pacemaker resource of the service: cleaned up and checked afterwards.
-    #[serde(default)]
     pub resource: Option<String>,
     /// The longest acceptable time until the URL answers again.
     pub within: Dur,
     /// `stop` (default) or `kill`.
-    #[serde(default)]
     pub method: Option<Method>,
 }
 
@@ -78,11 +74,7 @@ fn shell_safe(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | ':'))
 }
 
-impl Prepare for Spec {
-    fn prepare(&self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Check>> {
-        Ok(Box::new(self.plan(ctx)?))
-    }
-}
+prepare_by_plan!(Spec);
 
 impl Spec {
     fn plan(&self, ctx: &PrepareCtx) -> anyhow::Result<Plan> {
@@ -298,16 +290,12 @@ fi",
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn prepare(yaml: &str) -> anyhow::Result<Plan> {
-        crate::checks::test_plan(yaml, Spec::plan)
-    }
+    use crate::checks::test_plan;
 
     #[test]
     fn prepares_and_refuses_unsafe_names() {
-        let p = prepare(
-            "{service: apache2.service, vip: 10.1.1.100, resource: WebServer, within: 30s}",
-        )
+        let p = test_plan(
+            "{service: apache2.service, vip: 10.1.1.100, resource: WebServer, within: 30s}", Spec::plan)
         .unwrap();
         assert_eq!(p.service, "apache2");
         assert_eq!(p.target.url.to_string(), "http://10.1.1.100/info.txt");
@@ -316,22 +304,21 @@ mod tests {
             .stop_script()
             .as_str()
             .contains("systemctl stop --no-block 'apache2'"));
-        let p = prepare(
-            "{service: apache2, url: \"http://10.1.1.100:8080/x\", within: 5s, method: kill}",
-        )
+        let p = test_plan(
+            "{service: apache2, url: \"http://10.1.1.100:8080/x\", within: 5s, method: kill}", Spec::plan)
         .unwrap();
         assert!(p.stop_script().as_str().contains("pkill -KILL -x 'apache2'"));
         assert_eq!(p.target.addr.to_string(), "10.1.1.100");
         let e =
-            prepare("{service: \"apache2; rm -rf /\", vip: 10.1.1.100, within: 30s}").unwrap_err();
+            test_plan("{service: \"apache2; rm -rf /\", vip: 10.1.1.100, within: 30s}", Spec::plan).unwrap_err();
         assert!(e.to_string().contains("is not a service name"), "{e}");
-        let e = prepare("{service: apache2, within: 30s}").unwrap_err();
+        let e = test_plan("{service: apache2, within: 30s}", Spec::plan).unwrap_err();
         assert!(e.to_string().contains("add `vip:"), "{e}");
-        let e = prepare("{service: apache2, url: \"http://www.example.com/\", within: 30s}")
+        let e = test_plan("{service: apache2, url: \"http://www.example.com/\", within: 30s}", Spec::plan)
             .unwrap_err();
         assert!(e.to_string().contains("needs the VIP's address"), "{e}");
         assert!(
-            prepare("{service: apache2, vip: 10.1.1.100, within: 30s, method: reboot}").is_err()
+            test_plan("{service: apache2, vip: 10.1.1.100, within: 30s, method: reboot}", Spec::plan).is_err()
         );
     }
 }

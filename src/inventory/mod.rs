@@ -79,6 +79,17 @@ pub struct Node {
     pub vm: VmSpec,
 }
 
+impl Node {
+    /// The nodes' names, joined with `, ` (for messages and summaries).
+    pub fn names<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> String {
+        nodes
+            .into_iter()
+            .map(|n| n.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// A loaded and validated inventory.
 #[derive(Debug, Clone)]
 pub struct Inventory {
@@ -224,12 +235,7 @@ impl Inventory {
     pub fn known_patterns(&self) -> String {
         self.groups().keys().cloned().collect::<Vec<_>>().join(", ")
             + ", "
-            + &self
-                .nodes
-                .iter()
-                .map(|n| n.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            + &Node::names(&self.nodes)
     }
 
     /// The project's lab state folder (`.labctl/` beside the inventory): key pair,

@@ -52,11 +52,8 @@ crate::string_or_struct!(Args, ArgsMap, cmd);
 
 impl Operation for Args {
     /// A command's effect has no name to list.
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        None
-    }
-    fn summary(&self) -> String {
-        format!("command {}", self.cmd)
+    fn subject(&self) -> String {
+        self.cmd.clone()
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -37,11 +37,9 @@ pub struct Args {
 }
 
 impl Operation for Args {
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        Some(("files", vec![self.path.clone()]))
-    }
-    fn summary(&self) -> String {
-        format!("file {}", self.path)
+    const MANAGES: Option<&'static str> = Some("files");
+    fn subject(&self) -> String {
+        self.path.clone()
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -25,11 +25,8 @@ pub struct Args {
 
 impl Operation for Args {
     /// One line of a file the node has (the file itself is not labctl's).
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        None
-    }
-    fn summary(&self) -> String {
-        format!("line in {}", self.path)
+    fn subject(&self) -> String {
+        format!("in {}", self.path)
     }
 
     fn validate(&self) -> Result<(), String> {

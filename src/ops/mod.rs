@@ -20,14 +20,22 @@ use std::path::Path;
 /// An operation's arguments, as written in a task: what each operation file
 /// gives the registry ([`operations!`]).
 pub trait Operation: Sized {
-    /// A short description used when the task has no `name:`.
-    fn summary(&self) -> String;
+    /// The kind of thing the task puts on a node under the name
+    /// [`Operation::subject`] (`files`, `services`, …), for the note on
+    /// switching scenarios (`runner::leftovers`); `None` for what has no name
+    /// to list (a command).
+    const MANAGES: Option<&'static str> = None;
+    /// What the task acts on, as its summary reads after the operation's
+    /// name (`/etc/hosts` in `copy /etc/hosts`): the summary is used when the
+    /// task has no `name:`.
+    fn subject(&self) -> String;
     /// Checks that need no variables (states, modes).
     fn validate(&self) -> Result<(), String>;
-    /// What the task puts on a node, by kind (`packages`, `files`, …) and
-    /// name, for the note on switching scenarios (`runner::leftovers`);
-    /// `None` for what has no name to list (a command).
-    fn manages(&self) -> Option<(&'static str, Vec<String>)>;
+    /// What the task puts on a node, by kind and name (default: the subject,
+    /// as [`Operation::MANAGES`]).
+    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
+        Self::MANAGES.map(|kind| (kind, vec![self.subject()]))
+    }
     /// Build the operation for one host, from arguments whose variables are
     /// filled in; input mistakes are [`crate::error::UserError`]s.
     fn prepare(self, ctx: &PrepareCtx) -> anyhow::Result<Box<dyn Op>>;
@@ -123,14 +131,14 @@ pub enum Presence {
 
 /// [`Operation`] without its by-value `prepare`, for `&dyn` use.
 trait DynOperation {
-    fn summary(&self) -> String;
+    fn subject(&self) -> String;
     fn validate(&self) -> Result<(), String>;
     fn manages(&self) -> Option<(&'static str, Vec<String>)>;
 }
 
 impl<T: Operation> DynOperation for T {
-    fn summary(&self) -> String {
-        Operation::summary(self)
+    fn subject(&self) -> String {
+        Operation::subject(self)
     }
     fn validate(&self) -> Result<(), String> {
         Operation::validate(self)
@@ -285,7 +293,7 @@ impl OpArgs {
 
     /// A short description used when the task has no `name:`.
     pub fn summary(&self) -> String {
-        self.args().summary()
+        format!("{} {}", self.kind(), self.args().subject())
     }
 
     /// What the task puts on a node (see [`Operation::manages`]).

@@ -101,8 +101,8 @@ impl Operation for Args {
     fn manages(&self) -> Option<(&'static str, Vec<String>)> {
         (self.0.state == State::Present).then(|| ("packages", self.names().to_vec()))
     }
-    fn summary(&self) -> String {
-        format!("package {}", self.names().join(" "))
+    fn subject(&self) -> String {
+        self.names().join(" ")
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -32,11 +32,9 @@ pub struct Args {
 }
 
 impl Operation for Args {
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        Some(("services", vec![self.name.clone()]))
-    }
-    fn summary(&self) -> String {
-        format!("service {}", self.name)
+    const MANAGES: Option<&'static str> = Some("services");
+    fn subject(&self) -> String {
+        self.name.clone()
     }
 
     fn validate(&self) -> Result<(), String> {

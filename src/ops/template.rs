@@ -24,11 +24,9 @@ pub struct Args {
 }
 
 impl Operation for Args {
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        Some(("files", vec![self.dest.clone()]))
-    }
-    fn summary(&self) -> String {
-        format!("template {}", self.dest)
+    const MANAGES: Option<&'static str> = Some("files");
+    fn subject(&self) -> String {
+        self.dest.clone()
     }
 
     fn validate(&self) -> Result<(), String> {

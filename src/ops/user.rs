@@ -45,11 +45,9 @@ impl std::fmt::Debug for Args {
 }
 
 impl Operation for Args {
-    fn manages(&self) -> Option<(&'static str, Vec<String>)> {
-        Some(("users", vec![self.name.clone()]))
-    }
-    fn summary(&self) -> String {
-        format!("user {}", self.name)
+    const MANAGES: Option<&'static str> = Some("users");
+    fn subject(&self) -> String {
+        self.name.clone()
     }
 
     fn validate(&self) -> Result<(), String> {

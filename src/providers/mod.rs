@@ -22,6 +22,7 @@ pub mod incus;
 pub mod libvirt;
 pub mod link;
 pub mod nspawn;
+pub mod power;
 pub mod probe;
 pub mod snapshots;
 pub mod ssh;
@@ -80,6 +81,22 @@ pub struct NodeStatus {
     pub member: Option<String>,
 }
 
+impl NodeStatus {
+    /// `node`'s line: in `state`, nothing more known (no PID, cable or member).
+    pub fn new(node: &Node, provider: &'static str, state: NodeState) -> NodeStatus {
+        NodeStatus {
+            name: node.name.clone(),
+            address: node.address.to_string(),
+            port: node.port,
+            state,
+            provider,
+            pid: None,
+            link: None,
+            member: None,
+        }
+    }
+}
+
 /// Which rule proves, before labctl connects into a lab, that the traffic
 /// stays on this machine (see `lab::ensure_safe_target`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +153,43 @@ pub struct Capabilities {
     pub safety: Safety,
 }
 
+impl Capabilities {
+    /// A provider that creates its nodes (named `nic`) on a lab bridge of its
+    /// own, as root, and can cut their power and cable; nothing more.
+    pub const fn lab_bridge(nic: &'static str, status: StatusPoll) -> Capabilities {
+        Capabilities {
+            creates_nodes: true,
+            needs_root: true,
+            power_cut: true,
+            link_cut: true,
+            snapshots: false,
+            fencing: false,
+            vm_hardware: false,
+            derives_layer: false,
+            nic: Some(nic),
+            status,
+            safety: Safety::LabBridge,
+        }
+    }
+
+    /// A provider whose nodes already exist: labctl only reaches them.
+    pub const fn existing(nic: Option<&'static str>, status: StatusPoll) -> Capabilities {
+        Capabilities {
+            creates_nodes: false,
+            needs_root: false,
+            power_cut: false,
+            link_cut: false,
+            snapshots: false,
+            fencing: false,
+            vm_hardware: false,
+            derives_layer: false,
+            nic,
+            status,
+            safety: Safety::OwnSubnet,
+        }
+    }
+}
+
 /// A way of making nodes exist. Chosen by name in the inventory.
 pub trait Provider {
     /// The name used in `inventory.yaml`.
@@ -151,16 +205,30 @@ pub trait Provider {
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()>;
     /// Each node's state, in inventory order.
     fn status(&self, inv: &Inventory) -> anyhow::Result<Vec<NodeStatus>>;
-    /// Power `nodes` off: cleanly, or (`force`) by cutting the power at once.
+    /// Power `nodes` off: cleanly, or (`force`) by cutting the power at once
+    /// (default: refuse, the nodes are not labctl's).
     fn halt(
         &self,
         inv: &Inventory,
-        nodes: &[&Node],
+        _nodes: &[&Node],
         force: bool,
-        p: &dyn Progress,
-    ) -> anyhow::Result<()>;
-    /// Remove everything the lab created.
-    fn destroy(&self, inv: &Inventory, p: &dyn Progress) -> anyhow::Result<()>;
+        _p: &dyn Progress,
+    ) -> anyhow::Result<()> {
+        let what = if force { "fail (power cut)" } else { "halt" };
+        user_bail!(
+            "lab `{}` uses provider {}: labctl does not {what} nodes it did not create\n  fix: power the machines off with their own tools (e.g. `labctl ssh NODE -- sudo poweroff`), or use provider nspawn",
+            inv.lab,
+            self.name()
+        )
+    }
+    /// Remove everything the lab created (default: refuse, the nodes are not labctl's).
+    fn destroy(&self, inv: &Inventory, _p: &dyn Progress) -> anyhow::Result<()> {
+        user_bail!(
+            "lab `{}` uses provider {}: labctl does not destroy nodes it did not create\n  fix: remove the machines with the tool that made them; labctl keeps its hands off",
+            inv.lab,
+            self.name()
+        )
+    }
     /// The SSH hop to the host holding the lab's network when it is not this
     /// machine (default: none; see [`crate::jump`]).
     fn jump(&self, _inv: &Inventory) -> anyhow::Result<Option<crate::jump::Jump>> {
@@ -171,13 +239,16 @@ pub trait Provider {
     fn check_running(&self, _inv: &Inventory, _node: &Node) -> anyhow::Result<()> {
         Ok(())
     }
-    /// Remove `nodes` only (the next `up` rebuilds them); the rest of the lab stays.
+    /// Remove `nodes` only (the next `up` rebuilds them); the rest of the lab
+    /// stays (default: as [`Provider::destroy`]).
     fn destroy_nodes(
         &self,
         inv: &Inventory,
-        nodes: &[&Node],
+        _nodes: &[&Node],
         p: &dyn Progress,
-    ) -> anyhow::Result<()>;
+    ) -> anyhow::Result<()> {
+        self.destroy(inv, p)
+    }
     /// Cut (`plugged: false`) or plug back the network cable of a running
     /// node, which keeps running (default: refuse, see [`link`]).
     fn set_link(&self, _inv: &Inventory, _node: &Node, _plugged: bool) -> anyhow::Result<()> {
@@ -261,47 +332,8 @@ pub fn already_up(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) {
     p.line(&format!(
         "lab `{}` is already up: {} running; nothing to do",
         inv.lab,
-        nodes
-            .iter()
-            .map(|n| n.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Node::names(nodes.iter().copied())
     ));
-}
-
-/// Say what `halt`/`fail` did to each node (from its state before and how
-/// long it took; `how`: the running node's line, cut or clean) and how many
-/// were running; the nodes that failed, as one error.
-pub fn halt_report(
-    results: Vec<(&Node, anyhow::Result<(NodeState, Duration)>)>,
-    force: bool,
-    how: (&str, &str),
-    start: std::time::Instant,
-    p: &dyn Progress,
-) -> anyhow::Result<()> {
-    let mut errors = Vec::new();
-    let mut cut = 0;
-    for (n, r) in results {
-        match r {
-            Ok((NodeState::Running, took)) => {
-                cut += 1;
-                let what = if force { how.0 } else { how.1 };
-                p.line(&format!("{}: {what} in {}", n.name, secs(took)));
-            }
-            Ok((NodeState::Absent, _)) => p.line(&format!("{}: absent (never created)", n.name)),
-            Ok(_) => p.line(&format!("{}: already stopped", n.name)),
-            Err(e) => errors.push(format!("{}: {e:#}", n.name)),
-        }
-    }
-    if !errors.is_empty() {
-        anyhow::bail!("{}", errors.join("\n"));
-    }
-    p.line(&format!(
-        "{} {cut} node(s) in {}",
-        if force { "power cut" } else { "halted" },
-        secs(start.elapsed())
-    ));
-    Ok(())
 }
 
 /// Every registered provider's name, in registry order.
@@ -349,11 +381,7 @@ pub fn select<'a>(inv: &'a Inventory, names: &[String]) -> anyhow::Result<Vec<&'
                 "{}: no node named `{n}`{}\n  fix: use one of: {}",
                 inv.path.display(),
                 crate::suggest::hint(n, inv.nodes.iter().map(|n| &n.name)),
-                inv.nodes
-                    .iter()
-                    .map(|n| n.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                Node::names(&inv.nodes)
             ),
         }
     }
@@ -441,6 +469,14 @@ pub fn node_answers_ssh(inv: &Inventory, node: &Node, timeout: Duration) -> anyh
     Ok(probe::ssh_banner(inv.jump(), node.address, node.port, timeout).is_ok())
 }
 
+/// For unit tests: `text` written as `dir/inventory.yaml` and loaded.
+#[cfg(test)]
+pub(crate) fn inventory_in(dir: &std::path::Path, text: &str) -> Inventory {
+    let p = dir.join("inventory.yaml");
+    std::fs::write(&p, text).unwrap();
+    load_inventory(&p).unwrap()
+}
+
 /// Format a duration for people: `4.2 s`.
 pub fn secs(d: Duration) -> String {
     format!("{:.1} s", d.as_secs_f64())
@@ -520,15 +556,8 @@ pub fn run_logged(
     log: &std::path::Path,
 ) -> anyhow::Result<(std::process::ExitStatus, String)> {
     let prog = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {prog}: {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = host::tool::output(cmd, &prog)?;
+    let text = host::tool::all_output(&out);
     let _ = std::fs::write(log, &text);
     Ok((out.status, text))
 }

@@ -3,13 +3,13 @@
 //!
 //! `up` checks that every node accepts the lab key and presents the host key
 //! pinned in the lab's known-hosts file (no trust on first use); `status`
-//! tells which nodes answer SSH; `halt`, `fail` and `destroy` refuse, because
-//! labctl never powers off or removes machines it did not create.
+//! tells which nodes answer SSH; `halt`, `fail` and `destroy` refuse (the
+//! [`Provider`] defaults), because labctl never powers off or removes
+//! machines it did not create.
 
 use super::{probe, sshcmd, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
-use crate::user_bail;
 use std::time::{Duration, Instant};
 
 /// Nodes that already exist, reached over SSH.
@@ -20,19 +20,7 @@ impl Provider for SshHosts {
         "ssh"
     }
     fn capabilities(&self) -> super::Capabilities {
-        super::Capabilities {
-            creates_nodes: false,
-            needs_root: false,
-            power_cut: false,
-            link_cut: false,
-            snapshots: false,
-            fencing: false,
-            vm_hardware: false,
-            derives_layer: false,
-            nic: None,
-            status: super::StatusPoll::NodeSsh(std::time::Duration::from_secs(3)),
-            safety: super::Safety::OwnSubnet,
-        }
+        super::Capabilities::existing(None, super::StatusPoll::NodeSsh(Duration::from_secs(3)))
     }
 
     fn up(&self, inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyhow::Result<()> {
@@ -102,20 +90,12 @@ impl Provider for SshHosts {
                     s.spawn(move || -> anyhow::Result<NodeStatus> {
                         crate::lab::ensure_safe_target(inv, n.address)?;
                         let up = probe::ssh_banner(None, n.address, n.port, timeout).is_ok();
-                        Ok(NodeStatus {
-                            name: n.name.clone(),
-                            address: n.address.to_string(),
-                            port: n.port,
-                            state: if up {
-                                NodeState::Running
-                            } else {
-                                NodeState::Unreachable
-                            },
-                            provider: "ssh",
-                            pid: None,
-                            link: None,
-                            member: None,
-                        })
+                        let state = if up {
+                            NodeState::Running
+                        } else {
+                            NodeState::Unreachable
+                        };
+                        Ok(NodeStatus::new(n, "ssh", state))
                     })
                 })
                 .collect();
@@ -127,35 +107,5 @@ impl Provider for SshHosts {
                 })
                 .collect()
         })
-    }
-
-    fn halt(
-        &self,
-        inv: &Inventory,
-        _nodes: &[&Node],
-        force: bool,
-        _p: &dyn Progress,
-    ) -> anyhow::Result<()> {
-        let what = if force { "fail (power cut)" } else { "halt" };
-        user_bail!(
-            "lab `{}` uses provider ssh: labctl does not {what} nodes it did not create\n  fix: power the machines off with their own tools (e.g. `labctl ssh NODE -- sudo poweroff`), or use provider nspawn",
-            inv.lab
-        )
-    }
-
-    fn destroy_nodes(
-        &self,
-        inv: &Inventory,
-        _nodes: &[&Node],
-        p: &dyn Progress,
-    ) -> anyhow::Result<()> {
-        self.destroy(inv, p)
-    }
-
-    fn destroy(&self, inv: &Inventory, _p: &dyn Progress) -> anyhow::Result<()> {
-        user_bail!(
-            "lab `{}` uses provider ssh: labctl does not destroy nodes it did not create\n  fix: remove the machines with the tool that made them; labctl keeps its hands off",
-            inv.lab
-        )
     }
 }

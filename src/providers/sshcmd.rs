@@ -212,9 +212,7 @@ mod tests {
 
     fn inv(text: &str) -> (tempfile::TempDir, Inventory) {
         let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("inventory.yaml");
-        std::fs::write(&p, text).unwrap();
-        let i = crate::providers::load_inventory(&p).unwrap();
+        let i = crate::providers::inventory_in(d.path(), text);
         (d, i)
     }
 
@@ -250,9 +248,7 @@ mod tests {
             let d = tempfile::tempdir().unwrap();
             let dir = d.path().join(folder);
             std::fs::create_dir_all(&dir).unwrap();
-            let p = dir.join("inventory.yaml");
-            std::fs::write(&p, INV).unwrap();
-            let i = crate::providers::load_inventory(&p).unwrap();
+            let i = crate::providers::inventory_in(&dir, INV);
             let e = config_text(&i).unwrap_err();
             assert_eq!(crate::error::exit_code(&e), 2, "{e}");
             assert!(e.to_string().contains("fix:"), "{e}");
@@ -265,9 +261,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("my %d lab");
         std::fs::create_dir_all(&dir).unwrap();
-        let p = dir.join("inventory.yaml");
-        std::fs::write(&p, INV).unwrap();
-        let c = config_text(&crate::providers::load_inventory(&p).unwrap()).unwrap();
+        let c = config_text(&crate::providers::inventory_in(&dir, INV)).unwrap();
         assert!(c.contains("my %%d lab/.labctl/known_hosts\""), "{c}");
         let (_d2, plain) = inv(INV);
         assert_eq!(

@@ -167,11 +167,7 @@ impl Requires {
 mod tests {
     use super::*;
 
-    fn inv(dir: &std::path::Path, text: &str) -> Inventory {
-        let p = dir.join("inventory.yaml");
-        std::fs::write(&p, text).unwrap();
-        crate::providers::load_inventory(&p).unwrap()
-    }
+    use crate::providers::inventory_in as inv;
 
     const NSPAWN: &str = "lab: ha\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  nodo1: {address: 10.1.1.101, groups: [nodos]}\n  dns: {address: 10.1.1.103}\n";
 

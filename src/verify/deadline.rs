@@ -54,21 +54,39 @@ mod tests {
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
     use std::time::Duration;
 
-    /// A check that waits until it is stopped, then records that it ended.
-    #[derive(Debug, Default)]
-    struct Stuck {
+    /// A check that, when `stuck`, waits until it is stopped and records
+    /// that it ended; otherwise it passes at once (saying 7 ms), not stopped.
+    #[derive(Debug)]
+    struct Fake {
+        stuck: bool,
+        deadline: Duration,
         ended: AtomicBool,
         rounds: AtomicU32,
     }
 
-    impl Check for Stuck {
+    impl Fake {
+        fn new(stuck: bool, deadline: Duration) -> Fake {
+            Fake {
+                stuck,
+                deadline,
+                ended: AtomicBool::new(false),
+                rounds: AtomicU32::new(0),
+            }
+        }
+    }
+
+    impl Check for Fake {
         fn summary(&self) -> String {
-            "stuck".into()
+            if self.stuck { "stuck" } else { "quick" }.into()
         }
         fn deadline(&self) -> Duration {
-            Duration::from_millis(200)
+            self.deadline
         }
         fn run(&self, ctx: &Ctx) -> Outcome {
+            if !self.stuck {
+                assert!(!ctx.stopped());
+                return Outcome::pass("done").with_ms(Some(7));
+            }
             while ctx.sleep(Duration::from_millis(20)) {
                 self.rounds.fetch_add(1, Ordering::SeqCst);
             }
@@ -77,27 +95,11 @@ mod tests {
         }
     }
 
-    #[derive(Debug)]
-    struct Quick;
-
-    impl Check for Quick {
-        fn summary(&self) -> String {
-            "quick".into()
-        }
-        fn deadline(&self) -> Duration {
-            Duration::from_secs(60)
-        }
-        fn run(&self, ctx: &Ctx) -> Outcome {
-            assert!(!ctx.stopped());
-            Outcome::pass("done").with_ms(Some(7))
-        }
-    }
-
     #[test]
     fn a_check_past_its_deadline_fails_and_is_over_before_the_next_starts() {
         let inv = crate::checks::test_inventory();
         let env = Env::new(&inv, false, &ProviderPower, &|_| {});
-        let stuck = Stuck::default();
+        let stuck = Fake::new(true, Duration::from_millis(200));
         let (o, ms) = run(&env, &stuck);
         assert!(!o.passed);
         assert!(o.detail.contains("gave up after 200 ms"), "{}", o.detail);
@@ -108,7 +110,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(stuck.rounds.load(Ordering::SeqCst), rounds);
         // the next check gets a context of its own, not stopped
-        let (o, ms) = run(&env, &Quick);
+        let (o, ms) = run(&env, &Fake::new(false, Duration::from_secs(60)));
         assert!(o.passed, "{}", o.detail);
         assert_eq!(ms, Some(7));
     }

@@ -34,6 +34,25 @@ pub fn one_at_a_time() -> OneAtATime {
     }
 }
 
+/// Run `f` and print how long it took as a FIGURE line (`FIGURE what: 4.2 s`).
+pub fn figure<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let t = std::time::Instant::now();
+    let r = f();
+    println!("FIGURE {what}: {:.1} s", t.elapsed().as_secs_f64());
+    r
+}
+
+/// The first check of a `verify --json` report whose name is `named` (null if none).
+pub fn check_named(report: &serde_json::Value, named: impl Fn(&str) -> bool) -> serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| named(c["name"].as_str().unwrap_or("")))
+        .cloned()
+        .unwrap_or_default()
+}
+
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
@@ -167,6 +186,11 @@ impl Lab {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// [`Lab::ok`], its time a FIGURE line (`what`).
+    pub fn ok_timed(&self, what: &str, args: &[&str]) -> String {
+        figure(what, || self.ok(args))
+    }
+
     /// `--json` output of a successful command.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let out = self.ok(args);
@@ -205,13 +229,37 @@ impl Lab {
     }
 
     pub fn reconverge(&self, scenario: &str, label: &str) -> serde_json::Value {
-        let t = std::time::Instant::now();
-        let j = self.json(&["--json", "configure", scenario]);
-        println!(
-            "FIGURE no-op configure {label}: {:.1} s",
-            t.elapsed().as_secs_f64()
-        );
+        let j = figure(&format!("no-op configure {label}"), || {
+            self.json(&["--json", "configure", scenario])
+        });
         j["changed"].clone()
+    }
+
+    /// `verify SCENARIO`, which must pass: its report, its time a FIGURE
+    /// line (`verify LABEL`).
+    pub fn verified(&self, scenario: &str, label: &str) -> serde_json::Value {
+        let report = figure(&format!("verify {label}"), || {
+            self.json(&["--json", "verify", scenario])
+        });
+        assert_eq!(report["passed"], true, "verify {label}: {report}");
+        report
+    }
+
+    /// `verify SCENARIO --skip KIND…`, which must fail (exit 1): the detail
+    /// of its first check that ran, and the whole report.
+    pub fn failed_verify(&self, scenario: &str, skip: &[&str]) -> (String, serde_json::Value) {
+        let mut args = vec!["--json", "verify", scenario];
+        for kind in skip {
+            args.extend(["--skip", kind]);
+        }
+        let out = self.labctl(&args);
+        assert_eq!(out.status.code(), Some(1), "verify {scenario} fails");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let detail = report["checks"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        (detail, report)
     }
 
     /// Assert that nothing of the lab is left on the host, nor its project's `.labctl/`.
@@ -295,7 +343,7 @@ impl Lab {
 /// process, mount, bridge, nft table, lab folder or cgroup.
 pub fn assert_lab_gone(lab: &str) {
     let needle = format!("/var/lib/labctl/labs/{lab}/");
-    let procs = super::cmdlines_with(&["systemd-nspawn", &needle]);
+    let procs = super::command_lines_with(&["systemd-nspawn", &needle]);
     assert!(procs.is_empty(), "nspawn processes left: {procs:?}");
     let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
     let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&needle)).collect();

@@ -2,7 +2,7 @@
 //! (and stopped, by their PIDs) when none runs, and the check that a VM lab
 //! left nothing behind.
 
-use super::lab::Lab;
+use super::lab::{one_at_a_time, Lab, OneAtATime};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +13,59 @@ pub const URI: &str = "qemu:///system";
 /// machine, on the host at native speed) holds the packages of scenario.yaml,
 /// 06 and 08, so no test installs packages inside a VM under TCG (minutes).
 pub const PREINSTALL: &str = "[apache2, bind9, corosync, curl, dlm-controld, drbd-utils, fence-virt, gfs2-utils, pacemaker, pacemaker-cli-utils, psmisc, resource-agents]";
+
+/// A two-VM lab test's inventory: lab `lab` on `<prefix>.0/24` with the
+/// shared [`PREINSTALL`], nodo1 and nodo2 (group nodos; `<prefix>.101`,
+/// `.102`), `libvirt` its section (`{memory: 768M, …}`), the VIP `<prefix>.100`
+/// and `vars`, more lines of `vars:`.
+pub fn two_vm_inventory(lab: &str, prefix: &str, libvirt: &str, vars: &str) -> String {
+    format!(
+        "lab: {lab}
+provider: libvirt
+libvirt: {libvirt}
+preinstall: {PREINSTALL}
+network: {{subnet: {prefix}.0/24, gateway: {prefix}.1}}
+ssh: {{user: vagrant}}
+nodes:
+  nodo1: {{address: {prefix}.101, groups: [nodos]}}
+  nodo2: {{address: {prefix}.102, groups: [nodos]}}
+vars:
+  domain: example.com
+  vip: {prefix}.100
+{vars}"
+    )
+}
+
+/// A VM lab story's lab: the machine-wide lab-test lock, the libvirt daemons
+/// and lab `lab` on `<prefix>.0/24` with `inventory`; on drop the lab goes
+/// first, then the daemons this test started, then the lock.
+/// [`VmStory::up`] also brings the lab up.
+pub struct VmStory {
+    pub lab: Lab,
+    _daemons: Daemons,
+    _one: OneAtATime,
+}
+
+impl VmStory {
+    pub fn start(lab: &str, prefix: &str, inventory: &str) -> VmStory {
+        let one = one_at_a_time();
+        let daemons = Daemons::ensure();
+        let lab = Lab::new(lab, prefix);
+        std::fs::write(lab.inv(), inventory).unwrap();
+        VmStory {
+            lab,
+            _daemons: daemons,
+            _one: one,
+        }
+    }
+
+    /// [`VmStory::start`], then `up`, its time a FIGURE line (`what`).
+    pub fn up(lab: &str, prefix: &str, inventory: &str, what: &str) -> VmStory {
+        let story = VmStory::start(lab, prefix, inventory);
+        story.lab.ok_timed(what, &["up"]);
+        story
+    }
+}
 
 pub fn virsh(args: &[&str]) -> (bool, String) {
     let out = Command::new("virsh")
@@ -162,6 +215,6 @@ pub fn assert_vm_gone(lab: &Lab) {
     );
     let dir = format!("/var/lib/labctl/libvirt/{}", lab.lab);
     assert!(!Path::new(&dir).exists(), "{dir} left");
-    let qemus = super::cmdlines_with(&["qemu-system", &prefix]);
+    let qemus = super::command_lines_with(&["qemu-system", &prefix]);
     assert!(qemus.is_empty(), "QEMU processes left: {qemus:?}");
 }

@@ -62,13 +62,17 @@ pub fn keygen(path: &Path, comment: &str) {
 /// `/usr/sbin/sshd -D -f CONFIG`, logging to `log` (else nowhere), once it
 /// listens on 127.0.0.1 on every one of `ports`.
 pub fn spawn_sshd(config: &Path, log: Option<&Path>, ports: &[u16]) -> Child {
+    if lab::is_root() {
+        // sshd's privilege separation folder (no host systemd makes it)
+        std::fs::create_dir_all("/run/sshd").unwrap();
+    }
     let mut cmd = Command::new("/usr/sbin/sshd");
     cmd.args(["-D", "-f"]).arg(config);
     match log {
         Some(l) => cmd.arg("-E").arg(l),
         None => cmd.arg("-e"),
     };
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -77,7 +81,11 @@ pub fn spawn_sshd(config: &Path, log: Option<&Path>, ports: &[u16]) -> Child {
     let deadline = Instant::now() + Duration::from_secs(10);
     for p in ports {
         while std::net::TcpStream::connect(("127.0.0.1", *p)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not listen on {p}");
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sshd did not listen on {p}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -91,9 +99,8 @@ impl Sshd {
         let d = dir.path();
         keygen(&d.join("host_key"), "");
         std::fs::copy(client_pub, d.join("authorized_keys")).unwrap();
-        if lab::is_root() {
-            std::fs::create_dir_all("/run/sshd").unwrap();
-        } else {
+        let mut extra = "LogLevel ERROR\n".to_string();
+        if !lab::is_root() {
             // a normal user's sshd logs in only that user, whom labctl runs
             // through `sudo -n`: here a sudo that just runs the command
             std::fs::create_dir_all(d.join("bin")).unwrap();
@@ -105,24 +112,19 @@ impl Sshd {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(d.join("bin/sudo"), std::fs::Permissions::from_mode(0o755))
                 .unwrap();
-        }
-        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
-        let mut cfg = String::new();
-        for p in &ports {
-            cfg += &format!("Port {p}\n");
-        }
-        cfg += &format!(
-            "ListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel ERROR\n",
-            hk = d.join("host_key").display(),
-            ak = d.join("authorized_keys").display(),
-            pid = d.join("sshd.pid").display(),
-        );
-        if !lab::is_root() {
-            cfg += &format!(
+            extra += &format!(
                 "SetEnv PATH={}:/usr/local/bin:/usr/bin:/bin\n",
                 d.join("bin").display()
             );
         }
+        let ports: Vec<u16> = (0..nodes).map(|_| free_port()).collect();
+        let mut cfg: String = ports.iter().map(|p| format!("Port {p}\n")).collect();
+        cfg += &format!(
+            "ListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\nPidFile {pid}\nStrictModes no\nPermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n{extra}",
+            hk = d.join("host_key").display(),
+            ak = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
         std::fs::write(d.join("sshd_config"), cfg).unwrap();
         let child = spawn_sshd(&d.join("sshd_config"), None, &ports);
         Sshd {
@@ -139,7 +141,6 @@ impl Sshd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         keygen(&d.join("host_key"), "server");
-        std::fs::create_dir_all("/run/sshd").unwrap();
         let ports = vec![free_port()];
         let cfg = format!(
             "Port {}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile .ssh/authorized_keys\nAllowUsers {allow_users}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nLogLevel VERBOSE\n",
@@ -271,15 +272,27 @@ pub fn processes(words: &[&str]) -> Vec<String> {
         .collect()
 }
 
-/// The command lines (arguments joined by spaces) of the processes on this
-/// machine that contain every one of `words`.
-pub fn cmdlines_with(words: &[&str]) -> Vec<String> {
+/// The cases of a test corpus: the entries of `dir` that `is_case`, sorted.
+pub fn corpus_cases(dir: &Path, is_case: impl Fn(&Path) -> bool) -> Vec<PathBuf> {
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| is_case(p))
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// The command lines (NULs as spaces) of the processes on this machine whose
+/// command line contains every one of `parts`.
+pub fn command_lines_with(parts: &[&str]) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-        .filter(|c| words.iter().all(|w| c.contains(w)))
+        .filter(|c| parts.iter().all(|p| c.contains(p)))
         .collect()
 }
 

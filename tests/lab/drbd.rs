@@ -26,29 +26,16 @@
 //! as FIGURE lines, never asserted.
 
 use crate::common;
-use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
-use std::time::Instant;
+use common::lab::{check_named, figure, Lab};
+use common::libvirt::{assert_vm_gone, two_vm_inventory, VmStory};
 
 fn inventory() -> String {
-    format!(
-        "lab: drbdl
-provider: libvirt
-libvirt: {{memory: 768M, disks: [{{size: 512M}}]}}
-# the scenario's packages in the VM image (shared by the VM lab tests): a
-# first configure installs nothing
-preinstall: {PREINSTALL}
-network: {{subnet: 10.1.92.0/24, gateway: 10.1.92.1}}
-ssh: {{user: vagrant}}
-nodes:
-  nodo1: {{address: 10.1.92.101, groups: [nodos]}}
-  nodo2: {{address: 10.1.92.102, groups: [nodos]}}
-vars:
-  domain: example.com
-  vip: 10.1.92.100
-  # TCG emulation (no KVM): DRBD's peer timeout and pacemaker's promotion are slow
-  failover_within: 30s
-"
+    two_vm_inventory(
+        "drbdl",
+        "10.1.92",
+        "{memory: 768M, disks: [{size: 512M}]}",
+        // TCG emulation (no KVM): DRBD's peer timeout and pacemaker's promotion are slow
+        "  failover_within: 30s\n",
     )
 }
 
@@ -66,25 +53,10 @@ fn fs_uuid(lab: &Lab, node: &str) -> String {
 
 #[test]
 fn drbd_lab_story() {
-    let _one = one_at_a_time();
-    let _daemons = Daemons::ensure();
-    let lab = Lab::new("drbdl", "10.1.92");
-    std::fs::write(lab.inv(), inventory()).unwrap();
-
-    let t = Instant::now();
-    lab.ok(&["up"]);
-    println!(
-        "FIGURE up of 2 VMs (06): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-
-    let t = Instant::now();
-    lab.ok(&["configure", SCENARIO]);
-    println!(
-        "FIGURE first configure 06 on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let uuid = fs_uuid(&lab, "nodo1");
+    let story = VmStory::up("drbdl", "10.1.92", &inventory(), "up of 2 VMs (06)");
+    let lab = &story.lab;
+    lab.ok_timed("first configure 06 on VMs", &["configure", SCENARIO]);
+    let uuid = fs_uuid(lab, "nodo1");
     assert!(!uuid.is_empty(), "an ext4 on nodo1's /dev/vdb");
     assert_eq!(
         lab.reconverge(SCENARIO, "06 on VMs"),
@@ -92,21 +64,12 @@ fn drbd_lab_story() {
         "a second configure changes nothing"
     );
 
-    let t = Instant::now();
-    let report = lab.json(&["--json", "verify", SCENARIO]);
-    println!("FIGURE verify 06: {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(report["passed"], true, "verify 06: {report}");
+    let report = lab.verified(SCENARIO, "06");
     println!(
         "FIGURE data failover (token served again after the power cut): {} ms",
         report["failover_ms"]
     );
-    let drbd = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().unwrap_or("").starts_with("data on"))
-        .cloned()
-        .unwrap_or_default();
+    let drbd = check_named(&report, |n| n.starts_with("data on"));
     println!("data_failover: {}", drbd["detail"]);
 
     // after a failover: still nothing to change, and the same file system
@@ -115,9 +78,9 @@ fn drbd_lab_story() {
         0,
         "configure after a failover changes nothing"
     );
-    assert_eq!(fs_uuid(&lab, "nodo1"), uuid, "nodo1's disk not reformatted");
+    assert_eq!(fs_uuid(lab, "nodo1"), uuid, "nodo1's disk not reformatted");
     assert_eq!(
-        fs_uuid(&lab, "nodo2"),
+        fs_uuid(lab, "nodo2"),
         uuid,
         "nodo2 holds the same file system"
     );
@@ -130,45 +93,22 @@ fn drbd_lab_story() {
         .find(|n| lab.on(n, "sudo drbdadm role r0").starts_with("Primary"))
         .expect("a Primary");
     lab.ok(&["fail", primary]);
-    let t = Instant::now();
-    lab.ok(&["up", primary]);
-    println!(
-        "FIGURE up of the failed Primary: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-    let t = Instant::now();
-    let out = lab.labctl(&["--json", "configure", SCENARIO]);
-    println!(
-        "FIGURE configure right after a node's return: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    figure("up of the failed Primary", || lab.ok(&["up", primary]));
+    let out = figure("configure right after a node's return", || {
+        lab.labctl(&["--json", "configure", SCENARIO])
+    });
     let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         j["changed"], 0,
         "nothing to change after a node's return: {j}"
     );
     // (how long it waited, if at all, is on stderr: `waited N s for the cluster to settle`)
-    assert_eq!(fs_uuid(&lab, primary), uuid, "never reformatted");
+    assert_eq!(fs_uuid(lab, primary), uuid, "never reformatted");
 
     // a broken lab: one side disconnected
     lab.on("nodo2", "sudo drbdadm disconnect r0");
-    let out = lab.labctl(&[
-        "--json",
-        "verify",
-        SCENARIO,
-        "--skip",
-        "cluster",
-        "--skip",
-        "http",
-        "--skip",
-        "data_failover",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "the drbd check fails");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let detail = report["checks"][0]["detail"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    // (the drbd check fails)
+    let (detail, report) = lab.failed_verify(SCENARIO, &["cluster", "http", "data_failover"]);
     assert!(
         detail.contains("nodo2: r0 is StandAlone") && detail.contains("drbdadm connect r0"),
         "the failure says what is wrong and how to fix it: {report}"
@@ -202,8 +142,8 @@ fn drbd_lab_story() {
             && text.contains("labctl destroy && labctl up"),
         "the refusal says why and what to do: {text}"
     );
-    assert_eq!(fs_uuid(&lab, "nodo1"), uuid, "nodo1's disk not reformatted");
+    assert_eq!(fs_uuid(lab, "nodo1"), uuid, "nodo1's disk not reformatted");
 
     lab.ok(&["destroy"]);
-    assert_vm_gone(&lab);
+    assert_vm_gone(lab);
 }

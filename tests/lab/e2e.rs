@@ -49,12 +49,7 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
     let inv = lab.inv();
 
     // up builds (or reuses) the image and boots 3 nodes
-    let t = Instant::now();
-    ok(&inv, &["up"]);
-    eprintln!(
-        "TIMING: first `up` (image build if not cached) took {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    lab.ok_timed("first `up` (image build if not cached)", &["up"]);
     assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
     // the lab's files on the host are root's only
     use std::os::unix::fs::PermissionsExt;
@@ -93,12 +88,7 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
     ok(&inv, &["ssh", "nodo2", "--", "echo kept > marker"]);
     ok(&inv, &["halt", "nodo2"]);
     assert_eq!(states(&inv), "nodo1=running nodo2=stopped dns=running");
-    let t = Instant::now();
-    ok(&inv, &["up"]);
-    eprintln!(
-        "TIMING: `up` of the halted node took {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    lab.ok_timed("`up` of the halted node", &["up"]);
     assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
     assert_eq!(
         ok(&inv, &["ssh", "nodo2", "--", "cat marker"]).trim(),
@@ -154,11 +144,9 @@ fn nspawn_lab_up_status_ssh_halt_fail_destroy() {
     // a full `up` from nothing, with the image cached
     ok(&inv, &["destroy"]);
     lab.assert_gone();
-    let t = Instant::now();
-    ok(&inv, &["up"]);
-    eprintln!(
-        "TIMING: `up` of 3 nodes with the image cached, until all answer SSH: {:.1} s",
-        t.elapsed().as_secs_f64()
+    lab.ok_timed(
+        "`up` of 3 nodes with the image cached, until all answer SSH",
+        &["up"],
     );
     assert_eq!(states(&inv), "nodo1=running nodo2=running dns=running");
 

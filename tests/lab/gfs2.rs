@@ -22,27 +22,16 @@
 //! as FIGURE lines, never asserted.
 
 use crate::common;
-use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
-use std::time::Instant;
+use common::lab::check_named;
+use common::libvirt::{assert_vm_gone, two_vm_inventory, VmStory};
 
 fn inventory() -> String {
-    format!(
-        "lab: gfsl
-provider: libvirt
-libvirt: {{memory: 768M, disks: [{{size: 512M}}], fence: true}}
-preinstall: {PREINSTALL}
-network: {{subnet: 10.1.93.0/24, gateway: 10.1.93.1}}
-ssh: {{user: vagrant}}
-nodes:
-  nodo1: {{address: 10.1.93.101, groups: [nodos]}}
-  nodo2: {{address: 10.1.93.102, groups: [nodos]}}
-vars:
-  domain: example.com
-  vip: 10.1.93.100
-  # TCG emulation (no KVM) is slow
-  failover_within: 45s
-"
+    two_vm_inventory(
+        "gfsl",
+        "10.1.93",
+        "{memory: 768M, disks: [{size: 512M}], fence: true}",
+        // TCG emulation (no KVM) is slow
+        "  failover_within: 45s\n",
     )
 }
 
@@ -50,24 +39,9 @@ const SCENARIO: &str = "scenarios/07-gfs2.yaml";
 
 #[test]
 fn gfs2_lab_story() {
-    let _one = one_at_a_time();
-    let _daemons = Daemons::ensure();
-    let lab = Lab::new("gfsl", "10.1.93");
-    std::fs::write(lab.inv(), inventory()).unwrap();
-
-    let t = Instant::now();
-    lab.ok(&["up"]);
-    println!(
-        "FIGURE up of 2 VMs (07): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-
-    let t = Instant::now();
-    lab.ok(&["configure", SCENARIO]);
-    println!(
-        "FIGURE first configure 07 on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let story = VmStory::up("gfsl", "10.1.93", &inventory(), "up of 2 VMs (07)");
+    let lab = &story.lab;
+    lab.ok_timed("first configure 07 on VMs", &["configure", SCENARIO]);
     for node in ["nodo1", "nodo2"] {
         let role = lab.on(node, "sudo drbdadm role r0");
         assert_eq!(role.trim(), "Primary/Primary", "{node}: {role}");
@@ -89,16 +63,8 @@ fn gfs2_lab_story() {
         "a second configure changes nothing"
     );
 
-    let t = Instant::now();
-    let report = lab.json(&["--json", "verify", SCENARIO]);
-    println!("FIGURE verify 07: {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(report["passed"], true, "verify 07: {report}");
-    let checks = report["checks"].as_array().unwrap();
-    let gfs2 = checks
-        .iter()
-        .find(|c| c["name"].as_str().unwrap_or("").starts_with("gfs2"))
-        .cloned()
-        .unwrap_or_default();
+    let report = lab.verified(SCENARIO, "07");
+    let gfs2 = check_named(&report, |n| n.starts_with("gfs2"));
     assert!(
         gfs2["detail"]
             .as_str()
@@ -125,27 +91,14 @@ fn gfs2_lab_story() {
     lab.on("nodo1",
         "sudo crm_resource --ban --resource WebFS-clone --node nodo2 && sudo crm_resource --wait --timeout 120",
     );
-    let out = lab.labctl(&[
-        "--json",
-        "verify",
-        SCENARIO,
-        "--skip",
-        "drbd",
-        "--skip",
-        "cluster",
-        "--skip",
-        "http",
-        "--skip",
-        "data_failover",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "the gfs2 check fails");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let detail = report["checks"][0]["detail"].as_str().unwrap_or("");
+    // (the gfs2 check fails)
+    let skip = ["drbd", "cluster", "http", "data_failover"];
+    let (detail, report) = lab.failed_verify(SCENARIO, &skip);
     assert!(
         detail.contains("on nodo2: not a GFS2 mount") && detail.contains("crm_mon"),
         "the failure names the node and where to look: {report}"
     );
 
     lab.ok(&["destroy"]);
-    assert_vm_gone(&lab);
+    assert_vm_gone(lab);
 }

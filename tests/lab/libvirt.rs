@@ -21,8 +21,8 @@
 //! scripts/install-host-deps. Durations are printed as FIGURE lines, never asserted.
 
 use crate::common;
-use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, virsh, Daemons, PREINSTALL};
+use common::lab::Lab;
+use common::libvirt::{assert_vm_gone, virsh, VmStory, PREINSTALL};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -105,20 +105,14 @@ impl Drop for Foreign {
     }
 }
 
-fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
-    lab.ok(&["ssh", node, "--", cmd])
-}
-
 #[test]
 fn vm_lab_story() {
-    let _one = one_at_a_time();
-    let _daemons = Daemons::ensure();
-    let lab = Lab::new("vml", "10.1.61");
-    std::fs::write(lab.inv(), inventory("vml")).unwrap();
+    let story = VmStory::start("vml", "10.1.61", &inventory("vml"));
+    let lab = &story.lab;
 
     // another machine's objects of the lab's name: refused and left alone
     {
-        let foreign = Foreign::define(&lab);
+        let foreign = Foreign::define(lab);
         for verb in ["up", "destroy"] {
             let o = lab.labctl(&[verb]);
             let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -160,7 +154,7 @@ fn vm_lab_story() {
     child.kill().unwrap();
     child.wait().unwrap();
     lab.ok(&["destroy"]);
-    assert_vm_gone(&lab);
+    assert_vm_gone(lab);
     std::fs::write(lab.inv(), inventory("vml")).unwrap();
 
     let t = Instant::now();
@@ -186,21 +180,20 @@ fn vm_lab_story() {
     assert_eq!(states, ["running", "running", "running"], "{status}");
 
     let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let kernel = ssh(&lab, "nodo1", "uname -r");
+    let kernel = lab.on("nodo1", "uname -r");
     assert!(kernel.trim().ends_with("-amd64"), "guest kernel: {kernel}");
     assert_ne!(
         kernel.trim(),
         host_kernel.trim(),
         "the VM runs its own kernel"
     );
-    let size = ssh(&lab, "nodo1", "lsblk -bdno SIZE /dev/vdb");
+    let size = lab.on("nodo1", "lsblk -bdno SIZE /dev/vdb");
     assert_eq!(size.trim(), (512u64 << 20).to_string(), "/dev/vdb of 512M");
-    let mods = ssh(&lab, "nodo1", "sudo modprobe drbd && lsmod");
+    let mods = lab.on("nodo1", "sudo modprobe drbd && lsmod");
     assert!(mods.lines().any(|l| l.starts_with("drbd ")), "{mods}");
 
     // a power cut keeps files and disks
-    ssh(
-        &lab,
+    lab.on(
         "nodo1",
         "echo kept-file | sudo tee /root/mark >/dev/null && printf kept-disk | sudo dd of=/dev/vdb conv=fsync status=none && sync",
     );
@@ -210,22 +203,17 @@ fn vm_lab_story() {
     let status = lab.json(&["status", "--json"]);
     assert_eq!(status["nodes"][0]["state"], "stopped", "{status}");
     lab.ok(&["up", "nodo1"]);
+    assert_eq!(lab.on("nodo1", "sudo cat /root/mark").trim(), "kept-file");
     assert_eq!(
-        ssh(&lab, "nodo1", "sudo cat /root/mark").trim(),
-        "kept-file"
-    );
-    assert_eq!(
-        ssh(&lab, "nodo1", "sudo head -c 9 /dev/vdb"),
+        lab.on("nodo1", "sudo head -c 9 /dev/vdb"),
         "kept-disk",
         "the extra disk keeps its content"
     );
 
     // the default scenario on VMs
-    let t = Instant::now();
-    lab.ok(&["configure", "scenario.yaml"]);
-    println!(
-        "FIGURE first configure scenario.yaml on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
+    lab.ok_timed(
+        "first configure scenario.yaml on VMs",
+        &["configure", "scenario.yaml"],
     );
     let t = Instant::now();
     let again = lab.json(&["--json", "configure", "scenario.yaml"]);
@@ -240,7 +228,7 @@ fn vm_lab_story() {
     lab.ok(&["verify"]);
 
     lab.ok(&["destroy"]);
-    assert_vm_gone(&lab);
+    assert_vm_gone(lab);
     // and a second destroy is fine
     lab.ok(&["destroy"]);
 }

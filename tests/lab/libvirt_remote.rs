@@ -97,10 +97,6 @@ verify:
   - http: {url: "http://{{ nodes.nodo2.address }}:8080/info.txt", nodes: [nodo2], requests: 3}
 "#;
 
-fn ssh(lab: &Lab, node: &str, cmd: &str) -> String {
-    lab.ok(&["ssh", node, "--", cmd])
-}
-
 #[test]
 fn vm_lab_through_qemu_ssh() {
     let _one = one_at_a_time();
@@ -140,10 +136,10 @@ fn vm_lab_through_qemu_ssh() {
 
     let host_kernel =
         String::from_utf8(Command::new("uname").arg("-r").output().unwrap().stdout).unwrap();
-    let guest_kernel = ssh(&lab, "nodo1", "uname -r");
+    let guest_kernel = lab.on("nodo1", "uname -r");
     assert_ne!(guest_kernel.trim(), host_kernel.trim());
     assert_eq!(
-        ssh(&lab, "nodo1", "sudo blockdev --getsize64 /dev/vdb").trim(),
+        lab.on("nodo1", "sudo blockdev --getsize64 /dev/vdb").trim(),
         "67108864"
     );
     let cfg = lab.ok(&["ssh-config"]);
@@ -160,8 +156,7 @@ fn vm_lab_through_qemu_ssh() {
     lab.ok(&["verify", "remote.yaml"]);
 
     // synced: a power cut loses what is only in the page cache
-    ssh(
-        &lab,
+    lab.on(
         "nodo1",
         "echo kept | sudo tee /root/mark >/dev/null && sync",
     );
@@ -169,7 +164,7 @@ fn vm_lab_through_qemu_ssh() {
     let st = lab.json(&["--json", "status"]);
     assert_eq!(st["nodes"][0]["state"], "stopped", "{st}");
     lab.ok(&["up", "nodo1"]);
-    assert_eq!(ssh(&lab, "nodo1", "sudo cat /root/mark").trim(), "kept");
+    assert_eq!(lab.on("nodo1", "sudo cat /root/mark").trim(), "kept");
 
     // every connection went through the hop: the sshd was asked to forward to the nodes
     for addr in ["10.1.62.101", "10.1.62.102"] {

@@ -21,28 +21,16 @@
 //! as FIGURE lines, never asserted.
 
 use crate::common;
-use common::lab::{one_at_a_time, Lab};
-use common::libvirt::{assert_vm_gone, Daemons, PREINSTALL};
-use std::time::Instant;
+use common::lab::check_named;
+use common::libvirt::{assert_vm_gone, two_vm_inventory, VmStory};
 
 fn inventory() -> String {
-    format!(
-        "lab: stonl
-provider: libvirt
-libvirt: {{memory: 768M, disks: [{{size: 512M}}], fence: true}}
-preinstall: {PREINSTALL}
-network: {{subnet: 10.1.94.0/24, gateway: 10.1.94.1}}
-ssh: {{user: vagrant}}
-nodes:
-  nodo1: {{address: 10.1.94.101, groups: [nodos]}}
-  nodo2: {{address: 10.1.94.102, groups: [nodos]}}
-vars:
-  domain: example.com
-  vip: 10.1.94.100
-  # TCG emulation (no KVM) is slow
-  failover_within: 30s
-  fencing_within: 45s
-"
+    two_vm_inventory(
+        "stonl",
+        "10.1.94",
+        "{memory: 768M, disks: [{size: 512M}], fence: true}",
+        // TCG emulation (no KVM) is slow
+        "  failover_within: 30s\n  fencing_within: 45s\n",
     )
 }
 
@@ -64,17 +52,8 @@ fn fence_daemons() -> Vec<String> {
 
 #[test]
 fn stonith_lab_story() {
-    let _one = one_at_a_time();
-    let _daemons = Daemons::ensure();
-    let lab = Lab::new("stonl", "10.1.94");
-    std::fs::write(lab.inv(), inventory()).unwrap();
-
-    let t = Instant::now();
-    lab.ok(&["up"]);
-    println!(
-        "FIGURE up of 2 VMs (08): {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    let story = VmStory::up("stonl", "10.1.94", &inventory(), "up of 2 VMs (08)");
+    let lab = &story.lab;
     assert_eq!(fence_daemons().len(), 1, "one fence daemon for the lab");
     let list = lab.on("nodo1", "sudo fence_virt -T 10.1.94.1 -o list");
     assert!(
@@ -86,29 +65,15 @@ fn stonith_lab_story() {
     lab.ok(&["up"]);
     assert_eq!(fence_daemons(), before, "up keeps a running fence daemon");
 
-    let t = Instant::now();
-    lab.ok(&["configure", SCENARIO]);
-    println!(
-        "FIGURE first configure 08 on VMs: {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+    lab.ok_timed("first configure 08 on VMs", &["configure", SCENARIO]);
     assert_eq!(
         lab.reconverge(SCENARIO, "08 on VMs"),
         0,
         "a second configure changes nothing"
     );
 
-    let t = Instant::now();
-    let report = lab.json(&["--json", "verify", SCENARIO]);
-    println!("FIGURE verify 08: {:.1} s", t.elapsed().as_secs_f64());
-    assert_eq!(report["passed"], true, "verify 08: {report}");
-    let fencing = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"].as_str().unwrap_or("").contains("fenced"))
-        .cloned()
-        .unwrap_or_default();
+    let report = lab.verified(SCENARIO, "08");
+    let fencing = check_named(&report, |n| n.contains("fenced"));
     let detail = fencing["detail"].as_str().unwrap_or("");
     assert!(
         detail.contains("fenced (powered off)") && detail.contains("never two nodes"),
@@ -129,12 +94,8 @@ fn stonith_lab_story() {
     lab.on("nodo1",
         "sudo crm_resource -r fence-nodo1 --meta -p target-role -v Stopped && sudo crm_resource -r fence-nodo2 --meta -p target-role -v Stopped",
     );
-    let out = lab.labctl(&[
-        "--json", "verify", SCENARIO, "--skip", "drbd", "--skip", "cluster", "--skip", "http",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "the fencing check fails");
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let detail = report["checks"][0]["detail"].as_str().unwrap_or("");
+    // (the fencing check fails)
+    let (detail, report) = lab.failed_verify(SCENARIO, &["drbd", "cluster", "http"]);
     assert!(
         detail.contains("was never fenced") && detail.contains("stonith_admin --history"),
         "the failure says what is wrong and where to look: {report}"
@@ -142,5 +103,5 @@ fn stonith_lab_story() {
 
     lab.ok(&["destroy"]);
     assert!(fence_daemons().is_empty(), "destroy stops the fence daemon");
-    assert_vm_gone(&lab);
+    assert_vm_gone(lab);
 }

@@ -54,6 +54,13 @@ verify:
         p
     }
 
+    /// `verify SCENARIO --json`, which must exit with `code`: its report.
+    fn report(&self, scenario: &str, code: i32) -> serde_json::Value {
+        let o = self.labctl(&["verify", scenario, "--json"]);
+        assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
+        json(&o)
+    }
+
     fn labctl(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_labctl"))
             .args(args)
@@ -86,6 +93,24 @@ fn check<'a>(j: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
         .unwrap_or_else(|| panic!("no check `{name}` in {j}"))
 }
 
+/// Assert that check `name` of report `j` failed, its detail saying `text`.
+fn failed_with(j: &serde_json::Value, name: &str, text: &str) {
+    let c = check(j, name);
+    assert_eq!(c["passed"], false, "{c}");
+    let detail = c["detail"].as_str().unwrap();
+    assert!(detail.contains(text), "{name}: {detail}");
+}
+
+/// A DNS server answering `www.example.com` with `answers` in `order`, the
+/// web nodes, and the project with the scenario of both.
+fn setup(answers: Vec<Ipv4Addr>, order: Order) -> (FakeDns, FakeWeb, Lab) {
+    let dns = FakeDns::start("www.example.com", answers, order);
+    let web = web();
+    let lab = Lab::new();
+    lab.scenario(dns.port, web.port, "");
+    (dns, web, lab)
+}
+
 fn web() -> FakeWeb {
     FakeWeb::start(&[(N1, "nodo1"), (N2, "nodo2")])
 }
@@ -100,10 +125,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn a_working_lab_passes() {
-    let dns = FakeDns::start("www.example.com", vec![N1, N2], Order::Cyclic);
-    let web = web();
-    let lab = Lab::new();
-    lab.scenario(dns.port, web.port, "");
+    let (dns, web, lab) = setup(vec![N1, N2], Order::Cyclic);
     let o = lab.labctl(&["verify", "scenario.yaml"]);
     let out = stdout(&o);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
@@ -136,13 +158,8 @@ fn a_working_lab_passes() {
 
 #[test]
 fn json_has_the_exact_shape() {
-    let dns = FakeDns::start("www.example.com", vec![N1, N2], Order::Cyclic);
-    let web = web();
-    let lab = Lab::new();
-    lab.scenario(dns.port, web.port, "");
-    let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let j = json(&o);
+    let (_dns, _web, lab) = setup(vec![N1, N2], Order::Cyclic);
+    let j = lab.report("scenario.yaml", 0);
     let mut keys: Vec<&String> = j.as_object().unwrap().keys().collect();
     keys.sort();
     assert_eq!(keys, ["checks", "failover_ms", "passed"]);
@@ -166,30 +183,22 @@ fn dns_server_down_fails_the_dns_check_by_name() {
     let lab = Lab::new();
     lab.scenario(free_udp_port(), web.port, "");
     let t = Instant::now();
-    let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let j = lab.report("scenario.yaml", 1);
     assert!(
         t.elapsed() < Duration::from_secs(20),
         "took {:?}",
         t.elapsed()
     );
-    let j = json(&o);
     assert_eq!(j["passed"], false);
-    let d = check(&j, "dns www.example.com A @dns");
-    assert_eq!(d["passed"], false);
-    let detail = d["detail"].as_str().unwrap();
-    assert!(
-        detail.contains("no DNS server answers on 127.0.0.1:"),
-        "{detail}"
+    failed_with(
+        &j,
+        "dns www.example.com A @dns",
+        "no DNS server answers on 127.0.0.1:",
     );
-    let h = check(&j, "both web nodes answer");
-    assert_eq!(h["passed"], false);
-    assert!(
-        h["detail"]
-            .as_str()
-            .unwrap()
-            .contains("resolving www.example.com through dns"),
-        "{h}"
+    failed_with(
+        &j,
+        "both web nodes answer",
+        "resolving www.example.com through dns",
     );
     // the check by address does not need DNS
     assert_eq!(j["checks"][2]["passed"], true, "{j}");
@@ -206,10 +215,7 @@ fn dns_server_down_fails_the_dns_check_by_name() {
 
 #[test]
 fn a_silent_dns_server_times_out_instead_of_hanging() {
-    let dns = FakeDns::start("www.example.com", vec![N1, N2], Order::Silent);
-    let web = web();
-    let lab = Lab::new();
-    lab.scenario(dns.port, web.port, "");
+    let (dns, _web, lab) = setup(vec![N1, N2], Order::Silent);
     let t = Instant::now();
     let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
     assert_eq!(o.status.code(), Some(1));
@@ -246,51 +252,24 @@ fn a_missing_a_record_fails_round_robin_and_the_node_check() {
         web.port,
         &format!("  - name: round robin only\n    dns: {{server: dns, port: {}, name: www.example.com, round_robin: true}}\n", dns.port),
     );
-    let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let j = json(&o);
-    let d = check(&j, "dns www.example.com A @dns");
-    assert_eq!(d["passed"], false);
-    assert!(
-        d["detail"].as_str().unwrap().contains("missing 127.0.0.2"),
-        "{d}"
+    let j = lab.report("scenario.yaml", 1);
+    failed_with(&j, "dns www.example.com A @dns", "missing 127.0.0.2");
+    failed_with(
+        &j,
+        "round robin only",
+        "round robin needs at least two answers; got 1",
     );
-    let rr = check(&j, "round robin only");
-    assert_eq!(rr["passed"], false);
-    assert!(
-        rr["detail"]
-            .as_str()
-            .unwrap()
-            .contains("round robin needs at least two answers; got 1"),
-        "{rr}"
-    );
-    let h = check(&j, "both web nodes answer");
-    assert_eq!(h["passed"], false);
-    assert!(
-        h["detail"]
-            .as_str()
-            .unwrap()
-            .contains("nodo2 never answered over"),
-        "{h}"
-    );
+    failed_with(&j, "both web nodes answer", "nodo2 never answered over");
 }
 
 #[test]
 fn a_fixed_order_fails_round_robin() {
-    let dns = FakeDns::start("www.example.com", vec![N1, N2], Order::Fixed);
-    let web = web();
-    let lab = Lab::new();
-    lab.scenario(dns.port, web.port, "");
-    let o = lab.labctl(&["verify", "scenario.yaml", "--json"]);
-    assert_eq!(o.status.code(), Some(1));
-    let j = json(&o);
-    let d = check(&j, "dns www.example.com A @dns");
-    assert!(
-        d["detail"]
-            .as_str()
-            .unwrap()
-            .contains("the order never varied over 10 queries (first answer always 127.0.0.1 ×10)"),
-        "{d}"
+    let (_dns, _web, lab) = setup(vec![N1, N2], Order::Fixed);
+    let j = lab.report("scenario.yaml", 1);
+    failed_with(
+        &j,
+        "dns www.example.com A @dns",
+        "the order never varied over 10 queries (first answer always 127.0.0.1 ×10)",
     );
     assert_eq!(check(&j, "both web nodes answer")["passed"], false);
 }
@@ -320,30 +299,11 @@ fn http_status_body_and_same_node_failures_are_named() {
         ),
     )
     .unwrap();
-    let o = lab.labctl(&["verify", "s.yaml", "--json"]);
-    assert_eq!(o.status.code(), Some(1));
-    let j = json(&o);
-    let det = |n: &str| check(&j, n)["detail"].as_str().unwrap().to_string();
-    assert!(
-        det("missing page").contains("answered status 404 (expected 200)"),
-        "{}",
-        det("missing page")
-    );
-    assert!(
-        det("wrong body").contains("does not contain `nodo2`: \"nodo1\""),
-        "{}",
-        det("wrong body")
-    );
-    assert!(
-        det("active/passive").contains("answers came from more than one node"),
-        "{}",
-        det("active/passive")
-    );
-    assert!(
-        det("nobody listens").contains("cannot connect to 127.0.0.1:"),
-        "{}",
-        det("nobody listens")
-    );
+    let j = lab.report("s.yaml", 1);
+    failed_with(&j, "missing page", "answered status 404 (expected 200)");
+    failed_with(&j, "wrong body", "does not contain `nodo2`: \"nodo1\"");
+    failed_with(&j, "active/passive", "answers came from more than one node");
+    failed_with(&j, "nobody listens", "cannot connect to 127.0.0.1:");
     assert!(
         j["checks"]
             .as_array()

@@ -81,8 +81,8 @@ impl Operation for Args {
             self.resources.iter().map(|r| r.id.clone()).collect(),
         ))
     }
-    fn summary(&self) -> String {
-        format!("cluster {}", self.members.0.join(","))
+    fn subject(&self) -> String {
+        self.members.0.join(",")
     }
 
     fn validate(&self) -> Result<(), String> {

@@ -375,12 +375,21 @@ fn is_zombie(pid: i32) -> bool {
 
 /// Transfers in the log since byte `from`: (fetched from the mirror, sent to nodes), in bytes.
 pub fn transfers_since(from: u64) -> (u64, u64) {
+    transfers_for(from, "")
+}
+
+/// [`transfers_since`] for the clients whose address starts with `clients`
+/// (a lab's `10.1.75.`; other labs on the host may fetch meanwhile).
+pub fn transfers_for(from: u64, clients: &str) -> (u64, u64) {
     let text = std::fs::read(log_file()).unwrap_or_default();
     let text = String::from_utf8_lossy(&text[(from as usize).min(text.len())..]).into_owned();
     let (mut fetched, mut served) = (0, 0);
     for l in text.lines() {
         let f: Vec<&str> = l.split('|').collect();
         if f.len() < 3 {
+            continue;
+        }
+        if !clients.is_empty() && !f.get(3).is_some_and(|c| c.starts_with(clients)) {
             continue;
         }
         let n: u64 = f[2].parse().unwrap_or(0);

@@ -3,12 +3,35 @@
 //! own host key, read from the node's file system (no trust on first use).
 
 use super::paths::NodePaths;
+use super::tool;
 use crate::inventory::Inventory;
 use crate::progress::Progress;
 use crate::providers::sshcmd;
 use crate::user_bail;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
+
+/// ssh-keygen, as an error names it when it is missing.
+const SSH_KEYGEN: &str = "ssh-keygen (package openssh-client)";
+
+/// Make a new ed25519 key pair without passphrase at `key` (and `key.pub`).
+pub fn keygen(key: &Path, comment: &str) -> anyhow::Result<()> {
+    tool::checked(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(key),
+        SSH_KEYGEN,
+        |o| {
+            format!(
+                "ssh-keygen could not make {}: {}",
+                key.display(),
+                tool::stderr(o)
+            )
+        },
+    )?;
+    Ok(())
+}
 
 /// Make the lab key pair if needed; return the public key line.
 pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<String> {
@@ -26,33 +49,17 @@ pub fn ensure_lab_key(inv: &Inventory, p: &dyn Progress) -> anyhow::Result<Strin
             std::fs::create_dir_all(d)?;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
         }
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-            .arg(format!("labctl@{}", inv.lab))
-            .arg("-f")
-            .arg(key)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run ssh-keygen (package openssh-client): {e}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "ssh-keygen could not make {}: {}",
-                key.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        keygen(key, &format!("labctl@{}", inv.lab))?;
         std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))?;
         p.line(&format!("made the lab key {}", key.display()));
     }
     crate::transport::ssh::check_key(inv)?;
     // the public half derived from the private key, never read from a `.pub`
     // beside it: a `.pub` of several lines would authorize every one of them
-    let out = Command::new("ssh-keygen")
-        .arg("-y")
-        .arg("-f")
-        .arg(key)
-        .stdin(Stdio::null())
-        .output()?;
+    let out = tool::output(
+        Command::new("ssh-keygen").arg("-y").arg("-f").arg(key),
+        SSH_KEYGEN,
+    )?;
     if !out.status.success() {
         user_bail!(
             "cannot read the public half of {}: {}\n  fix: use an unencrypted OpenSSH private key",
@@ -226,13 +233,10 @@ mod tests {
             format!("{real}ssh-ed25519 AAAAstranger evil@elsewhere\n"),
         )
         .unwrap();
-        let inv_path = d.path().join("inventory.yaml");
-        std::fs::write(
-            &inv_path,
+        let inv = crate::providers::inventory_in(
+            d.path(),
             "lab: t\nprovider: ssh\nssh: {key: id_ed25519}\nnodes:\n  n1: {address: 127.0.0.1}\n",
-        )
-        .unwrap();
-        let inv = crate::providers::load_inventory(&inv_path).unwrap();
+        );
         let line = ensure_lab_key(&inv, &crate::progress::Silent).unwrap();
         assert_eq!(line.lines().count(), 1);
         assert!(!line.contains("stranger"), "{line}");

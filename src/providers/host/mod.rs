@@ -13,6 +13,7 @@
 //! - [`cgroup`]: a cgroup of its own for each helper process.
 //! - [`trash`]: removing a lab's folder and the project's `.labctl/` state.
 //! - [`process`]: starting, finding, halting and killing the nspawn processes.
+//! - [`tool`]: running a host tool once and failing with what it said.
 
 pub mod cache;
 pub mod cgroup;
@@ -25,4 +26,5 @@ pub mod preflight;
 pub mod process;
 pub mod rootfs;
 pub mod seed;
+pub mod tool;
 pub mod trash;

@@ -24,7 +24,7 @@
 
 use crate::inventory::Inventory;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The nft table of a lab (`-` is not allowed in nft names).
 pub fn nft_table(lab: &str) -> String {
@@ -33,19 +33,18 @@ pub fn nft_table(lab: &str) -> String {
 
 /// Run a command; its stderr becomes the error.
 fn run(cmd: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(cmd)
-        .args(args)
-        .env("LC_ALL", "C") // its output and errors are parsed: English, whatever the host's locale
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run `{cmd}`: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "`{cmd} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let out = super::tool::checked(
+        // its output and errors are parsed: English, whatever the host's locale
+        Command::new(cmd).args(args).env("LC_ALL", "C"),
+        &format!("`{cmd}`"),
+        |o| {
+            format!(
+                "`{cmd} {}` failed: {}",
+                args.join(" "),
+                super::tool::stderr(o)
+            )
+        },
+    )?;
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 

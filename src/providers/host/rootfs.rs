@@ -16,7 +16,7 @@ use crate::sh;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Mount points (from /proc/mounts) at or below `prefix`.
 pub fn mounts_under(prefix: &Path) -> Vec<PathBuf> {
@@ -221,21 +221,20 @@ fn configure(
     let script = user_script(inv)?;
     // (linger: the user's systemd manager starts at boot, not inside the first
     // SSH session, which made labctl's first remote command ~100 ms slower)
-    let out = Command::new("chroot")
-        .arg(root)
-        .args(["/bin/sh", "-c", script.as_str()])
-        .env("LABCTL_PUBKEY", lab_pubkey.trim())
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run chroot: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "creating user {} failed: {}{}",
-            inv.ssh.user,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    super::tool::checked(
+        Command::new("chroot")
+            .arg(root)
+            .args(["/bin/sh", "-c", script.as_str()])
+            .env("LABCTL_PUBKEY", lab_pubkey.trim()),
+        "chroot",
+        |o| {
+            format!(
+                "creating user {} failed: {}",
+                inv.ssh.user,
+                super::tool::all_output(o)
+            )
+        },
+    )?;
     Ok(())
 }
 
@@ -331,20 +330,7 @@ pub fn write_identity(
     let key = root.join("etc/ssh/ssh_host_ed25519_key");
     if !key.exists() {
         std::fs::create_dir_all(root.join("etc/ssh"))?;
-        let out = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C"])
-            .arg(format!("root@{}", node.name))
-            .arg("-f")
-            .arg(&key)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| anyhow::anyhow!("cannot run ssh-keygen (package openssh-client): {e}"))?;
-        if !out.status.success() {
-            anyhow::bail!(
-                "ssh-keygen failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        super::keys::keygen(&key, &format!("root@{}", node.name))?;
     }
     Ok(())
 }

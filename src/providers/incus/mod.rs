@@ -427,19 +427,13 @@ impl Provider for IncusProvider {
     ) -> anyhow::Result<()> {
         let incus = checks(inv, if force { "fail" } else { "halt" })?;
         let _lock = paths::lock_lab(inv, p)?;
-        let start = Instant::now();
-        let results = parallel(nodes, &|n: &Node| {
-            let t = Instant::now();
-            let before = stop_node(&incus, &n.name, force)?;
-            Ok((before, t.elapsed()))
-        });
-        super::halt_report(
-            results,
-            force,
-            ("power cut (incus stop --force)", "powered off"),
-            start,
-            p,
-        )
+        let words = super::power::Words {
+            cut: "power cut (incus stop --force)",
+            off: "powered off",
+        };
+        super::power::halt_each(&inv.lab, nodes, force, words, p, &|n: &Node| {
+            stop_node(&incus, &n.name, force)
+        })
     }
 
     fn destroy_nodes(

@@ -21,9 +21,9 @@
 use super::virsh::Virsh;
 use super::xml;
 use crate::progress::Progress;
-use crate::providers::host::{image as base, paths};
+use crate::providers::host::{image as base, paths, tool};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Bump when the steps below change.
@@ -152,22 +152,11 @@ fn hash_of(text: &str, preinstall: &[String]) -> String {
 
 /// Run a host command; its stderr becomes the error.
 fn run(cmd: &mut Command, what: &str) -> anyhow::Result<()> {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run {what}: {e}"))?;
-    if !out.status.success() {
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        anyhow::bail!(
-            "{what} failed ({}); last lines:\n{}",
-            out.status,
-            crate::text::last_lines(&text, 15)
-        );
-    }
+    tool::checked(cmd, what, |o| {
+        let text = tool::all_output(o);
+        let last = crate::text::last_lines(&text, 15);
+        format!("{what} failed ({}); last lines:\n{last}", o.status)
+    })?;
     Ok(())
 }
 

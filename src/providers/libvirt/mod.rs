@@ -29,7 +29,7 @@ pub mod virsh;
 pub mod xml;
 
 use super::link::Link;
-use super::{parallel, probe, NodeState, NodeStatus, Provider};
+use super::{power, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use crate::providers::host::{keys, network, paths, preflight, process, rootfs, trash};
@@ -472,18 +472,13 @@ impl Provider for Libvirt {
     }
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
-            creates_nodes: true,
-            needs_root: true,
-            power_cut: true,
-            link_cut: true,
-            snapshots: false,
             fencing: true,
             vm_hardware: true,
-            derives_layer: false,
-            nic: Some("eth0"),
             // virsh asks the hypervisor, not the lab
-            status: super::StatusPoll::Host(std::time::Duration::from_millis(500)),
-            safety: super::Safety::LabBridge,
+            ..super::Capabilities::lab_bridge(
+                "eth0",
+                super::StatusPoll::Host(Duration::from_millis(500)),
+            )
         }
     }
     fn inventory_rules(&self) -> crate::inventory::InventoryRules {
@@ -538,16 +533,8 @@ impl Provider for Libvirt {
         inv.nodes
             .iter()
             .map(|n| {
-                Ok(NodeStatus {
-                    name: n.name.clone(),
-                    address: n.address.to_string(),
-                    port: n.port,
-                    state: state_of(&v, inv, &n.name)?,
-                    provider: "libvirt",
-                    pid: None,
-                    link: None,
-                    member: None,
-                })
+                let state = state_of(&v, inv, &n.name)?;
+                Ok(NodeStatus::new(n, "libvirt", state))
             })
             .collect()
     }
@@ -561,19 +548,13 @@ impl Provider for Libvirt {
     ) -> anyhow::Result<()> {
         let v = checks(inv, if force { "fail" } else { "halt" })?;
         let _lock = paths::lock_lab(inv, p)?;
-        let start = Instant::now();
-        let results = parallel(nodes, &|n: &Node| {
-            let t = Instant::now();
-            let before = power_off(&v, inv, &n.name, force)?;
-            Ok((before, t.elapsed()))
-        });
-        super::halt_report(
-            results,
-            force,
-            ("power cut (VM stopped at once)", "powered off (ACPI)"),
-            start,
-            p,
-        )
+        let words = power::Words {
+            cut: "power cut (VM stopped at once)",
+            off: "powered off (ACPI)",
+        };
+        power::halt_each(&inv.lab, nodes, force, words, p, &|n: &Node| {
+            power_off(&v, inv, &n.name, force)
+        })
     }
 
     fn destroy_nodes(

@@ -19,7 +19,7 @@ use super::xml;
 use crate::inventory::{Inventory, Node};
 use crate::providers::host;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub use crate::providers::host::seed::{host_key_pub, node_dir};
 
@@ -38,22 +38,22 @@ pub fn make(
     let dir = node_dir(&inv.lab, &node.name);
     let img = dir.join("seed.img");
     let _ = std::fs::remove_file(&img);
-    let out = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", "labctl-seed", "-E", "root_owner=0:0"])
-        .arg("-d")
-        .arg(&seed)
-        .arg(&img)
-        .arg("16M")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run mkfs.ext4 (package e2fsprogs): {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "mkfs.ext4 of {}'s seed failed: {}",
-            node.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let mut mkfs = Command::new("mkfs.ext4");
+    mkfs.args([
+        "-q",
+        "-F",
+        "-L",
+        "labctl-seed",
+        "-E",
+        "root_owner=0:0",
+        "-d",
+    ])
+    .args([seed.as_os_str(), img.as_os_str()])
+    .arg("16M");
+    host::tool::checked(&mut mkfs, "mkfs.ext4 (package e2fsprogs)", |o| {
+        let why = host::tool::stderr(o);
+        format!("mkfs.ext4 of {}'s seed failed: {why}", node.name)
+    })?;
     std::fs::set_permissions(&img, std::fs::Permissions::from_mode(0o600))?;
     Ok(img)
 }

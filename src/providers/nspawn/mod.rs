@@ -25,7 +25,7 @@ use super::host::{
 
 use super::link::Link;
 use super::snapshots::SnapshotInfo;
-use super::{parallel, probe, NodeState, NodeStatus, Provider};
+use super::{parallel, power, probe, NodeState, NodeStatus, Provider};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use paths::NodePaths;
@@ -247,37 +247,6 @@ pub fn fail_node(inv: &Inventory, name: &str) -> anyhow::Result<NodeState> {
     Ok(state)
 }
 
-/// What `halt`/`fail` did to one node, from its state before.
-fn halt_line(before: NodeState, force: bool, took: Duration) -> String {
-    match before {
-        NodeState::Running if force => {
-            format!("power cut (PID namespace killed) in {}", super::secs(took))
-        }
-        NodeState::Running => format!("powered off in {}", super::secs(took)),
-        NodeState::Absent => "absent (never created)".to_string(),
-        _ => "already stopped".to_string(),
-    }
-}
-
-/// The last line of `halt`/`fail`: what really happened, from the nodes' states before.
-fn halt_summary(lab: &str, befores: &[NodeState], force: bool, took: Duration) -> String {
-    let running = befores.iter().filter(|s| **s == NodeState::Running).count();
-    let verb = if force { "power cut" } else { "halted" };
-    if running > 0 {
-        return format!("{verb} {running} node(s) in {}", super::secs(took));
-    }
-    let what = if force {
-        "nothing to cut"
-    } else {
-        "nothing to halt"
-    };
-    if befores.iter().all(|s| *s == NodeState::Absent) {
-        format!("{what}: lab `{lab}` has no node created (`labctl up` creates them)")
-    } else {
-        format!("{what}: no node of lab `{lab}` is running")
-    }
-}
-
 /// The longest machine name systemd accepts (a host name: 64 characters):
 /// a container is named `<lab>.<node>`.
 pub const MAX_MACHINE_NAME: usize = 64;
@@ -288,17 +257,12 @@ impl Provider for Nspawn {
     }
     fn capabilities(&self) -> super::Capabilities {
         super::Capabilities {
-            creates_nodes: true,
-            needs_root: true,
-            power_cut: true,
-            link_cut: true,
             snapshots: true,
-            fencing: false,
-            vm_hardware: false,
             derives_layer: true,
-            nic: Some("host0"),
-            status: super::StatusPoll::Host(Duration::from_millis(250)),
-            safety: super::Safety::LabBridge,
+            ..super::Capabilities::lab_bridge(
+                "host0",
+                super::StatusPoll::Host(Duration::from_millis(250)),
+            )
         }
     }
     fn inventory_rules(&self) -> crate::inventory::InventoryRules {
@@ -335,14 +299,8 @@ impl Provider for Nspawn {
             .map(|n| {
                 let (state, pid) = node_state(inv, &n.name);
                 NodeStatus {
-                    name: n.name.clone(),
-                    address: n.address.to_string(),
-                    port: n.port,
-                    state,
-                    provider: "nspawn",
                     pid,
-                    link: None,
-                    member: None,
+                    ..NodeStatus::new(n, "nspawn", state)
                 }
             })
             .collect())
@@ -357,32 +315,17 @@ impl Provider for Nspawn {
     ) -> anyhow::Result<()> {
         checks(inv, if force { "fail" } else { "halt" })?;
         let _lock = paths::lock_lab(inv, p)?;
-        let start = Instant::now();
-        let results = parallel(nodes, &|n: &Node| {
-            let t = Instant::now();
-            let before = if force {
-                fail_node(inv, &n.name)?
+        let words = power::Words {
+            cut: "power cut (PID namespace killed)",
+            off: "powered off",
+        };
+        power::halt_each(&inv.lab, nodes, force, words, p, &|n: &Node| {
+            if force {
+                fail_node(inv, &n.name)
             } else {
-                halt_node(inv, &n.name)?
-            };
-            Ok((before, t.elapsed()))
-        });
-        let mut errors = Vec::new();
-        let mut befores = Vec::new();
-        for (n, r) in results {
-            match r {
-                Ok((before, took)) => {
-                    p.line(&format!("{}: {}", n.name, halt_line(before, force, took)));
-                    befores.push(before);
-                }
-                Err(e) => errors.push(format!("{}: {e:#}", n.name)),
+                halt_node(inv, &n.name)
             }
-        }
-        if !errors.is_empty() {
-            anyhow::bail!("{}", errors.join("\n"));
-        }
-        p.line(&halt_summary(&inv.lab, &befores, force, start.elapsed()));
-        Ok(())
+        })
     }
 
     fn destroy_nodes(
@@ -527,37 +470,4 @@ pub fn destroy_nodes(inv: &Inventory, nodes: &[&Node], p: &dyn Progress) -> anyh
     }
     keys::pin_host_keys(inv)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn halt_says_what_really_happened() {
-        use NodeState::*;
-        let t = Duration::from_millis(1500);
-        assert_eq!(
-            halt_summary("ha", &[Absent, Absent, Absent], false, t),
-            "nothing to halt: lab `ha` has no node created (`labctl up` creates them)"
-        );
-        assert_eq!(
-            halt_summary("ha", &[Stopped, Absent], false, t),
-            "nothing to halt: no node of lab `ha` is running"
-        );
-        assert_eq!(
-            halt_summary("ha", &[Running, Stopped], false, t),
-            "halted 1 node(s) in 1.5 s"
-        );
-        assert_eq!(
-            halt_summary("ha", &[Running], true, t),
-            "power cut 1 node(s) in 1.5 s"
-        );
-        assert!(halt_summary("ha", &[Stopped], true, t).starts_with("nothing to cut"));
-        assert_eq!(
-            halt_line(Running, true, t),
-            "power cut (PID namespace killed) in 1.5 s"
-        );
-        assert_eq!(halt_line(Absent, false, t), "absent (never created)");
-    }
 }

@@ -24,12 +24,12 @@ use super::node_state;
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
 use crate::providers::host::paths::{self, NodePaths};
-use crate::providers::host::{process, rootfs};
+use crate::providers::host::{process, rootfs, tool};
 use crate::providers::snapshots::SnapshotInfo;
 use crate::providers::{secs, NodeState};
 use crate::user_bail;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 fn snapshot_dir(inv: &Inventory, name: &str) -> PathBuf {
@@ -48,21 +48,17 @@ fn copy_tree(from: &Path, to: &Path) -> anyhow::Result<()> {
     if let Some(d) = to.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let out = Command::new("cp")
-        .args(["-a", "--reflink=auto", "--"])
-        .arg(from)
-        .arg(to)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run cp: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "copying {} to {} failed: {}",
-            from.display(),
-            to.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    tool::checked(
+        Command::new("cp")
+            .args(["-a", "--reflink=auto", "--"])
+            .arg(from)
+            .arg(to),
+        "cp",
+        |o| {
+            let (from, to) = (from.display(), to.display());
+            format!("copying {from} to {to} failed: {}", tool::stderr(o))
+        },
+    )?;
     Ok(())
 }
 

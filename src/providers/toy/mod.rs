@@ -1,10 +1,12 @@
 //! A toy provider, compiled in tests only: it proves that adding a provider
 //! is this folder plus one line in [`super::REGISTRY`], and that the rest of
-//! labctl reaches it through the registry and its capabilities alone.
+//! labctl reaches it through the registry and its capabilities alone. Its
+//! nodes already exist, so it gets `halt` and `destroy`'s refusals for free.
 
-use super::{Capabilities, NodeState, NodeStatus, Provider, Safety, StatusPoll};
+use super::{Capabilities, NodeState, NodeStatus, Provider, StatusPoll};
 use crate::inventory::{Inventory, Node};
 use crate::progress::Progress;
+use std::time::Duration;
 
 /// Nodes that are always there and can do nothing.
 pub struct Toy;
@@ -14,19 +16,7 @@ impl Provider for Toy {
         "toy"
     }
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            creates_nodes: false,
-            needs_root: false,
-            power_cut: false,
-            link_cut: false,
-            snapshots: false,
-            fencing: false,
-            vm_hardware: false,
-            derives_layer: false,
-            nic: Some("toy0"),
-            status: StatusPoll::Host(std::time::Duration::from_secs(1)),
-            safety: Safety::OwnSubnet,
-        }
+        Capabilities::existing(Some("toy0"), StatusPoll::Host(Duration::from_secs(1)))
     }
     fn up(&self, _inv: &Inventory, _nodes: &[&Node], _p: &dyn Progress) -> anyhow::Result<()> {
         Ok(())
@@ -35,37 +25,8 @@ impl Provider for Toy {
         Ok(inv
             .nodes
             .iter()
-            .map(|n| NodeStatus {
-                name: n.name.clone(),
-                address: n.address.to_string(),
-                port: n.port,
-                state: NodeState::Running,
-                provider: self.name(),
-                pid: None,
-                link: None,
-                member: None,
-            })
+            .map(|n| NodeStatus::new(n, self.name(), NodeState::Running))
             .collect())
-    }
-    fn halt(
-        &self,
-        _inv: &Inventory,
-        _nodes: &[&Node],
-        _force: bool,
-        _p: &dyn Progress,
-    ) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn destroy(&self, _inv: &Inventory, _p: &dyn Progress) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn destroy_nodes(
-        &self,
-        _inv: &Inventory,
-        _nodes: &[&Node],
-        _p: &dyn Progress,
-    ) -> anyhow::Result<()> {
-        Ok(())
     }
 }
 
@@ -82,15 +43,19 @@ mod tests {
         assert!(!caps.needs_root && !caps.power_cut);
         // the refusals a provider gets for free
         let d = tempfile::tempdir().unwrap();
-        let path = d.path().join("inventory.yaml");
-        std::fs::write(
-            &path,
+        let inv = crate::providers::inventory_in(
+            d.path(),
             "lab: toy\nnetwork: {subnet: 10.1.1.0/24, gateway: 10.1.1.1}\nnodes:\n  n1: {address: 10.1.1.101}\n",
-        )
-        .unwrap();
-        let inv = crate::providers::load_inventory(&path).unwrap();
+        );
         assert!(toy.snapshot_list(&inv).is_err());
         assert!(toy.set_link(&inv, &inv.nodes[0], false).is_err());
+        let p = crate::progress::Silent;
+        let refused = toy.halt(&inv, &[], true, &p).unwrap_err().to_string();
+        assert!(
+            refused.contains("uses provider toy: labctl does not fail"),
+            "{refused}"
+        );
+        assert!(toy.destroy_nodes(&inv, &[], &p).is_err());
         assert_eq!(toy.status(&inv).unwrap().len(), inv.nodes.len());
         // every registered name is unique and answers with its own name
         for (name, make) in REGISTRY {
