@@ -21,7 +21,12 @@ use common::lab::{one_at_a_time, Lab};
 use std::time::Instant;
 
 fn inventory(lab: &str) -> String {
-    common::incus::inventory(lab, "10.1.101", "")
+    // The first failover after a converge takes 2.5 s on Incus when
+    // pacemaker's DC is not the VIP's holder (the DC's scheduler runs ~1 s
+    // after the peer is lost; 1.3-1.5 s when the DC itself is cut; measured
+    // 4 of 4 each way on an idle machine, 2026-12-07): this story proves the
+    // failover works on Incus; its time is scripts/bench-incus's figure.
+    common::incus::inventory(lab, "10.1.101", "  failover_within: 4s\n")
 }
 
 pub fn figure(what: &str, t: Instant) {
