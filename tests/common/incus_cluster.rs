@@ -246,8 +246,10 @@ impl Cluster {
                 .stderr(Stdio::null())
                 .status();
             if links().contains(&format!("iclv{i}")) {
+                // (the namespace's end going takes the pair with it, maybe meanwhile)
                 let _ = Command::new("ip")
                     .args(["link", "del", &format!("iclv{i}")])
+                    .stderr(Stdio::null())
                     .status();
             }
         }
