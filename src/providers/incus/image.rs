@@ -14,9 +14,9 @@
 use super::client::{Incus, LONG};
 use crate::inventory::Inventory;
 use crate::progress::Progress;
-use crate::providers::host::{cache, image as base, layer, paths, rootfs};
+use crate::providers::host::{cache, image as base, layer, paths, rootfs, tool};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 /// The unit that applies `/var/lib/labctl/seed.tar` (pushed by `up` before
@@ -198,29 +198,24 @@ pub fn ensure(incus: &Incus, inv: &Inventory, p: &dyn Progress) -> anyhow::Resul
 /// A unified tarball: `metadata.yaml`, then the image's files and the extra
 /// files under `rootfs/` (symbolic links' targets untouched).
 fn pack(work: &Path, image: &Path, extra: &Path, out: &Path) -> anyhow::Result<()> {
-    let o = Command::new("tar")
-        .arg("-cf")
-        .arg(out)
-        .arg("--numeric-owner")
-        .arg("-C")
-        .arg(work)
-        .arg("metadata.yaml")
-        .arg("--transform")
-        .arg(r"s,^\.,rootfs,S")
-        .arg("-C")
-        .arg(image)
-        .arg(".")
-        .arg("-C")
-        .arg(extra)
-        .arg(".")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
-    if !o.status.success() {
-        anyhow::bail!(
-            "packing the Incus image failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        );
-    }
+    tool::checked(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(out)
+            .arg("--numeric-owner")
+            .arg("-C")
+            .arg(work)
+            .arg("metadata.yaml")
+            .arg("--transform")
+            .arg(r"s,^\.,rootfs,S")
+            .arg("-C")
+            .arg(image)
+            .arg(".")
+            .arg("-C")
+            .arg(extra)
+            .arg("."),
+        "tar",
+        |o| format!("packing the Incus image failed: {}", tool::stderr(o)),
+    )?;
     Ok(())
 }

@@ -16,7 +16,7 @@
 use super::client::{Incus, SHORT};
 use crate::inventory::{Inventory, Node};
 use crate::providers::host;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// The nodes' interface on the lab network (the profile's NIC).
 pub const NIC: &str = "eth0";
@@ -36,22 +36,22 @@ pub fn push(
     let seed = host::seed::make(inv, node, &format!("Name={NIC}"), lab_pubkey, nameservers)?;
     let dir = node_dir(&inv.lab, &node.name);
     let tar = dir.join("seed.tar");
-    let out = Command::new("tar")
-        .arg("-cf")
-        .arg(&tar)
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(&seed)
-        .arg(".")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| anyhow::anyhow!("cannot run tar: {e}"))?;
-    if !out.status.success() {
-        anyhow::bail!(
-            "packing {}'s seed failed: {}",
-            node.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    host::tool::checked(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(&tar)
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(&seed)
+            .arg("."),
+        "tar",
+        |o| {
+            format!(
+                "packing {}'s seed failed: {}",
+                node.name,
+                host::tool::stderr(o)
+            )
+        },
+    )?;
     std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o600))?;
     let target = format!("{}/var/lib/labctl/seed.tar", node.name);
     let r = incus.run(
